@@ -1,0 +1,113 @@
+"""Typed errors raised by the Qikberry provider.
+
+Every error carries the HTTP ``status_code`` (``None`` for client-side checks and transport failures) and the
+API's human-readable ``message``. The mapping from responses to these classes lives in
+:mod:`airflow_qikberry.protocol`, nowhere else.
+
+Example::
+
+    from airflow_qikberry.exceptions import QikberryRateLimitError, QikberryValidationError
+
+    try:
+        hook.send_sms("919876543210", text)
+    except QikberryValidationError as err:
+        print(err.field, err.message)
+    except QikberryRateLimitError as err:
+        print("retry in", err.retry_after, "s")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from airflow.providers.common.compat.sdk import AirflowException
+
+__all__ = [
+    "QikberryAuthError",
+    "QikberryDeliveryUnknownError",
+    "QikberryError",
+    "QikberryInsufficientBalanceError",
+    "QikberryRateLimitError",
+    "QikberryServerError",
+    "QikberryValidationError",
+]
+
+
+class QikberryError(AirflowException):
+    """Base class of every error raised by this provider."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        self.message = message
+        self.status_code = status_code
+        prefix = f"[HTTP {status_code}] " if status_code is not None else ""
+        super().__init__(f"{prefix}{message}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only constructors break default pickling (Airflow pickles exceptions across processes).
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type[QikberryError], state: dict[str, object]) -> QikberryError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, str(state.get("message", "")))
+    err.__dict__.update(state)
+    return err
+
+
+class QikberryAuthError(QikberryError):
+    """The token is missing, invalid, expired or not allowed (HTTP 401/403, or the portal login page)."""
+
+
+class QikberryValidationError(QikberryError):
+    """A request was rejected as invalid, by a client-side check or by the API (HTTP 400/422).
+
+    ``field`` names the offending parameter when known; ``errors`` holds the API's per-field messages.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        status_code: int | None = None,
+        errors: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.field = field
+        self.errors = dict(errors or {})
+        super().__init__(message, status_code=status_code)
+
+
+class QikberryInsufficientBalanceError(QikberryError):
+    """The account does not have enough credits for the send."""
+
+
+class QikberryRateLimitError(QikberryError):
+    """HTTP 429. ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one."""
+
+    def __init__(self, message: str, *, status_code: int | None = 429, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status_code=status_code)
+
+
+class QikberryServerError(QikberryError):
+    """HTTP 5xx, or a response the provider could not understand."""
+
+
+class QikberryDeliveryUnknownError(QikberryError):
+    """A send may or may not have been accepted, and the provider could not find out which.
+
+    Do not blindly resend: look the messages up by ``custom_id`` first. ``numbers`` lists the recipients whose
+    fate is unknown (normalised, country code + digits).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        numbers: Sequence[str] = (),
+        custom_id: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        self.numbers = list(numbers)
+        self.custom_id = custom_id
+        super().__init__(message, status_code=status_code)

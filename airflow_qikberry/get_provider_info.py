@@ -1,0 +1,93 @@
+"""Provider metadata read by Airflow's ProvidersManager through the ``apache_airflow_provider`` entry point.
+
+Hand-written (no provider.yaml): third-party providers own this dict. ``conn-fields`` is the single source
+of the connection form; the hook builds its legacy WTForms widgets (Airflow < 3.2) from the same dict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONN_TYPE = "qikberry"
+
+# Extra fields of the `qikberry` connection: name -> {label, description, schema}.
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "sender": {
+        "label": "Default sender",
+        "description": "Approved sender id / header used when a task gives none (e.g. QIKBRY).",
+        "schema": {"type": ["string", "null"], "maxLength": 16},
+    },
+    "service": {
+        "label": "Default service",
+        "description": "Product code: T transactional, P promotional, S trans-scrub, G global.",
+        "schema": {"type": ["string", "null"], "default": "T", "maxLength": 8},
+    },
+    "entity_id": {
+        "label": "DLT entity id",
+        "description": "India DLT principal-entity id sent with every message unless a task overrides it.",
+        "schema": {"type": ["string", "null"], "pattern": "^[0-9]*$", "maxLength": 30},
+    },
+    "timeout": {
+        "label": "Timeout (seconds)",
+        "description": "Read timeout of every API call; the connect timeout is the smaller of this and 10 s.",
+        "schema": {"type": ["number", "null"], "minimum": 1, "default": 30},
+    },
+    "rate_limit_per_minute": {
+        "label": "GET requests per minute",
+        "description": "Client-side budget for GET calls, shared per process by every hook on this token.",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 1000},
+    },
+    "auth_in": {
+        "label": "Send the token in",
+        "description": "'header' (Authorization: Bearer) or 'query' (access_token parameter; redacted in logs).",
+        "schema": {"type": ["string", "null"], "enum": ["header", "query", None], "default": "header"},
+    },
+    "default_region": {
+        "label": "Default region",
+        "description": "ISO country code (e.g. IN) for numbers written without a country code.",
+        "schema": {"type": ["string", "null"], "pattern": "^([A-Za-z]{2})?$"},
+    },
+    "verify_ssl": {
+        "label": "Verify TLS certificates",
+        "description": "Turn off only for a sandbox with a self-signed certificate.",
+        "schema": {"type": ["boolean", "null"], "default": True},
+    },
+}
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["login", "port", "schema", "extra"],
+    "relabeling": {"host": "Base URL", "password": "Access token"},
+    "placeholders": {
+        "host": "https://alerts.qikberry.com/api/v2/",
+        "password": "Developers -> API Keys/Access Tokens",
+        "sender": "QIKBRY",
+        "service": "T",
+        "default_region": "IN",
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-qikberry",
+        "name": "Qikberry",
+        "description": "Send SMS and track delivery through the Qikberry (MOBtexting v2) messaging API.",
+        "versions": ["0.1.0"],
+        "integrations": [
+            {
+                "integration-name": "Qikberry",
+                "external-doc-url": "https://alerts.qikberry.com/docs",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": "Qikberry", "python-modules": ["airflow_qikberry.hooks.qikberry"]}],
+        "connection-types": [
+            {
+                "connection-type": CONN_TYPE,
+                "hook-class-name": "airflow_qikberry.hooks.qikberry.QikberryHook",
+                "hook-name": "Qikberry",
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+                "conn-fields": CONN_FIELDS,
+            }
+        ],
+    }
