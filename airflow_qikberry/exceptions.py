@@ -38,7 +38,8 @@ class QikberryError(AirflowException):
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         self.message = message
-        self.status_code = status_code
+        # AirflowException declares a class-level HTTPStatus here; ours is the API's status (None if no response).
+        self.status_code = status_code  # type: ignore[assignment]
         prefix = f"[HTTP {status_code}] " if status_code is not None else ""
         super().__init__(f"{prefix}{message}")
 
@@ -84,7 +85,9 @@ class QikberryInsufficientBalanceError(QikberryError):
 class QikberryRateLimitError(QikberryError):
     """HTTP 429. ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one."""
 
-    def __init__(self, message: str, *, status_code: int | None = 429, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = 429, retry_after: float | None = None
+    ) -> None:
         self.retry_after = retry_after
         super().__init__(message, status_code=status_code)
 

@@ -39,7 +39,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
     "auth_in": {
         "label": "Send the token in",
-        "description": "'header' (Authorization: Bearer) or 'query' (access_token parameter; redacted in logs).",
+        "description": "'header' (Authorization: Bearer) or 'query' (access_token, redacted in logs).",
         "schema": {"type": ["string", "null"], "enum": ["header", "query", None], "default": "header"},
     },
     "default_region": {

@@ -108,7 +108,8 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def _decode(text: str) -> Any:
+def decode_body(text: str) -> Any:
+    """The JSON value of a response body, or None when it is not JSON."""
     try:
         return json.loads(text) if text else None
     except ValueError:
@@ -116,7 +117,7 @@ def _decode(text: str) -> Any:
 
 
 def _is_success_envelope(body: Mapping[str, Any]) -> bool:
-    # Two envelopes coexist: {"status": 200, ...} on classic endpoints, {"status": "OK", "code": 200} on newer.
+    # Two envelopes coexist: {"status": 200} on classic endpoints, {"status": "OK", "code": 200} on newer.
     status = body.get("status")
     if isinstance(status, str):
         if status.upper() == "OK":
@@ -176,7 +177,10 @@ def error_for(
         errors = _errors_of(body) if isinstance(body, Mapping) else {}
         field = next(iter(errors), None)
         return QikberryValidationError(
-            message or "The request was rejected as invalid.", field=field, status_code=effective, errors=errors
+            message or "The request was rejected as invalid.",
+            field=field,
+            status_code=effective,
+            errors=errors,
         )
     if effective >= 500:
         return QikberryServerError(message or "Server Error.", status_code=effective)
@@ -189,13 +193,11 @@ def error_for(
 
 def parse_response(status_code: int, text: str, headers: Mapping[str, str] | None = None) -> ApiResponse:
     """Turn an HTTP response into an :class:`ApiResponse`, or raise the typed error it stands for."""
-    body = _decode(text)
+    body = decode_body(text)
     if 200 <= status_code < 300 and isinstance(body, dict) and _is_success_envelope(body):
         return ApiResponse(status_code=status_code, body=body)
     if 200 <= status_code < 300 and body is None and not _looks_like_login_page(text):
-        raise QikberryServerError(
-            f"Expected a JSON body, got: {_snippet(text)}", status_code=status_code
-        )
+        raise QikberryServerError(f"Expected a JSON body, got: {_snippet(text)}", status_code=status_code)
     raise error_for(status_code, body, headers, text=text)
 
 

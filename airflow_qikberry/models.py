@@ -1,0 +1,191 @@
+"""Typed results of Qikberry API calls (data only: parsing lives here, transport in the hook).
+
+Example::
+
+    sent = hook.send_sms("919876543210", "Build finished")
+    sent[0].message_id   # "b34e35ad-...:1"
+    sent[0].to_dict()    # JSON-safe dict, e.g. for XCom
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from airflow_qikberry.protocol import is_delivered, is_final
+
+__all__ = ["Balance", "BatchResult", "MessageStatus", "SentMessage"]
+
+
+def _decimal(value: Any) -> Decimal:
+    # The API mixes 1, "1" and "2.0000" for money fields (reference section 10, item 10).
+    if value is None or value == "":
+        return Decimal(0)
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _opt_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text or None
+
+
+def group_of(message_id: str) -> str | None:
+    """The request/campaign uuid of a ``<uuid>:<n>`` message id."""
+    head, sep, _ = message_id.rpartition(":")
+    return head if sep else None
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: (str(val) if isinstance(val, Decimal) else val) for key, val in data.items()}
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """One recipient row of an accepted send (``sms/send``, ``sms/send/json``)."""
+
+    message_id: str
+    mobile: str
+    status: str
+    units: int
+    length: int
+    charges: Decimal
+    custom_id: str | None
+    submitted_at: str | None
+
+    @property
+    def group_id(self) -> str | None:
+        return group_of(self.message_id)
+
+    @classmethod
+    def from_api(cls, row: Mapping[str, Any]) -> SentMessage:
+        return cls(
+            message_id=str(row.get("id", "")),
+            mobile=str(row.get("mobile", "")),
+            status=str(row.get("status", "")),
+            units=_int(row.get("units")),
+            length=_int(row.get("length")),
+            charges=_decimal(row.get("charges")),
+            custom_id=_opt_str(row.get("customid", row.get("custom"))),
+            submitted_at=_opt_str(row.get("submitted_at")),
+        )
+
+    @classmethod
+    def from_status(cls, status: MessageStatus) -> SentMessage:
+        """Rebuild a send result from a status lookup (used when reconciling an ambiguous send)."""
+        return cls(
+            message_id=status.message_id,
+            mobile=status.mobile,
+            status=status.status,
+            units=status.units,
+            length=status.length,
+            charges=status.charges,
+            custom_id=status.custom_id,
+            submitted_at=status.submitted_at,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Result of ``sms/send/json``: the campaign ``group_id`` and one :class:`SentMessage` per node."""
+
+    group_id: str | None
+    messages: tuple[SentMessage, ...]
+
+    @property
+    def accepted(self) -> int:
+        return len(self.messages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group_id": self.group_id, "messages": [m.to_dict() for m in self.messages]}
+
+
+@dataclass(frozen=True)
+class MessageStatus:
+    """A delivery-status row from ``sms/status``."""
+
+    message_id: str
+    mobile: str
+    status: str
+    units: int
+    length: int
+    charges: Decimal
+    custom_id: str | None
+    service: str | None
+    sender: str | None
+    submitted_at: str | None
+    delivered_at: str | None
+
+    @property
+    def is_final(self) -> bool:
+        return is_final(self.status)
+
+    @property
+    def is_delivered(self) -> bool:
+        return is_delivered(self.status)
+
+    @property
+    def group_id(self) -> str | None:
+        return group_of(self.message_id)
+
+    @classmethod
+    def from_api(cls, row: Mapping[str, Any]) -> MessageStatus:
+        return cls(
+            message_id=str(row.get("id", "")),
+            mobile=str(row.get("mobile", "")),
+            status=str(row.get("status", "")),
+            units=_int(row.get("units")),
+            length=_int(row.get("length")),
+            charges=_decimal(row.get("charges")),
+            custom_id=_opt_str(row.get("custom", row.get("customid"))),
+            service=_opt_str(row.get("service")),
+            sender=_opt_str(row.get("sender")),
+            submitted_at=_opt_str(row.get("submitted_at")),
+            delivered_at=_opt_str(row.get("delivered_at")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = _jsonable(asdict(self))
+        data["is_final"] = self.is_final
+        data["is_delivered"] = self.is_delivered
+        return data
+
+
+@dataclass(frozen=True)
+class Balance:
+    """Credits left on one service (``finance/balance``). ``charges`` is the price of one SMS unit."""
+
+    service: str
+    name: str
+    credits: Decimal
+    charges: Decimal
+    postpaid: bool
+
+    @classmethod
+    def from_api(cls, row: Mapping[str, Any]) -> Balance:
+        return cls(
+            service=str(row.get("service", "")),
+            name=str(row.get("name", "")),
+            credits=_decimal(row.get("credits")),
+            charges=_decimal(row.get("charges")),
+            postpaid=bool(_int(row.get("postpaid"))),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))

@@ -1,0 +1,121 @@
+"""Sends per second through QikberryHook vs a raw keep-alive ``requests.Session`` loop, same emulator.
+
+The emulator runs in its own process so it does not share this process's GIL. Rounds alternate between the
+two clients and the best round of each is kept, so a noisy neighbour hurts both alike. Prints both figures and
+their ratio against the 0.9 target. Never fails on a slow figure: it is a measurement, not a test.
+
+    python bench/hook_throughput.py [--sends 800] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+TOKEN = "bench-token-7d1e"
+TARGET = 0.9
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_emulator(port: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow_qikberry.emulator", "--port", str(port), "--token", TOKEN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "listening" not in line:
+        proc.kill()
+        raise SystemExit(f"emulator did not start: {line!r}")
+    return proc
+
+
+def control(url: str, path: str, body: dict[str, object]) -> None:
+    req = urllib.request.Request(
+        url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+def raw_loop(base_url: str, sends: int) -> float:
+    import requests
+
+    session = requests.Session()
+    session.headers.update({"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"})
+    start = time.perf_counter()
+    for i in range(sends):
+        payload = {
+            "to": f"91987{i % 100000:07d}",
+            "message": f"bench message {i}",
+            "sender": "QIKBRY",
+            "service": "T",
+            "type": "N",
+            "custom": f"raw-{i}",
+        }
+        response = session.post(base_url + "sms/send", json=payload, timeout=(10, 30))
+        response.raise_for_status()
+        response.json()
+    return sends / (time.perf_counter() - start)
+
+
+def hook_loop(sends: int) -> float:
+    from airflow_qikberry.hooks.qikberry import QikberryHook
+
+    hook = QikberryHook(qikberry_conn_id="qikberry_bench")
+    hook.settings  # noqa: B018 - read the connection before the clock starts, as a task's first call would
+    start = time.perf_counter()
+    for i in range(sends):
+        hook.send_sms(f"91987{i % 100000:07d}", f"bench message {i}")
+    return sends / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sends", type=int, default=800)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    port = free_port()
+    proc = start_emulator(port)
+    url = f"http://127.0.0.1:{port}"
+    base_url = url + "/api/v2/"
+    os.environ["AIRFLOW_CONN_QIKBERRY_BENCH"] = json.dumps(
+        {"conn_type": "qikberry", "host": base_url, "password": TOKEN, "extra": {"sender": "QIKBRY"}}
+    )
+    # A task logs at INFO; keep that cost in the measurement but send the lines nowhere.
+    logging.basicConfig(level=logging.INFO, stream=open(os.devnull, "w"))  # noqa: SIM115
+    try:
+        big = 10 * args.sends * args.rounds
+        control(url, "/_emulator/config", {"credits": {"T": big, "P": big, "S": big, "G": big}})
+        raw_best = hook_best = 0.0
+        raw_loop(base_url, 50)  # warm both paths (imports, connection pool)
+        hook_loop(50)
+        for _ in range(args.rounds):
+            raw_best = max(raw_best, raw_loop(base_url, args.sends))
+            hook_best = max(hook_best, hook_loop(args.sends))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    ratio = hook_best / raw_best
+    print(f"raw requests.Session loop : {raw_best:8.1f} sends/s")
+    print(f"QikberryHook.send_sms     : {hook_best:8.1f} sends/s")
+    verdict = "meets" if ratio >= TARGET else "BELOW"
+    print(f"ratio hook/raw            : {ratio:8.3f} ({verdict} the {TARGET} target)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Response parsing and error mapping (pure functions: both envelopes, non-JSON bodies, every error class)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+
+from airflow_qikberry.exceptions import (
+    QikberryAuthError,
+    QikberryDeliveryUnknownError,
+    QikberryError,
+    QikberryInsufficientBalanceError,
+    QikberryRateLimitError,
+    QikberryServerError,
+    QikberryValidationError,
+)
+from airflow_qikberry.models import Balance, MessageStatus, SentMessage
+from airflow_qikberry.protocol import is_final, parse_response
+
+
+def test_classic_envelope() -> None:
+    body = {"status": 200, "message": "1 numbers accepted for delivery.", "data": [{"id": "u:1"}]}
+    parsed = parse_response(200, json.dumps(body), {})
+    assert parsed.data == [{"id": "u:1"}] and parsed.message.startswith("1 numbers")
+
+
+def test_ok_envelope() -> None:
+    parsed = parse_response(200, json.dumps({"status": "OK", "code": 200, "message": "OK", "data": []}), {})
+    assert parsed.data == []
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "cls"),
+    [
+        (401, {"status": "ERROR", "code": 401, "message": "Token not found"}, {}, QikberryAuthError),
+        (403, {"status": "ERROR", "code": 403, "message": "Token is not allowed from this ip:1.2.3.4"}, {},
+         QikberryAuthError),
+        (422, {"status": "ERROR", "code": 422, "message": "The to field is required.",
+               "errors": {"to": ["The to field is required."]}}, {}, QikberryValidationError),
+        (400, {"status": "ERROR", "message": "Malformed"}, {}, QikberryValidationError),
+        (422, {"status": "ERROR", "code": 422, "message": "Insufficient balance."}, {},
+         QikberryInsufficientBalanceError),
+        (402, {"status": "ERROR", "message": "Payment required"}, {}, QikberryInsufficientBalanceError),
+        (429, {"status": "ERROR", "code": 429, "message": "Too Many Attempts."}, {"retry-after": "12"},
+         QikberryRateLimitError),
+        (500, {"status": "ERROR", "code": 500, "message": "Server Error"}, {}, QikberryServerError),
+        (503, None, {}, QikberryServerError),
+        # HTTP 200 carrying an error envelope: the body's code decides.
+        (200, {"status": "ERROR", "code": 422, "message": "The sender field is required."}, {},
+         QikberryValidationError),
+        (200, {"status": 401, "message": "Unauthenticated"}, {}, QikberryAuthError),
+    ],
+)  # fmt: skip
+def test_error_mapping(status: int, body: object, headers: dict[str, str], cls: type[QikberryError]) -> None:
+    text = json.dumps(body) if body is not None else "<html>Service Unavailable</html>"
+    with pytest.raises(cls) as info:
+        parse_response(status, text, headers)
+    assert isinstance(info.value, QikberryError)
+    if body and isinstance(body, dict):
+        assert info.value.message == body["message"]
+
+
+def test_validation_error_carries_field_and_errors() -> None:
+    body = {"status": "ERROR", "code": 422, "message": "The to field is required.", "errors": {"to": ["req"]}}
+    with pytest.raises(QikberryValidationError) as info:
+        parse_response(422, json.dumps(body), {})
+    assert info.value.field == "to" and info.value.errors == {"to": ["req"]} and info.value.status_code == 422
+
+
+def test_rate_limit_retry_after_header() -> None:
+    with pytest.raises(QikberryRateLimitError) as info:
+        parse_response(429, "{}", {"Retry-After": "7"})
+    assert info.value.retry_after == 7.0
+
+
+def test_login_page_is_auth_error() -> None:
+    page = '<html><body><form action="https://portal.mobtexting.com/login" method="post">password</form></html>'
+    with pytest.raises(QikberryAuthError, match="login page"):
+        parse_response(200, page, {})
+
+
+def test_non_json_success_is_server_error() -> None:
+    with pytest.raises(QikberryServerError, match="Expected a JSON body"):
+        parse_response(200, "OK", {})
+
+
+def test_errors_pickle_round_trip() -> None:
+    err = QikberryDeliveryUnknownError("unknown", numbers=["919876543210"], custom_id="c1", status_code=None)
+    again = pickle.loads(pickle.dumps(err))
+    assert type(again) is QikberryDeliveryUnknownError
+    assert again.numbers == ["919876543210"] and again.custom_id == "c1" and str(again) == str(err)
+    rl = pickle.loads(pickle.dumps(QikberryRateLimitError("slow down", retry_after=3)))
+    assert rl.retry_after == 3 and rl.status_code == 429
+
+
+def test_status_vocabulary() -> None:
+    assert not is_final("AWAITING-DLR")
+    assert is_final("DELIVRD") and is_final("UNDELIV") and is_final("SOMETHING-NEW")
+
+
+def test_models_tolerate_mixed_number_types() -> None:
+    sent = SentMessage.from_api({"id": "g:1", "mobile": "91", "status": "AWAITING-DLR", "units": "2",
+                                 "length": 7, "charges": "2.0000", "customid": ""})  # fmt: skip
+    assert sent.units == 2 and str(sent.charges) == "2.0000" and sent.custom_id is None and sent.group_id == "g"
+    status = MessageStatus.from_api({"id": "g:2", "status": "DELIVRD", "delivered_at": "", "custom": "c"})
+    assert status.is_delivered and status.delivered_at is None and status.custom_id == "c"
+    assert Balance.from_api({"service": "T", "credits": "109", "charges": 1, "postpaid": 0}).credits == 109
