@@ -1,0 +1,71 @@
+"""``python -m airflow_qikberry.emulator``: run the emulator in the foreground until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+from airflow_qikberry.emulator.app import Emulator
+from airflow_qikberry.emulator.config import DEFAULT_SERVICES, DEFAULT_TOKEN, EmulatorConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_qikberry.emulator",
+        description="Run a local Qikberry v2 SMS API emulator (see docs/emulator.md).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8055, help="TCP port, 0 for a free one (default 8055)")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="token clients must send (default: $QIKBERRY_EMULATOR_TOKEN, else the documented default)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the probabilistic fault rules")
+    parser.add_argument("--dlr-delay", type=float, default=2.0, help="seconds until a message is final")
+    parser.add_argument("--credits", type=float, default=None, help="starting credits of every service")
+    parser.add_argument("--rate-limit", type=int, default=1000, help="GET requests per minute per token")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    token = args.token or os.environ.get("QIKBERRY_EMULATOR_TOKEN") or DEFAULT_TOKEN
+    config = EmulatorConfig(
+        token=token,
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        dlr_delay_seconds=args.dlr_delay,
+        rate_limit_per_minute=args.rate_limit,
+    )
+    if args.credits is not None:
+        config.credits = {code: args.credits for code in DEFAULT_SERVICES}
+    try:
+        emulator = Emulator(config).start()
+    except (ValueError, OSError) as exc:
+        print(f"Cannot start the Qikberry emulator: {exc}", file=sys.stderr, flush=True)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    # Never print the token itself: the banner only says whether one was given.
+    print(f"Qikberry emulator listening on {emulator.base_url} (token: set)", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Every knob of the emulator, as one dataclass, plus the validation used when it is changed at runtime."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_TOKEN = "emulator-token"
+DEFAULT_CREDITS = 10000
+DEFAULT_UNIT_CHARGE = 1
+
+DEFAULT_SERVICES: dict[str, str] = {
+    "T": "Transactional SMS",
+    "P": "Promotional SMS",
+    "S": "TransScrub SMS",
+    "G": "Global SMS",
+}
+
+DEFAULT_OUTCOME_RULES: list[dict[str, str]] = [
+    {"match": "999$", "status": "UNDELIV"},
+    {"match": "998$", "status": "EXPIRED"},
+    {"match": "997$", "status": "DNDNUMB"},
+]
+
+
+def _services() -> dict[str, str]:
+    return dict(DEFAULT_SERVICES)
+
+
+def _credits() -> dict[str, float]:
+    return {code: DEFAULT_CREDITS for code in DEFAULT_SERVICES}
+
+
+def _unit_charges() -> dict[str, float]:
+    return {code: DEFAULT_UNIT_CHARGE for code in DEFAULT_SERVICES}
+
+
+def _outcome_rules() -> list[dict[str, str]]:
+    return [dict(rule) for rule in DEFAULT_OUTCOME_RULES]
+
+
+@dataclass
+class EmulatorConfig:
+    """Configuration of an :class:`~airflow_qikberry.emulator.Emulator`.
+
+    Documented API behaviour is fixed; everything the reference leaves open is a field here.
+
+    Example::
+
+        cfg = EmulatorConfig(token="tok", port=0, seed=7, dlr_delay_seconds=0.5, rate_limit_per_minute=60)
+        with Emulator(cfg) as emu:
+            print(emu.base_url)
+    """
+
+    token: str = DEFAULT_TOKEN
+    host: str = "127.0.0.1"
+    port: int = 0
+    seed: int = 0
+    base_path: str = "/api/v2/"
+    # Service code -> display name; credits and per-unit charges per service code.
+    services: dict[str, str] = field(default_factory=_services)
+    credits: dict[str, float] = field(default_factory=_credits)
+    unit_charges: dict[str, float] = field(default_factory=_unit_charges)
+    # Delivery lifecycle (seconds of emulator time).
+    dlr_delay_seconds: float = 2.0
+    outcome_rules: list[dict[str, str]] = field(default_factory=_outcome_rules)
+    duplicate_window_seconds: float = 600.0
+    schedule_min_seconds: float = 300.0
+    schedule_max_seconds: float = 92 * 86400.0
+    # Throttling of GET requests per token, fixed 60-second window.
+    rate_limit_per_minute: int = 1000
+    html_login_redirect: bool = True
+    insufficient_balance_status: int = 422
+    # Delivery-report pushes.
+    webhook_retries: int = 3
+    webhook_retry_interval: float = 1800.0
+    webhook_timeout_seconds: float = 5.0
+    timezone: str = "Asia/Kolkata"
+    # Request limits.
+    max_message_chars: int = 4096
+    max_tags: int = 3
+    max_numbers_per_request: int = 50_000
+    max_bulk_numbers: int = 500_000
+    max_body_bytes: int = 200 * 1024 * 1024
+    # Inspection: how many individual requests /_emulator/requests keeps (counts are kept for all).
+    request_log_limit: int = 10_000
+    tick_interval_seconds: float = 0.2
+
+    def copy(self) -> EmulatorConfig:
+        return copy.deepcopy(self)
+
+    def public_dict(self) -> dict[str, Any]:
+        """The configuration as JSON-ready data, with the token masked."""
+        data = dataclasses.asdict(self)
+        data["token"] = "*****" if self.token else ""
+        return data
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(EmulatorConfig))
+_NON_NEGATIVE_FLOATS = (
+    "dlr_delay_seconds",
+    "duplicate_window_seconds",
+    "schedule_min_seconds",
+    "schedule_max_seconds",
+    "webhook_retry_interval",
+)
+_POSITIVE_FLOATS = ("webhook_timeout_seconds", "tick_interval_seconds")
+_NON_NEGATIVE_INTS = ("seed", "webhook_retries", "port")
+_POSITIVE_INTS = (
+    "rate_limit_per_minute",
+    "max_message_chars",
+    "max_numbers_per_request",
+    "max_bulk_numbers",
+    "max_body_bytes",
+    "request_log_limit",
+)
+_INTS = (*_NON_NEGATIVE_INTS, *_POSITIVE_INTS, "insufficient_balance_status", "max_tags")
+
+
+def validate_outcome_rules(rules: Any) -> list[dict[str, str]]:
+    """Check ``[{"match": regex, "status": str}, ...]`` and return a clean copy; raises ``ValueError``."""
+    if not isinstance(rules, list):
+        raise ValueError("outcome rules must be a list of {'match': regex, 'status': str} objects")
+    clean: list[dict[str, str]] = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            raise ValueError(f"outcome rule {i} must be an object")
+        match, status = rule.get("match"), rule.get("status")
+        if not isinstance(match, str) or not isinstance(status, str) or not status:
+            raise ValueError(f"outcome rule {i} needs a string 'match' and a non-empty string 'status'")
+        try:
+            re.compile(match)
+        except re.error as exc:
+            raise ValueError(f"outcome rule {i} has an invalid regex: {exc}") from None
+        clean.append({"match": match, "status": status})
+    return clean
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number")
+    return value
+
+
+def _coerce_service_map(name: str, value: Any, services: dict[str, str]) -> dict[str, float]:
+    # A single number is a convenience meaning "this value for every configured service".
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {code: value for code in services}
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a number or an object keyed by service code")
+    return {str(k): _number(f"{name}[{k}]", v) for k, v in value.items()}
+
+
+def apply_updates(config: EmulatorConfig, updates: dict[str, Any]) -> EmulatorConfig:
+    """Return a copy of ``config`` with ``updates`` applied after validation; raises ``ValueError``."""
+    unknown = sorted(set(updates) - _FIELD_NAMES)
+    if unknown:
+        raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
+    new = config.copy()
+    if "services" in updates:
+        services = updates["services"]
+        if not isinstance(services, dict) or not services:
+            raise ValueError("services must be a non-empty object of code -> name")
+        new.services = {str(k): str(v) for k, v in services.items()}
+    for name, value in updates.items():
+        if name == "services":
+            continue
+        if name in ("credits", "unit_charges"):
+            merged = {**getattr(config, name), **_coerce_service_map(name, value, new.services)}
+            setattr(new, name, merged)
+        elif name == "outcome_rules":
+            new.outcome_rules = validate_outcome_rules(value)
+        elif name in _NON_NEGATIVE_FLOATS or name in _POSITIVE_FLOATS:
+            number = float(_number(name, value))
+            if number < 0 or (name in _POSITIVE_FLOATS and number == 0):
+                raise ValueError(f"{name} must be {'positive' if name in _POSITIVE_FLOATS else '>= 0'}")
+            setattr(new, name, number)
+        elif name in _INTS:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer")
+            if value < 0 or (name in _POSITIVE_INTS and value == 0):
+                raise ValueError(f"{name} must be {'positive' if name in _POSITIVE_INTS else '>= 0'}")
+            if name == "insufficient_balance_status" and not 400 <= value <= 599:
+                raise ValueError("insufficient_balance_status must be an HTTP error status (400-599)")
+            setattr(new, name, value)
+        elif name == "html_login_redirect":
+            if not isinstance(value, bool):
+                raise ValueError("html_login_redirect must be a boolean")
+            new.html_login_redirect = value
+        elif name == "timezone":
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(str(value))
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown timezone: {value!r}") from None
+            new.timezone = str(value)
+        elif name == "base_path":
+            path = str(value)
+            if not path.startswith("/") or not path.endswith("/"):
+                raise ValueError("base_path must start and end with '/'")
+            new.base_path = path
+        else:  # token, host
+            if not isinstance(value, str):
+                raise ValueError(f"{name} must be a string")
+            setattr(new, name, value)
+    if new.schedule_min_seconds >= new.schedule_max_seconds:
+        raise ValueError("schedule_min_seconds must be smaller than schedule_max_seconds")
+    return new

@@ -1,0 +1,600 @@
+"""In-memory state of the emulator: messages, credits, webhooks, throttle windows, faults and logs.
+
+One lock guards everything. It is never held while a webhook is called or a fault sleeps. Delivery
+statuses are computed lazily: a heap orders pending messages by the emulator time at which they become
+final, and every read (and the background ticker) first finalises whatever is due.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from airflow_qikberry.emulator.config import EmulatorConfig, apply_updates, validate_outcome_rules
+from airflow_qikberry.emulator.faults import FaultRule, parse_rules, pick
+
+AWAITING_DLR = "AWAITING-DLR"
+DELIVERED = "DELIVRD"
+DUPLICATE = "DUPLICATE"
+TS_FORMAT = "%Y-%m-%d %H:%M:%S"
+WEBHOOK_FIELDS = ("id", "name", "uri", "secret", "verification_code", "status", "created_at", "updated_at")
+
+
+def number(value: float) -> int | float:
+    """Money and credits as the API shows them: an int when whole."""
+    rounded = round(value, 4)
+    return int(rounded) if float(rounded).is_integer() else rounded
+
+
+class InsufficientBalance(Exception):
+    pass
+
+
+class UnknownWebhook(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class Message:
+    seq: int
+    id: str
+    group_id: str
+    mobile: str
+    text: str
+    sender: str
+    service: str
+    custom: str
+    units: int
+    length: int
+    charges: int | float
+    encoding: str
+    sms_type: str
+    flash: int
+    webhook_id: str | None
+    entity_id: str
+    template_id: str
+    port: str
+    name: str
+    tags: list[str]
+    endpoint: str
+    received_at: float
+    submitted_at: str
+    submit_date: str
+    scheduled_at: float | None
+    due_at: float
+    duplicate: bool
+    status: str = AWAITING_DLR
+    delivered_at: float | None = None
+    delivered_str: str = ""
+    webhook_attempts: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class NewMessage:
+    """A validated message waiting to be accepted (built by the API layer)."""
+
+    mobile: str
+    text: str
+    sender: str
+    custom: str
+    units: int
+    length: int
+    charges: int | float
+    encoding: str
+    sms_type: str
+    flash: int
+    entity_id: str = ""
+    template_id: str = ""
+    port: str = ""
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Delivery:
+    message_seq: int
+    webhook_id: str
+    payload: dict[str, Any]
+    generation: int
+    attempt: int = 1
+
+
+@dataclass
+class Throttle:
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: int
+
+
+class EmulatorState:
+    """All mutable emulator state behind one lock. Times are emulator epoch seconds (see :meth:`time`)."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.lock = threading.Lock()
+        self._idle = threading.Condition(self.lock)
+        self._initial = config.copy()
+        self.reset()
+
+    # ----------------------------------------------------------------- lifecycle & config
+    def reset(self) -> None:
+        with self.lock:
+            self._reset_locked(self._initial.copy())
+            self._idle.notify_all()  # calls in flight now belong to the old generation: nobody waits on them
+
+    def _reset_locked(self, config: EmulatorConfig) -> None:
+        # Webhook calls still in flight when a reset happens belong to an older generation and are ignored.
+        self.generation = getattr(self, "generation", 0) + 1
+        self.config = config
+        self.tz = ZoneInfo(config.timezone)
+        self.offset = 0.0
+        self.messages: list[Message] = []
+        self.by_id: dict[str, Message] = {}
+        self.by_custom: dict[str, list[Message]] = {}
+        self.by_mobile: dict[str, list[Message]] = {}
+        self.by_group: dict[str, list[Message]] = {}
+        self.by_date: dict[str, list[Message]] = {}
+        self.pending: list[tuple[float, int]] = []
+        self.last_sent: dict[tuple[str, str, str], float] = {}
+        self.credits: dict[str, float] = {
+            code: float(config.credits.get(code, 10000)) for code in config.services
+        }
+        self.webhooks: dict[str, dict[str, Any]] = {}
+        self.webhook_order: list[str] = []
+        self.deliveries: list[tuple[float, int, Delivery]] = []
+        self.delivery_log: list[dict[str, Any]] = []
+        self.inflight = 0
+        self._delivery_seq = itertools.count(1)
+        self.windows: dict[str, list[float]] = {}
+        self.faults: list[FaultRule] = []
+        self.request_log: deque[tuple[str, str, int, float, str | None]] = deque(
+            maxlen=config.request_log_limit
+        )
+        self.request_counts: dict[str, int] = {}
+        self.per_minute: dict[int, int] = {}
+        self._compile_rules(config.outcome_rules)
+
+    def _compile_rules(self, rules: list[dict[str, str]]) -> None:
+        self.outcome_rules = [dict(r) for r in rules]
+        self._compiled = [(re.compile(r["match"]), r["status"]) for r in rules]
+
+    def configure(self, updates: dict[str, Any]) -> EmulatorConfig:
+        """Apply validated partial updates (``ValueError`` on bad input); given credits reset balances."""
+        with self.lock:
+            new = apply_updates(self.config, updates)
+            self.config = new
+            if "timezone" in updates:
+                self.tz = ZoneInfo(new.timezone)
+            if "outcome_rules" in updates:
+                self._compile_rules(new.outcome_rules)
+            if "request_log_limit" in updates:
+                self.request_log = deque(self.request_log, maxlen=new.request_log_limit)
+            if "credits" in updates or "services" in updates:
+                for code in new.services:
+                    if "credits" in updates and code in new.credits:
+                        self.credits[code] = float(new.credits[code])
+                    else:
+                        self.credits.setdefault(code, float(new.credits.get(code, 10000)))
+            return new.copy()
+
+    # ----------------------------------------------------------------- clock
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.time(), self.tz)
+
+    def fmt(self, ts: float) -> str:
+        return datetime.fromtimestamp(ts, self.tz).strftime(TS_FORMAT)
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0 or math.isnan(seconds):
+            raise ValueError("the clock only moves forward: seconds must be >= 0")
+        with self.lock:
+            self.offset += seconds
+
+    # ----------------------------------------------------------------- throttle, faults, log
+    def throttle(self, key: str) -> Throttle:
+        with self.lock:
+            limit = self.config.rate_limit_per_minute
+            now = self.time()
+            window = self.windows.get(key)
+            if window is None or now >= window[0] + 60.0:
+                window = self.windows[key] = [now, 0.0]
+            if window[1] >= limit:
+                retry = max(1, math.ceil(window[0] + 60.0 - now))
+                return Throttle(False, limit, 0, retry)
+            window[1] += 1
+            return Throttle(True, limit, int(limit - window[1]), 0)
+
+    def set_faults(self, raw: Any) -> list[dict[str, Any]]:
+        rules = parse_rules(raw, self.config.seed)
+        with self.lock:
+            self.faults = rules
+            return [r.to_dict() for r in rules]
+
+    def fault_list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r.to_dict() for r in self.faults]
+
+    def pick_fault(self, method: str, endpoint: str) -> FaultRule | None:
+        if not self.faults:  # unlocked fast path: a stale empty list only delays a new rule by one request
+            return None
+        with self.lock:
+            return pick(self.faults, method, endpoint)
+
+    def log_request(self, method: str, path: str, status: int, fault: str | None) -> None:
+        with self.lock:
+            now = self.time()
+            self.request_log.append((method, path, status, now, fault))
+            key = f"{method} {path}"
+            self.request_counts[key] = self.request_counts.get(key, 0) + 1
+            minute = int(now // 60)
+            self.per_minute[minute] = self.per_minute.get(minute, 0) + 1
+
+    def request_report(self) -> dict[str, Any]:
+        with self.lock:
+            rows = [
+                {"method": m, "path": p, "status": s, "at": self.fmt(t), "fault": f}
+                for m, p, s, t, f in self.request_log
+            ]
+            per_minute = {
+                datetime.fromtimestamp(minute * 60, self.tz).strftime("%Y-%m-%d %H:%M"): n
+                for minute, n in sorted(self.per_minute.items())
+            }
+            return {"requests": rows, "counts": dict(self.request_counts), "per_minute": per_minute}
+
+    # ----------------------------------------------------------------- sending
+    def accept(
+        self,
+        items: list[NewMessage],
+        *,
+        service: str,
+        webhook_id: str | None,
+        scheduled_at: float | None,
+        now: float,
+        endpoint: str,
+        name: str = "",
+    ) -> tuple[str, list[Message]]:
+        """Store accepted messages atomically; raises InsufficientBalance / UnknownWebhook."""
+        group_id = str(uuid.uuid4())
+        total = sum(item.charges for item in items)
+        with self.lock:
+            if webhook_id is not None and webhook_id not in self.webhooks:
+                raise UnknownWebhook(webhook_id)
+            available = self.credits.get(service, 0.0)
+            if total > available + 1e-9:
+                raise InsufficientBalance(service)
+            self.credits[service] = available - total
+            submitted = self.fmt(now)
+            submit_date = submitted[:10]
+            start = scheduled_at if scheduled_at is not None else now
+            due = start + self.config.dlr_delay_seconds
+            window = self.config.duplicate_window_seconds
+            accepted: list[Message] = []
+            date_bucket = self.by_date.setdefault(submit_date, [])
+            group_bucket = self.by_group.setdefault(group_id, [])
+            for n, item in enumerate(items, start=1):
+                key = (item.mobile, item.sender, item.text)
+                previous = self.last_sent.get(key)
+                self.last_sent[key] = now
+                msg = Message(
+                    seq=len(self.messages),
+                    id=f"{group_id}:{n}",
+                    group_id=group_id,
+                    mobile=item.mobile,
+                    text=item.text,
+                    sender=item.sender,
+                    service=service,
+                    custom=item.custom,
+                    units=item.units,
+                    length=item.length,
+                    charges=item.charges,
+                    encoding=item.encoding,
+                    sms_type=item.sms_type,
+                    flash=item.flash,
+                    webhook_id=webhook_id,
+                    entity_id=item.entity_id,
+                    template_id=item.template_id,
+                    port=item.port,
+                    name=name,
+                    tags=item.tags,
+                    endpoint=endpoint,
+                    received_at=now,
+                    submitted_at=submitted,
+                    submit_date=submit_date,
+                    scheduled_at=scheduled_at,
+                    due_at=due,
+                    duplicate=previous is not None and now - previous <= window,
+                )
+                self.messages.append(msg)
+                self.by_id[msg.id] = msg
+                if msg.custom:
+                    self.by_custom.setdefault(msg.custom, []).append(msg)
+                self.by_mobile.setdefault(msg.mobile, []).append(msg)
+                group_bucket.append(msg)
+                date_bucket.append(msg)
+                heapq.heappush(self.pending, (due, msg.seq))
+                accepted.append(msg)
+            return group_id, accepted
+
+    # ----------------------------------------------------------------- lifecycle
+    def _outcome(self, msg: Message) -> str:
+        if msg.duplicate:
+            return DUPLICATE
+        for pattern, status in self._compiled:
+            if pattern.search(msg.mobile):
+                return status
+        return DELIVERED
+
+    def _finalize_locked(self, msg: Message, at: float, now: float) -> None:
+        if msg.status != AWAITING_DLR:
+            return
+        msg.status = self._outcome(msg)
+        msg.delivered_at = at
+        msg.delivered_str = self.fmt(at)
+        if msg.webhook_id is None:
+            return
+        submit = msg.scheduled_at if msg.scheduled_at is not None else msg.received_at
+        payload = {
+            "id": msg.id,
+            "mobile": msg.mobile,
+            "status": msg.status,
+            "credits": f"{float(msg.charges):.4f}",
+            "units": msg.units,
+            "deliv_at": str(int(at)),
+            "sent_at": str(int(msg.received_at)),
+            "submit_at": str(int(submit)),
+            "deliv_time": msg.delivered_str,
+            "sent_time": msg.submitted_at,
+            "submit_time": self.fmt(submit),
+            "cid": msg.custom,
+            "custom": msg.custom,
+        }
+        delivery = Delivery(
+            message_seq=msg.seq, webhook_id=msg.webhook_id, payload=payload, generation=self.generation
+        )
+        heapq.heappush(self.deliveries, (now, next(self._delivery_seq), delivery))
+
+    def finalize_due_locked(self) -> None:
+        now = self.time()
+        pending = self.pending
+        while pending and pending[0][0] <= now:
+            due, seq = heapq.heappop(pending)
+            self._finalize_locked(self.messages[seq], due, now)
+
+    def flush_locked(self) -> int:
+        now = self.time()
+        count = 0
+        while self.pending:
+            due, seq = heapq.heappop(self.pending)
+            msg = self.messages[seq]
+            if msg.status == AWAITING_DLR:
+                count += 1
+            self._finalize_locked(msg, min(due, now), now)
+        return count
+
+    def take_due_deliveries_locked(self) -> list[tuple[Delivery, dict[str, Any]]]:
+        """Pop deliveries due now, paired with a snapshot of their (active) webhook."""
+        now = self.time()
+        out: list[tuple[Delivery, dict[str, Any]]] = []
+        while self.deliveries and self.deliveries[0][0] <= now:
+            _, _, delivery = heapq.heappop(self.deliveries)
+            hook = self.webhooks.get(delivery.webhook_id)
+            if hook is None or int(hook.get("status", 1)) != 1:
+                continue  # deleted (inactive) webhooks receive nothing
+            out.append((delivery, dict(hook)))
+        self.inflight += len(out)
+        return out
+
+    def record_delivery(
+        self, delivery: Delivery, uri: str, status_code: int | None, error: str | None
+    ) -> None:
+        with self.lock:
+            if delivery.generation != self.generation:
+                return
+            self.inflight -= 1
+            ok = status_code in (200, 202)
+            now = self.time()
+            entry = {
+                "webhook_id": delivery.webhook_id,
+                "message_id": delivery.payload["id"],
+                "uri": uri,
+                "attempt": delivery.attempt,
+                "status_code": status_code,
+                "error": error,
+                "ok": ok,
+                "at": self.fmt(now),
+                "payload": delivery.payload,
+            }
+            self.delivery_log.append(entry)
+            msg = self.messages[delivery.message_seq]
+            if msg.webhook_attempts is None:
+                msg.webhook_attempts = []
+            msg.webhook_attempts.append(
+                {"attempt": delivery.attempt, "status_code": status_code, "ok": ok, "at": entry["at"]}
+            )
+            if not ok and delivery.attempt <= self.config.webhook_retries:
+                retry = Delivery(
+                    message_seq=delivery.message_seq,
+                    webhook_id=delivery.webhook_id,
+                    payload=delivery.payload,
+                    generation=delivery.generation,
+                    attempt=delivery.attempt + 1,
+                )
+                due = now + self.config.webhook_retry_interval
+                heapq.heappush(self.deliveries, (due, next(self._delivery_seq), retry))
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no webhook call is in flight (the lock must not be held by the caller)."""
+        with self.lock:
+            return self._idle.wait_for(lambda: self.inflight == 0, timeout=timeout)
+
+    def webhook_deliveries(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(entry) for entry in self.delivery_log]
+
+    # ----------------------------------------------------------------- reads
+    def message_dicts(self) -> list[dict[str, Any]]:
+        with self.lock:
+            self.finalize_due_locked()
+            return [self._inspect(m) for m in self.messages]
+
+    def _inspect(self, m: Message) -> dict[str, Any]:
+        return {
+            "id": m.id,
+            "group_id": m.group_id,
+            "mobile": m.mobile,
+            "message": m.text,
+            "text": m.text,
+            "sender": m.sender,
+            "service": m.service,
+            "custom": m.custom,
+            "status": m.status,
+            "units": m.units,
+            "length": m.length,
+            "charges": m.charges,
+            "encoding": m.encoding,
+            "type": m.sms_type,
+            "flash": m.flash,
+            "webhook_id": m.webhook_id,
+            "entity_id": m.entity_id,
+            "template_id": m.template_id,
+            "port": m.port,
+            "name": m.name,
+            "tags": list(m.tags),
+            "endpoint": m.endpoint,
+            "submitted_at": m.submitted_at,
+            "scheduled_at": None if m.scheduled_at is None else self.fmt(m.scheduled_at),
+            "delivered_at": m.delivered_str,
+            "webhook_attempts": list(m.webhook_attempts or []),
+        }
+
+    def status_row(self, m: Message) -> dict[str, Any]:
+        return {
+            "id": m.id,
+            "mobile": m.mobile,
+            "status": m.status,
+            "units": m.units,
+            "service": m.service,
+            "length": m.length,
+            "charges": m.charges,
+            "custom": m.custom,
+            "custom1": "",
+            "location": "",
+            "provider": "",
+            "submitted_at": m.submitted_at,
+            "delivered_at": m.delivered_str,
+            "sender": m.sender,
+        }
+
+    def lookup(self, filters: dict[str, str]) -> list[Message]:
+        """Messages matching every given filter (keys: id, cid, mobile, group_id, date), in submit order.
+
+        Must be called with the lock held (the caller renders rows under the same lock).
+        """
+        self.finalize_due_locked()
+        candidates: list[list[Message]] = []
+        if "id" in filters:
+            found = self.by_id.get(filters["id"])
+            candidates.append([found] if found is not None else [])
+        if "cid" in filters:
+            candidates.append(self.by_custom.get(filters["cid"], []))
+        if "mobile" in filters:
+            candidates.append(self.by_mobile.get(filters["mobile"], []))
+        if "group_id" in filters:
+            candidates.append(self.by_group.get(filters["group_id"], []))
+        if "date" in filters:
+            candidates.append(self.by_date.get(filters["date"], []))
+        if not candidates:
+            return []
+        candidates.sort(key=len)
+        smallest, others = candidates[0], candidates[1:]
+        if not others:
+            return list(smallest)
+        other_sets = [{m.seq for m in c} for c in others]
+        return [m for m in smallest if all(m.seq in s for s in other_sets)]
+
+    def balance_rows(self, service: str | None) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = []
+            for code, title in self.config.services.items():
+                if service and code != service:
+                    continue
+                rows.append(
+                    {
+                        "service": code,
+                        "name": title,
+                        "postpaid": 0,
+                        "credits": number(self.credits.get(code, 0.0)),
+                        "charges": number(self.config.unit_charges.get(code, 1)),
+                    }
+                )
+            return rows
+
+    # ----------------------------------------------------------------- webhooks registry
+    def webhook_view(self, hook: dict[str, Any]) -> dict[str, Any]:
+        view = {k: v for k, v in hook.items() if k not in ("secret", "token")}
+        view["secret"] = "*****"
+        view["verification_code"] = "*****"
+        return {key: view[key] for key in WEBHOOK_FIELDS}
+
+    def create_webhook(self, name: str, uri: str, status: int, secret: str, token: str) -> dict[str, Any]:
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+        hook: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "name": name,
+            "uri": uri,
+            "secret": secret,
+            "token": token,
+            "status": status,
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        with self.lock:
+            self.webhooks[hook["id"]] = hook
+            self.webhook_order.append(hook["id"])
+            return self.webhook_view(hook)
+
+    def update_webhook(self, hook_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        with self.lock:
+            hook = self.webhooks.get(hook_id)
+            if hook is None:
+                return None
+            hook.update(changes)
+            hook["updated_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+            return self.webhook_view(hook)
+
+    def get_webhook(self, hook_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            hook = self.webhooks.get(hook_id)
+            return None if hook is None else self.webhook_view(hook)
+
+    def list_webhooks(self, name_filter: str | None) -> list[dict[str, Any]]:
+        with self.lock:
+            hooks = [self.webhooks[i] for i in self.webhook_order]
+            if name_filter:
+                needle = name_filter.lower()
+                hooks = [h for h in hooks if needle in str(h["name"]).lower()]
+            return [self.webhook_view(h) for h in hooks]
+
+    def set_outcome_rules(self, rules: Any) -> list[dict[str, str]]:
+        clean = validate_outcome_rules(rules)
+        with self.lock:
+            self._compile_rules(clean)
+            self.config.outcome_rules = [dict(r) for r in clean]
+            return [dict(r) for r in clean]
+
+    def get_outcome_rules(self) -> list[dict[str, str]]:
+        with self.lock:
+            return [dict(r) for r in self.outcome_rules]
