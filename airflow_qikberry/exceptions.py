@@ -38,7 +38,7 @@ class QikberryError(AirflowException):
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         self.message = message
-        # AirflowException declares a class-level HTTPStatus here; ours is the API's status (None if no response).
+        # AirflowException declares a class-level HTTPStatus; ours is the API's status (None: no response).
         self.status_code = status_code  # type: ignore[assignment]
         prefix = f"[HTTP {status_code}] " if status_code is not None else ""
         super().__init__(f"{prefix}{message}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -46,7 +45,10 @@ def start_emulator(port: int) -> subprocess.Popen[str]:
 
 def control(url: str, path: str, body: dict[str, object]) -> None:
     req = urllib.request.Request(
-        url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        url + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
     urllib.request.urlopen(req, timeout=10).read()
 
@@ -96,8 +98,11 @@ def main() -> None:
     os.environ["AIRFLOW_CONN_QIKBERRY_BENCH"] = json.dumps(
         {"conn_type": "qikberry", "host": base_url, "password": TOKEN, "extra": {"sender": "QIKBRY"}}
     )
-    # A task logs at INFO; keep that cost in the measurement but send the lines nowhere.
-    logging.basicConfig(level=logging.INFO, stream=open(os.devnull, "w"))  # noqa: SIM115
+    # Log as a running task does (JSON lines to its supervisor, INFO and up), keeping that cost in the
+    # measurement, but into /dev/null instead of a socket.
+    from airflow.sdk.log import configure_logging
+
+    configure_logging(json_output=True, output=open(os.devnull, "wb"), sending_to_supervisor=True)  # noqa: SIM115
     try:
         big = 10 * args.sends * args.rounds
         control(url, "/_emulator/config", {"credits": {"T": big, "P": big, "S": big, "G": big}})

@@ -76,7 +76,9 @@ def test_rate_limit_retry_after_header() -> None:
 
 
 def test_login_page_is_auth_error() -> None:
-    page = '<html><body><form action="https://portal.mobtexting.com/login" method="post">password</form></html>'
+    page = (
+        '<html><body><form action="https://portal.mobtexting.com/login" method="post">password</form></html>'
+    )
     with pytest.raises(QikberryAuthError, match="login page"):
         parse_response(200, page, {})
 
@@ -103,7 +105,9 @@ def test_status_vocabulary() -> None:
 def test_models_tolerate_mixed_number_types() -> None:
     sent = SentMessage.from_api({"id": "g:1", "mobile": "91", "status": "AWAITING-DLR", "units": "2",
                                  "length": 7, "charges": "2.0000", "customid": ""})  # fmt: skip
-    assert sent.units == 2 and str(sent.charges) == "2.0000" and sent.custom_id is None and sent.group_id == "g"
+    assert (
+        sent.units == 2 and str(sent.charges) == "2.0000" and sent.custom_id is None and sent.group_id == "g"
+    )
     status = MessageStatus.from_api({"id": "g:2", "status": "DELIVRD", "delivered_at": "", "custom": "c"})
     assert status.is_delivered and status.delivered_at is None and status.custom_id == "c"
     assert Balance.from_api({"service": "T", "credits": "109", "charges": 1, "postpaid": 0}).credits == 109

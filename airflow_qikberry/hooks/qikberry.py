@@ -171,12 +171,22 @@ _occurrences: Counter[tuple[str, ...]] = Counter()
 _occurrences_lock = threading.Lock()
 
 
-def _task_identity() -> tuple[str, str, str, str, str] | None:
+TaskIdentity = tuple[str, str, str, str, str]
+
+
+_get_current_context: Callable[[], Any] | None = None
+
+
+def _task_identity() -> TaskIdentity | None:
     """(dag_id, task_id, run_id, map_index, try_number) of the running task, or None outside a task."""
-    try:
+    global _get_current_context
+    if _get_current_context is None:
+        # Resolved once: the compat module's lazy lookup costs more than the call itself.
         from airflow.providers.common.compat.sdk import get_current_context
 
-        context = get_current_context()
+        _get_current_context = get_current_context
+    try:
+        context = _get_current_context()
     except Exception:
         return None
     ti = context.get("ti") or context.get("task_instance")
@@ -191,12 +201,14 @@ def _task_identity() -> tuple[str, str, str, str, str] | None:
     )
 
 
-def _current_try_number() -> int:
-    ident = _task_identity()
-    return int(ident[4]) if ident else 1
+_LOOK_UP: Any = object()
 
 
-def derive_custom_id(fingerprint: str) -> str:
+def _is_task_retry(identity: TaskIdentity | None) -> bool:
+    return identity is not None and identity[4].isdigit() and int(identity[4]) > 1
+
+
+def derive_custom_id(fingerprint: str, identity: TaskIdentity | None = _LOOK_UP) -> str:
     """A custom id that a retry of the same Airflow task reproduces, so the retry can find earlier sends.
 
     Inside a task: sha256 of (dag_id, task_id, run_id, map_index, n, fingerprint), where ``n`` counts
@@ -204,7 +216,7 @@ def derive_custom_id(fingerprint: str) -> str:
     derives exactly the ids try 1 used, in the same order. Outside a task nothing is stable: a random id,
     reused by the hook's own retries of that call.
     """
-    ident = _task_identity()
+    ident = _task_identity() if identity is _LOOK_UP else identity
     if ident is None:
         basis = uuid.uuid4().hex
     else:
@@ -402,7 +414,12 @@ class QikberryHook(BaseHook):
         )
         if self.settings.auth_in == "header":
             session.headers["Authorization"] = f"Bearer {self.settings.token}"
-        session.verify = self.settings.verify_ssl
+        # With trust_env on, requests re-reads proxy and CA-bundle variables from os.environ on every
+        # request, which costs more than the rest of a send: read them once, here, with the same precedence.
+        session.trust_env = False
+        session.proxies.update(requests.utils.get_environ_proxies(self.settings.base_url))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        session.verify = (bundle or True) if self.settings.verify_ssl else False
         return session
 
     @cached_property
@@ -474,7 +491,8 @@ class QikberryHook(BaseHook):
             reraise=True,
         )
 
-    _backoff = tenacity.wait_exponential_jitter(initial=0.5, max=30.0)
+    # 0.5 s doubling up to 30 s, plus up to 0.5 s of jitter (spelled this way for tenacity 8 and 9 alike).
+    _backoff = tenacity.wait_exponential(multiplier=0.5, max=30.0) + tenacity.wait_random(0, 0.5)
 
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
@@ -494,10 +512,22 @@ class QikberryHook(BaseHook):
         )
 
     def _run(self, attempt: Callable[[], T]) -> T:
+        # Nearly every call succeeds at once: only a failure pays for tenacity's bookkeeping. The first
+        # failure is replayed as tenacity's attempt 1 so its wait (and Retry-After) logic sees it.
+        try:
+            return attempt()
+        except _Transient as exc:
+            replay: list[_Transient] = [exc]
+
+        def again() -> T:
+            if replay:
+                raise replay.pop()
+            return attempt()
+
         try:
             for try_ in self._retrying():
                 with try_:
-                    return attempt()
+                    return again()
         except _Transient as exc:
             raise exc.error from None
         raise AssertionError("tenacity returned without an outcome")  # pragma: no cover
@@ -575,7 +605,8 @@ class QikberryHook(BaseHook):
 
     def _accepted_for(self, custom_id: str, numbers: Sequence[str]) -> list[SentMessage] | None:
         """The rows of an earlier accepted send with this custom id, None if the API has none."""
-        rows = [s for s in self.get_status(custom_id=custom_id) if s.mobile in set(numbers)]
+        wanted = set(numbers)
+        rows = [s for s in self.get_status(custom_id=custom_id) if s.mobile in wanted]
         if not rows:
             return None
         by_mobile = {row.mobile for row in rows}
@@ -628,8 +659,9 @@ class QikberryHook(BaseHook):
             max_units=max_units,
             tags=tags,
         )
+        identity = _task_identity()
         cid = v.validate_custom_id(custom_id) or derive_custom_id(
-            _fingerprint("send_sms", numbers, sorted(payload.items()))
+            _fingerprint("send_sms", numbers, sorted(payload.items())), identity
         )
         payload["to"] = ",".join(numbers)
         payload["custom"] = cid
@@ -640,7 +672,7 @@ class QikberryHook(BaseHook):
             payload["service"],
             cid,
         )
-        if _current_try_number() > 1:
+        if _is_task_retry(identity):
             earlier = self._safe_lookup(lambda: self._accepted_for(cid, numbers))
             if earlier is not None:
                 self.log.info("An earlier try of this task already sent this message; not sending it again")
@@ -825,7 +857,8 @@ class QikberryHook(BaseHook):
             raise QikberryValidationError(
                 "nodes carry duplicate custom ids; each must be unique.", field="nodes"
             )
-        base = derive_custom_id(_fingerprint("send_batch", api_nodes, sorted(root.items())))
+        identity = _task_identity()
+        base = derive_custom_id(_fingerprint("send_batch", api_nodes, sorted(root.items())), identity)
         cids = [given or f"{base}-{i + 1}" for i, given in enumerate(given_ids)]
         for api_node, cid in zip(api_nodes, cids, strict=True):
             api_node["custom"] = cid
@@ -853,7 +886,7 @@ class QikberryHook(BaseHook):
                 )
             return BatchResult(group_id=group, messages=tuple(SentMessage.from_status(r) for r in rows))
 
-        if _current_try_number() > 1:
+        if _is_task_retry(identity):
             earlier = self._safe_lookup(reconcile)
             if earlier is not None:
                 self.log.info("An earlier try of this task already sent this batch; not sending it again")
@@ -926,8 +959,9 @@ class QikberryHook(BaseHook):
             )
         if column is not None and name.lower().endswith(".csv") and _reopenable(file):
             _check_csv_column(opener, str(column), owned=not hasattr(file, "read"))
+        identity = _task_identity()
         cid = v.validate_custom_id(custom_id) or derive_custom_id(
-            _fingerprint("upload_bulk", name, size, sorted(payload.items()))
+            _fingerprint("upload_bulk", name, size, sorted(payload.items())), identity
         )
         payload["custom"] = cid
         fields = {k: (",".join(val) if isinstance(val, list) else str(val)) for k, val in payload.items()}
@@ -939,7 +973,7 @@ class QikberryHook(BaseHook):
             rows = self.get_status(custom_id=cid)
             return len(rows) or None
 
-        if _current_try_number() > 1:
+        if _is_task_retry(identity):
             earlier = self._safe_lookup(reconcile)
             if earlier is not None:
                 self.log.info("An earlier try of this task already uploaded this file; not sending it again")
@@ -1062,7 +1096,7 @@ class QikberryHook(BaseHook):
             elif "integer" in types or "number" in types:
                 widgets[name] = IntegerField(
                     label,
-                    validators=[Optional(strict=False), NumberRange(min=spec["schema"].get("minimum", 0))],
+                    validators=[Optional(), NumberRange(min=spec["schema"].get("minimum", 0))],
                     widget=BS3TextFieldWidget(),
                     description=description,
                     default=spec["schema"].get("default"),

@@ -124,7 +124,10 @@ def test_send_batch_validates_every_node_first(hook: QikberryHook, emulator: Any
         hook.send_batch([{"to": "919876543210"}])
     with pytest.raises(QikberryValidationError, match="duplicate custom ids"):
         hook.send_batch(
-            [{"to": "919876543210", "message": "a", "custom_id": "x"}, {"to": "919876543211", "message": "b", "custom_id": "x"}]
+            [
+                {"to": "919876543210", "message": "a", "custom_id": "x"},
+                {"to": "919876543211", "message": "b", "custom_id": "x"},
+            ]
         )
     assert api_calls(emulator) == {}
 
@@ -133,7 +136,11 @@ def test_upload_bulk_csv_column(hook: QikberryHook, emulator: Any, tmp_path: Pat
     csv_file = tmp_path / "customers.csv"
     csv_file.write_text("name,mobile\nasha,919876543210\nravi,919876543211\nmeena,919876543212\n")
     assert hook.upload_bulk(csv_file, "Sale ends tonight", column="mobile") == 3
-    assert sorted(m["mobile"] for m in emulator.messages()) == ["919876543210", "919876543211", "919876543212"]
+    assert sorted(m["mobile"] for m in emulator.messages()) == [
+        "919876543210",
+        "919876543211",
+        "919876543212",
+    ]
 
 
 def test_upload_bulk_file_object(hook: QikberryHook, emulator: Any) -> None:

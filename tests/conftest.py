@@ -1,0 +1,192 @@
+"""Test harness: a throwaway Airflow home, the Qikberry emulator over real HTTP, connections and DAG runs.
+
+Airflow reads its configuration when it is first imported, so the environment is set at the top of this
+module, before any test module (or fixture) can import ``airflow``.
+
+Fixtures:
+
+* ``emulator_server`` (session) - one emulator on 127.0.0.1, token :data:`tests.helpers.TEST_TOKEN`.
+* ``emulator`` - the same server, reset to a clean state for the test.
+* ``qikberry_conn`` - ``AIRFLOW_CONN_QIKBERRY_DEFAULT`` -> the emulator; returns ``"qikberry_default"``.
+* ``make_qikberry_conn(conn_id="qikberry_default", *, host=None, password=TEST_TOKEN, **extra)`` - same for
+  any conn id, host, token or extras (``DROP`` removes a default extra); returns the conn id.
+* ``airflow_db`` (session) - ``airflow db migrate`` into the throwaway home, once, when first needed.
+* ``run_dag(source, dag_id, *, conf=None)`` - runs a DAG file with ``dag.test()``; returns a
+  :class:`tests.helpers.DagRunResult` (a ``{task_id: state}`` dict that can also read XComs).
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.helpers import DEFAULT_CONN_ID, TEST_TOKEN, DagRunResult, conn_env_var, qikberry_conn_json
+
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
+
+
+def _configure_airflow_home() -> Path:
+    if "airflow" in sys.modules:
+        # Too late: Airflow has read its configuration already and would use the developer's real home.
+        raise pytest.UsageError("airflow was imported before tests/conftest.py could configure AIRFLOW_HOME")
+    home = Path(tempfile.mkdtemp(prefix="qikberry-airflow-home-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    (home / "dags").mkdir()
+    (home / "plugins").mkdir()
+    # A developer's own AIRFLOW_CONN_* must never reach a test: it could point at a live account.
+    for name in [name for name in os.environ if name.startswith("AIRFLOW_CONN_")]:
+        del os.environ[name]
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            # Fixed per session so Airflow neither warns about a missing key nor writes one into airflow.cfg.
+            "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            "AIRFLOW__API_AUTH__JWT_SECRET": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
+        }
+    )
+    # The emulator listens on loopback; a corporate HTTP(S)_PROXY must not swallow those requests.
+    loopback = "127.0.0.1,localhost"
+    for name in ("NO_PROXY", "no_proxy"):
+        current = os.environ.get(name, "")
+        os.environ[name] = f"{current},{loopback}" if current else loopback
+    return home
+
+
+AIRFLOW_HOME = _configure_airflow_home()
+DAGS_FOLDER = AIRFLOW_HOME / "dags"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Also declared in pyproject.toml; repeated so the marker exists under any other pytest config.
+    config.addinivalue_line("markers", "slow: end-to-end tests that run real Airflow DAGs (CI runs them all)")
+    # Raised inside Airflow's in-process execution API on every dag.test(); nothing this project can act on.
+    config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[Emulator]:
+    """One emulator for the whole session (real HTTP on 127.0.0.1, a free port). Prefer ``emulator``."""
+    from airflow_qikberry.emulator import Emulator, EmulatorConfig
+
+    server = Emulator(EmulatorConfig(token=TEST_TOKEN, host="127.0.0.1", port=0, seed=1234)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def emulator(emulator_server: Emulator) -> Emulator:
+    """The session emulator with messages, request log, faults, webhooks, clock and config reset."""
+    emulator_server.reset()
+    return emulator_server
+
+
+@pytest.fixture
+def make_qikberry_conn(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """Factory: ``make_qikberry_conn(conn_id="qikberry_default", *, host=None, password=TEST_TOKEN, **extra)``
+
+    Exports ``AIRFLOW_CONN_<CONN_ID>`` for the duration of the test and returns the conn id. ``host``
+    defaults to the emulator's base URL; extras start from ``tests.helpers.DEFAULT_EXTRA`` (``DROP`` removes
+    one, ``None`` stores JSON null as the UI does for an empty field).
+    """
+
+    def make(
+        conn_id: str = DEFAULT_CONN_ID,
+        *,
+        host: str | None = None,
+        password: str | None = TEST_TOKEN,
+        **extra_overrides: Any,
+    ) -> str:
+        value = qikberry_conn_json(host or emulator.base_url, password, **extra_overrides)
+        monkeypatch.setenv(conn_env_var(conn_id), value)
+        return conn_id
+
+    return make
+
+
+@pytest.fixture
+def qikberry_conn(make_qikberry_conn: Callable[..., str]) -> str:
+    """``qikberry_default`` -> the emulator with token TEST_TOKEN, sender QIKBRY, service T, region IN."""
+    return make_qikberry_conn()
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Migrate the throwaway metadata database once per session; returns the Airflow home."""
+    # A subprocess rather than airflow.utils.db.initdb(): the CLI is the supported path on every Airflow
+    # version, and a failure surfaces as readable output instead of half-initialised ORM state in-process.
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"airflow db migrate failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return AIRFLOW_HOME
+
+
+def _load_dag(path: Path, dag_id: str) -> Any:
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2.x
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+
+    bag = DagBag(dag_folder=str(path))
+    if bag.import_errors:
+        errors = "\n".join(bag.import_errors.values())
+        raise AssertionError(f"DAG file {path.name} failed to import:\n{errors}")
+    if dag_id not in bag.dags:
+        raise AssertionError(f"{path.name} defines DAGs {sorted(bag.dags)}, not {dag_id!r}")
+    return bag.dags[dag_id]
+
+
+@pytest.fixture
+def run_dag(airflow_db: Path) -> Callable[..., DagRunResult]:
+    """``run_dag(source, dag_id, *, conf=None) -> DagRunResult`` (``{task_id: state}``).
+
+    Writes ``source`` (dedented) to ``<dags folder>/<dag_id>.py`` - ``dag.test()`` only runs DAGs that live
+    in the configured DAGs folder - loads it, runs it in this process with ``dag.test(run_conf=conf)`` and
+    removes the file again, so each run parses only its own file. Tasks run in this process and therefore
+    see every ``AIRFLOW_CONN_*`` variable the test exported. Mapped task instances are keyed ``"task_id[i]"``.
+    """
+
+    def run(source: str, dag_id: str, *, conf: dict[str, Any] | None = None) -> DagRunResult:
+        path = DAGS_FOLDER / f"{dag_id}.py"
+        path.write_text(textwrap.dedent(source), encoding="utf-8")
+        try:
+            dag = _load_dag(path, dag_id)
+            dag_run = dag.test(run_conf=conf)
+            states: dict[str, str] = {}
+            for ti in dag_run.get_task_instances():
+                key = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+                states[key] = str(getattr(ti.state, "value", ti.state))
+            return DagRunResult(
+                states,
+                dag_id=dag_id,
+                run_id=dag_run.run_id,
+                state=str(getattr(dag_run.state, "value", dag_run.state)),
+            )
+        finally:
+            path.unlink(missing_ok=True)
+
+    return run

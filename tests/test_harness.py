@@ -1,0 +1,279 @@
+"""The harness itself: throwaway Airflow home, connection fixtures, ``run_dag`` and the import-cost parser."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.conftest import AIRFLOW_HOME, DAGS_FOLDER
+from tests.helpers import DEFAULT_EXTRA, DROP, TEST_TOKEN, conn_env_var, qikberry_conn_json
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def _load_script(relative_path: str) -> ModuleType:
+    # bench/ and scripts/ hold scripts, not packages: load the file that make runs. Registered in sys.modules
+    # first because dataclasses look their module up while the class body executes.
+    path = REPO_ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _load_bench_module() -> ModuleType:
+    return _load_script("bench/import_cost.py")
+
+
+# ---------------------------------------------------------------------------------------------- environment
+
+
+def test_airflow_uses_the_throwaway_home() -> None:
+    from airflow.configuration import conf
+
+    assert Path(os.environ["AIRFLOW_HOME"]) == AIRFLOW_HOME
+    assert AIRFLOW_HOME.is_dir()
+    assert Path.home() / "airflow" != AIRFLOW_HOME
+    assert Path(conf.get("core", "dags_folder")) == DAGS_FOLDER
+    assert conf.getboolean("core", "load_examples") is False
+    assert conf.get("database", "sql_alchemy_conn") == f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}"
+
+
+def test_conn_json_overrides_and_drops_extras() -> None:
+    conn = json.loads(qikberry_conn_json("http://h/api/v2/", sender="OTHER", service=DROP, timeout=None))
+    assert conn["conn_type"] == "qikberry"
+    assert conn["password"] == TEST_TOKEN
+    assert conn["extra"] == {"sender": "OTHER", "default_region": "IN", "timeout": None}
+    assert "password" not in json.loads(qikberry_conn_json("http://h/api/v2/", None))
+
+
+def test_qikberry_conn_is_read_by_airflow(qikberry_conn: str, emulator: Any) -> None:
+    from airflow.providers.common.compat.sdk import BaseHook
+
+    conn = BaseHook.get_connection(qikberry_conn)
+    assert qikberry_conn == "qikberry_default"
+    assert conn.conn_type == "qikberry"
+    assert conn.host == emulator.base_url
+    assert conn.password == TEST_TOKEN
+    assert conn.extra_dejson == DEFAULT_EXTRA
+
+
+def test_make_qikberry_conn_other_id_and_extras(make_qikberry_conn: Callable[..., str]) -> None:
+    from airflow.providers.common.compat.sdk import BaseHook
+
+    conn_id = make_qikberry_conn(
+        "qikberry_alt", host="http://example.invalid/api/v2/", sender=DROP, auth_in="query"
+    )
+    assert conn_id == "qikberry_alt"
+    assert conn_env_var(conn_id) in os.environ
+    conn = BaseHook.get_connection(conn_id)
+    assert conn.host == "http://example.invalid/api/v2/"
+    assert conn.extra_dejson == {"service": "T", "default_region": "IN", "auth_in": "query"}
+
+
+def test_emulator_fixture_serves_real_http(emulator: Any) -> None:
+    import requests
+
+    assert emulator.base_url.startswith("http://127.0.0.1:") and emulator.base_url.endswith("/api/v2/")
+    ok = requests.get(
+        emulator.base_url + "auth/me",
+        headers={"Authorization": f"Bearer {TEST_TOKEN}", "Accept": "application/json"},
+        timeout=10,
+    )
+    assert ok.status_code == 200
+    denied = requests.get(
+        emulator.base_url + "auth/me",
+        headers={"Authorization": "Bearer not-the-token", "Accept": "application/json"},
+        timeout=10,
+    )
+    assert denied.status_code == 401
+
+
+# ---------------------------------------------------------------------------------------------- run_dag
+
+CONNECTION_DAG = """
+    import pendulum
+    from airflow.sdk import dag, get_current_context, task
+
+
+    @dag(dag_id="harness_conn", schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False)
+    def harness_conn():
+        @task
+        def whoami():
+            import requests
+            from airflow.providers.common.compat.sdk import BaseHook
+
+            conn = BaseHook.get_connection("qikberry_default")
+            response = requests.get(
+                conn.host + "auth/me",
+                headers={"Authorization": f"Bearer {conn.password}", "Accept": "application/json"},
+                timeout=10,
+            )
+            response.raise_for_status()
+            tag = (get_current_context()["dag_run"].conf or {}).get("tag")
+            return {"http": response.status_code, "sender": conn.extra_dejson["sender"], "tag": tag}
+
+        whoami()
+
+
+    harness_conn()
+"""
+
+FAILING_DAG = """
+    import pendulum
+    from airflow.sdk import dag, task
+
+
+    @dag(dag_id="harness_fail", schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False)
+    def harness_fail():
+        @task
+        def boom():
+            raise ValueError("this task fails on purpose")
+
+        @task
+        def after(value):
+            return value
+
+        @task
+        def independent():
+            return 42
+
+        after(boom())
+        independent()
+
+
+    harness_fail()
+"""
+
+
+@pytest.mark.slow
+def test_run_dag_task_reaches_emulator_through_the_connection(
+    run_dag: Callable[..., Any], qikberry_conn: str, emulator: Any
+) -> None:
+    result = run_dag(CONNECTION_DAG, "harness_conn", conf={"tag": "from-conf"})
+
+    assert result == {"whoami": "success"}
+    assert result.state == "success"
+    assert result.xcom("whoami") == {"http": 200, "sender": "QIKBRY", "tag": "from-conf"}
+    paths = [entry["path"] for entry in emulator.request_log()["requests"]]
+    assert paths == ["auth/me"]
+    assert not list(DAGS_FOLDER.glob("*.py")), "run_dag must remove the DAG file after the run"
+
+
+@pytest.mark.slow
+def test_run_dag_reports_a_failing_task(run_dag: Callable[..., Any]) -> None:
+    result = run_dag(FAILING_DAG, "harness_fail")
+
+    assert result == {"boom": "failed", "after": "upstream_failed", "independent": "success"}
+    assert result.state == "failed"
+    assert result.xcom("independent") == 42
+
+
+@pytest.mark.slow
+def test_run_dag_rejects_a_broken_dag_file(run_dag: Callable[..., Any]) -> None:
+    with pytest.raises(AssertionError, match="failed to import"):
+        run_dag("import airflow\nraise RuntimeError('broken dag file')\n", "harness_broken")
+    with pytest.raises(AssertionError, match="not 'harness_missing'"):
+        run_dag("import airflow  # no dag here\n", "harness_missing")
+
+
+def test_example_dags_parse_without_connections_or_errors() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    # No AIRFLOW_CONN_* exists in this test, so a DAG file that looked a connection up while being parsed
+    # (instead of inside a task) would show up here as an import error.
+    assert not any(name.startswith("AIRFLOW_CONN_") for name in os.environ)
+    bag = DagBag(dag_folder=str(REPO_ROOT / "example_dags"))
+    assert bag.import_errors == {}
+    assert "qikberry_demo" in bag.dags
+
+
+# ---------------------------------------------------------------------------------------------- bench parser
+
+IMPORTTIME_SAMPLE = """\
+import time: self [us] | cumulative | imported package
+import time:       182 |        182 |   _io
+import time:       900 |       1200 |     airflow_qikberry.exceptions
+import time:        40 |    1834065 | airflow.sdk
+import time:       150 |        150 | airflow_qikberry
+import time:       120 |        120 |   airflow_qikberry.exceptions
+import time:       300 |        300 |     json.decoder
+import time:      1000 |       1420 |   airflow_qikberry.protocol
+import time:        80 |       1500 | airflow_qikberry.hooks
+import time:        20 |         20 |   typing_extensions
+import time:      2000 |       2020 | airflow_qikberry.hooks.qikberry
+import time:        71 |         71 | gc
+"""
+
+
+def test_parse_importtime_reads_depth_and_figures() -> None:
+    bench = _load_bench_module()
+    lines = bench.parse_importtime(IMPORTTIME_SAMPLE + "Traceback: not an importtime line\n")
+
+    assert len(lines) == 11  # header and the stray line are skipped
+    assert lines[0] == bench.ImportLine("_io", 182, 182, 1)
+    assert lines[1].depth == 2
+    assert lines[2] == bench.ImportLine("airflow.sdk", 40, 1834065, 0)
+
+
+def test_own_import_cost_sums_the_module_and_its_new_parents_only() -> None:
+    bench = _load_bench_module()
+
+    # airflow_qikberry (150) + airflow_qikberry.hooks (1500) + the module (2020); nested lines are already
+    # inside those cumulative figures, gc is unrelated, and lines before airflow.sdk are the baseline.
+    assert bench.own_import_us(IMPORTTIME_SAMPLE, "airflow_qikberry.hooks.qikberry") == 150 + 1500 + 2020
+    assert bench.own_import_us(IMPORTTIME_SAMPLE, "airflow_qikberry") == 150
+    # Imported only as a nested dependency: no top-level line of its own after the baseline.
+    assert bench.own_import_us(IMPORTTIME_SAMPLE, "airflow_qikberry.protocol") is None
+    assert bench.own_import_us("import time:  1 |  1 | other\n", "airflow_qikberry") is None
+    assert bench.own_import_us(IMPORTTIME_SAMPLE, "_io", after=None) is None  # nested, not top-level
+
+
+def test_render_prints_ratio_against_target() -> None:
+    bench = _load_bench_module()
+    table = bench.render(
+        [bench.Measurement("a.mod", 7.5, "ok"), bench.Measurement("b.mod", None, "ModuleNotFoundError: b")],
+        target_ms=15.0,
+    )
+    assert "0.50" in table.splitlines()[1]
+    assert "ModuleNotFoundError: b" in table.splitlines()[2]
+
+
+# ---------------------------------------------------------------------------------------------- make demo
+
+
+def test_demo_table_masks_numbers_and_redactor_hides_the_token() -> None:
+    demo = _load_script("scripts/demo.py")
+    assert demo.Redactor("s3cret")("token=s3cret&x=s3cret") == "token=***&x=***"
+    table = demo.render_messages(
+        [{"id": "g:1", "mobile": "919876543210", "status": "DELIVRD", "units": 1, "message": "hi"}]
+    )
+    assert table.splitlines()[2].split() == ["g:1", "9198XXXXX210", "DELIVRD", "1", "hi"]
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_without_showing_token_or_number(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    demo = _load_script("scripts/demo.py")
+    token = "demo-test-token-7d1e0c9b"
+
+    assert demo.main(token=token, demo_dir=tmp_path) == 0
+
+    out, err = capfd.readouterr()
+    assert "Demo finished" in out
+    assert "9198XXXXX210  DELIVRD" in out
+    assert token not in out + err
+    assert "919876543210" not in out + err
