@@ -218,3 +218,66 @@ def test_results_serialise_for_xcom(hook: QikberryHook) -> None:
     sent = hook.send_sms("919876543210", "x")
     json.dumps([s.to_dict() for s in sent])
     json.dumps([b.to_dict() for b in hook.get_balance()])
+
+
+@pytest.mark.slow
+def test_upload_bulk_streams_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 12 MB upload must not be read into memory whole (peak traced allocation stays far below its size)."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import tracemalloc
+
+    # The emulator runs in its own process here: in-process, its parsing of the upload would be traced too.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airflow_qikberry.emulator",
+            "--port",
+            str(port),
+            "--token",
+            "stream-token",
+            "--credits",
+            "100000",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and "listening" in proc.stdout.readline()
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_QIKBERRY_STREAM",
+            json.dumps(
+                {
+                    "conn_type": "qikberry",
+                    "host": f"http://127.0.0.1:{port}/api/v2/",
+                    "password": "stream-token",
+                    "extra": {"sender": "QIKBRY"},
+                }
+            ),
+        )
+        path = tmp_path / "big.csv"
+        padding = "x" * 1000
+        with path.open("w") as f:
+            f.write("mobile,note\n")
+            for i in range(12_000):
+                f.write(f"9198{i:08d},{padding}\n")
+        size = path.stat().st_size
+        hook = QikberryHook(qikberry_conn_id="qikberry_stream")
+        hook.settings  # noqa: B018 - connection parsing is not what is measured
+        tracemalloc.start()
+        try:
+            accepted = hook.upload_bulk(path, "big file", column="mobile")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert accepted == 12_000
+        assert peak < size / 4, f"peak {peak} bytes for a {size}-byte file: the upload was buffered"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -272,3 +272,13 @@ def test_connection_form_widgets_match_conn_fields(monkeypatch: pytest.MonkeyPat
     behaviour = QikberryHook.get_ui_field_behaviour()
     assert behaviour["relabeling"]["password"] == "Access token"
     assert "login" in behaviour["hidden_fields"]
+
+
+def test_reading_the_connection_registers_the_token_with_the_masker(make_qikberry_conn: Any) -> None:
+    from airflow.providers.common.compat.sdk import redact as airflow_redact
+
+    token = "fresh-token-never-seen-9f3a"
+    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn("masked", password=token))
+    assert token in str(airflow_redact(f"value {token}"))  # not known to the masker before the read
+    _ = hook.settings
+    assert token not in str(airflow_redact(f"value {token}"))
