@@ -52,7 +52,7 @@ EncodingChoice = Literal["auto", "gsm7", "ucs2"]
 
 _API_TYPE = {"gsm7": "N", "ucs2": "U"}
 _MAX_BULK_BYTES = 200 * 1024 * 1024  # campaign file limit (reference section 3.9)
-_MAX_BATCH_NODES = 50_000  # quick-campaign limit (reference section 3.9)
+_MAX_BATCH_NODES = 50_000  # numbers per request: the quick-campaign limit (reference section 3.9)
 _TOKEN_IN_TEXT = re.compile(r"((?:access|api)_token=)[^&\s'\"]+", re.IGNORECASE)
 
 
@@ -276,6 +276,11 @@ def _never_reached_server(exc: BaseException) -> bool:
     return False
 
 
+def _quote_free(name: str) -> str:
+    # A quote or line break in a filename would end the Content-Disposition header early.
+    return re.sub(r'["\r\n\\]', "_", name)
+
+
 class _MultipartStream(io.RawIOBase):
     """A multipart/form-data body read in blocks, so a large upload never sits in memory whole."""
 
@@ -298,7 +303,7 @@ class _MultipartStream(io.RawIOBase):
             )
         head.write(
             f'--{self.boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
-            f'filename="{filename}"\r\nContent-Type: {content_type}\r\n\r\n'.encode()
+            f'filename="{_quote_free(filename)}"\r\nContent-Type: {content_type}\r\n\r\n'.encode()
         )
         self._parts: list[IO[bytes]] = [
             io.BytesIO(head.getvalue()),
@@ -646,6 +651,12 @@ class QikberryHook(BaseHook):
         """
         s = self.settings
         numbers = v.normalize_numbers(to, default_region=s.default_region)
+        if len(numbers) > _MAX_BATCH_NODES:
+            raise QikberryValidationError(
+                f"to: {len(numbers)} numbers; the API accepts at most {_MAX_BATCH_NODES} per request. "
+                "Split the list or use upload_bulk.",
+                field="to",
+            )
         payload = self._common_payload(
             message=message,
             sender=sender,
