@@ -696,7 +696,8 @@ def paginate(
     def url(n: int) -> str:
         return f"{path}?{urlencode([*query, ('page', str(n))])}"
 
-    prev_url = url(page - 1) if 1 < page <= last_page + 1 else None
+    # As Laravel's paginator: a previous page exists for every page after the first, even past the end.
+    prev_url = url(page - 1) if page > 1 else None
     next_url = url(page + 1) if page < last_page else None
     links = {"first": url(1), "last": url(last_page), "prev": prev_url, "next": next_url}
     meta_links: list[dict[str, Any]] = [{"url": prev_url, "label": "&laquo; Previous", "active": False}]

@@ -549,8 +549,12 @@ class EmulatorState:
         view["verification_code"] = "*****"
         return {key: view[key] for key in WEBHOOK_FIELDS}
 
+    def _iso_stamp(self) -> str:
+        """Laravel's JSON timestamp (UTC, microseconds zeroed) on the emulator clock."""
+        return datetime.fromtimestamp(self.time(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+
     def create_webhook(self, name: str, uri: str, status: int, secret: str, token: str) -> dict[str, Any]:
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+        stamp = self._iso_stamp()
         hook: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "name": name,
@@ -572,7 +576,7 @@ class EmulatorState:
             if hook is None:
                 return None
             hook.update(changes)
-            hook["updated_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+            hook["updated_at"] = self._iso_stamp()
             return self.webhook_view(hook)
 
     def get_webhook(self, hook_id: str) -> dict[str, Any] | None:

@@ -165,6 +165,21 @@ def test_bulk_validation(client: Client) -> None:
     assert r.status_code == 422 and list(r.json()["errors"]) == ["service"]
 
 
+def test_bulk_charges_credits_and_rejects_when_exhausted(client: Client, emu: Emulator) -> None:
+    emu.configure(credits={"T": 5})
+    numbers = b"919876543210\n919876543211\n"
+    assert bulk(client, numbers, "x.txt", message="a" * 161).status_code == 200  # 2 numbers x 2 units
+    balance = client.get("finance/balance", params={"service": "T"}).json()["data"]
+    assert [row["credits"] for row in balance] == [1]
+    r = bulk(client, numbers, "x.txt")
+    assert r.status_code == 422 and r.json() == {
+        "status": "ERROR",
+        "code": 422,
+        "message": "Insufficient balance.",
+    }
+    assert len(emu.messages()) == 2
+
+
 def test_bulk_row_limit(client: Client, emu: Emulator) -> None:
     emu.configure(max_bulk_numbers=2)
     r = bulk(client, b"919876543210\n919876543211\n919876543212\n", "x.txt")

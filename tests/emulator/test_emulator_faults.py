@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -30,6 +31,30 @@ def test_get_rate_limit_with_headers(client: Client, emu: Emulator) -> None:
     assert int(client.get("auth/me").headers["Retry-After"]) <= 41
     emu.advance_clock(41)
     assert client.get("auth/me").status_code == 200
+
+
+def test_default_get_limit_is_1000_per_minute(client: Client) -> None:
+    r = client.get("auth/me")
+    assert (r.headers["X-RateLimit-Limit"], r.headers["X-RateLimit-Remaining"]) == ("1000", "999")
+    r = client.get("sms/send", params={"to": "919876543210", "message": "m", "sender": "S", "service": "T"})
+    assert r.status_code == 200 and r.headers["X-RateLimit-Remaining"] == "998"  # a GET send counts too
+    assert "X-RateLimit-Limit" not in client.send().headers  # POSTs are not limited
+
+
+def test_rate_limit_window_is_per_token(emu: Emulator) -> None:
+    emu.configure(rate_limit_per_minute=2)
+    first = Client(emu)
+    try:
+        assert [first.get("auth/me").status_code for _ in range(3)] == [200, 200, 429]
+        emu.configure(token="second-token")
+        second = Client(emu, token="second-token")
+        try:
+            r = second.get("auth/me")
+            assert r.status_code == 200 and r.headers["X-RateLimit-Remaining"] == "1"
+        finally:
+            second.close()
+    finally:
+        first.close()
 
 
 def set_fault(emu: Emulator, **rule: Any) -> None:
@@ -63,14 +88,16 @@ def test_rate_limit_fault(client: Client, emu: Emulator) -> None:
 
 
 def test_latency_fault_delays_then_processes(client: Client, emu: Emulator) -> None:
-    set_fault(emu, kind="latency", seconds=0.6, times=1)
-    with pytest.raises(requests.ReadTimeout):
-        client.session.post(
-            client.url("sms/send"),
-            json={"to": "919876543210", "message": "m", "sender": "S", "service": "T"},
-            timeout=0.2,
-        )
+    set_fault(emu, kind="latency", seconds=0.3, times=1)
+    started = time.monotonic()
+    r = client.send(custom="late")
+    assert time.monotonic() - started >= 0.3
+    assert r.status_code == 200 and r.json()["data"][0]["customid"] == "late"
+    assert [m["custom"] for m in emu.messages()] == ["late"]
+    assert emu.request_log()["requests"][0]["fault"] == "latency"
+    started = time.monotonic()
     assert client.send().status_code == 200
+    assert time.monotonic() - started < 0.3  # applied once only
 
 
 def test_slow_response_accepts_then_answers_late(client: Client, emu: Emulator) -> None:
@@ -140,6 +167,15 @@ def test_probabilistic_faults_are_deterministic(client: Client, emu: Emulator) -
     assert 0 < first.count(500) < 40
     assert outcome_pattern(emu, client, seed=99) == outcome_pattern(emu, client, seed=99)
     assert outcome_pattern(emu, client, seed=99) != first
+
+
+def test_emulator_seed_drives_the_fault_sequence(client: Client, emu: Emulator) -> None:
+    emu.configure(seed=1)
+    one = outcome_pattern(emu, client)
+    emu.configure(seed=1)
+    assert outcome_pattern(emu, client) == one
+    emu.configure(seed=2)
+    assert outcome_pattern(emu, client) != one
 
 
 def test_probability_and_times_combine(client: Client, emu: Emulator) -> None:

@@ -58,6 +58,20 @@ def test_identical_message_within_window_is_duplicate(client: Client, emu: Emula
     assert [m["status"] for m in emu.messages()] == ["DELIVRD", "DUPLICATE", "DELIVRD", "DELIVRD", "DELIVRD"]
 
 
+def test_duplicate_window_is_configurable(client: Client, emu: Emulator) -> None:
+    emu.configure(duplicate_window_seconds=30)
+    client.send(message="same")
+    emu.advance_clock(31)  # past the 30 s window (the 600 s default would still call it a duplicate)
+    client.send(message="same")
+    emu.advance_clock(10)
+    client.send(message="same")  # within 30 s of the previous one
+    emu.configure(duplicate_window_seconds=0)
+    emu.advance_clock(1)
+    client.send(message="same")  # no window at all
+    emu.flush_dlrs()
+    assert [m["status"] for m in emu.messages()] == ["DELIVRD", "DELIVRD", "DUPLICATE", "DELIVRD"]
+
+
 def test_scheduled_message_waits_for_its_time(client: Client, emu: Emulator) -> None:
     at = (emu.now() + timedelta(minutes=10)).strftime("%Y-%m-%d %H:%M:%S")
     message_id = client.send(time=at).json()["data"][0]["id"]

@@ -248,6 +248,28 @@ def test_schedule_window(client: Client, emu: Emulator) -> None:
     assert scheduled[0]["scheduled_at"] == (now + _td(hours=1)).strftime(fmt)
 
 
+def test_schedule_window_is_configurable(client: Client, emu: Emulator) -> None:
+    emu.configure(schedule_min_seconds=60, schedule_max_seconds=30 * 86400)
+    now = emu.now().replace(microsecond=0)
+    fmt = "%Y-%m-%d %H:%M:%S"
+    assert client.send(time=(now + _td(minutes=2)).strftime(fmt)).status_code == 200  # < 5 min is fine now
+    r = client.send(time=(now + _td(seconds=30)).strftime(fmt))
+    assert (
+        r.status_code == 422 and r.json()["message"] == "The time must be more than 1 minutes in the future."
+    )
+    r = client.send(time=(now + _td(days=31)).strftime(fmt))  # < 3 months, but past the 30-day window
+    assert r.status_code == 422 and r.json()["message"] == "The time must be less than 30 days in the future."
+    r = client.post(
+        "sms/send/json",
+        json={
+            "root": {**FIELDS, "time": (now + _td(days=31)).strftime(fmt)},
+            "nodes": [{"to": "919876543210"}],
+        },
+    )
+    assert r.status_code == 422 and list(r.json()["errors"]) == ["root.time"]
+    assert len(emu.messages()) == 1
+
+
 def _td(**kwargs: float) -> Any:
     from datetime import timedelta
 

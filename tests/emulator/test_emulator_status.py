@@ -111,6 +111,10 @@ def test_group_pagination_250_messages(client: Client, emu: Emulator) -> None:
     assert pages[2]["meta"]["from"] == 201 and pages[2]["meta"]["to"] == 250
     beyond = client.get("sms/status", params={"group_id": group, "page": 9}).json()
     assert beyond["data"] == [] and beyond["meta"]["from"] is None and beyond["meta"]["to"] is None
+    # Laravel's paginator: past the end there is still a previous page (page - 1), but no next one.
+    assert beyond["links"] == {"first": url(1), "last": url(3), "prev": url(8), "next": None}
+    assert beyond["meta"]["links"][0] == {"url": url(8), "label": "&laquo; Previous", "active": False}
+    assert not any(link["active"] for link in beyond["meta"]["links"])
     # The link URLs must never carry the token, even when the client sent it in the query.
     leaky = client.get("sms/status", params={"group_id": group, "access_token": "zzz-token"}).text
     assert "access_token" not in leaky and "zzz-token" not in leaky

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 from airflow_qikberry.emulator import Emulator
 from tests.emulator.conftest import Client, Receiver
@@ -27,6 +28,19 @@ def test_create_masks_secrets(client: Client) -> None:
     assert hook["status"] == 1
     assert ISO_Z.match(str(hook["created_at"]))
     assert "s3cr3t" not in client.get("developer/webhooks").text
+
+
+def test_timestamps_follow_the_emulator_clock(client: Client, emu: Emulator) -> None:
+    emu.advance_clock(40 * 86400)
+    hook = create(client)
+    expected = emu.now().astimezone(timezone.utc)
+    created = datetime.strptime(str(hook["created_at"]), "%Y-%m-%dT%H:%M:%S.000000Z")
+    assert abs((created.replace(tzinfo=timezone.utc) - expected).total_seconds()) < 5
+    emu.advance_clock(3600)
+    updated = client.patch(f"developer/webhooks/{hook['id']}", json={"status": 0}).json()["data"]
+    assert updated["created_at"] == hook["created_at"]
+    later = datetime.strptime(str(updated["updated_at"]), "%Y-%m-%dT%H:%M:%S.000000Z")
+    assert (later - created).total_seconds() >= 3600
 
 
 def test_create_validation(client: Client) -> None:
@@ -111,6 +125,28 @@ def test_dlr_push_payload_and_secret(client: Client, emu: Emulator, receiver: Re
     assert (attempt["ok"], attempt["status_code"], attempt["attempt"]) == (True, 200, 1)
     assert "hook-secret" not in str(emu.webhook_deliveries())
     assert emu.messages()[0]["webhook_attempts"][0]["ok"] is True
+
+
+def test_send_json_and_bulk_push_with_webhook_id(client: Client, emu: Emulator, receiver: Receiver) -> None:
+    hook = create(client, uri=receiver.url, secret="s")
+    root = {"message": "m", "sender": "QIKBRY", "service": "T", "webhook_id": hook["id"]}
+    rows = client.post(
+        "sms/send/json", json={"root": root, "nodes": [{"to": "919876543210", "custom": "n1"}]}
+    ).json()["data"]
+    r = client.post(
+        "sms/bulk",
+        data={"message": "b", "sender": "QIKBRY", "service": "T", "webhook_id": hook["id"]},
+        files={"file": ("n.txt", b"919876543999\n", "text/plain")},
+    )
+    assert r.status_code == 200
+    bulk_id = emu.messages()[1]["id"]
+    emu.flush_dlrs()
+    calls = receiver.wait_for(2)
+    by_id = {call["body"]["id"]: call for call in calls}
+    assert set(by_id) == {rows[0]["id"], bulk_id}
+    assert by_id[rows[0]["id"]]["body"]["custom"] == "n1"
+    assert by_id[bulk_id]["body"]["status"] == "UNDELIV"
+    assert {call["headers"]["Authorization"] for call in calls} == {"Bearer s"}
 
 
 def test_no_authorization_header_without_secret(client: Client, emu: Emulator, receiver: Receiver) -> None:
