@@ -312,6 +312,33 @@ class Api:
             tags=opts.tags,
         )
 
+    def _accept_one_text(
+        self,
+        opts: Options,
+        service: str,
+        numbers: list[str],
+        errors: Errors,
+        *,
+        webhook_id: str | None,
+        scheduled: float | None,
+        now: float,
+        endpoint: str,
+    ) -> list[Message]:
+        """Accept one text (``sms/send``, ``sms/bulk``) for every number: one validated template, copied."""
+        template = self._build(opts, service, numbers[0], "", errors)
+        errors.raise_if_any()
+        items = [template] + [_with_mobile(template, n) for n in numbers[1:]]
+        _, accepted = self._accept(
+            items,
+            service=service,
+            webhook_id=webhook_id,
+            scheduled_at=scheduled,
+            now=now,
+            endpoint=endpoint,
+            name=opts.name,
+        )
+        return accepted
+
     def _accept(
         self,
         items: list[NewMessage],
@@ -377,17 +404,15 @@ class Api:
         webhook_id = self._webhook(params, "webhook_id", errors)
         scheduled = self._schedule(params, "time", now, errors)
         errors.raise_if_any()
-        template = self._build(opts, service, numbers[0], "", errors)
-        errors.raise_if_any()
-        items = [template] + [_with_mobile(template, n) for n in numbers[1:]]
-        _, accepted = self._accept(
-            items,
-            service=service,
+        accepted = self._accept_one_text(
+            opts,
+            service,
+            numbers,
+            errors,
             webhook_id=webhook_id,
-            scheduled_at=scheduled,
+            scheduled=scheduled,
             now=now,
             endpoint="sms/send",
-            name=opts.name,
         )
         return ok(
             {
@@ -478,17 +503,15 @@ class Api:
             raise validation_error(
                 "file", f"The file must not contain more than {cfg.max_bulk_numbers} numbers."
             )
-        template = self._build(opts, service, numbers[0], "", errors)
-        errors.raise_if_any()
-        items = [template] + [_with_mobile(template, n) for n in numbers[1:]]
-        _, accepted = self._accept(
-            items,
-            service=service,
+        accepted = self._accept_one_text(
+            opts,
+            service,
+            numbers,
+            errors,
             webhook_id=webhook_id,
-            scheduled_at=scheduled,
+            scheduled=scheduled,
             now=now,
             endpoint="sms/bulk",
-            name=opts.name,
         )
         return ok({"status": 200, "message": f"{len(accepted)} numbers accepted for delivery.", "data": []})
 
