@@ -588,6 +588,8 @@ class QikberryHook(BaseHook):
                 self._sleep(self.reconcile_delay)
             try:
                 found = reconcile()
+            except QikberryDeliveryUnknownError:
+                raise
             except QikberryError as lookup_error:
                 raise on_unknown(
                     f"The send may or may not have been accepted ({ambiguous.message}) and the lookup failed "

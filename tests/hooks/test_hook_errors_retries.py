@@ -245,3 +245,12 @@ def test_random_faults_never_duplicate_or_lose(qikberry_conn: str, emulator: Any
     assert len(per_number) == 150 and set(per_number.values()) == {1}
     counts = emulator.request_log()["counts"]
     assert counts["POST sms/send"] > 150  # faults really happened
+
+
+def test_reused_custom_id_matching_part_of_a_send_is_unknown(hook: QikberryHook, emulator: Any) -> None:
+    hook.send_sms("919876543210", "first", custom_id="reused")
+    emulator.set_faults([{"endpoint": "sms/send", "kind": "drop_before", "times": 1}])
+    with pytest.raises(QikberryDeliveryUnknownError, match="only some of the numbers") as info:
+        hook.send_sms(["919876543210", "919876543211"], "second", custom_id="reused")
+    assert info.value.numbers == ["919876543211"]
+    assert len(emulator.messages()) == 1  # nothing guessed, nothing resent
