@@ -563,9 +563,31 @@ class QikberryHook(BaseHook):
         on_unknown: Callable[[str], QikberryDeliveryUnknownError],
         body: Callable[[], dict[str, Any]],
         can_resend: Callable[[], bool] = lambda: True,
+        task_retry: bool = False,
     ) -> T:
-        """POST a send. Repeat it only when it provably was not processed; resolve ambiguity by lookup."""
+        """POST a send. Repeat it only when it provably was not processed; resolve ambiguity by lookup.
+
+        On a retry of the Airflow task the send is first looked up by its (re-derived) custom id: if the
+        earlier try's send was accepted, its rows are returned and nothing is posted.
+        """
         import requests
+
+        def lookup(failed_because: str) -> T | None:
+            try:
+                return reconcile()
+            except QikberryDeliveryUnknownError:
+                raise
+            except QikberryError as lookup_error:
+                raise on_unknown(
+                    f"{failed_because} and the lookup failed ({lookup_error.message}). "
+                    "Look the custom id up before sending again."
+                ) from None
+
+        if task_retry:
+            earlier = lookup("This is a retry of the task, an earlier try may already have sent this")
+            if earlier is not None:
+                self.log.info("An earlier try of this task already sent this; not sending it again")
+                return earlier
 
         def attempt() -> T:
             ambiguous: QikberryError
@@ -586,15 +608,7 @@ class QikberryHook(BaseHook):
             self.log.warning("Outcome of POST %s unknown (%s); looking it up by custom id", path, ambiguous)
             if self.reconcile_delay > 0:
                 self._sleep(self.reconcile_delay)
-            try:
-                found = reconcile()
-            except QikberryDeliveryUnknownError:
-                raise
-            except QikberryError as lookup_error:
-                raise on_unknown(
-                    f"The send may or may not have been accepted ({ambiguous.message}) and the lookup failed "
-                    f"({lookup_error.message}). Look the custom id up before sending again."
-                ) from None
+            found = lookup(f"The send may or may not have been accepted ({ambiguous.message})")
             if found is not None:
                 self.log.info("The API had accepted the send before the failure; not sending it again")
                 return found
@@ -685,11 +699,6 @@ class QikberryHook(BaseHook):
             payload["service"],
             cid,
         )
-        if _is_task_retry(identity):
-            earlier = self._safe_lookup(lambda: self._accepted_for(cid, numbers))
-            if earlier is not None:
-                self.log.info("An earlier try of this task already sent this message; not sending it again")
-                return earlier
 
         def parse(response: ApiResponse) -> list[SentMessage]:
             rows = response.data if isinstance(response.data, list) else []
@@ -706,18 +715,8 @@ class QikberryHook(BaseHook):
             parse=parse,
             reconcile=lambda: self._accepted_for(cid, numbers),
             on_unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cid),
+            task_retry=_is_task_retry(identity),
         )
-
-    def _safe_lookup(self, lookup: Callable[[], T]) -> T:
-        try:
-            return lookup()
-        except QikberryDeliveryUnknownError:
-            raise
-        except QikberryError as exc:
-            raise QikberryDeliveryUnknownError(
-                f"This is a retry of the task and checking whether the earlier try already sent the message "
-                f"failed ({exc.message}); not sending, to avoid a duplicate."
-            ) from None
 
     def _common_payload(
         self,
@@ -899,12 +898,6 @@ class QikberryHook(BaseHook):
                 )
             return BatchResult(group_id=group, messages=tuple(SentMessage.from_status(r) for r in rows))
 
-        if _is_task_retry(identity):
-            earlier = self._safe_lookup(reconcile)
-            if earlier is not None:
-                self.log.info("An earlier try of this task already sent this batch; not sending it again")
-                return earlier
-
         def parse(response: ApiResponse) -> BatchResult:
             rows = response.data if isinstance(response.data, list) else []
             sent = tuple(SentMessage.from_api(row) for row in rows)
@@ -917,6 +910,7 @@ class QikberryHook(BaseHook):
             parse=parse,
             reconcile=reconcile,
             on_unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cids[0]),
+            task_retry=_is_task_retry(identity),
         )
 
     def upload_bulk(
@@ -986,12 +980,6 @@ class QikberryHook(BaseHook):
             rows = self.get_status(custom_id=cid)
             return len(rows) or None
 
-        if _is_task_retry(identity):
-            earlier = self._safe_lookup(reconcile)
-            if earlier is not None:
-                self.log.info("An earlier try of this task already uploaded this file; not sending it again")
-                return earlier
-
         def attempt_body() -> dict[str, Any]:
             handle = opener()
             handles.append(handle)
@@ -1011,6 +999,7 @@ class QikberryHook(BaseHook):
                 reconcile=reconcile,
                 on_unknown=lambda msg: QikberryDeliveryUnknownError(msg, custom_id=cid),
                 can_resend=lambda: _reopenable(file),
+                task_retry=_is_task_retry(identity),
             )
         finally:
             for handle in handles:
