@@ -1,8 +1,8 @@
 """Client-side rate limiting: one token bucket per (base URL, token) per process.
 
-The API allows 1000 GET requests per minute per token. Every hook (and, later, every sensor and trigger) in a
-process that uses the same token draws from the same bucket, so together they stay under the limit. The bucket
-waits rather than fails; the server's 429 is still handled by the hook's retries.
+The API allows 1000 GET requests per minute per token. Every hook, sync or async (and so every sensor and
+trigger) in a process that uses the same token draws from the same bucket, so together they stay under the
+limit. The bucket waits rather than fails; the server's 429 is still handled by the transports' retries.
 """
 
 from __future__ import annotations
@@ -66,6 +66,18 @@ class TokenBucket:
         delay = self.reserve()
         if delay > 0:
             self._sleep(delay)
+        return delay
+
+    async def acquire_async(self) -> float:
+        """Wait, without blocking the event loop, until a token is available; returns the seconds waited.
+
+        Draws from the same budget as :meth:`acquire`, so threads and coroutines of one process share it.
+        """
+        delay = self.reserve()
+        if delay > 0:
+            import asyncio
+
+            await asyncio.sleep(delay)
         return delay
 
 

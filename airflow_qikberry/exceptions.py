@@ -24,6 +24,8 @@ from airflow.providers.common.compat.sdk import AirflowException
 
 __all__ = [
     "QikberryAuthError",
+    "QikberryConnectionError",
+    "QikberryCustomIdReusedError",
     "QikberryDeliveryUnknownError",
     "QikberryError",
     "QikberryInsufficientBalanceError",
@@ -96,6 +98,18 @@ class QikberryServerError(QikberryError):
     """HTTP 5xx, or a response the provider could not understand."""
 
 
+class QikberryConnectionError(QikberryServerError):
+    """No usable HTTP exchange took place: refused or dropped connection, timeout, TLS or URL problem.
+
+    ``retryable`` is False for problems that cannot heal by themselves (TLS verification, an invalid or
+    schema-less URL): those fail at once, with the fix in the message.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        self.retryable = retryable
+        super().__init__(message)
+
+
 class QikberryDeliveryUnknownError(QikberryError):
     """A send may or may not have been accepted, and the provider could not find out which.
 
@@ -114,3 +128,12 @@ class QikberryDeliveryUnknownError(QikberryError):
         self.numbers = list(numbers)
         self.custom_id = custom_id
         super().__init__(message, status_code=status_code)
+
+
+class QikberryCustomIdReusedError(QikberryDeliveryUnknownError):
+    """A custom id given to this call already names messages submitted before the call began.
+
+    A caller's ``custom_id`` is an idempotency key: one id, one send. When a lookup finds rows for it that
+    are older than this call, they belong to an earlier send, so they cannot be returned as this call's
+    result, and whether this call's own request was accepted is unknown. Use a fresh custom id per send.
+    """

@@ -52,6 +52,22 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Turn off only for a sandbox with a self-signed certificate.",
         "schema": {"type": ["boolean", "null"], "default": True},
     },
+    "check_dlt_sender": {
+        "label": "Check DLT sender format",
+        "description": "On T/P/S routes require a 6-character DLT header before sending; turn off to let "
+        "the API decide.",
+        "schema": {"type": ["boolean", "null"], "default": True},
+    },
+    "reconcile_window": {
+        "label": "Reconcile window (seconds)",
+        "description": "How long an ambiguous send is looked up by custom id before it counts as not sent.",
+        "schema": {"type": ["number", "null"], "minimum": 1, "default": 30},
+    },
+    "api_timezone": {
+        "label": "API time zone",
+        "description": "Time zone of the API's timestamps and of scheduled send times.",
+        "schema": {"type": ["string", "null"], "default": "Asia/Kolkata"},
+    },
 }
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {

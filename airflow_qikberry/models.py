@@ -9,12 +9,12 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from airflow_qikberry.protocol import is_delivered, is_final
+from airflow_qikberry.protocol import canonical_number, is_delivered, is_final
 
 __all__ = ["Balance", "BatchResult", "MessageStatus", "SentMessage"]
 
@@ -55,7 +55,10 @@ def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class SentMessage:
-    """One recipient row of an accepted send (``sms/send``, ``sms/send/json``)."""
+    """One recipient row of an accepted send (``sms/send``, ``sms/send/json``).
+
+    ``mobile`` is in one canonical form, digits with the country code, however the API wrote it.
+    """
 
     message_id: str
     mobile: str
@@ -74,7 +77,7 @@ class SentMessage:
     def from_api(cls, row: Mapping[str, Any]) -> SentMessage:
         return cls(
             message_id=str(row.get("id", "")),
-            mobile=str(row.get("mobile", "")),
+            mobile=canonical_number(row.get("mobile")),
             status=str(row.get("status", "")),
             units=_int(row.get("units")),
             length=_int(row.get("length")),
@@ -148,7 +151,7 @@ class MessageStatus:
     def from_api(cls, row: Mapping[str, Any]) -> MessageStatus:
         return cls(
             message_id=str(row.get("id", "")),
-            mobile=str(row.get("mobile", "")),
+            mobile=canonical_number(row.get("mobile")),
             status=str(row.get("status", "")),
             units=_int(row.get("units")),
             length=_int(row.get("length")),
@@ -186,6 +189,12 @@ class Balance:
             charges=_decimal(row.get("charges")),
             postpaid=bool(_int(row.get("postpaid"))),
         )
+
+    @classmethod
+    def list_from(cls, rows: Iterable[Mapping[str, Any]], service: str | None = None) -> list[Balance]:
+        """The balance rows of a response, only ``service``'s when given."""
+        balances = [cls.from_api(row) for row in rows]
+        return [b for b in balances if service is None or b.service == service]
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))

@@ -1,15 +1,18 @@
-"""The Qikberry v2 wire protocol in one place: API paths, status vocabulary, envelopes and error mapping.
+"""The Qikberry v2 wire protocol in one place: API paths, status vocabulary, envelopes, error mapping,
+what an HTTP outcome means for a retry, and the pure builders of every request payload.
 
-Both the sync hook and (later) the async hook parse responses through :func:`parse_response`, so the two
-transports can never disagree about what a response means. This module does no I/O.
+Both transports (requests and httpx) and both hooks go through this module, so they can never disagree
+about what a request looks like or what a response means. This module does no I/O.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from airflow_qikberry.exceptions import (
     QikberryAuthError,
@@ -160,7 +163,8 @@ def error_for(
     effective = status_code if status_code >= 300 or api_code is None else api_code
     lowered = message.lower()
 
-    if body is None and _looks_like_login_page(text):
+    # A 5xx error page may well carry a "log in" link: only a non-5xx login page means a bad token.
+    if body is None and status_code < 500 and _looks_like_login_page(text):
         return QikberryAuthError(
             "The API answered with its HTML login page: the access token is missing or invalid.",
             status_code=status_code,
@@ -209,3 +213,379 @@ def _looks_like_login_page(text: str) -> bool:
 def _snippet(text: str, limit: int = 200) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
+# --- what an HTTP outcome means for retrying
+
+Disposition = Literal["ok", "retry", "ambiguous", "fail"]
+
+
+def classify(method: str, status_code: int) -> Disposition:
+    """What to do after an HTTP answer: ``ok``; ``retry`` (safe to repeat); ``ambiguous`` (a POST that may
+    have been processed: reconcile, never blindly repeat); ``fail`` (repeating cannot help).
+
+    GETs repeat on 408, 429 and any 5xx (the 520-524 family of proxies included). A send (POST) repeats only
+    on 429 and 503, which refuse before processing; 408, 500, 502, 504, 520-524 and other 5xx may come after
+    the server accepted the messages; 501 and 505 say the request can never work.
+    """
+    if 200 <= status_code < 300:
+        return "ok"
+    if method.upper() == "GET":
+        return (
+            "retry"
+            if status_code in (408, 429) or (status_code >= 500 and status_code not in (501, 505))
+            else "fail"
+        )
+    if status_code in (429, 503):
+        return "retry"
+    if status_code in (501, 505):
+        return "fail"
+    if status_code == 408 or status_code >= 500:
+        return "ambiguous"
+    return "fail"
+
+
+# --- authentication placement (reference section 3.1)
+
+
+def auth_headers(token: str, auth_in: str, user_agent: str) -> dict[str, str]:
+    """Headers of every request. Without a JSON ``Accept`` the API answers an auth failure with HTML."""
+    headers = {"Accept": "application/json", "User-Agent": user_agent}
+    if auth_in == "header":
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+def query_params(params: Mapping[str, Any] | None, token: str, auth_in: str) -> dict[str, Any]:
+    """Query parameters without ``None`` values, plus ``access_token`` when the token goes in the query."""
+    out = {k: val for k, val in (params or {}).items() if val is not None}
+    if auth_in == "query":
+        out["access_token"] = token
+    return out
+
+
+# --- secrets in text
+
+_TOKEN_IN_TEXT = re.compile(r"((?:access|api)_token=)[^&\s'\"]+", re.IGNORECASE)
+
+
+def redact(text: str, *secrets: str) -> str:
+    """Remove ``access_token=...`` query values and the given secrets from ``text``."""
+    text = _TOKEN_IN_TEXT.sub(r"\1***", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+# --- numbers as the API writes them
+
+_NOT_DIGIT = re.compile(r"\D")
+
+
+def canonical_number(number: Any) -> str:
+    """One form for a number the API may write as ``91...``, ``+91...`` or ``0091...``: digits only."""
+    digits = _NOT_DIGIT.sub("", str(number or ""))
+    return digits[2:] if digits.startswith("00") else digits
+
+
+# --- response bodies
+
+
+def rows_of(response: ApiResponse, *, what: str) -> list[Mapping[str, Any]]:
+    """The ``data`` rows of a response that must carry a list of objects; a garbled body is a typed error."""
+    data = response.data
+    if data is None:
+        return []
+    if not isinstance(data, list) or not all(isinstance(row, Mapping) for row in data):
+        raise QikberryServerError(
+            f"The API answered {what} with a body whose data is not a list of rows: "
+            f"{_snippet(json.dumps(data, default=str))}",
+            status_code=response.status_code,
+        )
+    return data
+
+
+def next_page(body: Mapping[str, Any], page: int, rows_on_page: int) -> int | None:
+    """The page after ``page`` of a Laravel-paginated answer, or None when ``page`` was the last.
+
+    Reads the API-resource form (``meta.last_page``, ``links.next``) and the flat paginator form
+    (``last_page``, ``next_page_url``); an unpaginated list has no page after it.
+    """
+    if rows_on_page == 0:
+        return None
+    meta = body.get("meta")
+    meta = meta if isinstance(meta, Mapping) else body
+    last = meta.get("last_page")
+    if isinstance(last, int) and not isinstance(last, bool):
+        return page + 1 if page < last else None
+    links = body.get("links")
+    if isinstance(links, Mapping):
+        return page + 1 if links.get("next") else None
+    return page + 1 if body.get("next_page_url") else None
+
+
+MAX_STATUS_PAGES = 10_000  # 1,000,000 rows: twice the largest bulk upload
+
+
+def status_page(response: ApiResponse, page: int) -> tuple[list[Mapping[str, Any]], int | None]:
+    """The rows of one ``sms/status`` answer and the number of the next page (None: this was the last).
+
+    Accepts the current envelope (rows in ``data``, ``links``/``meta`` beside it) and the pre-2024 one
+    (a flat paginator inside ``data``). Following more than :data:`MAX_STATUS_PAGES` pages is an error,
+    not an endless loop.
+    """
+    data, container = response.data, response.body
+    if isinstance(data, Mapping) and isinstance(data.get("data"), list):
+        data, container = data["data"], data
+    rows = rows_of(ApiResponse(response.status_code, {"data": data}), what="sms/status")
+    following = next_page(container, page, len(rows))
+    if following is not None and following > MAX_STATUS_PAGES:
+        raise QikberryServerError(f"sms/status kept answering 'next page' past page {MAX_STATUS_PAGES}.")
+    return rows, following
+
+
+def status_params(
+    *, message_id: str | None, custom_id: str | None, mobile: str | None, default_region: str | None
+) -> dict[str, str]:
+    """Query of an ``sms/status`` lookup; combined keys AND. At least one key is required."""
+    if not (message_id or custom_id or mobile):
+        raise QikberryValidationError("get_status needs message_id, custom_id or mobile.", field="message_id")
+    params = {"id": message_id, "cid": custom_id}
+    if mobile:
+        params["mobile"] = _validation().normalize_number(
+            mobile, default_region=default_region, field="mobile"
+        )
+    return {k: str(val) for k, val in params.items() if val}
+
+
+def accepted_count(message: str) -> int | None:
+    """The count in ``"<N> numbers accepted for delivery."``, or None when the message has none."""
+    match = re.match(r"\s*(\d+)", message)
+    return int(match.group(1)) if match else None
+
+
+# --- request payloads
+
+EncodingChoice = Literal["auto", "gsm7", "ucs2"]
+API_TYPE: dict[str, str] = {"gsm7": "N", "ucs2": "U"}
+MAX_NUMBERS_PER_REQUEST = 50_000  # the quick-campaign limit (reference section 3.9)
+MAX_BULK_BYTES = 200 * 1024 * 1024  # campaign file limit (reference section 3.9)
+
+# Per-node keys of sms/send/json: every send parameter except webhook_id, service and time (reference 4.2).
+NODE_KEYS = frozenset(
+    {
+        "to",
+        "message",
+        "sender",
+        "template_id",
+        "entity_id",
+        "encoding",
+        "flash",
+        "max_units",
+        "tags",
+        "custom_id",
+    }
+)
+_ROOT_ONLY = {
+    "service": "service",
+    "webhook_id": "webhook_id",
+    "schedule_at": "schedule_at",
+    "time": "schedule_at",
+}
+
+
+@dataclass(frozen=True)
+class SendDefaults:
+    """What a connection supplies when a call leaves a send parameter out."""
+
+    sender: str | None = None
+    service: str = "T"
+    entity_id: str | None = None
+    default_region: str | None = None
+    check_dlt_sender: bool = True
+    timezone: str = "Asia/Kolkata"
+
+
+def _validation() -> Any:
+    # validation pulls in phonenumbers lazily already; imported here to keep this module's import cheap.
+    from airflow_qikberry import validation
+
+    return validation
+
+
+def _sender(value: str | None, defaults: SendDefaults, service: str, field: str) -> str:
+    v = _validation()
+    return v.validate_sender(
+        value, service=service, dlt=None if defaults.check_dlt_sender else False, field=field
+    )
+
+
+def _message_fields(text: str, encoding: EncodingChoice, max_units: int | None, field: str) -> dict[str, Any]:
+    length = _validation().validate_message(text, encoding=encoding, max_units=max_units, field=field)
+    return {"message": text, "type": API_TYPE[length.encoding]}
+
+
+def build_common(
+    defaults: SendDefaults,
+    *,
+    message: str | None,
+    sender: str | None = None,
+    service: str | None = None,
+    template_id: str | None = None,
+    entity_id: str | None = None,
+    schedule_at: datetime | str | None = None,
+    encoding: EncodingChoice = "auto",
+    flash: bool = False,
+    webhook_id: str | None = None,
+    max_units: int | None = None,
+    tags: Sequence[str] | str | None = None,
+    require_message: bool = True,
+) -> dict[str, Any]:
+    """The parameters shared by every send endpoint, validated, in wire form (``root`` of a batch)."""
+    v = _validation()
+    service_value = v.validate_service(service or defaults.service)
+    payload: dict[str, Any] = {
+        "sender": _sender(sender or defaults.sender, defaults, service_value, "sender"),
+        "service": service_value,
+    }
+    if message is not None or require_message:
+        payload.update(_message_fields(message or "", encoding, max_units, "message"))
+    elif encoding != "auto":
+        payload["type"] = API_TYPE[encoding]
+    if max_units is not None:
+        payload["max_units"] = max_units
+    ids = {
+        "template_id": v.validate_dlt_id(template_id, field="template_id"),
+        "entity_id": v.validate_dlt_id(entity_id or defaults.entity_id, field="entity_id"),
+    }
+    payload.update({k: val for k, val in ids.items() if val})
+    when = v.validate_schedule(schedule_at, timezone=defaults.timezone)
+    if when:
+        payload["time"] = when
+    if flash:
+        payload["flash"] = 1
+    if webhook_id:
+        payload["webhook_id"] = str(webhook_id)
+    tag_list = v.validate_tags(tags)
+    if tag_list:
+        payload["tags"] = tag_list
+    return payload
+
+
+def check_request_size(count: int, field: str) -> None:
+    if count > MAX_NUMBERS_PER_REQUEST:
+        raise QikberryValidationError(
+            f"{field}: {count} numbers; the API accepts at most {MAX_NUMBERS_PER_REQUEST} per request. "
+            "Split the list (or use upload_bulk for one text to many numbers).",
+            field=field,
+        )
+
+
+@dataclass(frozen=True)
+class BatchNode:
+    """One validated node of a batch: its wire form, its number and the custom id the caller gave."""
+
+    payload: dict[str, Any]
+    number: str
+    given_custom_id: str | None
+
+
+def build_batch_node(
+    node: Mapping[str, Any],
+    index: int,
+    root: Mapping[str, Any],
+    defaults: SendDefaults,
+    *,
+    encoding: EncodingChoice,
+    max_units: int | None,
+) -> BatchNode:
+    """Validate one ``sms/send/json`` node and give it every parameter it overrides, its encoding included.
+
+    A node whose text differs from the root's carries its own ``type``: a Hindi node under a GSM-7 root
+    goes out as ``U``, not as question marks.
+    """
+    v = _validation()
+    prefix = f"nodes[{index}]"
+    if not isinstance(node, Mapping):
+        raise QikberryValidationError(f"{prefix} must be a mapping with a 'to' number.", field=prefix)
+    node = dict(node)
+    if "custom" in node and "custom_id" not in node:
+        node["custom_id"] = node.pop("custom")
+    for key in node:
+        if key in _ROOT_ONLY:
+            raise QikberryValidationError(
+                f"{prefix}.{key}: the API applies {key} to the whole batch only; pass it as the "
+                f"{_ROOT_ONLY[key]} argument instead.",
+                field=f"{prefix}.{key}",
+            )
+        if key not in NODE_KEYS:
+            raise QikberryValidationError(
+                f"{prefix}.{key} is not a node parameter; use one of {', '.join(sorted(NODE_KEYS))}.",
+                field=f"{prefix}.{key}",
+            )
+    if "to" not in node:
+        raise QikberryValidationError(f"{prefix} needs a 'to' number.", field=f"{prefix}.to")
+    found = v.normalize_numbers(node["to"], default_region=defaults.default_region, field=f"{prefix}.to")
+    if len(found) != 1:
+        raise QikberryValidationError(
+            f"{prefix}.to must be exactly one number; use one node per recipient.", field=f"{prefix}.to"
+        )
+    out: dict[str, Any] = {"to": found[0]}
+    node_encoding: EncodingChoice = node.get("encoding", encoding)
+    if node_encoding not in API_TYPE and node_encoding != "auto":
+        raise QikberryValidationError(
+            f"{prefix}.encoding must be 'auto', 'gsm7' or 'ucs2', got {node_encoding!r}.",
+            field=f"{prefix}.encoding",
+        )
+    node_units = node.get("max_units", max_units)
+    text = node.get("message", root.get("message"))
+    if text is None:
+        raise QikberryValidationError(
+            f"{prefix} has no message and no default message was given.", field=f"{prefix}.message"
+        )
+    fields = _message_fields(text, node_encoding, node_units, f"{prefix}.message")
+    if "message" in node:
+        out["message"] = text
+    if "message" in node or fields["type"] != root.get("type"):
+        out["type"] = fields["type"]
+    if "max_units" in node:
+        out["max_units"] = node_units
+    if node.get("sender"):
+        out["sender"] = _sender(node["sender"], defaults, str(root["service"]), f"{prefix}.sender")
+    for key in ("template_id", "entity_id"):
+        if node.get(key):
+            out[key] = v.validate_dlt_id(node[key], field=f"{prefix}.{key}")
+    if "flash" in node:
+        out["flash"] = 1 if node["flash"] else 0
+    if node.get("tags"):
+        out["tags"] = v.validate_tags(node["tags"], field=f"{prefix}.tags")
+    given = node.get("custom_id")
+    given_id = v.validate_custom_id(given, field=f"{prefix}.custom_id") if given else None
+    return BatchNode(payload=out, number=found[0], given_custom_id=given_id)
+
+
+def build_batch_nodes(
+    nodes: Iterable[Mapping[str, Any]],
+    root: Mapping[str, Any],
+    defaults: SendDefaults,
+    *,
+    encoding: EncodingChoice,
+    max_units: int | None,
+) -> list[BatchNode]:
+    built = [
+        build_batch_node(node, i, root, defaults, encoding=encoding, max_units=max_units)
+        for i, node in enumerate(nodes)
+    ]
+    if not built:
+        raise QikberryValidationError("nodes is empty: give at least one recipient.", field="nodes")
+    check_request_size(len(built), "nodes")
+    explicit = [b.given_custom_id for b in built if b.given_custom_id]
+    if len(set(explicit)) != len(explicit):
+        raise QikberryValidationError("nodes carry duplicate custom ids; each must be unique.", field="nodes")
+    return built
+
+
+def multipart_fields(payload: Mapping[str, Any]) -> dict[str, str]:
+    """Form fields of a multipart upload: lists become comma-separated values."""
+    return {k: (",".join(map(str, val)) if isinstance(val, list) else str(val)) for k, val in payload.items()}

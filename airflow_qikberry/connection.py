@@ -1,0 +1,204 @@
+"""The ``qikberry`` connection: its fields, how they are parsed and checked, and its legacy UI form.
+
+The declarative form (``conn-fields``) lives in :mod:`airflow_qikberry.get_provider_info`, which Airflow
+reads without importing the hook; this module turns a stored connection into :class:`ConnectionSettings`
+and builds the WTForms widgets that Airflow < 3.2 asks the hook for, from the same ``CONN_FIELDS``.
+
+Example::
+
+    settings = ConnectionSettings.from_connection(BaseHook.get_connection("qikberry_default"))
+    settings.base_url, settings.service
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from airflow_qikberry.exceptions import QikberryValidationError
+from airflow_qikberry.get_provider_info import CONN_FIELDS, CONN_TYPE, UI_FIELD_BEHAVIOUR
+from airflow_qikberry.protocol import DEFAULT_BASE_URL
+
+__all__ = ["ConnectionSettings", "connection_form_widgets", "ui_field_behaviour"]
+
+AuthPlacement = Literal["header", "query"]
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """The `qikberry` connection, parsed and checked. ``token`` is excluded from ``repr``.
+
+    ``reconcile_window`` is how long (seconds) an ambiguous send is looked for by its custom id before it
+    is taken as not accepted; ``api_timezone`` is the zone of the API's ``submitted_at`` timestamps.
+    """
+
+    base_url: str
+    token: str = field(repr=False)
+    sender: str | None = None
+    service: str = "T"
+    entity_id: str | None = None
+    timeout: float = 30.0
+    rate_limit_per_minute: int = 1000
+    auth_in: AuthPlacement = "header"
+    default_region: str | None = None
+    verify_ssl: bool = True
+    check_dlt_sender: bool = True
+    reconcile_window: float = 30.0
+    api_timezone: str = "Asia/Kolkata"
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> ConnectionSettings:
+        """From an Airflow ``Connection`` (sync or async-fetched: only its attributes are read)."""
+        return cls.from_parts(
+            conn_id=str(getattr(conn, "conn_id", "") or ""),
+            host=conn.host,
+            port=conn.port,
+            schema=conn.schema,
+            password=conn.password,
+            extra=conn.extra_dejson or {},
+        )
+
+    @classmethod
+    def from_parts(
+        cls,
+        *,
+        conn_id: str,
+        host: str | None,
+        port: int | None,
+        schema: str | None,
+        password: str | None,
+        extra: Mapping[str, Any],
+    ) -> ConnectionSettings:
+        def get(name: str) -> Any:
+            # Airflow < 2.3 style prefixed keys still turn up in connections saved by old UIs.
+            value = extra.get(name, extra.get(f"extra__{CONN_TYPE}__{name}"))
+            return None if value == "" else value
+
+        token = password or ""
+        if not token:
+            raise QikberryValidationError(
+                f"Connection '{conn_id}' has no access token: put it in the password field.",
+                field="password",
+            )
+        auth_in = str(get("auth_in") or "header").lower()
+        if auth_in not in ("header", "query"):
+            raise QikberryValidationError(
+                f"Connection extra auth_in must be 'header' or 'query', got {auth_in!r}.", field="auth_in"
+            )
+        region = get("default_region")
+        zone = str(get("api_timezone") or "Asia/Kolkata")
+        _check_zone(zone)
+        return cls(
+            base_url=_base_url(host, port, schema),
+            token=token,
+            sender=get("sender"),
+            service=str(get("service") or "T"),
+            entity_id=None if get("entity_id") is None else str(get("entity_id")),
+            timeout=_positive_number(get("timeout"), "timeout", 30.0),
+            rate_limit_per_minute=int(
+                _positive_number(get("rate_limit_per_minute"), "rate_limit_per_minute", 1000)
+            ),
+            auth_in="query" if auth_in == "query" else "header",
+            default_region=str(region).upper() if region else None,
+            verify_ssl=_boolean(get("verify_ssl"), "verify_ssl", default=True),
+            check_dlt_sender=_boolean(get("check_dlt_sender"), "check_dlt_sender", default=True),
+            reconcile_window=_positive_number(get("reconcile_window"), "reconcile_window", 30.0),
+            api_timezone=zone,
+        )
+
+
+def _positive_number(value: Any, name: str, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if number <= 0:
+        raise QikberryValidationError(
+            f"Connection extra {name} must be a positive number, got {value!r}.", field=name
+        )
+    return number
+
+
+def _boolean(value: Any, name: str, *, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    from airflow.utils.strings import to_boolean
+
+    text = str(value).strip().lower()
+    if text not in ("true", "t", "yes", "y", "on", "1", "false", "f", "no", "n", "off", "0"):
+        raise QikberryValidationError(
+            f"Connection extra {name} must be true or false, got {value!r}.", field=name
+        )
+    return to_boolean(text)
+
+
+def _check_zone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise QikberryValidationError(
+            f"Connection extra api_timezone {name!r} is not an IANA time zone (e.g. 'Asia/Kolkata').",
+            field="api_timezone",
+        ) from None
+
+
+def _base_url(host: str | None, port: int | None, schema: str | None) -> str:
+    text = (host or "").strip()
+    if not text:
+        return DEFAULT_BASE_URL
+    if "://" not in text:
+        # A URI-style connection splits the URL into host, port and schema (the path).
+        port_part = f":{port}" if port else ""
+        path = (schema or "api/v2").strip("/")
+        text = f"https://{text}{port_part}/{path}"
+    scheme = text.split("://", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        raise QikberryValidationError(
+            f"Connection host must be an http(s) URL such as {DEFAULT_BASE_URL!r}, got scheme {scheme!r}.",
+            field="host",
+        )
+    return text if text.endswith("/") else text + "/"
+
+
+# -- connection form (Airflow < 3.2; newer versions read conn-fields from provider info)
+
+
+def connection_form_widgets() -> dict[str, Any]:
+    """WTForms widgets built from the same ``CONN_FIELDS`` the declarative form uses."""
+    from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+    from flask_babel import lazy_gettext
+    from wtforms import BooleanField, IntegerField, StringField
+    from wtforms.validators import NumberRange, Optional
+
+    widgets: dict[str, Any] = {}
+    for name, spec in CONN_FIELDS.items():
+        types = spec["schema"]["type"]
+        types = types if isinstance(types, list) else [types]
+        label = lazy_gettext(spec["label"])
+        description = spec.get("description", "")
+        if "boolean" in types:
+            widgets[name] = BooleanField(
+                label, description=description, default=spec["schema"].get("default")
+            )
+        elif "integer" in types or "number" in types:
+            widgets[name] = IntegerField(
+                label,
+                validators=[Optional(), NumberRange(min=spec["schema"].get("minimum", 0))],
+                widget=BS3TextFieldWidget(),
+                description=description,
+                default=spec["schema"].get("default"),
+            )
+        else:
+            widgets[name] = StringField(label, widget=BS3TextFieldWidget(), description=description)
+    return widgets
+
+
+def ui_field_behaviour() -> dict[str, Any]:
+    return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}

@@ -1,0 +1,156 @@
+"""QikberryAsyncHook: delivery-status and balance lookups for triggers, over the httpx transport.
+
+It only reads (status, balance): sends happen on workers through :class:`QikberryHook`, never in the
+triggerer, whose restarts would repeat them. It parses, maps errors, retries and rate-limits exactly as
+the sync hook does (same protocol module, same retry policy, same per-token GET budget in one process).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseHook
+
+from airflow_qikberry.connection import ConnectionSettings
+from airflow_qikberry.exceptions import QikberryValidationError
+from airflow_qikberry.get_provider_info import CONN_TYPE
+from airflow_qikberry.models import Balance, MessageStatus
+from airflow_qikberry.protocol import ApiResponse, Paths, rows_of, status_page, status_params
+from airflow_qikberry.transport.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from airflow_qikberry.transport.aio import HttpxTransport
+
+__all__ = ["QikberryAsyncHook"]
+
+
+class QikberryAsyncHook(BaseHook):
+    """Async twin of :class:`~airflow_qikberry.hooks.qikberry.QikberryHook` for lookups (status, balance).
+
+    The connection is fetched with common.compat's async-safe helper on first use; one pooled
+    ``httpx.AsyncClient`` serves every call until :meth:`close`.
+
+    Example::
+
+        async with QikberryAsyncHook(qikberry_conn_id="qikberry_default") as hook:
+            statuses = await hook.get_status(message_id="b34e35ad-...:1")
+            async for row in hook.iter_group_status(group_id):
+                print(row.status)
+
+    :param qikberry_conn_id: the Airflow connection to use.
+    :param timeout: read timeout in seconds (overrides the connection's ``timeout`` extra).
+    :param max_attempts: attempts per call, first try included.
+    :param retry_deadline: seconds that bound a whole call, waits included.
+    :param max_retry_after: cap, in seconds, on how long a server's ``Retry-After`` may make us wait.
+    """
+
+    conn_name_attr = "qikberry_conn_id"
+    default_conn_name = "qikberry_default"
+    conn_type = CONN_TYPE
+    hook_name = "Qikberry (async)"
+
+    def __init__(
+        self,
+        qikberry_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_attempts: int = 5,
+        retry_deadline: float = 120.0,
+        max_retry_after: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.qikberry_conn_id = qikberry_conn_id
+        self.timeout_override = timeout
+        self.policy = RetryPolicy(
+            max_attempts=max(1, max_attempts),
+            deadline=retry_deadline,
+            max_retry_after=max_retry_after,
+            log=self.log,
+        )
+        self._settings: ConnectionSettings | None = None
+        self._transport: HttpxTransport | None = None
+
+    async def get_settings(self) -> ConnectionSettings:
+        """The parsed connection, fetched once without blocking the event loop."""
+        if self._settings is None:
+            from airflow.providers.common.compat.connection import get_async_connection
+            from airflow.providers.common.compat.sdk import mask_secret
+
+            conn = await get_async_connection(self.qikberry_conn_id, self)
+            if conn.password:
+                mask_secret(conn.password)
+            self._settings = ConnectionSettings.from_connection(conn)
+        return self._settings
+
+    async def get_transport(self) -> HttpxTransport:
+        if self._transport is None:
+            from airflow_qikberry._ratelimit import bucket_for
+            from airflow_qikberry.transport.aio import HttpxTransport
+
+            s = await self.get_settings()
+            self._transport = HttpxTransport(
+                s,
+                policy=self.policy,
+                bucket=bucket_for(s.base_url, s.token, s.rate_limit_per_minute),
+                timeout=self.timeout_override,
+            )
+        return self._transport
+
+    async def close(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
+
+    async def __aenter__(self) -> QikberryAsyncHook:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _get(self, path: str, params: Mapping[str, Any] | None = None) -> ApiResponse:
+        return await (await self.get_transport()).get(path, params)
+
+    async def _status_rows(self, params: Mapping[str, str]) -> AsyncIterator[MessageStatus]:
+        page: int | None = 1
+        while page is not None:
+            response = await self._get(Paths.STATUS, {**params, "page": page if page > 1 else None})
+            rows, following = status_page(response, page)
+            for row in rows:
+                yield MessageStatus.from_api(row)
+            page = following
+
+    async def get_status(
+        self,
+        *,
+        message_id: str | None = None,
+        custom_id: str | None = None,
+        mobile: str | None = None,
+    ) -> list[MessageStatus]:
+        """Delivery status by message id, custom id and/or number, every page of it."""
+        settings = await self.get_settings()
+        params = status_params(
+            message_id=message_id, custom_id=custom_id, mobile=mobile, default_region=settings.default_region
+        )
+        return [row async for row in self._status_rows(params)]
+
+    def iter_group_status(self, group_id: str) -> AsyncIterator[MessageStatus]:
+        """Every message of a request or campaign, one 100-row page at a time."""
+        if not group_id or not str(group_id).strip():
+            raise QikberryValidationError("group_id must not be empty.", field="group_id")
+        return self._status_rows({"group_id": str(group_id)})
+
+    async def get_balance(self, service: str | None = None) -> list[Balance]:
+        """Credits per service (``finance/balance``; falls back to the legacy ``account/balance``)."""
+        from airflow_qikberry import validation as v
+
+        wanted = v.validate_service(service) if service is not None else None
+        params = {"service": wanted} if wanted else None
+        try:
+            response = await self._get(Paths.BALANCE, params)
+        except QikberryValidationError as exc:
+            if exc.status_code != 404:
+                raise
+            response = await self._get(Paths.BALANCE_LEGACY, params)
+        return Balance.list_from(rows_of(response, what="finance/balance"), wanted)

@@ -1,0 +1,382 @@
+"""Exactly-once sends: custom ids, task identity, and the state machine that settles an unknown outcome.
+
+Every send carries a custom id (``custom``). A send is repeated only when it provably was not processed
+(connection refused, 429, 503). When its outcome is unknown (read timeout, connection dropped after
+sending, 408/500/502/504/52x, a 200 whose rows do not account for every number) the custom id is looked up,
+page by page, for a bounded *reconcile window* with backoff, because the API shows accepted messages in
+``sms/status`` only after a while. What the lookup finds decides:
+
+* rows for exactly the numbers sent: the send was accepted; they are returned, nothing is sent again;
+* nothing, when the window closes: the send was not accepted and is repeated (never for bulk uploads,
+  whose processing can outlast any window; those raise :class:`QikberryDeliveryUnknownError`);
+* rows in another shape (other numbers, no group id, only some numbers), or rows submitted before this
+  call began (the custom id was reused): unknown, reported, never resent.
+
+Inside an Airflow task the derived custom id is stable across tries, so a retried task finds what an
+earlier try sent and returns it instead of sending again; ``resend=True`` derives fresh ids on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Generic, Literal, TypeVar
+
+from airflow_qikberry.exceptions import (
+    QikberryCustomIdReusedError,
+    QikberryDeliveryUnknownError,
+    QikberryError,
+    QikberryServerError,
+)
+from airflow_qikberry.models import MessageStatus, SentMessage
+from airflow_qikberry.protocol import ApiResponse, canonical_number, classify
+from airflow_qikberry.transport.base import RawResponse, TransportFailure
+from airflow_qikberry.transport.retry import Retry, RetryPolicy
+
+__all__ = [
+    "TaskIdentity",
+    "Verdict",
+    "derive_custom_id",
+    "fingerprint",
+    "is_task_retry",
+    "match_batch_rows",
+    "match_send_rows",
+    "task_identity",
+]
+
+T = TypeVar("T")
+
+# --- task identity and custom ids
+
+TaskIdentity = tuple[str, str, str, str, str]
+_occurrences: Counter[tuple[str, ...]] = Counter()
+_occurrences_lock = threading.Lock()
+_get_current_context: Callable[[], Any] | None = None
+_LOOK_UP: Any = object()
+
+
+def task_identity() -> TaskIdentity | None:
+    """(dag_id, task_id, run_id, map_index, try_number) of the running task, or None outside a task."""
+    global _get_current_context
+    if _get_current_context is None:
+        # Resolved once: the compat module's lazy lookup costs more than the call itself.
+        from airflow.providers.common.compat.sdk import get_current_context
+
+        _get_current_context = get_current_context
+    try:
+        context = _get_current_context()
+    except Exception:
+        return None
+    ti = context.get("ti") or context.get("task_instance")
+    if ti is None:
+        return None
+    return (
+        str(ti.dag_id),
+        str(ti.task_id),
+        str(ti.run_id),
+        str(getattr(ti, "map_index", -1)),
+        str(getattr(ti, "try_number", 1)),
+    )
+
+
+def is_task_retry(identity: TaskIdentity | None) -> bool:
+    return identity is not None and identity[4].isdigit() and int(identity[4]) > 1
+
+
+def derive_custom_id(
+    fingerprint: str, identity: TaskIdentity | None = _LOOK_UP, *, fresh: bool = False
+) -> str:
+    """A custom id that a retry of the same Airflow task reproduces, so the retry can find earlier sends.
+
+    Inside a task: sha256 of (dag_id, task_id, run_id, map_index, n, fingerprint), where ``n`` counts
+    the sends with the same fingerprint made so far in this try. The try number is left out, so try 2
+    derives exactly the ids try 1 used, in the same order; with ``fresh`` (a deliberate re-send) it is put
+    in, so a cleared task sends under new ids. Outside a task nothing is stable: a random id, reused by the
+    hook's own retries of that call.
+    """
+    ident = task_identity() if identity is _LOOK_UP else identity
+    if ident is None:
+        basis = uuid.uuid4().hex
+    else:
+        dag_id, task_id, run_id, map_index, try_number = ident
+        key = (dag_id, task_id, run_id, map_index, try_number, fingerprint)
+        with _occurrences_lock:
+            _occurrences[key] += 1
+            nth = _occurrences[key]
+        parts = [dag_id, task_id, run_id, map_index, str(nth), fingerprint]
+        if fresh:
+            parts.append(f"try={try_number}")
+        basis = "|".join(parts)
+    return "af-" + hashlib.sha256(basis.encode()).hexdigest()[:24]
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+# --- what a lookup found
+
+VerdictKind = Literal["found", "absent", "partial", "unknown", "reused"]
+
+
+@dataclass(frozen=True)
+class Verdict(Generic[T]):
+    """The meaning of the rows a custom-id lookup returned."""
+
+    kind: VerdictKind
+    result: T | None = None
+    reason: str = ""
+    numbers: tuple[str, ...] = ()
+
+    @property
+    def settled(self) -> bool:
+        """True when looking again cannot change the answer."""
+        return self.kind in ("found", "unknown", "reused")
+
+
+ABSENT: Verdict[Any] = Verdict("absent")
+
+
+def submitted_before(row: MessageStatus, not_before: datetime, api_timezone: str) -> bool:
+    """True when the row's ``submitted_at`` (API-local wall time) is earlier than ``not_before``."""
+    if not row.submitted_at:
+        return False
+    try:
+        when = datetime.fromisoformat(row.submitted_at.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if when.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        when = when.replace(tzinfo=ZoneInfo(api_timezone))
+    return when < not_before
+
+
+@dataclass(frozen=True)
+class ReuseCheck:
+    """Rows submitted before ``not_before`` (the call's start less the allowed clock skew) are not ours."""
+
+    not_before: datetime
+    api_timezone: str
+
+    @classmethod
+    def starting_now(cls, skew_seconds: float, api_timezone: str) -> ReuseCheck:
+        return cls(datetime.now(timezone.utc) - timedelta(seconds=skew_seconds), api_timezone)
+
+    def older(self, rows: Iterable[MessageStatus]) -> list[MessageStatus]:
+        return [r for r in rows if submitted_before(r, self.not_before, self.api_timezone)]
+
+
+def _reused(custom_id: str, old: Sequence[MessageStatus]) -> Verdict[Any]:
+    return Verdict(
+        "reused",
+        reason=f"custom id {custom_id!r} already names {len(old)} message(s) submitted before this call "
+        f"(first at {old[0].submitted_at}): a custom id is an idempotency key, one per send",
+    )
+
+
+def match_send_rows(
+    rows: Sequence[MessageStatus], custom_id: str, numbers: Sequence[str], reuse: ReuseCheck | None
+) -> Verdict[list[SentMessage]]:
+    """Judge the rows a ``cid`` lookup found for a send of one text to ``numbers``."""
+    # An API that ignored the filter would answer other messages: only rows carrying the id count.
+    rows = [r for r in rows if r.custom_id == custom_id]
+    if not rows:
+        return ABSENT
+    if reuse is not None and (old := reuse.older(rows)):
+        return _reused(custom_id, old)
+    want = Counter(canonical_number(n) for n in numbers)
+    got = Counter(canonical_number(r.mobile) for r in rows)
+    if got - want:
+        return Verdict(
+            "unknown",
+            reason=f"custom id {custom_id!r} names {sum((got - want).values())} message(s) to numbers this "
+            "send did not include",
+            numbers=tuple(numbers),
+        )
+    missing = want - got
+    if missing:
+        return Verdict(
+            "partial",
+            reason=f"custom id {custom_id!r} shows {len(rows)} of the {len(numbers)} messages sent",
+            numbers=tuple(n for n in numbers if canonical_number(n) in missing),
+        )
+    order = {canonical_number(n): i for i, n in enumerate(numbers)}
+    ordered = sorted(rows, key=lambda r: order[canonical_number(r.mobile)])
+    return Verdict("found", [SentMessage.from_status(r) for r in ordered])
+
+
+def match_batch_rows(
+    rows: Sequence[MessageStatus], custom_ids: Sequence[str], numbers: Sequence[str]
+) -> Verdict[list[SentMessage]]:
+    """Judge the rows of a batch's group against the nodes sent (custom id ``custom_ids[i]`` to
+    ``numbers[i]``)."""
+    wanted = {cid: canonical_number(n) for cid, n in zip(custom_ids, numbers, strict=True)}
+    by_cid: dict[str, MessageStatus] = {}
+    for row in rows:
+        if row.custom_id not in wanted:
+            continue
+        if row.custom_id in by_cid or canonical_number(row.mobile) != wanted[row.custom_id]:
+            return Verdict(
+                "unknown",
+                reason=f"the batch's rows for custom id {row.custom_id!r} do not match the node sent",
+                numbers=tuple(numbers),
+            )
+        by_cid[row.custom_id] = row
+    if len(by_cid) < len(custom_ids):
+        missing = tuple(n for cid, n in zip(custom_ids, numbers, strict=True) if cid not in by_cid)
+        kind: VerdictKind = "partial" if by_cid else "absent"
+        return Verdict(
+            kind, reason=f"the batch shows {len(by_cid)} of {len(custom_ids)} nodes", numbers=missing
+        )
+    return Verdict("found", [SentMessage.from_status(by_cid[cid]) for cid in custom_ids])
+
+
+# --- the send state machine
+
+
+class Unaccounted(QikberryServerError):
+    """A 2xx answer to a send whose rows do not account for every number sent: an unknown outcome."""
+
+
+@dataclass
+class Send(Generic[T]):
+    """One send, prepared: how to post it, read its answer, look it up, and describe an unknown outcome."""
+
+    what: str
+    post: Callable[[], RawResponse]
+    parse: Callable[[ApiResponse], T]
+    # lookup(check_reuse): rows submitted before this call began count as a reused custom id when True.
+    lookup: Callable[[bool], Verdict[T]]
+    unknown: Callable[[str], QikberryDeliveryUnknownError]
+    # False for uploads: an ambiguous upload is never posted again automatically.
+    resend_after_ambiguity: bool = True
+    can_repeat: Callable[[], bool] = field(default=lambda: True)
+
+
+class ExactlyOnce:
+    """Runs a :class:`Send` so that it is accepted once, or reported as not sent or unknown.
+
+    Example::
+
+        runner = ExactlyOnce(policy, window=30.0, log=hook.log)
+        rows = runner.run(send, task_retry=False)
+    """
+
+    def __init__(self, policy: RetryPolicy, *, window: float, log: Any, first_delay: float = 1.0) -> None:
+        self.policy = policy
+        self.window = window
+        self.first_delay = first_delay
+        self.log = log
+
+    def _lookup(self, send: Send[T], because: str, *, check_reuse: bool = True) -> Verdict[T]:
+        try:
+            return send.lookup(check_reuse)
+        except QikberryError as exc:
+            raise send.unknown(
+                f"{because}, and looking its custom id up failed ({exc.message}). "
+                "Look it up before sending again."
+            ) from None
+
+    def _raise_unsettled(self, send: Send[T], verdict: Verdict[T], because: str) -> None:
+        if verdict.kind == "reused":
+            error = send.unknown(f"{because}; {verdict.reason}.")
+            raise QikberryCustomIdReusedError(
+                error.message, numbers=error.numbers, custom_id=error.custom_id
+            ) from None
+        if verdict.kind in ("unknown", "partial"):
+            raise send.unknown(f"{because}; {verdict.reason}. Check sms/status before sending again.")
+
+    def look_until_settled(self, send: Send[T], because: str, deadline: Any) -> Verdict[T]:
+        """Look the send up with backoff (1, 2, 4, 8, 8 ... s) until settled or the window closes."""
+        # The window is measured in waits, not wall time, so it also holds when sleeps are simulated.
+        waited, delay = 0.0, self.first_delay
+        verdict: Verdict[T] = ABSENT
+        while True:
+            left = min(self.window - waited, deadline.remaining())
+            if left <= 0:
+                return verdict
+            wait = min(delay, left)
+            if wait > 0:
+                self.policy.sleep(wait)
+            waited += max(wait, 0.25)  # a zero first delay still moves the window on
+            verdict = self._lookup(send, because)
+            if verdict.settled:
+                return verdict
+            delay = min(max(delay, 0.5) * 2, 8.0)
+
+    def run(self, send: Send[T], *, task_retry: bool = False) -> T:
+        deadline = self.policy.start()
+        if task_retry:
+            # An earlier try's rows are older than this call by nature: they are what we are looking for.
+            earlier = self._lookup(
+                send, "This is a retry of the task, and an earlier try may have sent this", check_reuse=False
+            )
+            if earlier.kind == "found" and earlier.result is not None:
+                self.log.info("An earlier try of this task already sent this; not sending it again")
+                return earlier.result
+            self._raise_unsettled(send, earlier, "An earlier try of this task may have sent this")
+
+        def settle(reason: str, error: QikberryError, may_resend: bool) -> T:
+            self.log.warning(
+                "Outcome of %s unknown (%s); looking its custom id up for up to %.0f s (reconcile window)",
+                send.what,
+                reason,
+                self.window,
+            )
+            verdict = self.look_until_settled(
+                send, f"The send may or may not have been accepted ({reason})", deadline
+            )
+            if verdict.kind == "found" and verdict.result is not None:
+                self.log.info("The API had accepted the send before the failure; not sending it again")
+                return verdict.result
+            self._raise_unsettled(send, verdict, f"The send may or may not have been accepted ({reason})")
+            if not may_resend:
+                raise send.unknown(
+                    f"The send may or may not have been accepted ({reason}) and looking its custom id up for "
+                    f"{self.window:.0f} s found nothing; it is not sent again automatically."
+                )
+            if not send.can_repeat():
+                raise send.unknown(
+                    f"The send failed ({reason}), the API has no record of it, and its data cannot be read "
+                    "again to resend it."
+                )
+            self.log.warning(
+                "No record of the send after the %.0f s reconcile window: not accepted; sending it again",
+                self.window,
+            )
+            raise Retry(error)
+
+        def attempt() -> T:
+            try:
+                raw = send.post()
+            except TransportFailure as exc:
+                if exc.kind == "fatal":
+                    raise exc.error from None
+                if exc.kind == "not_sent":
+                    if not send.can_repeat():
+                        raise exc.error from None
+                    raise Retry(exc.error) from None
+                return settle(exc.error.message, exc.error, send.resend_after_ambiguity)
+            disposition = classify("POST", raw.status_code)
+            if disposition == "ok":
+                try:
+                    return send.parse(raw.parse())
+                except QikberryServerError as exc:
+                    # Answered 2xx, so the server processed something: find out what, never resend.
+                    return settle(exc.message, exc, False)
+            error = raw.error()
+            if disposition == "retry":
+                if not send.can_repeat():
+                    raise error
+                raise Retry(error, getattr(error, "retry_after", None))
+            if disposition == "fail":
+                raise error
+            return settle(error.message, error, send.resend_after_ambiguity)
+
+        return self.policy.run(attempt, deadline)

@@ -1,0 +1,131 @@
+"""The async transport: one ``httpx.AsyncClient`` per hook, for lookups made from the triggerer.
+
+It never sends messages (sends happen on workers, never in a trigger, which a triggerer restart would
+repeat); it speaks the same protocol, with the same retry policy and the same per-token GET budget as the
+sync transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow_qikberry.protocol import ApiResponse, auth_headers, classify, query_params
+from airflow_qikberry.transport.base import (
+    RawResponse,
+    TransportFailure,
+    caused_by,
+    failure,
+    install_log_filter,
+)
+from airflow_qikberry.transport.retry import Deadline, Retry, RetryPolicy
+from airflow_qikberry.transport.sync import USER_AGENT
+
+if TYPE_CHECKING:
+    import httpx
+
+    from airflow_qikberry._ratelimit import TokenBucket
+    from airflow_qikberry.connection import ConnectionSettings
+
+
+class HttpxTransport:
+    """Async GETs over a pooled ``httpx.AsyncClient``.
+
+    Example::
+
+        transport = HttpxTransport(settings, policy=RetryPolicy(), bucket=bucket)
+        response = await transport.get("sms/status", {"id": message_id})
+        await transport.aclose()
+    """
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        policy: RetryPolicy,
+        bucket: TokenBucket,
+        timeout: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.bucket = bucket
+        self.read_timeout = timeout or settings.timeout
+        self._client: httpx.AsyncClient | None = None
+        install_log_filter("httpx")
+        install_log_filter("httpcore")
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            s = self.settings
+            self._client = httpx.AsyncClient(
+                headers=auth_headers(s.token, s.auth_in, USER_AGENT),
+                timeout=httpx.Timeout(self.read_timeout, connect=min(10.0, self.read_timeout)),
+                verify=s.verify_ssl,
+                limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def request(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None
+    ) -> RawResponse:
+        import httpx
+
+        s = self.settings
+        try:
+            response = await self.client.request(
+                method, s.base_url + path, params=query_params(params, s.token, s.auth_in)
+            )
+        except httpx.HTTPError as exc:
+            raise _classified(exc, f"{method} {path}", s.token) from None
+        return RawResponse(
+            response.status_code, response.content.decode("utf-8", "replace"), response.headers
+        )
+
+    async def get(
+        self, path: str, params: Mapping[str, Any] | None = None, deadline: Deadline | None = None
+    ) -> ApiResponse:
+        """GET within the shared rate budget, with the sync transport's retry rules."""
+
+        async def attempt() -> ApiResponse:
+            await self.bucket.acquire_async()
+            try:
+                raw = await self.request("GET", path, params=params)
+            except TransportFailure as exc:
+                if exc.kind == "fatal":
+                    raise exc.error from None
+                raise Retry(exc.error) from None
+            if classify("GET", raw.status_code) == "retry":
+                error = raw.error()
+                raise Retry(error, getattr(error, "retry_after", None))
+            return raw.parse()
+
+        return await self.policy.run_async(attempt, deadline)
+
+
+def _classified(exc: BaseException, what: str, token: str) -> TransportFailure:
+    import ssl
+
+    import httpx
+
+    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
+        return failure("fatal", what, exc, token, "not retried: fix the connection's host")
+    if caused_by(exc, (ssl.SSLCertVerificationError,)):
+        return failure(
+            "fatal",
+            what,
+            exc,
+            token,
+            "not retried: TLS verification failed; fix the certificate chain "
+            "or set verify_ssl false for a sandbox",
+        )
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return failure("not_sent", what, exc, token)
+    return failure("ambiguous", what, exc, token)

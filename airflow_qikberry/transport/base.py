@@ -1,0 +1,85 @@
+"""What a transport hands back: a raw response, or a failure that says whether the request was sent."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from airflow_qikberry.exceptions import QikberryConnectionError, QikberryError
+from airflow_qikberry.protocol import ApiResponse, decode_body, error_for, parse_response, redact
+
+# not_sent: the request provably never reached the server (safe to repeat, even a send).
+# ambiguous: it may have been processed (read timeout, connection dropped after sending).
+# fatal: repeating cannot help (TLS verification, invalid URL).
+FailureKind = Literal["not_sent", "ambiguous", "fatal"]
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status_code: int
+    text: str
+    headers: Mapping[str, str]
+
+    def parse(self) -> ApiResponse:
+        """The parsed success envelope, or the typed error this response stands for."""
+        return parse_response(self.status_code, self.text, self.headers)
+
+    def error(self) -> QikberryError:
+        return error_for(self.status_code, decode_body(self.text), self.headers, text=self.text)
+
+
+class TransportFailure(Exception):
+    """No HTTP answer. ``error`` is the (redacted) typed error to raise if nothing else works."""
+
+    def __init__(self, kind: FailureKind, error: QikberryConnectionError) -> None:
+        super().__init__(error.message)
+        self.kind = kind
+        self.error = error
+
+
+def failure(kind: FailureKind, what: str, exc: BaseException, token: str, hint: str = "") -> TransportFailure:
+    # Both HTTP libraries put the full URL (query included) into their exception text: redact it first.
+    text = redact(f"{what} failed: {type(exc).__name__}: {exc}", token)
+    if hint:
+        text += f" ({hint})"
+    return TransportFailure(kind, QikberryConnectionError(text, retryable=kind != "fatal"))
+
+
+def caused_by(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
+    """True when ``exc`` or anything in its cause/context/reason/args chain is one of ``types``."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, types):
+            return True
+        reason = getattr(current, "reason", None)
+        nested = [reason, current.__cause__, current.__context__, *getattr(current, "args", ())]
+        stack.extend(n for n in nested if isinstance(n, BaseException))
+    return False
+
+
+class _RedactQueryTokens(logging.Filter):
+    """HTTP libraries log request URLs (with their query string) at DEBUG: keep query-mode tokens out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)  # type: ignore[union-attr]
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+_FILTER = _RedactQueryTokens()
+
+
+def install_log_filter(logger_name: str) -> None:
+    """Attach the redacting filter to a library logger once (called when a transport is created)."""
+    logger = logging.getLogger(logger_name)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)

@@ -1,0 +1,137 @@
+"""How long and how often to retry: one policy, used by the sync and the async transports alike.
+
+A call gets a :class:`Deadline` when it starts; every wait (backoff, ``Retry-After``, reconciliation
+lookups) is taken from it, so ``retry_deadline`` bounds the whole call, not each attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import tenacity
+
+from airflow_qikberry.exceptions import QikberryError
+
+T = TypeVar("T")
+
+
+class Retry(Exception):
+    """Raised by an attempt whose request was provably not processed: it is safe to repeat."""
+
+    def __init__(self, error: QikberryError, retry_after: float | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retry_after = retry_after
+
+
+class Deadline:
+    """A point in time after which a call makes no new attempt and starts no new wait."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.seconds = seconds
+        self.end = clock() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.end - self._clock())
+
+
+# 0.5 s doubling up to 30 s, plus up to 0.5 s of jitter (spelled this way for tenacity 8 and 9 alike).
+_BACKOFF = tenacity.wait_exponential(multiplier=0.5, max=30.0) + tenacity.wait_random(0, 0.5)
+
+
+@dataclass
+class RetryPolicy:
+    """Attempts, deadline and ``Retry-After`` cap of every call; ``sleep`` and ``async_sleep`` are seams
+    for tests (recorded instead of waited)."""
+
+    max_attempts: int = 5
+    deadline: float = 120.0
+    max_retry_after: float = 60.0
+    log: logging.Logger | logging.LoggerAdapter = field(default_factory=lambda: logging.getLogger(__name__))  # type: ignore[type-arg]
+    sleep: Callable[[float], None] = time.sleep
+    async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def start(self) -> Deadline:
+        return Deadline(self.deadline, self.clock)
+
+    def wait_for(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, Retry) and exc.retry_after is not None:
+            return min(exc.retry_after, self.max_retry_after)
+        return float(_BACKOFF(retry_state))
+
+    def _stop(self, deadline: Deadline) -> Callable[[tenacity.RetryCallState], bool]:
+        def stop(retry_state: tenacity.RetryCallState) -> bool:
+            upcoming = getattr(retry_state, "upcoming_sleep", 0.0) or 0.0
+            return retry_state.attempt_number >= self.max_attempts or upcoming >= deadline.remaining()
+
+        return stop
+
+    def _log_retry(self, retry_state: tenacity.RetryCallState) -> None:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        self.log.warning(
+            "Qikberry call not processed (%s); retrying in %.1f s (attempt %d of %d)",
+            exc,
+            wait,
+            retry_state.attempt_number + 1,
+            self.max_attempts,
+        )
+
+    def run(self, attempt: Callable[[], T], deadline: Deadline | None = None) -> T:
+        """Call ``attempt`` until it returns, raises anything but :class:`Retry`, or the policy gives up
+        (then the last :class:`Retry`'s error is raised)."""
+        # Nearly every call succeeds at once: only a failure pays for tenacity's bookkeeping. The first
+        # failure is replayed as tenacity's attempt 1 so its wait (and Retry-After) logic sees it.
+        try:
+            return attempt()
+        except Retry as exc:
+            replay: list[Retry] = [exc]
+        deadline = deadline or self.start()
+
+        def again() -> T:
+            if replay:
+                raise replay.pop()
+            return attempt()
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(Retry),
+            stop=self._stop(deadline),
+            wait=self.wait_for,
+            sleep=self.sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            for try_ in retrying:
+                with try_:
+                    return again()
+        except Retry as exc:
+            raise exc.error from None
+        raise AssertionError("tenacity returned without an outcome")  # pragma: no cover
+
+    async def run_async(self, attempt: Callable[[], Awaitable[T]], deadline: Deadline | None = None) -> T:
+        """The same policy for coroutines (the async hook's GETs)."""
+        deadline = deadline or self.start()
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception_type(Retry),
+            stop=self._stop(deadline),
+            wait=self.wait_for,
+            sleep=self.async_sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            async for try_ in retrying:
+                with try_:
+                    return await attempt()
+        except Retry as exc:
+            raise exc.error from None
+        raise AssertionError("tenacity returned without an outcome")  # pragma: no cover
