@@ -99,13 +99,13 @@ _LIST_HARD_SPLIT_RE = re.compile(r"[,;\n\r\t]+")
 _LIST_PLUS_SPLIT_RE = re.compile(r"\s+(?=\+)")
 _MASK_MIN_DIGITS = 10  # below this, keeping 4 + 3 digits would reveal (almost) the whole number
 
-_SERVICE_RE = re.compile(r"[A-Z0-9]{1,8}")
+_SERVICE_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")
 _DLT_ALPHA_RE = re.compile(r"[A-Z]{6}")
 _DLT_NUMERIC_RE = re.compile(r"[0-9]{6}")
 _SENDER_NUMERIC_RE = re.compile(r"[0-9]{3,15}")
 _SENDER_ALNUM_RE = re.compile(r"[A-Za-z0-9]{3,11}")
 _DLT_SERVICES = frozenset({"T", "P", "S"})
-_CUSTOM_ID_RE = re.compile(r"[\x20-\x2b\x2d-\x7e]{1,64}")  # printable ASCII without ","
+MAX_CUSTOM_ID_CHARS = 255  # assumed: a Laravel string column (docs/validation.md)
 _DLT_ID_RE = re.compile(r"[0-9]{10,30}")
 
 
@@ -676,12 +676,15 @@ def normalize_numbers(
 
 
 def validate_service(service: str | None, *, field: str = "service") -> str:
-    """Check a service (route) code: 1-8 upper-case letters or digits, e.g. ``T``, ``P``, ``S``, ``G``.
+    """Check a service (route) code: 1-16 letters, digits, ``_`` or ``-``, e.g. ``T``, ``P``, ``MKT``.
+
+    The API documents product codes only by example (``T``, ``P``, ``S``, ``G``; ``MKT``, ``A2P`` on other
+    tenants), so anything code-shaped passes and the API decides; only blanks and punctuation are refused.
 
     Example::
 
-        >>> validate_service("T")
-        'T'
+        >>> validate_service("T"), validate_service("A2P")
+        ('T', 'A2P')
     """
     if service is None or (isinstance(service, str) and not service.strip()):
         _fail(field, "is required; set the route code, e.g. 'T' (transactional) or 'P' (promotional)")
@@ -690,9 +693,9 @@ def validate_service(service: str | None, *, field: str = "service") -> str:
     value = service.strip()
     if _SERVICE_RE.fullmatch(value):
         return value
-    if _SERVICE_RE.fullmatch(value.upper()):
-        _fail(field, f"{_show(value)} must be upper case: use {value.upper()!r}")
-    _fail(field, f"{_show(value)} is not a service code; use 1-8 letters A-Z or digits, e.g. 'T' or 'G'")
+    _fail(
+        field, f"{_show(value)} is not a service code; use 1-16 letters, digits, '_' or '-', e.g. 'T' or 'G'"
+    )
 
 
 def validate_sender(
@@ -746,10 +749,11 @@ def validate_sender(
 
 
 def validate_custom_id(custom_id: str | None, *, field: str = "custom_id") -> str | None:
-    """Check your own reference id: at most 64 printable ASCII characters, no commas, no edge spaces.
+    """Check your own reference id: 1-255 characters, no control characters, no edge spaces.
 
-    ``None`` and ``""`` mean "no custom id". Edge spaces are refused because the server trims them, which
-    would make a later lookup by custom id miss.
+    ``None`` and ``""`` mean "no custom id". The API documents ``custom`` only as a string; the length cap
+    assumes a database string column, and edge spaces are refused because the server trims them, which
+    would make a later lookup by custom id miss (docs/validation.md).
 
     Example::
 
@@ -760,12 +764,10 @@ def validate_custom_id(custom_id: str | None, *, field: str = "custom_id") -> st
         return None
     if not isinstance(custom_id, str):
         _fail(field, f"must be a string, got {type(custom_id).__name__}")
-    if len(custom_id) > 64:
-        _fail(field, f"{_show(custom_id)} is {len(custom_id)} characters; use at most 64")
-    if "," in custom_id:
-        _fail(field, f"{_show(custom_id)} contains ','; the API separates values with commas: use '-' or '_'")
-    if _CUSTOM_ID_RE.fullmatch(custom_id) is None:
-        _fail(field, f"{_show(custom_id)} must be printable ASCII (letters, digits, punctuation, spaces)")
+    if len(custom_id) > MAX_CUSTOM_ID_CHARS:
+        _fail(field, f"{_show(custom_id)} is {len(custom_id)} characters; use at most {MAX_CUSTOM_ID_CHARS}")
+    if any(unicodedata.category(char) == "Cc" for char in custom_id):
+        _fail(field, f"{_show(custom_id)} contains a control character (tab, line break, ...); remove it")
     if custom_id != custom_id.strip():
         _fail(
             field,

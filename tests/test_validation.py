@@ -79,10 +79,21 @@ def test_import_does_not_load_phonenumbers() -> None:
     assert result.stdout.split() == ["False", "True"]
 
 
-def test_module_source_does_not_import_airflow() -> None:
-    source = inspect.getsource(validation)
-    assert not re.search(r"^\s*(import airflow\b|from airflow(\.| ))", source, re.MULTILINE)
-    assert not re.search(r"^\s*(import phonenumbers|from phonenumbers)", source.split("def ", 1)[0], re.M)
+def test_import_adds_no_airflow_module_beyond_the_exceptions() -> None:
+    # The typed errors derive from AirflowException; validation itself must pull in nothing more of Airflow.
+    code = (
+        "import sys\n"
+        "import airflow_qikberry.exceptions\n"
+        "before = {m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')}\n"
+        "import airflow_qikberry.validation as v\n"
+        "v.validate_message('hello')\n"
+        "after = {m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')}\n"
+        "print(sorted(after - before))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=240
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def test_docstring_examples_are_correct() -> None:
@@ -792,7 +803,9 @@ def test_validate_sender_type_and_field() -> None:
     assert info.value.field == "from"
 
 
-@pytest.mark.parametrize("service", ["T", "P", "S", "G", "MKT", "A2P", "ABCDEFGH"])
+@pytest.mark.parametrize(
+    "service", ["T", "P", "S", "G", "MKT", "A2P", "ABCDEFGH", "t", "mkt", "SMS_T1", "X" * 16]
+)
 def test_validate_service_accepts(service: str) -> None:
     assert validate_service(service) == service
     assert validate_service(f" {service} ") == service
@@ -801,10 +814,9 @@ def test_validate_service_accepts(service: str) -> None:
 @pytest.mark.parametrize(
     ("service", "says"),
     [
-        ("t", "use 'T'"),
-        ("mkt", "use 'MKT'"),
-        ("ABCDEFGHI", "1-8 letters"),
-        ("T-1", "1-8 letters"),
+        ("X" * 17, "1-16 letters"),
+        ("T 1", "1-16 letters"),
+        ("T,P", "1-16 letters"),
         ("", "required"),
         (None, "required"),
         (5, "string"),
@@ -960,7 +972,15 @@ def test_validate_tags_rejects(tags: Any, says: str) -> None:
 
 @pytest.mark.parametrize(
     ("custom_id", "expected"),
-    [(None, None), ("", None), ("order-1234", "order-1234"), ("a b:c/d", "a b:c/d"), ("x" * 64, "x" * 64)],
+    [
+        (None, None),
+        ("", None),
+        ("order-1234", "order-1234"),
+        ("a b:c/d", "a b:c/d"),
+        ("x" * 255, "x" * 255),
+        ("a,b", "a,b"),
+        ("café", "café"),
+    ],
 )
 def test_validate_custom_id_accepts(custom_id: str | None, expected: str | None) -> None:
     assert validate_custom_id(custom_id) == expected
@@ -969,11 +989,9 @@ def test_validate_custom_id_accepts(custom_id: str | None, expected: str | None)
 @pytest.mark.parametrize(
     ("custom_id", "says"),
     [
-        ("x" * 65, "65 characters"),
-        ("a,b", "contains ','"),
-        ("café", "printable ASCII"),
-        ("a\tb", "printable ASCII"),
-        ("a\nb", "printable ASCII"),
+        ("x" * 256, "256 characters"),
+        ("a\tb", "control character"),
+        ("a\nb", "control character"),
         (" a", "edge spaces"),
         ("a ", "edge spaces"),
         (1234, "string"),
