@@ -17,7 +17,7 @@ from airflow_qikberry.exceptions import (
     QikberryValidationError,
 )
 from airflow_qikberry.models import Balance, MessageStatus, SentMessage
-from airflow_qikberry.protocol import is_final, parse_response
+from airflow_qikberry.protocol import canonical_number, classify, error_for, is_final, parse_response
 
 
 def test_classic_envelope() -> None:
@@ -111,3 +111,122 @@ def test_models_tolerate_mixed_number_types() -> None:
     status = MessageStatus.from_api({"id": "g:2", "status": "DELIVRD", "delivered_at": "", "custom": "c"})
     assert status.is_delivered and status.delivered_at is None and status.custom_id == "c"
     assert Balance.from_api({"service": "T", "credits": "109", "charges": 1, "postpaid": 0}).credits == 109
+
+
+# -- what an outcome means for retrying (issue 6, item 6)
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "expected"),
+    [
+        ("GET", 200, "ok"),
+        ("GET", 408, "retry"),
+        ("GET", 429, "retry"),
+        ("GET", 500, "retry"),
+        ("GET", 503, "retry"),
+        ("GET", 520, "retry"),
+        ("GET", 524, "retry"),
+        ("GET", 422, "fail"),
+        ("GET", 501, "fail"),
+        ("POST", 202, "ok"),
+        ("POST", 429, "retry"),
+        ("POST", 503, "retry"),
+        ("POST", 408, "ambiguous"),
+        ("POST", 500, "ambiguous"),
+        ("POST", 502, "ambiguous"),
+        ("POST", 504, "ambiguous"),
+        ("POST", 520, "ambiguous"),
+        ("POST", 522, "ambiguous"),
+        ("POST", 524, "ambiguous"),
+        ("POST", 505, "fail"),
+        ("POST", 401, "fail"),
+        ("POST", 422, "fail"),
+    ],
+)
+def test_classify(method: str, status: int, expected: str) -> None:
+    assert classify(method, status) == expected
+
+
+def test_5xx_html_with_a_login_link_is_a_server_error() -> None:
+    page = '<html><body>502 Bad Gateway. <a href="https://portal.example/login">Log in</a></body></html>'
+    with pytest.raises(QikberryServerError):
+        parse_response(502, page, {})
+    assert isinstance(error_for(503, None, {}, text=page), QikberryServerError)
+    # The same page with a 200 (what a redirect to the portal ends in) still means a bad token.
+    assert isinstance(error_for(200, None, {}, text=page), QikberryAuthError)
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [("919876543210", "919876543210"), ("+919876543210", "919876543210"), ("00919876543210", "919876543210"),
+     ("+91 98765-43210", "919876543210"), (None, "")],
+)  # fmt: skip
+def test_canonical_number(raw: object, canonical: str) -> None:
+    assert canonical_number(raw) == canonical
+
+
+def _page(body: dict[str, object]) -> tuple[int, object]:
+    from airflow_qikberry.protocol import ApiResponse, status_page
+
+    rows, following = status_page(ApiResponse(200, body), 1)
+    return len(rows), following
+
+
+def test_status_page_reads_every_envelope() -> None:
+    rows = [{"id": f"g:{i}"} for i in range(3)]
+    assert _page({"status": "OK", "data": rows}) == (3, None)  # unpaginated id lookup
+    assert _page({"data": rows, "meta": {"last_page": 2}, "links": {"next": "u?page=2"}}) == (3, 2)
+    assert _page({"data": rows, "meta": {"last_page": 1}, "links": {"next": None}}) == (3, None)
+    assert _page({"data": rows, "links": {"next": "u?page=2"}}) == (3, 2)
+    flat = {"status": 200, "data": {"data": rows, "last_page": 3, "next_page_url": "u?page=2"}}
+    assert _page(flat) == (3, 2)  # the pre-2024 flat paginator
+    assert _page({"data": [], "meta": {"last_page": 9}}) == (0, None)  # an empty page ends the walk
+
+
+@pytest.mark.parametrize("data", ["oops", [1, 2], {"id": "x"}, [{"id": "a"}, "b"]])
+def test_garbled_rows_are_a_typed_error(data: object) -> None:
+    from airflow_qikberry.protocol import ApiResponse, status_page
+
+    with pytest.raises(QikberryServerError, match="not a list of rows"):
+        status_page(ApiResponse(200, {"status": "OK", "data": data}), 1)
+
+
+def test_endless_paging_is_an_error() -> None:
+    from airflow_qikberry.protocol import MAX_STATUS_PAGES, ApiResponse, status_page
+
+    body = {"data": [{"id": "g:1"}], "links": {"next": "u?page=next"}}
+    with pytest.raises(QikberryServerError, match="next page"):
+        status_page(ApiResponse(200, body), MAX_STATUS_PAGES)
+
+
+def test_batch_node_carries_its_own_encoding() -> None:
+    from airflow_qikberry.protocol import SendDefaults, build_batch_nodes, build_common
+
+    defaults = SendDefaults(sender="QIKBRY", service="T", default_region="IN")
+    root = build_common(defaults, message="Hello", require_message=False)
+    nodes = build_batch_nodes(
+        [
+            {"to": "9876543210"},
+            {"to": "9876543211", "message": "नमस्ते"},
+            {"to": "9876543212", "encoding": "ucs2"},
+        ],
+        root,
+        defaults,
+        encoding="auto",
+        max_units=None,
+    )
+    assert root["type"] == "N"
+    assert "type" not in nodes[0].payload  # inherits the root's N for the root's text
+    assert nodes[1].payload["type"] == "U"
+    assert nodes[2].payload["type"] == "U"
+
+
+@pytest.mark.parametrize("key", ["service", "webhook_id", "schedule_at", "time"])
+def test_batch_node_cannot_override_batch_wide_parameters(key: str) -> None:
+    from airflow_qikberry.protocol import SendDefaults, build_batch_nodes, build_common
+
+    defaults = SendDefaults(sender="QIKBRY", service="T", default_region="IN")
+    root = build_common(defaults, message="Hello", require_message=False)
+    with pytest.raises(QikberryValidationError) as info:
+        build_batch_nodes([{"to": "9876543210", key: "x"}], root, defaults, encoding="auto", max_units=None)
+    assert info.value.field == f"nodes[0].{key}"
