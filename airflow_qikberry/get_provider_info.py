@@ -96,7 +96,15 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
-        "hooks": [{"integration-name": "Qikberry", "python-modules": ["airflow_qikberry.hooks.qikberry"]}],
+        "hooks": [
+            {
+                "integration-name": "Qikberry",
+                "python-modules": [
+                    "airflow_qikberry.hooks.qikberry",
+                    "airflow_qikberry.hooks.qikberry_async",
+                ],
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

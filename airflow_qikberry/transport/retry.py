@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import tenacity
 
@@ -53,7 +53,8 @@ class RetryPolicy:
     max_attempts: int = 5
     deadline: float = 120.0
     max_retry_after: float = 60.0
-    log: logging.Logger | logging.LoggerAdapter = field(default_factory=lambda: logging.getLogger(__name__))  # type: ignore[type-arg]
+    # Any logger with .warning(msg, *args): stdlib, or the structlog-backed one of Airflow 3 hooks.
+    log: Any = field(default_factory=lambda: logging.getLogger(__name__))
     sleep: Callable[[float], None] = time.sleep
     async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
