@@ -23,7 +23,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, Literal, TypeVar
 
@@ -36,7 +36,7 @@ from airflow_qikberry.exceptions import (
 from airflow_qikberry.models import MessageStatus, SentMessage
 from airflow_qikberry.protocol import ApiResponse, canonical_number, classify
 from airflow_qikberry.transport.base import RawResponse, TransportFailure
-from airflow_qikberry.transport.retry import Retry, RetryPolicy
+from airflow_qikberry.transport.retry import Deadline, Retry, RetryPolicy, bounded_by
 
 __all__ = [
     "TaskIdentity",
@@ -256,7 +256,6 @@ class Send(Generic[T]):
     unknown: Callable[[str], QikberryDeliveryUnknownError]
     # False for uploads: an ambiguous upload is never posted again automatically.
     resend_after_ambiguity: bool = True
-    can_repeat: Callable[[], bool] = field(default=lambda: True)
 
 
 class ExactlyOnce:
@@ -292,7 +291,7 @@ class ExactlyOnce:
         if verdict.kind in ("unknown", "partial"):
             raise send.unknown(f"{because}; {verdict.reason}. Check sms/status before sending again.")
 
-    def look_until_settled(self, send: Send[T], because: str, deadline: Any) -> Verdict[T]:
+    def look_until_settled(self, send: Send[T], because: str, deadline: Deadline) -> Verdict[T]:
         """Look the send up with backoff (1, 2, 4, 8, 8 ... s) until settled or the window closes."""
         # The window is measured in waits, not wall time, so it also holds when sleeps are simulated.
         waited, delay = 0.0, self.first_delay
@@ -312,6 +311,10 @@ class ExactlyOnce:
 
     def run(self, send: Send[T], *, task_retry: bool = False) -> T:
         deadline = self.policy.start()
+        with bounded_by(deadline):
+            return self._run(send, deadline, task_retry)
+
+    def _run(self, send: Send[T], deadline: Deadline, task_retry: bool) -> T:
         if task_retry:
             # An earlier try's rows are older than this call by nature: they are what we are looking for.
             earlier = self._lookup(
@@ -341,11 +344,6 @@ class ExactlyOnce:
                     f"The send may or may not have been accepted ({reason}) and looking its custom id up for "
                     f"{self.window:.0f} s found nothing; it is not sent again automatically."
                 )
-            if not send.can_repeat():
-                raise send.unknown(
-                    f"The send failed ({reason}), the API has no record of it, and its data cannot be read "
-                    "again to resend it."
-                )
             self.log.warning(
                 "No record of the send after the %.0f s reconcile window: not accepted; sending it again",
                 self.window,
@@ -359,8 +357,6 @@ class ExactlyOnce:
                 if exc.kind == "fatal":
                     raise exc.error from None
                 if exc.kind == "not_sent":
-                    if not send.can_repeat():
-                        raise exc.error from None
                     raise Retry(exc.error) from None
                 return settle(exc.error.message, exc.error, send.resend_after_ambiguity)
             disposition = classify("POST", raw.status_code)
@@ -372,8 +368,6 @@ class ExactlyOnce:
                     return settle(exc.message, exc, False)
             error = raw.error()
             if disposition == "retry":
-                if not send.can_repeat():
-                    raise error
                 raise Retry(error, getattr(error, "retry_after", None))
             if disposition == "fail":
                 raise error

@@ -7,9 +7,11 @@ lookups) is taken from it, so ``retry_deadline`` bounds the whole call, not each
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,6 +43,20 @@ class Deadline:
         return max(0.0, self.end - self._clock())
 
 
+# The deadline of the call in progress: the GETs a send makes to settle its outcome share the send's deadline.
+_current_deadline: ContextVar[Deadline | None] = ContextVar("qikberry_deadline", default=None)
+
+
+@contextlib.contextmanager
+def bounded_by(deadline: Deadline) -> Iterator[Deadline]:
+    """Make ``deadline`` the one every call started inside this block is bounded by."""
+    token = _current_deadline.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _current_deadline.reset(token)
+
+
 # 0.5 s doubling up to 30 s, plus up to 0.5 s of jitter (spelled this way for tenacity 8 and 9 alike).
 _BACKOFF = tenacity.wait_exponential(multiplier=0.5, max=30.0) + tenacity.wait_random(0, 0.5)
 
@@ -60,7 +76,8 @@ class RetryPolicy:
     clock: Callable[[], float] = time.monotonic
 
     def start(self) -> Deadline:
-        return Deadline(self.deadline, self.clock)
+        """A new deadline, or the enclosing call's when this call runs inside one (see :func:`bounded_by`)."""
+        return _current_deadline.get() or Deadline(self.deadline, self.clock)
 
     def wait_for(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
