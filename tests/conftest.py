@@ -93,10 +93,23 @@ def emulator_server() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def emulator(emulator_server: Emulator) -> Emulator:
-    """The session emulator with messages, request log, faults, webhooks, clock and config reset."""
+def emulator(emulator_server: Emulator) -> Iterator[Emulator]:
+    """The session emulator with messages, request log, faults, webhooks, clock and config reset.
+
+    After the test, fails it if the emulator recorded internal errors meanwhile (exceptions inside the
+    emulator that a client only saw as a 500): a client must never "handle" an emulator bug. A test that
+    provokes one on purpose clears them with ``emulator.clear_internal_errors()``.
+    """
     emulator_server.reset()
-    return emulator_server
+    yield emulator_server
+    errors = emulator_server.internal_errors()
+    if errors:
+        listed = "\n".join(f"  {e['method']} {e['path']}: {e['type']}: {e['message']}" for e in errors)
+        pytest.fail(
+            f"the Qikberry emulator had {len(errors)} internal error(s) during this test "
+            f"(tracebacks: emulator.internal_errors() or GET /_emulator/errors):\n{listed}",
+            pytrace=False,
+        )
 
 
 @pytest.fixture

@@ -10,7 +10,12 @@ import threading
 from types import FrameType
 
 from airflow_qikberry.emulator.app import Emulator
-from airflow_qikberry.emulator.config import DEFAULT_SERVICES, DEFAULT_TOKEN, EmulatorConfig
+from airflow_qikberry.emulator.config import (
+    DEFAULT_SERVICES,
+    DEFAULT_TOKEN,
+    NUMBER_FORMATS,
+    EmulatorConfig,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,11 +34,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dlr-delay", type=float, default=2.0, help="seconds until a message is final")
     parser.add_argument("--credits", type=float, default=None, help="starting credits of every service")
     parser.add_argument("--rate-limit", type=int, default=1000, help="GET requests per minute per token")
+    parser.add_argument(
+        "--visibility-delay",
+        type=float,
+        default=0.0,
+        help="seconds of emulator time before an accepted message shows in sms/status (default 0)",
+    )
+    parser.add_argument(
+        "--number-format",
+        choices=NUMBER_FORMATS,
+        default="plain",
+        help="how responses write mobile numbers: plain 919876543210 or plus +919876543210 (default plain)",
+    )
+    parser.add_argument(
+        "--status-page-size",
+        type=int,
+        default=100,
+        help="rows per page of paginated sms/status (default 100)",
+    )
+    parser.add_argument(
+        "--paginate-lookups",
+        action="store_true",
+        help="paginate sms/status id / cid / mobile lookups like group_id / date queries",
+    )
+    parser.add_argument(
+        "--bulk-drops-custom",
+        action="store_true",
+        help="store rows accepted through sms/bulk without their custom id",
+    )
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    """The :class:`EmulatorConfig` the parsed command line asks for (not validated yet)."""
     token = args.token or os.environ.get("QIKBERRY_EMULATOR_TOKEN") or DEFAULT_TOKEN
     config = EmulatorConfig(
         token=token,
@@ -42,9 +75,19 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         dlr_delay_seconds=args.dlr_delay,
         rate_limit_per_minute=args.rate_limit,
+        visibility_delay_seconds=args.visibility_delay,
+        number_format=args.number_format,
+        status_page_size=args.status_page_size,
+        paginate_lookups=args.paginate_lookups,
+        bulk_keeps_custom=not args.bulk_drops_custom,
     )
     if args.credits is not None:
         config.credits = {code: args.credits for code in DEFAULT_SERVICES}
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = config_from_args(build_parser().parse_args(argv))
     try:
         emulator = Emulator(config).start()
     except (ValueError, OSError) as exc:

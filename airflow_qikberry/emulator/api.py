@@ -24,6 +24,7 @@ from airflow_qikberry.emulator.state import (
     Message,
     NewMessage,
     UnknownWebhook,
+    display_mobile,
     number,
 )
 
@@ -31,7 +32,6 @@ NUMBER_RE = re.compile(r"^[1-9][0-9]{7,14}$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 ISO_PREFIXES = (("91", "IN"), ("44", "GB"), ("1", "US"))
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %I:%M%p", "%Y-%m-%d %I:%M %p", "%Y-%m-%d %H:%M")
-STATUS_PER_PAGE = 100
 WEBHOOKS_PER_PAGE = 15
 ROOT_ONLY = ("service", "time", "webhook_id")
 MOBILE_HEADER_HINTS = ("mobile", "phone", "number")
@@ -366,12 +366,12 @@ class Api:
         except UnknownWebhook:
             raise validation_error(webhook_field, f"The selected {attr(webhook_field)} is invalid.") from None
 
-    @staticmethod
-    def _send_rows(messages: list[Message]) -> list[dict[str, Any]]:
+    def _send_rows(self, messages: list[Message]) -> list[dict[str, Any]]:
+        number_format = self.state.config.number_format
         return [
             {
                 "id": m.id,
-                "mobile": m.mobile,
+                "mobile": display_mobile(m.mobile, number_format),
                 "status": AWAITING_DLR,
                 "units": m.units,
                 "length": m.length,
@@ -496,6 +496,8 @@ class Api:
         errors.raise_if_any()
         assert upload is not None  # narrowed by the validation above
         column = scalar(params, "column", "column", errors)
+        if not cfg.bulk_keeps_custom:
+            opts.custom = ""  # whether bulk rows keep `custom` is undocumented: model the answer "no"
         numbers = read_numbers(upload, column)
         if not numbers:
             raise validation_error("file", "The file does not contain any valid mobile number.")
@@ -530,19 +532,21 @@ class Api:
             )
         if "date" in filters and not _valid_date(filters["date"]):
             raise validation_error("date", "The date does not match the format Y-m-d.")
-        paginated = "group_id" in filters or "date" in filters
         state = self.state
         with state.lock:
+            cfg = state.config
+            paginated = "group_id" in filters or "date" in filters or cfg.paginate_lookups
             found = state.lookup(filters)
             if not paginated:
                 rows = [state.status_row(m) for m in found]
                 return ok({"status": "OK", "code": 200, "message": "OK", "data": rows})
+            per_page = cfg.status_page_size
             page = page_number(req.params)
-            start = (page - 1) * STATUS_PER_PAGE
-            rows = [state.status_row(m) for m in found[start : start + STATUS_PER_PAGE]]
+            start = (page - 1) * per_page
+            rows = [state.status_row(m) for m in found[start : start + per_page]]
             total = len(found)
         links, meta = paginate(
-            total, page, STATUS_PER_PAGE, len(rows), req.base_url + "sms/status", list(filters.items())
+            total, page, per_page, len(rows), req.base_url + "sms/status", list(filters.items())
         )
         return ok({"status": "OK", "code": 200, "message": "OK", "data": rows, "links": links, "meta": meta})
 

@@ -11,7 +11,7 @@ from typing import Any
 from airflow_qikberry.emulator.api import Api
 from airflow_qikberry.emulator.config import EmulatorConfig, apply_updates
 from airflow_qikberry.emulator.server import EmulatorHTTPServer
-from airflow_qikberry.emulator.state import EmulatorState
+from airflow_qikberry.emulator.state import RESET_TIMEOUT_SECONDS, EmulatorState
 from airflow_qikberry.emulator.webhooks import Dispatcher
 
 
@@ -104,9 +104,15 @@ class Emulator:
         return self.state.config.copy()
 
     # ------------------------------------------------------------------ controls
-    def reset(self) -> None:
-        """Forget messages, requests, faults, webhooks and clock offset; restore the starting config."""
-        self.state.reset()
+    def reset(self, timeout: float = RESET_TIMEOUT_SECONDS) -> bool:
+        """Forget messages, requests, faults, webhooks, internal errors and clock offset; restore the config.
+
+        First waits (at most ``timeout`` seconds) until no API request is being handled, so a request in
+        flight finishes against the old state and one arriving meanwhile starts against the new state.
+        Returns False when the wait timed out: the reset happened anyway, was logged, and is recorded as an
+        internal error of type ``ResetTimeout``.
+        """
+        return self.state.reset(timeout)
 
     def configure(self, **fields: Any) -> None:
         """Change configuration fields at runtime (``ValueError`` on unknown fields or bad values)."""
@@ -149,3 +155,14 @@ class Emulator:
 
     def webhook_deliveries(self) -> list[dict[str, Any]]:
         return self.state.webhook_deliveries()
+
+    def internal_errors(self) -> list[dict[str, Any]]:
+        """Exceptions raised inside the emulator (answered as 500), oldest first, since the last reset.
+
+        Each: ``method``, ``path`` (no query string), ``type``, ``message``, ``traceback``, ``at`` (emulator
+        clock, ``Y-m-d H:i:s``) and ``timestamp`` (emulator epoch seconds). Injected faults are not listed.
+        """
+        return self.state.internal_error_list()
+
+    def clear_internal_errors(self) -> None:
+        self.state.clear_internal_errors()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_TOKEN = "emulator-token"
+NUMBER_FORMATS = ("plain", "plus")
 DEFAULT_CREDITS = 10000
 DEFAULT_UNIT_CHARGE = 1
 
@@ -85,6 +87,16 @@ class EmulatorConfig:
     max_numbers_per_request: int = 50_000
     max_bulk_numbers: int = 500_000
     max_body_bytes: int = 200 * 1024 * 1024
+    # Ways a real API may disagree with a client's assumptions (defaults follow the reference).
+    # Seconds of emulator time between accepting a message and showing it to sms/status lookups.
+    visibility_delay_seconds: float = 0.0
+    # "plain" writes mobile numbers as digits with country code, "plus" as "+<digits>".
+    number_format: str = "plain"
+    # Rows per page of paginated sms/status answers; also paginate id / cid / mobile lookups.
+    status_page_size: int = 100
+    paginate_lookups: bool = False
+    # Whether rows accepted through sms/bulk keep the request's ``custom`` (undocumented).
+    bulk_keeps_custom: bool = True
     # Inspection: how many individual requests /_emulator/requests keeps (counts are kept for all).
     request_log_limit: int = 10_000
     tick_interval_seconds: float = 0.2
@@ -106,6 +118,7 @@ _NON_NEGATIVE_FLOATS = (
     "schedule_min_seconds",
     "schedule_max_seconds",
     "webhook_retry_interval",
+    "visibility_delay_seconds",
 )
 _POSITIVE_FLOATS = ("webhook_timeout_seconds", "tick_interval_seconds")
 _NON_NEGATIVE_INTS = ("seed", "webhook_retries", "port")
@@ -116,8 +129,10 @@ _POSITIVE_INTS = (
     "max_bulk_numbers",
     "max_body_bytes",
     "request_log_limit",
+    "status_page_size",
 )
 _INTS = (*_NON_NEGATIVE_INTS, *_POSITIVE_INTS, "insufficient_balance_status", "max_tags")
+_BOOLS = ("html_login_redirect", "paginate_lookups", "bulk_keeps_custom")
 
 
 def validate_outcome_rules(rules: Any) -> list[dict[str, str]]:
@@ -175,6 +190,8 @@ def apply_updates(config: EmulatorConfig, updates: dict[str, Any]) -> EmulatorCo
             new.outcome_rules = validate_outcome_rules(value)
         elif name in _NON_NEGATIVE_FLOATS or name in _POSITIVE_FLOATS:
             number = float(_number(name, value))
+            if math.isnan(number):
+                raise ValueError(f"{name} must be a number, not NaN")
             if number < 0 or (name in _POSITIVE_FLOATS and number == 0):
                 raise ValueError(f"{name} must be {'positive' if name in _POSITIVE_FLOATS else '>= 0'}")
             setattr(new, name, number)
@@ -186,10 +203,14 @@ def apply_updates(config: EmulatorConfig, updates: dict[str, Any]) -> EmulatorCo
             if name == "insufficient_balance_status" and not 400 <= value <= 599:
                 raise ValueError("insufficient_balance_status must be an HTTP error status (400-599)")
             setattr(new, name, value)
-        elif name == "html_login_redirect":
+        elif name in _BOOLS:
             if not isinstance(value, bool):
-                raise ValueError("html_login_redirect must be a boolean")
-            new.html_login_redirect = value
+                raise ValueError(f"{name} must be a boolean (true or false)")
+            setattr(new, name, value)
+        elif name == "number_format":
+            if value not in NUMBER_FORMATS:
+                raise ValueError(f"number_format must be one of {', '.join(map(repr, NUMBER_FORMATS))}")
+            new.number_format = value
         elif name == "timezone":
             from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

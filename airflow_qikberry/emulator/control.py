@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from airflow_qikberry.emulator.state import RESET_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
     from airflow_qikberry.emulator.app import Emulator
@@ -12,8 +15,12 @@ Handler = Callable[["Emulator", Any], Any]
 
 
 def _reset(emu: Emulator, body: Any) -> Any:
-    emu.reset()
-    return {"status": "OK"}
+    timeout = body.get("timeout", RESET_TIMEOUT_SECONDS) if isinstance(body, dict) else RESET_TIMEOUT_SECONDS
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout < math.inf:
+        raise ValueError('body must be empty or {"timeout": <seconds >= 0>}')
+    if emu.reset(float(timeout)):
+        return {"status": "OK"}
+    return {"status": "OK", "timed_out": True}
 
 
 def _messages(emu: Emulator, body: Any) -> Any:
@@ -78,6 +85,15 @@ def _deliveries(emu: Emulator, body: Any) -> Any:
     return {"deliveries": emu.webhook_deliveries()}
 
 
+def _errors_get(emu: Emulator, body: Any) -> Any:
+    return {"errors": emu.internal_errors()}
+
+
+def _errors_clear(emu: Emulator, body: Any) -> Any:
+    emu.clear_internal_errors()
+    return {"errors": []}
+
+
 ROUTES: dict[str, dict[str, Handler]] = {
     "reset": {"POST": _reset},
     "messages": {"GET": _messages},
@@ -89,6 +105,7 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "clock/advance": {"POST": _clock_advance},
     "dlr/flush": {"POST": _flush},
     "webhook-deliveries": {"GET": _deliveries},
+    "errors": {"GET": _errors_get, "DELETE": _errors_clear},
 }
 
 

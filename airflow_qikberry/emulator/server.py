@@ -3,6 +3,9 @@
 The hot path (``POST sms/send``) avoids per-request logging and writes each response with one ``send``
 (status line, headers and body together) on a TCP_NODELAY socket, so keep-alive clients never wait on
 delayed ACKs.
+
+An exception raised inside the emulator still answers the client with a generic 500, but is never silent:
+it is logged (logger ``airflow_qikberry.emulator``, with traceback) and recorded for ``/_emulator/errors``.
 """
 
 from __future__ import annotations
@@ -132,6 +135,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: EmulatorHTTPServer
     raw_requestline: bytes
+    _answered = False  # whether the current request got (the start of) an answer
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
@@ -202,6 +206,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
         headers: list[tuple[str, str]] | None = None,
     ) -> None:
+        self._answered = True
         reason = self.responses.get(status, ("",))[0]
         head = [
             f"HTTP/1.1 {status} {reason}\r\nServer: {self.server_version}\r\nDate: {_DATE.get()}\r\n"
@@ -271,16 +276,37 @@ class EmulatorHandler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ dispatch
     def _dispatch(self) -> None:
+        self._answered = False
         raw_path, _, query_string = self.path.partition("?")
-        if raw_path.startswith(CONTROL_PREFIX):
-            self._control(raw_path[len(CONTROL_PREFIX) :])
-            return
+        try:
+            if raw_path.startswith(CONTROL_PREFIX):
+                self._control(raw_path[len(CONTROL_PREFIX) :])
+            else:
+                self._route(raw_path, query_string)
+        except OSError:
+            raise  # the client went away mid-request: nothing to answer (handle_error stays quiet)
+        except Exception as exc:
+            # A bug in the plumbing (or the control API): answer 500 but never silently.
+            self._internal_error(self.command, raw_path, exc)
+
+    def _internal_error(self, method: str, path: str, exc: BaseException) -> None:
+        self.server.emulator.state.record_internal_error(method, path, exc)
+        self.close_connection = True  # the rest of the request may still be unread
+        if not self._answered:
+            self._write_json(500, {"status": "ERROR", "code": 500, "message": "Server Error"})
+
+    def _route(self, raw_path: str, query_string: str) -> None:
         emu = self.server.emulator
-        base = emu.state.config.base_path
+        state = emu.state
+        base = state.config.base_path
         if raw_path.rstrip("/") in ("/login",):
             self._discard_body()
-            emu.state.log_request(self.command, raw_path, 200, None)
-            self._write(200, LOGIN_PAGE, "text/html; charset=UTF-8")
+            state.begin_request()
+            try:
+                state.log_request(self.command, raw_path, 200, None)
+                self._write(200, LOGIN_PAGE, "text/html; charset=UTF-8")
+            finally:
+                state.end_request()
             return
         route = None
         rel = raw_path
@@ -289,11 +315,15 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             route = emu.api.route(rel)
         if route is None:
             self._discard_body()
-            emu.state.log_request(self.command, rel, 404, None)
-            self._write_json(404, {"status": "ERROR", "code": 404, "message": "Not Found."})
+            state.begin_request()
+            try:
+                state.log_request(self.command, rel, 404, None)
+                self._write_json(404, {"status": "ERROR", "code": 404, "message": "Not Found."})
+            finally:
+                state.end_request()
             return
         handlers, args = route
-        self._api(emu, rel, handlers, args, query_string)
+        self._api(emu, raw_path, rel, handlers, args, query_string)
 
     def _discard_body(self) -> None:
         try:
@@ -305,7 +335,13 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _api(
-        self, emu: Emulator, rel: str, handlers: dict[str, Any], args: tuple[str, ...], query_string: str
+        self,
+        emu: Emulator,
+        raw_path: str,
+        rel: str,
+        handlers: dict[str, Any],
+        args: tuple[str, ...],
+        query_string: str,
     ) -> None:
         state = emu.state
         query = parse_query(query_string)
@@ -320,6 +356,8 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         except BodyError as exc:
             body_error = exc
             self.close_connection = True  # the rest of the body may still be on the wire
+        # From here until the answer is written the request counts as in flight: reset() waits for it.
+        state.begin_request()
         try:
             method = self.command
             if method == "POST":
@@ -389,7 +427,8 @@ class EmulatorHandler(BaseHTTPRequestHandler):
                 result: ApiResult = handler(request)
             except ApiError as exc:
                 result = ApiResult(exc.status, exc.body())
-            except Exception:
+            except Exception as exc:
+                state.record_internal_error(method, raw_path, exc)
                 result = ApiResult(500, {"status": "ERROR", "code": 500, "message": "Server Error"})
             result.headers.extend(headers)
             if fault is not None and fault.kind == "slow_response":
@@ -401,6 +440,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             state.log_request(method, rel, result.status, fault.kind if fault else None)
             self._write_json(result.status, result.body, result.headers)
         finally:
+            state.end_request()
             if multipart is not None:
                 multipart.close()
 

@@ -3,16 +3,22 @@
 One lock guards everything. It is never held while a webhook is called or a fault sleeps. Delivery
 statuses are computed lazily: a heap orders pending messages by the emulator time at which they become
 final, and every read (and the background ticker) first finalises whatever is due.
+
+A second, separate condition counts the API requests being handled, so :meth:`EmulatorState.reset` can
+wait for them: a reset never lands in the middle of a request, and a request that arrives during a reset
+starts only once the reset is done.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import math
 import re
 import threading
 import time
+import traceback
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,6 +34,22 @@ DELIVERED = "DELIVRD"
 DUPLICATE = "DUPLICATE"
 TS_FORMAT = "%Y-%m-%d %H:%M:%S"
 WEBHOOK_FIELDS = ("id", "name", "uri", "secret", "verification_code", "status", "created_at", "updated_at")
+# How long reset() waits for in-flight API requests before resetting anyway.
+RESET_TIMEOUT_SECONDS = 10.0
+# Most internal errors kept for /_emulator/errors (the oldest are dropped first).
+INTERNAL_ERROR_LIMIT = 100
+
+logger = logging.getLogger("airflow_qikberry.emulator")
+
+
+def display_mobile(mobile: str, number_format: str) -> str:
+    """A stored number (digits with country code) as responses write it under ``number_format``."""
+    return "+" + mobile if number_format == "plus" else mobile
+
+
+def canonical_mobile(value: str) -> str:
+    """A ``mobile`` filter in either form (``919876543210`` or ``+919876543210``) as stored."""
+    return value.strip().lstrip("+").strip()
 
 
 def number(value: float) -> int | float:
@@ -73,6 +95,8 @@ class Message:
     scheduled_at: float | None
     due_at: float
     duplicate: bool
+    # Emulator time from which status lookups show the message (None: at once).
+    visible_at: float | None = None
     status: str = AWAITING_DLR
     delivered_at: float | None = None
     delivered_str: str = ""
@@ -122,14 +146,44 @@ class EmulatorState:
     def __init__(self, config: EmulatorConfig) -> None:
         self.lock = threading.Lock()
         self._idle = threading.Condition(self.lock)
+        # API requests being handled; its own lock (taken before ``lock``, never while holding it).
+        self._requests = threading.Condition(threading.Lock())
+        self.active_requests = 0
         self._initial = config.copy()
         self.reset()
 
     # ----------------------------------------------------------------- lifecycle & config
-    def reset(self) -> None:
-        with self.lock:
-            self._reset_locked(self._initial.copy())
-            self._idle.notify_all()  # calls in flight now belong to the old generation: nobody waits on them
+    def begin_request(self) -> None:
+        """Count an API request as in flight; blocks while a reset is running."""
+        with self._requests:
+            self.active_requests += 1
+
+    def end_request(self) -> None:
+        with self._requests:
+            self.active_requests -= 1
+            if self.active_requests == 0:
+                self._requests.notify_all()
+
+    def reset(self, timeout: float = RESET_TIMEOUT_SECONDS) -> bool:
+        """Wait (at most ``timeout`` s) for in-flight API requests, then forget everything.
+
+        Returns False when the wait timed out; the reset happens anyway and the timeout is recorded as an
+        internal error (a request straddling a reset can leave its effects in the new state).
+        """
+        with self._requests:
+            drained = self._requests.wait_for(lambda: self.active_requests == 0, timeout=timeout)
+            busy = self.active_requests
+            with self.lock:
+                self._reset_locked(self._initial.copy())
+                self._idle.notify_all()  # calls in flight now belong to the old generation: nobody waits
+            if not drained:
+                message = (
+                    f"reset() waited {timeout:g} s for {busy} in-flight API request(s) and reset anyway; "
+                    "their effects may show up after the reset"
+                )
+                logger.error("Qikberry emulator: %s", message)
+                self._add_internal_error("RESET", "/_emulator/reset", "ResetTimeout", message, "")
+        return drained
 
     def _reset_locked(self, config: EmulatorConfig) -> None:
         # Webhook calls still in flight when a reset happens belong to an older generation and are ignored.
@@ -161,6 +215,7 @@ class EmulatorState:
         )
         self.request_counts: dict[str, int] = {}
         self.per_minute: dict[int, int] = {}
+        self.internal_errors: deque[dict[str, Any]] = deque(maxlen=INTERNAL_ERROR_LIMIT)
         self._compile_rules(config.outcome_rules)
 
     def _compile_rules(self, rules: list[dict[str, str]]) -> None:
@@ -253,6 +308,36 @@ class EmulatorState:
             }
             return {"requests": rows, "counts": dict(self.request_counts), "per_minute": per_minute}
 
+    # ----------------------------------------------------------------- internal errors
+    def record_internal_error(self, method: str, path: str, exc: BaseException) -> None:
+        """Log (with traceback) and keep an exception raised inside the emulator while serving a request."""
+        logger.error("Qikberry emulator: internal error while handling %s %s", method, path, exc_info=exc)
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self._add_internal_error(method, path, type(exc).__name__, str(exc), text)
+
+    def _add_internal_error(self, method: str, path: str, kind: str, message: str, text: str) -> None:
+        with self.lock:
+            now = self.time()
+            self.internal_errors.append(
+                {
+                    "method": method,
+                    "path": path,
+                    "type": kind,
+                    "message": message,
+                    "traceback": text,
+                    "at": self.fmt(now),
+                    "timestamp": now,
+                }
+            )
+
+    def internal_error_list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(entry) for entry in self.internal_errors]
+
+    def clear_internal_errors(self) -> None:
+        with self.lock:
+            self.internal_errors.clear()
+
     # ----------------------------------------------------------------- sending
     def accept(
         self,
@@ -279,6 +364,8 @@ class EmulatorState:
             submit_date = submitted[:10]
             start = scheduled_at if scheduled_at is not None else now
             due = start + self.config.dlr_delay_seconds
+            delay = self.config.visibility_delay_seconds
+            visible_at = now + delay if delay > 0 else None
             window = self.config.duplicate_window_seconds
             accepted: list[Message] = []
             date_bucket = self.by_date.setdefault(submit_date, [])
@@ -315,6 +402,7 @@ class EmulatorState:
                     scheduled_at=scheduled_at,
                     due_at=due,
                     duplicate=previous is not None and now - previous <= window,
+                    visible_at=visible_at,
                 )
                 self.messages.append(msg)
                 self.by_id[msg.id] = msg
@@ -347,7 +435,7 @@ class EmulatorState:
         submit = msg.scheduled_at if msg.scheduled_at is not None else msg.received_at
         payload = {
             "id": msg.id,
-            "mobile": msg.mobile,
+            "mobile": display_mobile(msg.mobile, self.config.number_format),
             "status": msg.status,
             "credits": f"{float(msg.charges):.4f}",
             "units": msg.units,
@@ -483,7 +571,7 @@ class EmulatorState:
     def status_row(self, m: Message) -> dict[str, Any]:
         return {
             "id": m.id,
-            "mobile": m.mobile,
+            "mobile": display_mobile(m.mobile, self.config.number_format),
             "status": m.status,
             "units": m.units,
             "service": m.service,
@@ -499,11 +587,18 @@ class EmulatorState:
         }
 
     def lookup(self, filters: dict[str, str]) -> list[Message]:
-        """Messages matching every given filter (keys: id, cid, mobile, group_id, date), in submit order.
+        """Visible messages matching every filter (keys: id, cid, mobile, group_id, date), in submit order.
 
-        Must be called with the lock held (the caller renders rows under the same lock).
+        A message is visible once ``visibility_delay_seconds`` (as configured when it was accepted) have
+        passed on the emulator clock. Must be called with the lock held (the caller renders rows under the
+        same lock).
         """
         self.finalize_due_locked()
+        found = self._matching(filters)
+        now = self.time()
+        return [m for m in found if m.visible_at is None or m.visible_at <= now]
+
+    def _matching(self, filters: dict[str, str]) -> list[Message]:
         candidates: list[list[Message]] = []
         if "id" in filters:
             found = self.by_id.get(filters["id"])
@@ -511,7 +606,7 @@ class EmulatorState:
         if "cid" in filters:
             candidates.append(self.by_custom.get(filters["cid"], []))
         if "mobile" in filters:
-            candidates.append(self.by_mobile.get(filters["mobile"], []))
+            candidates.append(self.by_mobile.get(canonical_mobile(filters["mobile"]), []))
         if "group_id" in filters:
             candidates.append(self.by_group.get(filters["group_id"], []))
         if "date" in filters:

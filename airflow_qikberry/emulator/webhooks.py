@@ -34,6 +34,7 @@ def post_json(
     uri: str, payload: dict[str, Any], secret: str, timeout: float
 ) -> tuple[int | None, str | None]:
     """POST ``payload`` to ``uri``; return (HTTP status or None, error text or None)."""
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -50,7 +51,7 @@ def post_json(
     except urllib.error.HTTPError as exc:
         exc.close()
         return int(exc.code), f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         return None, f"{type(exc).__name__}: {reason}"
 
@@ -78,9 +79,9 @@ class Dispatcher:
         while not self._stop.wait(self._state.config.tick_interval_seconds):
             try:
                 self.process(wait=False)
-            except Exception:
-                # The ticker must survive anything (e.g. a reset racing a tick); the next tick retries.
-                continue
+            except Exception as exc:
+                # The ticker must survive anything (the next tick retries), but never silently.
+                self._state.record_internal_error("TICK", "(delivery ticker)", exc)
 
     def process(self, *, wait: bool, flush: bool = False) -> int:
         """Finalise due (or, with ``flush``, all pending) messages and make due webhook calls."""

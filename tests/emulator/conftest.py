@@ -1,4 +1,8 @@
-"""Fixtures for the emulator's own tests: one session-scoped emulator, reset before every test."""
+"""Fixtures for the emulator's own tests: one session-scoped emulator, reset before every test.
+
+Like the suite-wide ``emulator`` fixture, ``emu`` fails a test during which the emulator raised an internal
+error (a bug answered as a bare 500); tests that provoke one on purpose call ``emu.clear_internal_errors()``.
+"""
 
 from __future__ import annotations
 
@@ -61,10 +65,22 @@ def emu_server() -> Iterator[Emulator]:
     emu.stop()
 
 
+def internal_error_report(errors: list[dict[str, Any]]) -> str:
+    listed = "\n".join(f"  {e['method']} {e['path']}: {e['type']}: {e['message']}" for e in errors)
+    return (
+        f"the Qikberry emulator had {len(errors)} internal error(s) during this test "
+        f"(tracebacks: emu.internal_errors() or GET /_emulator/errors):\n{listed}"
+    )
+
+
 @pytest.fixture
-def emu(emu_server: Emulator) -> Emulator:
+def emu(emu_server: Emulator) -> Iterator[Emulator]:
+    """The session emulator, reset; fails the test if the emulator had internal errors during it."""
     emu_server.reset()
-    return emu_server
+    yield emu_server
+    errors = emu_server.internal_errors()
+    if errors:
+        pytest.fail(internal_error_report(errors), pytrace=False)
 
 
 @pytest.fixture

@@ -166,3 +166,8 @@ def test_unexpected_handler_failure_is_a_500_envelope(
     assert r.status_code == 500
     assert r.json() == {"status": "ERROR", "code": 500, "message": "Server Error"}
     assert client.get("finance/balance").status_code == 200  # the connection and server carry on
+    # The 500 is not silent: it is recorded (the detail stays out of the answer).
+    assert [(e["path"], e["type"], e["message"]) for e in emu.internal_errors()] == [
+        ("/api/v2/auth/me", "RuntimeError", "internal detail")
+    ]
+    emu.clear_internal_errors()  # provoked on purpose: the fixture must not fail this test
