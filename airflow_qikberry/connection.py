@@ -158,11 +158,24 @@ def _base_url(host: str | None, port: int | None, schema: str | None) -> str:
         port_part = f":{port}" if port else ""
         path = (schema or "api/v2").strip("/")
         text = f"https://{text}{port_part}/{path}"
+    from urllib.parse import urlsplit
+
     scheme = text.split("://", 1)[0].lower()
     if scheme not in ("http", "https"):
         raise QikberryValidationError(
             f"Connection host must be an http(s) URL such as {DEFAULT_BASE_URL!r}, got scheme {scheme!r}.",
             field="host",
+        )
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError as exc:
+        raise QikberryValidationError(
+            f"Connection host is not a valid URL ({exc}); use e.g. {DEFAULT_BASE_URL!r}.", field="host"
+        ) from None
+    if not parts.hostname:
+        raise QikberryValidationError(
+            f"Connection host has no host name; use e.g. {DEFAULT_BASE_URL!r}.", field="host"
         )
     return text if text.endswith("/") else text + "/"
 

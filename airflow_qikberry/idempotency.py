@@ -289,14 +289,30 @@ class ExactlyOnce:
                 error.message, numbers=error.numbers, custom_id=error.custom_id
             ) from None
         if verdict.kind in ("unknown", "partial"):
-            raise send.unknown(f"{because}; {verdict.reason}. Check sms/status before sending again.")
+            error = send.unknown(f"{because}; {verdict.reason}. Check sms/status before sending again.")
+            if verdict.numbers:
+                # Only the numbers whose fate is unknown: the others were found accepted.
+                error.numbers = list(verdict.numbers)
+            raise error
 
     def look_until_settled(self, send: Send[T], because: str, deadline: Deadline) -> Verdict[T]:
-        """Look the send up with backoff (1, 2, 4, 8, 8 ... s) until settled or the window closes."""
+        """Look the send up with backoff (1, 2, 4, 8, 8 ... s) until settled or the window closes.
+
+        When the call's deadline ends the lookups before the window has closed, "nothing found yet" proves
+        nothing: the verdict is then ``unknown``, never ``absent``.
+        """
         # The window is measured in waits, not wall time, so it also holds when sleeps are simulated.
         waited, delay = 0.0, self.first_delay
         verdict: Verdict[T] = ABSENT
         while True:
+            if waited < self.window and deadline.remaining() <= 0:
+                if verdict.kind == "absent":
+                    return Verdict(
+                        "unknown",
+                        reason=f"the call's retry deadline ended the lookups after {waited:.0f} s, before "
+                        f"the {self.window:.0f} s reconcile window closed; nothing was found yet",
+                    )
+                return verdict
             left = min(self.window - waited, deadline.remaining())
             if left <= 0:
                 return verdict

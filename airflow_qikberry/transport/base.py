@@ -68,11 +68,22 @@ class _RedactQueryTokens(logging.Filter):
     """HTTP libraries log request URLs (with their query string) at DEBUG: keep query-mode tokens out."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)  # type: ignore[union-attr]
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redacted(a) for a in record.args)
+        elif isinstance(record.args, Mapping):
+            record.args = {k: _redacted(a) for k, a in record.args.items()}
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         return True
+
+
+def _redacted(arg: object) -> object:
+    # Not only strings: httpx logs its URL objects, whose str() carries the query string.
+    if arg is None or isinstance(arg, (int, float, bool)):
+        return arg
+    text = str(arg)
+    clean = redact(text)
+    return clean if clean != text else arg
 
 
 _FILTER = _RedactQueryTokens()
