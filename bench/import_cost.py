@@ -33,8 +33,15 @@ MODULES = (
     "airflow_qikberry.protocol",
     "airflow_qikberry.validation",
     "airflow_qikberry.models",
+    "airflow_qikberry.connection",
+    "airflow_qikberry.idempotency",
+    "airflow_qikberry.transport",
+    "airflow_qikberry.transport.retry",
+    "airflow_qikberry.transport.sync",
+    "airflow_qikberry.transport.aio",
     "airflow_qikberry.get_provider_info",
     "airflow_qikberry.hooks.qikberry",
+    "airflow_qikberry.hooks.qikberry_async",
     "airflow_qikberry.emulator",
 )
 PACKAGE = "airflow_qikberry"

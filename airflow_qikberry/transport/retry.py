@@ -136,8 +136,18 @@ class RetryPolicy:
         raise AssertionError("tenacity returned without an outcome")  # pragma: no cover
 
     async def run_async(self, attempt: Callable[[], Awaitable[T]], deadline: Deadline | None = None) -> T:
-        """The same policy for coroutines (the async hook's GETs)."""
+        """The same policy for coroutines (the async hook's GETs), with the same fast path as :meth:`run`."""
         deadline = deadline or self.start()
+        try:
+            return await attempt()
+        except Retry as exc:
+            replay: list[Retry] = [exc]
+
+        async def again() -> T:
+            if replay:
+                raise replay.pop()
+            return await attempt()
+
         retrying = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception_type(Retry),
             stop=self._stop(deadline),
@@ -149,7 +159,7 @@ class RetryPolicy:
         try:
             async for try_ in retrying:
                 with try_:
-                    return await attempt()
+                    return await again()
         except Retry as exc:
             raise exc.error from None
         raise AssertionError("tenacity returned without an outcome")  # pragma: no cover

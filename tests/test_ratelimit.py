@@ -1,0 +1,233 @@
+"""The client-side rate limit: TokenBucket (threads and coroutines) and the per-(base URL, token) registry."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from airflow_qikberry import _ratelimit
+from airflow_qikberry._ratelimit import TokenBucket, bucket_for
+from airflow_qikberry.hooks.qikberry import QikberryHook
+from tests.helpers import TEST_TOKEN
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_token_bucket_waits_instead_of_failing() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(600, burst=5, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
+        assert bucket.acquire() == 0
+    assert bucket.acquire() == pytest.approx(0.1)
+    assert bucket.acquire() == pytest.approx(0.1)
+    clock.now += 10
+    assert bucket.acquire() == 0
+
+
+def test_token_bucket_holds_rate_over_a_minute() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(1000, clock=clock, sleep=clock.sleep)
+    for _ in range(3000):
+        bucket.acquire()
+    # 3000 calls at 1000/min with a burst of 100: (3000 - 100) / 1000 minutes of waiting.
+    assert clock.now == pytest.approx(174.0, rel=1e-6)
+
+
+# -- threads
+
+
+class YieldingTime(float):
+    """A clock reading that gives the GIL away whenever the bucket does arithmetic with it.
+
+    The bucket reads its state, computes with the time (``elapsed * rate``) and writes the result back; a
+    thread switch forced right there is the interleaving that loses updates when nothing serialises
+    :meth:`TokenBucket.reserve`. Left to the interpreter's switch interval that window is almost never hit.
+    """
+
+    def __sub__(self, other: float) -> YieldingTime:
+        time.sleep(0)
+        return YieldingTime(float(self) - float(other))
+
+    def __mul__(self, other: float) -> float:
+        time.sleep(0)
+        return float(self) * float(other)
+
+    __rmul__ = __mul__
+
+
+def test_token_bucket_is_thread_safe() -> None:
+    """Many threads reserving at once get exactly ``capacity`` free tokens and every later slot once.
+
+    Fails with the lock in ``TokenBucket.reserve`` removed: a refill written back after another thread's
+    decrement loses that decrement, so more than ``capacity`` calls go through without waiting.
+    """
+    ticks = itertools.count(1)  # next() is atomic under the GIL
+    # Each reading is a microsecond after the last: every reserve refills (and writes back) a sliver.
+    bucket = TokenBucket(60, burst=50, clock=lambda: YieldingTime(next(ticks) * 1e-6))
+    threads_count, per_thread = 16, 25
+    delays: list[float] = []
+    lock = threading.Lock()
+    start = threading.Barrier(threads_count)
+
+    def worker() -> None:
+        start.wait()
+        mine = [bucket.reserve() for _ in range(per_thread)]
+        with lock:
+            delays.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(threads_count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = threads_count * per_thread
+    assert len(delays) == total
+    # At most ~1 ms of clock passes in all (400 readings): well under one token of refill at 1 token/s.
+    assert sum(1 for d in delays if d == 0) == 50
+    # The other 350 reservations queue at 1 s apart, each slot handed out exactly once.
+    assert sorted(round(d) for d in delays if d > 0) == list(range(1, total - 50 + 1))
+
+
+# -- coroutines
+
+
+def test_acquire_async_waits_without_blocking_the_loop() -> None:
+    bucket = TokenBucket(300, burst=1)  # real clock: one token, then one per 0.2 s
+
+    async def main() -> tuple[float, float, int]:
+        assert await bucket.acquire_async() == 0
+        ticks = 0
+        done = False
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done:
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)  # the ticker runs up to its first sleep
+        before = ticks
+        started = time.monotonic()
+        waited = await bucket.acquire_async()
+        elapsed = time.monotonic() - started
+        done = True
+        await task
+        return waited, elapsed, ticks - before
+
+    waited, elapsed, ticks_meanwhile = asyncio.run(main())
+    assert 0.1 < waited <= 0.2
+    assert elapsed >= waited * 0.9  # it really waited...
+    assert ticks_meanwhile >= 5  # ...and the loop kept running other coroutines meanwhile
+
+
+def test_threads_and_tasks_share_one_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads (``acquire``) and asyncio tasks (``acquire_async``) drawing from one bucket at the same
+    moment get ``capacity`` free tokens between them, then one slot per ``1/rate`` each, never more."""
+    clock = FakeClock()  # frozen while they draw: every wait is measured from the same instant
+    thread_waits: list[float] = []
+    bucket = TokenBucket(600, burst=10, clock=clock, sleep=thread_waits.append)
+    task_waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded_sleep(seconds: float, *args: Any) -> None:
+        task_waits.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded_sleep)
+    threads_count, tasks_count, each = 4, 4, 30
+    delays: list[float] = []
+    lock = threading.Lock()
+    go = threading.Event()
+
+    def thread_worker() -> None:
+        go.wait()
+        mine = []
+        for _ in range(each):
+            mine.append(bucket.acquire())
+            time.sleep(0)
+        with lock:
+            delays.extend(mine)
+
+    async def task_worker() -> None:
+        for _ in range(each):
+            delay = await bucket.acquire_async()
+            with lock:
+                delays.append(delay)
+            await real_sleep(0)
+
+    async def main() -> None:
+        threads = [threading.Thread(target=thread_worker) for _ in range(threads_count)]
+        for t in threads:
+            t.start()
+        go.set()
+        await asyncio.gather(*(task_worker() for _ in range(tasks_count)))
+        for t in threads:
+            t.join()
+
+    asyncio.run(main())
+    total = (threads_count + tasks_count) * each
+    assert len(delays) == total
+    # 240 grants at one instant: 10 free, then one every 0.1 s - the budget of 600/min, whoever asked.
+    assert sorted(delays) == pytest.approx([0.0] * 10 + [k / 10 for k in range(1, total - 10 + 1)])
+    assert len(thread_waits) + len(task_waits) == total - 10  # each positive delay was waited, once
+    assert thread_waits and task_waits  # both kinds queued in the one schedule
+    # Later on, the refill never exceeds the rate: 1 s after the last slot, one burst of 10 at most.
+    clock.now += (total - 10) / 10 + 1.0
+    assert [bucket.reserve() for _ in range(11)][-2:] == [0.0, pytest.approx(0.1)]
+
+
+# -- the registry
+
+
+def test_bucket_for_keys_never_hold_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_ratelimit, "_buckets", {})
+    token = "sk-live-9f8e7d6c5b4a"
+    first = bucket_for("https://alerts.example.com/api/v2/", token, 1000)
+    assert bucket_for("https://alerts.example.com/api/v2", token, 1000) is first  # trailing slash alike
+    assert bucket_for("https://alerts.example.com/api/v2/", token + "x", 1000) is not first
+    assert bucket_for("https://other.example.com/api/v2/", token, 1000) is not first
+    replaced = bucket_for("https://alerts.example.com/api/v2/", token, 500)  # a changed rate: new bucket
+    assert replaced is not first and replaced.rate_per_minute == 500
+    assert len(_ratelimit._buckets) == 3
+    for key, bucket in _ratelimit._buckets.items():
+        assert all(token not in part for part in key)
+        assert all(token not in repr(value) for value in vars(bucket).values())
+    assert token not in repr(_ratelimit._buckets)
+
+
+def test_hooks_on_one_token_share_a_bucket(make_qikberry_conn: Any) -> None:
+    a = QikberryHook(qikberry_conn_id=make_qikberry_conn("a1"))
+    b = QikberryHook(qikberry_conn_id=make_qikberry_conn("b1"))
+    other = QikberryHook(qikberry_conn_id=make_qikberry_conn("c1", password="another-token"))
+    assert a._bucket is b._bucket
+    assert a._bucket is not other._bucket
+    assert all(TEST_TOKEN not in "".join(key) for key in _ratelimit._buckets)
+    assert bucket_for("u", "t", 10).rate_per_minute == 10
+
+
+def test_hook_gets_are_rate_limited(make_qikberry_conn: Any, emulator: Any) -> None:
+    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn("slowrate", rate_limit_per_minute=60))
+    clock = FakeClock()
+    hook._bucket._clock = clock
+    hook._bucket._sleep = clock.sleep
+    hook._bucket._updated = 0.0
+    for _ in range(12):
+        hook.test_connection()
+    assert clock.slept == pytest.approx([1.0] * 6)  # a burst of 6 (a tenth of 60/min), then one per second
