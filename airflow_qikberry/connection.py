@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_FIELDS, CONN_TYPE, UI_FIELD_BEHAVIOUR
-from airflow_qikberry.protocol import DEFAULT_BASE_URL
+from airflow_qikberry.protocol import DEFAULT_BASE_URL, SendDefaults
 
 __all__ = ["ConnectionSettings", "connection_form_widgets", "ui_field_behaviour"]
 
@@ -46,6 +46,18 @@ class ConnectionSettings:
     check_dlt_sender: bool = True
     reconcile_window: float = 30.0
     api_timezone: str = "Asia/Kolkata"
+
+    @property
+    def send_defaults(self) -> SendDefaults:
+        """What this connection supplies to a send that leaves a parameter out."""
+        return SendDefaults(
+            sender=self.sender,
+            service=self.service,
+            entity_id=self.entity_id,
+            default_region=self.default_region,
+            check_dlt_sender=self.check_dlt_sender,
+            timezone=self.api_timezone,
+        )
 
     @classmethod
     def from_connection(cls, conn: Any) -> ConnectionSettings:

@@ -23,9 +23,8 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from airflow_qikberry.exceptions import (
     QikberryCustomIdReusedError,
@@ -124,14 +123,21 @@ def fingerprint(*parts: Any) -> str:
 VerdictKind = Literal["found", "absent", "partial", "unknown", "reused"]
 
 
-@dataclass(frozen=True)
 class Verdict(Generic[T]):
     """The meaning of the rows a custom-id lookup returned."""
 
-    kind: VerdictKind
-    result: T | None = None
-    reason: str = ""
-    numbers: tuple[str, ...] = ()
+    __slots__ = ("kind", "numbers", "reason", "result")
+
+    def __init__(
+        self, kind: VerdictKind, result: T | None = None, reason: str = "", numbers: tuple[str, ...] = ()
+    ) -> None:
+        self.kind = kind
+        self.result = result
+        self.reason = reason
+        self.numbers = numbers
+
+    def __repr__(self) -> str:
+        return f"Verdict({self.kind!r}, reason={self.reason!r}, numbers={self.numbers!r})"
 
     @property
     def settled(self) -> bool:
@@ -157,8 +163,7 @@ def submitted_before(row: MessageStatus, not_before: datetime, api_timezone: str
     return when < not_before
 
 
-@dataclass(frozen=True)
-class ReuseCheck:
+class ReuseCheck(NamedTuple):
     """Rows submitted before ``not_before`` (the call's start less the allowed clock skew) are not ours."""
 
     not_before: datetime
@@ -244,18 +249,30 @@ class Unaccounted(QikberryServerError):
     """A 2xx answer to a send whose rows do not account for every number sent: an unknown outcome."""
 
 
-@dataclass
 class Send(Generic[T]):
-    """One send, prepared: how to post it, read its answer, look it up, and describe an unknown outcome."""
+    """One send, prepared: how to post it, read its answer, look it up, and describe an unknown outcome.
 
-    what: str
-    post: Callable[[], RawResponse]
-    parse: Callable[[ApiResponse], T]
-    # lookup(check_reuse): rows submitted before this call began count as a reused custom id when True.
-    lookup: Callable[[bool], Verdict[T]]
-    unknown: Callable[[str], QikberryDeliveryUnknownError]
-    # False for uploads: an ambiguous upload is never posted again automatically.
-    resend_after_ambiguity: bool = True
+    ``lookup(check_reuse)``: when ``check_reuse`` is true, rows submitted before this call began count as a
+    reused custom id. ``resend_after_ambiguity`` is False for uploads: an ambiguous upload is never posted
+    again automatically.
+    """
+
+    def __init__(
+        self,
+        *,
+        what: str,
+        post: Callable[[], RawResponse],
+        parse: Callable[[ApiResponse], T],
+        lookup: Callable[[bool], Verdict[T]],
+        unknown: Callable[[str], QikberryDeliveryUnknownError],
+        resend_after_ambiguity: bool = True,
+    ) -> None:
+        self.what = what
+        self.post = post
+        self.parse = parse
+        self.lookup = lookup
+        self.unknown = unknown
+        self.resend_after_ambiguity = resend_after_ambiguity
 
 
 class ExactlyOnce:

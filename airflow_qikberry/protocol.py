@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from airflow_qikberry.exceptions import (
     QikberryAuthError,
@@ -74,8 +73,7 @@ _LOGIN_PAGE_MARKERS = ("/login", "<form", "password")
 _BALANCE_MARKERS = ("insufficient balance", "insufficient credit", "not enough credit", "no credits")
 
 
-@dataclass(frozen=True)
-class ApiResponse:
+class ApiResponse(NamedTuple):
     """A successful, parsed response: the whole JSON body plus its ``data`` member."""
 
     status_code: int
@@ -395,8 +393,9 @@ _ROOT_ONLY = {
 }
 
 
-@dataclass(frozen=True)
-class SendDefaults:
+# NamedTuples, not dataclasses, for these records: DAG files import this module at every parse, and a
+# dataclass costs about a millisecond to build.
+class SendDefaults(NamedTuple):
     """What a connection supplies when a call leaves a send parameter out."""
 
     sender: str | None = None
@@ -482,8 +481,7 @@ def check_request_size(count: int, field: str) -> None:
         )
 
 
-@dataclass(frozen=True)
-class BatchNode:
+class BatchNode(NamedTuple):
     """One validated node of a batch: its wire form, its number and the custom id the caller gave."""
 
     payload: dict[str, Any]

@@ -1,11 +1,14 @@
 """QikberryHook: the public sync hook. Thin: it validates through :mod:`airflow_qikberry.protocol`, speaks
 HTTP through :mod:`airflow_qikberry.transport` and sends exactly once through
-:mod:`airflow_qikberry.idempotency`."""
+:mod:`airflow_qikberry.idempotency`.
+
+DAG files import this module at every parse, so it imports only what defining the class needs; the modules
+that do the work are imported on first use.
+"""
 
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
@@ -14,62 +17,35 @@ from typing import IO, TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_qikberry import idempotency
-from airflow_qikberry import validation as v
-from airflow_qikberry.connection import ConnectionSettings, connection_form_widgets, ui_field_behaviour
-from airflow_qikberry.exceptions import QikberryDeliveryUnknownError, QikberryError, QikberryValidationError
+from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_TYPE
-from airflow_qikberry.idempotency import (
-    ABSENT,
-    ExactlyOnce,
-    ReuseCheck,
-    Send,
-    Unaccounted,
-    Verdict,
-    derive_custom_id,
-    fingerprint,
-    is_task_retry,
-    match_batch_rows,
-    match_send_rows,
-)
-from airflow_qikberry.models import Balance, BatchResult, MessageStatus, SentMessage
-from airflow_qikberry.protocol import (
-    MAX_BULK_BYTES,
-    ApiResponse,
-    EncodingChoice,
-    Paths,
-    SendDefaults,
-    accepted_count,
-    build_batch_nodes,
-    build_common,
-    canonical_number,
-    check_request_size,
-    multipart_fields,
-    redact,
-    rows_of,
-    status_page,
-    status_params,
-)
-from airflow_qikberry.transport.retry import RetryPolicy
 
 if TYPE_CHECKING:
     import requests
 
     from airflow_qikberry._ratelimit import TokenBucket
+    from airflow_qikberry.connection import ConnectionSettings
+    from airflow_qikberry.idempotency import ExactlyOnce, ReuseCheck, Verdict
+    from airflow_qikberry.models import Balance, BatchResult, MessageStatus, SentMessage
+    from airflow_qikberry.protocol import ApiResponse, EncodingChoice
     from airflow_qikberry.transport.sync import RequestsTransport
 
-__all__ = ["ConnectionSettings", "QikberryHook", "derive_custom_id", "redact"]
+__all__ = ["QikberryHook"]
+
+_REEXPORTED = {
+    "ConnectionSettings": "airflow_qikberry.connection",
+    "derive_custom_id": "airflow_qikberry.idempotency",
+    "redact": "airflow_qikberry.protocol",
+}
 
 
-def send_defaults(settings: ConnectionSettings) -> SendDefaults:
-    return SendDefaults(
-        sender=settings.sender,
-        service=settings.service,
-        entity_id=settings.entity_id,
-        default_region=settings.default_region,
-        check_dlt_sender=settings.check_dlt_sender,
-        timezone=settings.api_timezone,
-    )
+def __getattr__(name: str) -> Any:
+    # Names this module has always offered, now at home elsewhere; resolved lazily to keep the import cheap.
+    if name in _REEXPORTED:
+        import importlib
+
+        return getattr(importlib.import_module(_REEXPORTED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class QikberryHook(BaseHook):
@@ -124,6 +100,8 @@ class QikberryHook(BaseHook):
         clock_skew: float = 120.0,
         **kwargs: Any,
     ) -> None:
+        from airflow_qikberry.transport.retry import RetryPolicy
+
         super().__init__(**kwargs)
         self.qikberry_conn_id = qikberry_conn_id
         self.timeout_override = timeout
@@ -177,6 +155,8 @@ class QikberryHook(BaseHook):
         """The parsed connection; reading it also registers the token with Airflow's secrets masker."""
         from airflow.providers.common.compat.sdk import mask_secret
 
+        from airflow_qikberry.connection import ConnectionSettings
+
         conn = self.get_connection(self.qikberry_conn_id)
         if conn.password:
             mask_secret(conn.password)
@@ -227,11 +207,15 @@ class QikberryHook(BaseHook):
         return self.reconcile_window_override or self.settings.reconcile_window
 
     def _exactly_once(self) -> ExactlyOnce:
+        from airflow_qikberry.idempotency import ExactlyOnce
+
         return ExactlyOnce(
             self.policy, window=self.reconcile_window, log=self.log, first_delay=self.reconcile_delay
         )
 
     def _reuse_check(self, check: bool) -> ReuseCheck | None:
+        from airflow_qikberry.idempotency import ReuseCheck
+
         return ReuseCheck.starting_now(self.clock_skew, self.settings.api_timezone) if check else None
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> ApiResponse:
@@ -239,6 +223,9 @@ class QikberryHook(BaseHook):
 
     def _status_rows(self, params: Mapping[str, str]) -> Iterator[MessageStatus]:
         """Every row of a status query, following the API's pages (any query may be paged)."""
+        from airflow_qikberry.models import MessageStatus
+        from airflow_qikberry.protocol import Paths, status_page
+
         page: int | None = 1
         while page is not None:
             response = self._get(Paths.STATUS, {**params, "page": page if page > 1 else None})
@@ -273,11 +260,19 @@ class QikberryHook(BaseHook):
         key: one id, one send (a reused id is reported, not returned as this send's result). ``resend=True``
         sends again on a retried task instead of returning what an earlier try sent.
         """
+        from collections import Counter
+
+        from airflow_qikberry import idempotency as ido
+        from airflow_qikberry import protocol as p
+        from airflow_qikberry import validation as v
+        from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
+        from airflow_qikberry.models import SentMessage
+
         s = self.settings
         numbers = v.normalize_numbers(to, default_region=s.default_region)
-        check_request_size(len(numbers), "to")
-        payload = build_common(
-            send_defaults(s),
+        p.check_request_size(len(numbers), "to")
+        payload = p.build_common(
+            s.send_defaults,
             message=message,
             sender=sender,
             service=service,
@@ -290,9 +285,9 @@ class QikberryHook(BaseHook):
             max_units=max_units,
             tags=tags,
         )
-        identity = idempotency.task_identity()
-        cid = v.validate_custom_id(custom_id) or derive_custom_id(
-            fingerprint("send_sms", numbers, sorted(payload.items())), identity, fresh=resend
+        identity = ido.task_identity()
+        cid = v.validate_custom_id(custom_id) or ido.derive_custom_id(
+            ido.fingerprint("send_sms", numbers, sorted(payload.items())), identity, fresh=resend
         )
         payload["to"] = ",".join(numbers)
         payload["custom"] = cid
@@ -305,9 +300,9 @@ class QikberryHook(BaseHook):
         )
 
         def parse(response: ApiResponse) -> list[SentMessage]:
-            sent = [SentMessage.from_api(row) for row in rows_of(response, what="sms/send")]
-            if Counter(m.mobile for m in sent) != Counter(canonical_number(n) for n in numbers):
-                raise Unaccounted(
+            sent = [SentMessage.from_api(row) for row in p.rows_of(response, what="sms/send")]
+            if Counter(m.mobile for m in sent) != Counter(p.canonical_number(n) for n in numbers):
+                raise ido.Unaccounted(
                     f"the API accepted the request but answered {len(sent)} row(s) "
                     f"for {len(numbers)} number(s)"
                 )
@@ -315,16 +310,16 @@ class QikberryHook(BaseHook):
 
         def lookup(check_reuse: bool) -> Verdict[list[SentMessage]]:
             rows = list(self._status_rows({"cid": cid}))
-            return match_send_rows(rows, cid, numbers, self._reuse_check(check_reuse))
+            return ido.match_send_rows(rows, cid, numbers, self._reuse_check(check_reuse))
 
-        send = Send(
-            what=f"POST {Paths.SEND}",
-            post=lambda: self.transport.request("POST", Paths.SEND, json=payload),
+        send = ido.Send(
+            what=f"POST {p.Paths.SEND}",
+            post=lambda: self.transport.request("POST", p.Paths.SEND, json=payload),
             parse=parse,
             lookup=lookup,
             unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cid),
         )
-        return self._exactly_once().run(send, task_retry=is_task_retry(identity) and not resend)
+        return self._exactly_once().run(send, task_retry=ido.is_task_retry(identity) and not resend)
 
     def send_batch(
         self,
@@ -362,12 +357,19 @@ class QikberryHook(BaseHook):
             )
             result.group_id, result.accepted
         """
+        from collections import Counter
+
+        from airflow_qikberry import idempotency as ido
+        from airflow_qikberry import protocol as p
+        from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
+        from airflow_qikberry.models import BatchResult, SentMessage
+
         s = self.settings
         if not nodes:
             raise QikberryValidationError("nodes is empty: give at least one recipient.", field="nodes")
-        check_request_size(len(nodes), "nodes")
-        root = build_common(
-            send_defaults(s),
+        p.check_request_size(len(nodes), "nodes")
+        root = p.build_common(
+            s.send_defaults,
             message=message,
             sender=sender,
             service=service,
@@ -385,11 +387,11 @@ class QikberryHook(BaseHook):
             if not str(name).strip():
                 raise QikberryValidationError("name must not be blank.", field="name")
             root["name"] = str(name)
-        built = build_batch_nodes(nodes, root, send_defaults(s), encoding=encoding, max_units=max_units)
+        built = p.build_batch_nodes(nodes, root, s.send_defaults, encoding=encoding, max_units=max_units)
         numbers = [b.number for b in built]
-        identity = idempotency.task_identity()
-        base = derive_custom_id(
-            fingerprint("send_batch", [b.payload for b in built], sorted(root.items())),
+        identity = ido.task_identity()
+        base = ido.derive_custom_id(
+            ido.fingerprint("send_batch", [b.payload for b in built], sorted(root.items())),
             identity,
             fresh=resend,
         )
@@ -403,9 +405,9 @@ class QikberryHook(BaseHook):
         )
 
         def parse(response: ApiResponse) -> BatchResult:
-            sent = tuple(SentMessage.from_api(row) for row in rows_of(response, what="sms/send/json"))
-            if Counter(m.mobile for m in sent) != Counter(canonical_number(n) for n in numbers):
-                raise Unaccounted(
+            sent = tuple(SentMessage.from_api(row) for row in p.rows_of(response, what="sms/send/json"))
+            if Counter(m.mobile for m in sent) != Counter(p.canonical_number(n) for n in numbers):
+                raise ido.Unaccounted(
                     f"the API accepted the batch but answered {len(sent)} row(s) for {len(numbers)} node(s)"
                 )
             group = response.body.get("group_id") or (sent[0].group_id if sent else None)
@@ -414,10 +416,10 @@ class QikberryHook(BaseHook):
         def lookup(check_reuse: bool) -> Verdict[BatchResult]:
             first = [r for r in self._status_rows({"cid": cids[0]}) if r.custom_id == cids[0]]
             if not first:
-                return ABSENT
+                return ido.ABSENT
             group = first[0].group_id
             if group is None:
-                return Verdict(
+                return ido.Verdict(
                     "unknown",
                     reason=f"rows for custom id {cids[0]!r} exist but carry no group id to find the batch by",
                 )
@@ -425,24 +427,24 @@ class QikberryHook(BaseHook):
             rows = [r for r in self._status_rows({"group_id": group}) if r.custom_id in wanted]
             reuse = self._reuse_check(check_reuse)
             if reuse is not None and (old := reuse.older(rows)):
-                return Verdict(
+                return ido.Verdict(
                     "reused", reason=f"batch custom ids name {len(old)} message(s) sent before this call"
                 )
-            verdict = match_batch_rows(rows, cids, numbers)
+            verdict = ido.match_batch_rows(rows, cids, numbers)
             if verdict.kind != "found" or verdict.result is None:
-                return Verdict(verdict.kind, reason=verdict.reason, numbers=verdict.numbers)
-            return Verdict("found", BatchResult(group_id=group, messages=tuple(verdict.result)))
+                return ido.Verdict(verdict.kind, reason=verdict.reason, numbers=verdict.numbers)
+            return ido.Verdict("found", BatchResult(group_id=group, messages=tuple(verdict.result)))
 
-        send = Send(
-            what=f"POST {Paths.SEND_JSON}",
+        send = ido.Send(
+            what=f"POST {p.Paths.SEND_JSON}",
             post=lambda: self.transport.request(
-                "POST", Paths.SEND_JSON, json={"root": root, "nodes": api_nodes}
+                "POST", p.Paths.SEND_JSON, json={"root": root, "nodes": api_nodes}
             ),
             parse=parse,
             lookup=lookup,
             unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cids[0]),
         )
-        return self._exactly_once().run(send, task_retry=is_task_retry(identity) and not resend)
+        return self._exactly_once().run(send, task_retry=ido.is_task_retry(identity) and not resend)
 
     def upload_bulk(
         self,
@@ -476,9 +478,15 @@ class QikberryHook(BaseHook):
 
             accepted = hook.upload_bulk("/data/customers.csv", "Sale ends tonight", column="mobile")
         """
+
+        from airflow_qikberry import idempotency as ido
+        from airflow_qikberry import protocol as p
+        from airflow_qikberry import validation as v
+        from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
+
         s = self.settings
-        payload = build_common(
-            send_defaults(s),
+        payload = p.build_common(
+            s.send_defaults,
             message=message,
             sender=sender,
             service=service,
@@ -496,35 +504,36 @@ class QikberryHook(BaseHook):
                 raise QikberryValidationError("column must not be blank.", field="column")
             payload["column"] = str(column)
         source = _BulkSource.of(file, filename)
-        if source.size > MAX_BULK_BYTES:
+        if source.size > p.MAX_BULK_BYTES:
             raise QikberryValidationError(
-                f"file is {source.size} bytes; the API accepts at most {MAX_BULK_BYTES} (200 MB). Split it.",
+                f"file is {source.size} bytes; the API accepts at most {p.MAX_BULK_BYTES} (200 MB). "
+                "Split it.",
                 field="file",
             )
         if column is not None and source.name.lower().endswith(".csv"):
             source.check_csv_column(str(column))
-        identity = idempotency.task_identity()
-        cid = v.validate_custom_id(custom_id) or derive_custom_id(
-            fingerprint("upload_bulk", source.name, source.size, sorted(payload.items())),
+        identity = ido.task_identity()
+        cid = v.validate_custom_id(custom_id) or ido.derive_custom_id(
+            ido.fingerprint("upload_bulk", source.name, source.size, sorted(payload.items())),
             identity,
             fresh=resend,
         )
         payload["custom"] = cid
-        fields = multipart_fields(payload)
+        fields = p.multipart_fields(payload)
         content_type = "text/csv" if source.name.lower().endswith(".csv") else "text/plain"
         self.log.info("Uploading %s (%s bytes) for a bulk send, custom id %s", source.name, source.size, cid)
 
         def post() -> Any:
             with source.open() as handle:
                 return self.transport.post_multipart(
-                    Paths.BULK, fields, file_field="file", filename=source.name, fileobj=handle,
+                    p.Paths.BULK, fields, file_field="file", filename=source.name, fileobj=handle,
                     content_type=content_type,
                 )  # fmt: skip
 
         def parse(response: ApiResponse) -> int:
-            count = accepted_count(response.message)
+            count = p.accepted_count(response.message)
             if count is None:
-                raise Unaccounted(
+                raise ido.Unaccounted(
                     f"the API accepted the upload without saying how many: {response.message!r}"
                 )
             return count
@@ -532,16 +541,18 @@ class QikberryHook(BaseHook):
         def lookup(check_reuse: bool) -> Verdict[int]:
             rows = [r for r in self._status_rows({"cid": cid}) if r.custom_id == cid]
             if not rows:
-                return ABSENT
+                return ido.ABSENT
             reuse = self._reuse_check(check_reuse)
             if reuse is not None and (old := reuse.older(rows)):
-                return Verdict("reused", reason=f"custom id {cid!r} names {len(old)} message(s) sent before")
+                return ido.Verdict(
+                    "reused", reason=f"custom id {cid!r} names {len(old)} message(s) sent before"
+                )
             self.log.warning(
                 "The upload was accepted: %d message(s) with its custom id are visible so far; the API may "
                 "still be processing the rest of the file",
                 len(rows),
             )
-            return Verdict("found", len(rows))
+            return ido.Verdict("found", len(rows))
 
         def unknown(msg: str) -> QikberryDeliveryUnknownError:
             return QikberryDeliveryUnknownError(
@@ -551,15 +562,15 @@ class QikberryHook(BaseHook):
                 custom_id=cid,
             )
 
-        send = Send(
-            what=f"POST {Paths.BULK} ({source.name})",
+        send = ido.Send(
+            what=f"POST {p.Paths.BULK} ({source.name})",
             post=post,
             parse=parse,
             lookup=lookup,
             unknown=unknown,
             resend_after_ambiguity=False,
         )
-        return self._exactly_once().run(send, task_retry=is_task_retry(identity) and not resend)
+        return self._exactly_once().run(send, task_retry=ido.is_task_retry(identity) and not resend)
 
     # -- lookups
 
@@ -574,6 +585,8 @@ class QikberryHook(BaseHook):
 
         Follows the API's pages, so a custom id naming many messages returns all of them.
         """
+        from airflow_qikberry.protocol import status_params
+
         params = status_params(
             message_id=message_id,
             custom_id=custom_id,
@@ -584,12 +597,17 @@ class QikberryHook(BaseHook):
 
     def iter_group_status(self, group_id: str) -> Iterator[MessageStatus]:
         """Every message of a request or campaign, walking the API's 100-row pages lazily."""
+
         if not group_id or not str(group_id).strip():
             raise QikberryValidationError("group_id must not be empty.", field="group_id")
         return self._status_rows({"group_id": str(group_id)})
 
     def get_balance(self, service: str | None = None) -> list[Balance]:
         """Credits per service (``finance/balance``; falls back to the legacy ``account/balance``)."""
+        from airflow_qikberry import validation as v
+        from airflow_qikberry.models import Balance
+        from airflow_qikberry.protocol import Paths, rows_of
+
         wanted = v.validate_service(service) if service is not None else None
         params = {"service": wanted} if wanted else None
         try:
@@ -602,6 +620,9 @@ class QikberryHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the token with ``auth/me``: never sends, never spends."""
+        from airflow_qikberry.exceptions import QikberryError
+        from airflow_qikberry.protocol import Paths, redact
+
         try:
             response = self._get(Paths.AUTH_ME)
         except QikberryError as exc:
@@ -617,10 +638,14 @@ class QikberryHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from airflow_qikberry.connection import connection_form_widgets
+
         return connection_form_widgets()
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        from airflow_qikberry.connection import ui_field_behaviour
+
         return ui_field_behaviour()
 
 

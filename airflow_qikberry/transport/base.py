@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from airflow_qikberry.exceptions import QikberryConnectionError, QikberryError
 from airflow_qikberry.protocol import ApiResponse, decode_body, error_for, parse_response, redact
@@ -16,8 +15,7 @@ from airflow_qikberry.protocol import ApiResponse, decode_body, error_for, parse
 FailureKind = Literal["not_sent", "ambiguous", "fatal"]
 
 
-@dataclass(frozen=True)
-class RawResponse:
+class RawResponse(NamedTuple):
     status_code: int
     text: str
     headers: Mapping[str, str]

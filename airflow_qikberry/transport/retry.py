@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import tenacity
@@ -61,19 +60,29 @@ def bounded_by(deadline: Deadline) -> Iterator[Deadline]:
 _BACKOFF = tenacity.wait_exponential(multiplier=0.5, max=30.0) + tenacity.wait_random(0, 0.5)
 
 
-@dataclass
 class RetryPolicy:
-    """Attempts, deadline and ``Retry-After`` cap of every call; ``sleep`` and ``async_sleep`` are seams
-    for tests (recorded instead of waited)."""
+    """Attempts, deadline and ``Retry-After`` cap of every call; ``sleep``, ``async_sleep`` and ``clock`` are
+    seams for tests (recorded instead of waited)."""
 
-    max_attempts: int = 5
-    deadline: float = 120.0
-    max_retry_after: float = 60.0
-    # Any logger with .warning(msg, *args): stdlib, or the structlog-backed one of Airflow 3 hooks.
-    log: Any = field(default_factory=lambda: logging.getLogger(__name__))
-    sleep: Callable[[float], None] = time.sleep
-    async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    clock: Callable[[], float] = time.monotonic
+    def __init__(
+        self,
+        *,
+        max_attempts: int = 5,
+        deadline: float = 120.0,
+        max_retry_after: float = 60.0,
+        log: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.deadline = deadline
+        self.max_retry_after = max_retry_after
+        # Any logger with .warning(msg, *args): stdlib, or the structlog-backed one of Airflow 3 hooks.
+        self.log = log if log is not None else logging.getLogger(__name__)
+        self.sleep = sleep
+        self.async_sleep = async_sleep
+        self.clock = clock
 
     def start(self) -> Deadline:
         """A new deadline, or the enclosing call's when this call runs inside one (see :func:`bounded_by`)."""

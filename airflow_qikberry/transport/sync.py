@@ -141,7 +141,8 @@ class RequestsTransport:
         """POST a multipart form whose file part is streamed from ``fileobj`` with a ``Content-Length``."""
         from requests_toolbelt import MultipartEncoder
 
-        encoder = MultipartEncoder(fields={**fields, file_field: (filename, fileobj, content_type)})
+        part = _FromHere(fileobj)
+        encoder = MultipartEncoder(fields={**fields, file_field: (filename, part, content_type)})
         return self.request("POST", path, data=encoder, headers={"Content-Type": encoder.content_type})
 
 
@@ -174,3 +175,24 @@ def _classified(exc: BaseException, what: str, token: str) -> TransportFailure:
     ):
         return failure("not_sent", what, exc, token)
     return failure("ambiguous", what, exc, token)
+
+
+class _FromHere:
+    """A seekable file's bytes from its current position to its end, as the multipart encoder reads them.
+
+    The encoder would send a ``BytesIO`` whole (``getvalue()``) and size a real file by ``fstat``, both
+    ignoring the position; this wrapper offers only ``read`` and a ``len`` that shrinks as it is read.
+    """
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self._file = fileobj
+        here = fileobj.tell()
+        self._end = fileobj.seek(0, os.SEEK_END)
+        fileobj.seek(here)
+
+    @property
+    def len(self) -> int:
+        return self._end - self._file.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
