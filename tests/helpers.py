@@ -84,3 +84,81 @@ class DagRunResult(dict[str, str]):
             )
             row = session.scalars(query).first()
             return None if row is None else XComModel.deserialize_value(row)
+
+
+class Sleeps(list[float]):
+    """Stands in for ``hook._sleep``: records every wait (retries, reconcile lookups) instead of sleeping.
+
+    Each recorded wait also moves :meth:`clock` (give it to ``hook.policy.clock`` so ``retry_deadline`` is
+    spent by simulated waits) and, when an emulator is given, the emulator's clock, so messages accepted
+    with ``visibility_delay_seconds`` become visible while the hook "waits".
+
+    Example::
+
+        sleeps = Sleeps(emulator)
+        hook._sleep = sleeps
+        hook.policy.clock = sleeps.clock
+    """
+
+    def __init__(self, emulator: Any = None) -> None:
+        super().__init__()
+        self.emulator = emulator
+        self.now = 0.0
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+        self.now += seconds
+        if self.emulator is not None and seconds > 0:
+            self.emulator.advance_clock(seconds)
+
+    def clock(self) -> float:
+        return self.now
+
+
+def api_counts(emulator: Any) -> dict[str, int]:
+    """Requests the emulator answered (or dropped) per ``"METHOD path"``, control API excluded."""
+    counts = emulator.request_log()["counts"]
+    return {k: int(v) for k, v in counts.items() if not k.split()[1].startswith("_")}
+
+
+def count(emulator: Any, key: str) -> int:
+    """How many ``key`` requests (e.g. ``"POST sms/send"``) reached the emulator."""
+    return api_counts(emulator).get(key, 0)
+
+
+def all_log_text(caplog: Any, capfd: Any) -> str:
+    """Everything logged during a test so far: Airflow 3 routes hook loggers through structlog to the
+    console (captured by ``capfd``), other libraries through ``logging`` (``caplog``)."""
+    out, err = capfd.readouterr()
+    return "\n".join([caplog.text, *(r.getMessage() for r in caplog.records), out, err])
+
+
+class SentRequests(list[Any]):
+    """The ``requests.PreparedRequest`` of every answered request a session sent, as it went on the wire.
+
+    Example::
+
+        sent = SentRequests.on(hook.session)
+        hook.get_balance()
+        sent[0].headers["Accept"]
+    """
+
+    @classmethod
+    def on(cls, session: Any) -> SentRequests:
+        sent = cls()
+
+        def record(response: Any, *args: Any, **kwargs: Any) -> None:
+            sent.append(response.request)
+
+        session.hooks["response"].append(record)
+        return sent
+
+    def json_bodies(self, path: str) -> list[Any]:
+        """The JSON bodies of the requests whose URL path ends with ``path``."""
+        from urllib.parse import urlsplit
+
+        return [
+            json.loads(r.body)
+            for r in self
+            if urlsplit(r.url).path.endswith("/" + path) and r.body and not hasattr(r.body, "read")
+        ]

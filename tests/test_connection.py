@@ -68,4 +68,3 @@ def test_non_http_base_url_is_refused_up_front(host: str) -> None:
     with pytest.raises(QikberryValidationError) as info:
         settings(host=host)
     assert info.value.field == "host"
-

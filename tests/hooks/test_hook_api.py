@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.models import BatchResult, MessageStatus, SentMessage
+from tests.helpers import SentRequests
 
 
 def api_calls(emulator: Any) -> dict[str, int]:
@@ -84,7 +86,7 @@ def test_send_sms_unicode_counts_units(hook: QikberryHook) -> None:
         ({"to": "919876543210", "message": "hi", "sender": "a!"}, "sender"),
         ({"to": "919876543210", "message": "hi", "schedule_at": "2001-01-01T00:00:00+00:00"}, "schedule_at"),
         ({"to": "919876543210", "message": "hi", "tags": ["a", "b", "c", "d"]}, "tags"),
-        ({"to": "919876543210", "message": "hi", "custom_id": "a,b"}, "custom_id"),
+        ({"to": "919876543210", "message": "hi", "custom_id": "a\nb"}, "custom_id"),
         ({"to": "919876543210", "message": "hi", "template_id": "abc"}, "template_id"),
     ],
 )
@@ -146,6 +148,24 @@ def test_upload_bulk_csv_column(hook: QikberryHook, emulator: Any, tmp_path: Pat
 def test_upload_bulk_file_object(hook: QikberryHook, emulator: Any) -> None:
     data = io.BytesIO(b"919876543210\n919876543211\n")
     assert hook.upload_bulk(data, "hello", filename="numbers.txt") == 2
+
+
+def test_upload_bulk_file_object_is_sent_from_where_it_stands(
+    hook: QikberryHook, emulator: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "numbers.txt"
+    path.write_bytes(b"919876543210\n919876543211\n919876543212\n")
+    with path.open("rb") as handle:
+        handle.readline()  # the caller already consumed the first line
+        assert hook.upload_bulk(handle, "hello") == 2
+    assert sorted(m["mobile"] for m in emulator.messages()) == ["919876543211", "919876543212"]
+
+
+def test_upload_bulk_bytesio_is_sent_from_where_it_stands(hook: QikberryHook, emulator: Any) -> None:
+    data = io.BytesIO(b"919876543210\n919876543211\n919876543212\n")
+    data.readline()
+    assert hook.upload_bulk(data, "hello", filename="numbers.txt") == 2
+    assert sorted(m["mobile"] for m in emulator.messages()) == ["919876543211", "919876543212"]
 
 
 def test_upload_bulk_checks_before_sending(hook: QikberryHook, emulator: Any, tmp_path: Path) -> None:
@@ -283,30 +303,44 @@ def test_upload_bulk_streams_the_file(tmp_path: Path, monkeypatch: pytest.Monkey
         proc.wait(timeout=10)
 
 
-def test_upload_bulk_filename_cannot_break_the_multipart_header() -> None:
-    from email.parser import BytesParser
-    from email.policy import HTTP
+def test_upload_bulk_filename_cannot_break_the_multipart_header(
+    hook: QikberryHook, emulator: Any, tmp_path: Path
+) -> None:
+    # A file name with a backslash, a quote and CR/LF must stay inside its Content-Disposition parameter.
+    # Were it written raw, it would end the part's header and put a number of its own into the file's data.
+    name = 'evil\\"\r\nX-Injected: 1\r\n\r\n919876543299\r\n.txt'
+    path = tmp_path / name
+    numbers = ["919876543210", "919876543211", "919876543212"]
+    path.write_text("\n".join(numbers) + "\n")
+    assert hook.upload_bulk(path, "hi") == 3
+    assert sorted(m["mobile"] for m in emulator.messages()) == numbers  # one file part, nothing smuggled
+    assert api_calls(emulator) == {"POST sms/bulk": 1}
 
-    from airflow_qikberry.hooks.qikberry import _MultipartStream
 
-    stream = _MultipartStream(
-        {"message": "hi"},
-        "file",
-        'evil"\r\nX-Injected: 1.txt',
-        io.BytesIO(b"919876543210\n"),
-        13,
-        "text/plain",
-    )
-    body = stream.read()
-    assert len(body) == len(stream)
-    parsed = BytesParser(policy=HTTP).parsebytes(
-        f"Content-Type: {stream.content_type}\r\n\r\n".encode() + body
-    )
-    parts = list(parsed.iter_parts())
-    assert [p.get_param("name", header="content-disposition") for p in parts] == ["message", "file"]
-    assert parts[1]["X-Injected"] is None
-    assert parts[1].get_filename() == "evil___X-Injected: 1.txt"
-    assert parts[1].get_payload(decode=True) == b"919876543210\n"
+def test_upload_bulk_sends_a_content_length(hook: QikberryHook, emulator: Any, tmp_path: Path) -> None:
+    # The emulator keeps no request headers, so the request as requests put it on the wire is read.
+    wire = SentRequests.on(hook.session)
+    path = tmp_path / "numbers.txt"
+    path.write_text("919876543210\n919876543211\n")
+    assert hook.upload_bulk(path, "hello") == 2
+    (upload,) = wire
+    assert upload.headers["Content-Type"].startswith("multipart/form-data; boundary=")
+    assert int(upload.headers["Content-Length"]) > path.stat().st_size
+    assert "Transfer-Encoding" not in upload.headers  # streamed with a known length, not chunked
+    assert len(emulator.messages()) == 2
+
+
+def test_upload_bulk_refuses_a_stream_that_cannot_be_rewound(hook: QikberryHook, emulator: Any) -> None:
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"919876543210\n")
+    os.close(write_end)
+    with (
+        os.fdopen(read_end, "rb") as pipe,
+        pytest.raises(QikberryValidationError, match="cannot be rewound") as info,
+    ):
+        hook.upload_bulk(pipe, "hello", filename="numbers.txt")
+    assert info.value.field == "file"
+    assert api_calls(emulator) == {}
 
 
 def test_too_many_numbers_rejected_before_sending(hook: QikberryHook, emulator: Any) -> None:

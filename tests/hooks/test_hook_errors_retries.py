@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import ssl
+import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from airflow_qikberry.exceptions import (
     QikberryAuthError,
+    QikberryConnectionError,
     QikberryDeliveryUnknownError,
     QikberryError,
     QikberryInsufficientBalanceError,
@@ -17,11 +26,9 @@ from airflow_qikberry.exceptions import (
     QikberryValidationError,
 )
 from airflow_qikberry.hooks.qikberry import QikberryHook
-
-
-class Sleeps(list[float]):
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
+from airflow_qikberry.protocol import parse_response
+from airflow_qikberry.transport.base import RawResponse
+from tests.helpers import Sleeps, api_counts, count
 
 
 @pytest.fixture
@@ -176,14 +183,16 @@ def test_slow_response_past_timeout_is_reconciled(qikberry_conn: str, emulator: 
     ],
 )
 def test_ambiguous_failure_without_record_is_resent_once(
-    hook: QikberryHook, emulator: Any, fault: dict[str, Any]
+    hook: QikberryHook, emulator: Any, sleeps: Sleeps, fault: dict[str, Any]
 ) -> None:
     emulator.set_faults([fault])
     sent = hook.send_sms("919876543210", "resend me")
     assert len(sent) == 1
-    assert len(emulator.messages()) == 1
+    assert [m["custom"] for m in emulator.messages()] == [sent[0].custom_id]
     assert sends(emulator) == 2
-    assert emulator.request_log()["counts"]["GET sms/status"] == 1
+    # Resent only after looking for the whole 30 s window (first lookup at once: reconcile_delay=0).
+    assert emulator.request_log()["counts"]["GET sms/status"] == 7
+    assert sum(sleeps[:6]) == pytest.approx(30 - 0.25)
 
 
 def test_unknown_outcome_when_lookup_fails(hook: QikberryHook, emulator: Any) -> None:
@@ -208,14 +217,6 @@ def test_batch_drop_after_accept_is_reconciled(hook: QikberryHook, emulator: Any
     assert result.accepted == 120 and result.group_id
     assert len(emulator.messages()) == 120
     assert emulator.request_log()["counts"]["POST sms/send/json"] == 1
-
-
-def test_bulk_drop_before_is_resent_from_the_start(hook: QikberryHook, emulator: Any, tmp_path: Any) -> None:
-    path = tmp_path / "numbers.txt"
-    path.write_text("\n".join(f"91987654{i:04d}" for i in range(50)) + "\n")
-    emulator.set_faults([{"endpoint": "sms/bulk", "kind": "drop_before", "times": 1}])
-    assert hook.upload_bulk(path, "bulk hello") == 50
-    assert len(emulator.messages()) == 50
 
 
 def test_bulk_drop_after_accept_is_reconciled(hook: QikberryHook, emulator: Any, tmp_path: Any) -> None:
@@ -250,7 +251,251 @@ def test_random_faults_never_duplicate_or_lose(qikberry_conn: str, emulator: Any
 def test_reused_custom_id_matching_part_of_a_send_is_unknown(hook: QikberryHook, emulator: Any) -> None:
     hook.send_sms("919876543210", "first", custom_id="reused")
     emulator.set_faults([{"endpoint": "sms/send", "kind": "drop_before", "times": 1}])
-    with pytest.raises(QikberryDeliveryUnknownError, match="only some of the numbers") as info:
+    with pytest.raises(QikberryDeliveryUnknownError, match="shows 1 of the 2 messages sent") as info:
+        hook.send_sms(["919876543210", "919876543211"], "second", custom_id="reused")
+    assert info.value.custom_id == "reused"
+    assert len(emulator.messages()) == 1  # nothing guessed, nothing resent
+    assert sends(emulator) == 2
+
+
+def test_partial_match_names_only_the_numbers_not_found(hook: QikberryHook, emulator: Any) -> None:
+    # The error's numbers are those without a row: rows found for the others read as accepted (here the
+    # row is an earlier send's, which the hook cannot tell apart within clock_skew).
+    hook.send_sms("919876543210", "first", custom_id="reused")
+    emulator.set_faults([{"endpoint": "sms/send", "kind": "drop_before", "times": 1}])
+    with pytest.raises(QikberryDeliveryUnknownError) as info:
         hook.send_sms(["919876543210", "919876543211"], "second", custom_id="reused")
     assert info.value.numbers == ["919876543211"]
-    assert len(emulator.messages()) == 1  # nothing guessed, nothing resent
+
+
+# -- retries are bounded and aimed
+
+
+@pytest.fixture
+def timed_hook(qikberry_conn: str, emulator: Any) -> Callable[..., tuple[QikberryHook, Sleeps]]:
+    """A hook whose waits are recorded and spend its deadline (``retry_deadline`` runs on them)."""
+
+    def make(conn_id: str = qikberry_conn, **kwargs: Any) -> tuple[QikberryHook, Sleeps]:
+        sleeps = Sleeps(emulator)
+        hook = QikberryHook(qikberry_conn_id=conn_id, **kwargs)
+        hook._sleep = sleeps
+        hook.policy.clock = sleeps.clock
+        return hook, sleeps
+
+    return make
+
+
+@pytest.mark.parametrize(("call", "endpoint"), [("get", "finance/balance"), ("send", "sms/send")])
+def test_retry_deadline_bounds_retry_after_waits(
+    timed_hook: Callable[..., tuple[QikberryHook, Sleeps]], emulator: Any, call: str, endpoint: str
+) -> None:
+    hook, sleeps = timed_hook(retry_deadline=60)
+    emulator.set_faults([{"endpoint": endpoint, "kind": "rate_limit", "seconds": 50, "times": 5}])
+    with pytest.raises(QikberryRateLimitError) as info:
+        hook.get_balance() if call == "get" else hook.send_sms("919876543210", "later")
+    # One 50 s wait fits in the 60 s deadline, a second would not: give up instead of starting it.
+    assert sleeps == [50.0]
+    assert info.value.retry_after == 50
+    assert count(emulator, ("GET " if call == "get" else "POST ") + endpoint) == 2
+    assert emulator.messages() == []
+
+
+@pytest.mark.parametrize("status", [408, 520, 521, 522, 523, 524])
+def test_timeouts_and_proxy_errors_are_retried_on_gets(
+    timed_hook: Callable[..., tuple[QikberryHook, Sleeps]], emulator: Any, status: int
+) -> None:
+    hook, sleeps = timed_hook()
+    emulator.set_faults([{"endpoint": "finance/balance", "kind": "error", "status": status, "times": 2}])
+    assert hook.get_balance(service="T")[0].service == "T"
+    assert count(emulator, "GET finance/balance") == 3
+    assert len(sleeps) == 2
+
+
+@pytest.mark.parametrize("status", [408, 520, 521, 522, 523, 524])
+def test_timeouts_and_proxy_errors_on_a_send_are_reconciled(
+    timed_hook: Callable[..., tuple[QikberryHook, Sleeps]], emulator: Any, status: int
+) -> None:
+    # 408 and the 52x proxy family may come after the API accepted the send: look before resending. (The
+    # emulator's "error" fault answers before processing, so here the window closes with nothing found.)
+    hook, sleeps = timed_hook(reconcile_window=3)
+    emulator.set_faults([{"endpoint": "sms/send", "kind": "error", "status": status, "times": 1}])
+    sent = hook.send_sms("919876543210", "maybe")
+    assert sleeps[:2] == [1.0, 2.0]
+    assert count(emulator, "GET sms/status") == 2
+    assert count(emulator, "POST sms/send") == 2
+    assert [m["custom"] for m in emulator.messages()] == [sent[0].custom_id]
+
+
+@pytest.mark.parametrize("status", [501, 505])
+def test_requests_that_can_never_work_fail_at_once(
+    timed_hook: Callable[..., tuple[QikberryHook, Sleeps]], emulator: Any, status: int
+) -> None:
+    hook, sleeps = timed_hook()
+    emulator.set_faults(
+        [
+            {"endpoint": "finance/balance", "kind": "error", "status": status, "times": 5},
+            {"endpoint": "sms/send", "kind": "error", "status": status, "times": 5},
+        ]
+    )
+    with pytest.raises(QikberryServerError) as info:
+        hook.get_balance()
+    assert info.value.status_code == status
+    with pytest.raises(QikberryServerError):
+        hook.send_sms("919876543210", "never")
+    assert sleeps == []
+    assert count(emulator, "GET finance/balance") == 1 and count(emulator, "POST sms/send") == 1
+    assert count(emulator, "GET sms/status") == 0
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[SimpleNamespace]:
+    """A TLS server on 127.0.0.1 with a self-signed certificate, counting the connections it accepts."""
+    pytest.importorskip("cryptography")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    connections: list[str] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            connections.append("accepted")
+            conn.settimeout(5)
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:  # the client refuses the cert
+                    tls.recv(1)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    try:
+        yield SimpleNamespace(url=f"https://127.0.0.1:{port}/api/v2/", connections=connections)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+@pytest.mark.parametrize("call", ["get", "send"])
+def test_tls_verification_failure_fails_at_once(
+    timed_hook: Callable[..., tuple[QikberryHook, Sleeps]],
+    make_qikberry_conn: Callable[..., str],
+    tls_server: SimpleNamespace,
+    monkeypatch: pytest.MonkeyPatch,
+    call: str,
+) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    hook, sleeps = timed_hook(make_qikberry_conn("self_signed", host=tls_server.url))
+    with pytest.raises(QikberryConnectionError) as info:
+        hook.get_balance() if call == "get" else hook.send_sms("919876543210", "never over bad TLS")
+    assert not info.value.retryable
+    assert "TLS verification failed" in info.value.message and "REQUESTS_CA_BUNDLE" in info.value.message
+    assert sleeps == []  # no retry wait, and for a send no reconcile lookup
+    assert tls_server.connections == ["accepted"]  # one attempt
+
+
+@pytest.mark.parametrize(
+    "host", ["http://exa mple.com/api/v2/", "http://127.0.0.1:99999/api/v2/", "http:///api/v2/"]
+)
+@pytest.mark.parametrize("call", ["get", "send"])
+def test_invalid_url_fails_at_once(
+    timed_hook: Callable[..., tuple[QikberryHook, Sleeps]],
+    make_qikberry_conn: Callable[..., str],
+    emulator: Any,
+    host: str,
+    call: str,
+) -> None:
+    hook, sleeps = timed_hook(make_qikberry_conn("invalid_url", host=host))
+    with pytest.raises((QikberryConnectionError, QikberryValidationError)) as info:
+        hook.get_balance() if call == "get" else hook.send_sms("919876543210", "nowhere")
+    # Either refused when the connection is read (a validation error on "host") or by the HTTP library,
+    # but never retried: no wait, and for a send no reconcile lookup.
+    error = info.value
+    if isinstance(error, QikberryValidationError):
+        assert error.field == "host"
+    else:
+        assert isinstance(error, QikberryConnectionError)
+        assert not error.retryable and "fix the connection's host" in error.message
+    assert sleeps == []
+    assert api_counts(emulator) == {}
+
+
+def test_non_http_scheme_is_refused_before_any_request(
+    timed_hook: Callable[..., tuple[QikberryHook, Sleeps]], make_qikberry_conn: Callable[..., str]
+) -> None:
+    hook, sleeps = timed_hook(make_qikberry_conn("ftp", host="ftp://alerts.qikberry.com/api/v2/"))
+    with pytest.raises(QikberryValidationError) as info:
+        hook.send_sms("919876543210", "never")
+    assert info.value.field == "host" and "'ftp'" in info.value.message
+    assert sleeps == []
+
+
+def test_unsplittable_url_is_a_typed_error(
+    timed_hook: Callable[..., tuple[QikberryHook, Sleeps]], make_qikberry_conn: Callable[..., str]
+) -> None:
+    # An unclosed IPv6 bracket: urllib cannot even split it (once escaped as a bare ValueError).
+    hook, sleeps = timed_hook(make_qikberry_conn("bad_ipv6", host="http://[::1/api/v2/"))
+    with pytest.raises(QikberryValidationError) as info:
+        hook.get_balance()
+    assert info.value.field == "host"
+    assert sleeps == []
+
+
+def test_5xx_html_page_with_a_login_link_is_a_server_error() -> None:
+    # The emulator's error faults always answer JSON, so it cannot serve a proxy's HTML error page: the
+    # mapping every transport uses is tested directly.
+    page = (
+        "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1>"
+        '<p>Try again, or <a href="https://portal.mobtexting.com/login">log in</a>.</p>'
+        '<form action="/login"><input type="password" name="password"></form></body></html>'
+    )
+    headers = {"Content-Type": "text/html"}
+    for status in (500, 502, 503, 504, 522):
+        with pytest.raises(QikberryServerError) as info:
+            parse_response(status, page, headers)
+        assert not isinstance(info.value, QikberryAuthError) and info.value.status_code == status
+        error = RawResponse(status, page, headers).error()  # what a send's classification raises
+        assert type(error) is QikberryServerError and error.status_code == status
+    # The same page answered with 200 (a followed redirect to the portal) is the bad-token signal.
+    with pytest.raises(QikberryAuthError):
+        parse_response(200, page, headers)

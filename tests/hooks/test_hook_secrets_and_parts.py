@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import socket
+import subprocess
 import sys
 import types
 from typing import Any
 
 import pytest
 
-from airflow_qikberry import _ratelimit
-from airflow_qikberry._ratelimit import TokenBucket, bucket_for
+from airflow_qikberry import idempotency
 from airflow_qikberry.exceptions import QikberryError, QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_FIELDS
-from airflow_qikberry.hooks import qikberry as hook_module
 from airflow_qikberry.hooks.qikberry import ConnectionSettings, QikberryHook, derive_custom_id, redact
-from tests.helpers import TEST_TOKEN
+from tests.helpers import TEST_TOKEN, all_log_text, count
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def all_log_text(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> str:
-    # Airflow 3 routes hook loggers through structlog to the console, other libraries through logging.
-    out, err = capfd.readouterr()
-    return "\n".join([caplog.text, *(r.getMessage() for r in caplog.records), out, err])
 
 
 @pytest.mark.parametrize("auth_in", ["header", "query"])
@@ -71,6 +66,55 @@ def test_token_never_in_logs_or_errors(
     assert "Outcome of POST sms/send unknown" in logged  # the ambiguous path really logged
     for text in [*errors, logged]:
         assert TEST_TOKEN not in text
+
+
+def test_query_tokens_are_redacted_in_urllib3_debug_logs(
+    make_qikberry_conn: Any, emulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
+    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn("query_mode", auth_in="query"))
+    hook.get_status(custom_id="cid-1")
+    hook.get_balance()
+    logged = [r.getMessage() for r in caplog.records if r.name == "urllib3.connectionpool"]
+    request_lines = [line for line in logged if "GET /api/v2/" in line]
+    assert len(request_lines) == 2, logged  # urllib3 did log both request URLs, query string included
+    assert all("access_token=***" in line for line in request_lines)
+    assert not any(TEST_TOKEN in line for line in logged)
+    # The token itself still went out in the query: the emulator authenticated both requests.
+    assert count(emulator, "GET sms/status") == 1 and count(emulator, "GET finance/balance") == 1
+
+
+LOG_FILTER_PROBE = """
+import json, logging
+from airflow_qikberry.hooks.qikberry import QikberryHook
+
+pool = logging.getLogger("urllib3.connectionpool")
+
+def ours():
+    return [f for f in pool.filters if type(f).__module__.startswith("airflow_qikberry.")]
+
+after_import = len(ours())
+ok, _ = QikberryHook(qikberry_conn_id="qikberry_default").test_connection()
+print(json.dumps({"after_import": after_import, "after_request": len(ours()), "ok": ok}))
+"""
+
+
+def test_urllib3_log_filter_is_installed_by_a_transport_not_at_import(
+    qikberry_conn: str, emulator: Any
+) -> None:
+    # A fresh interpreter: in this one an earlier test's hook has installed the filter already.
+    result = subprocess.run(
+        [sys.executable, "-c", LOG_FILTER_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=dict(os.environ),  # the Airflow home and AIRFLOW_CONN_QIKBERRY_DEFAULT of this test
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe == {"after_import": 0, "after_request": 1, "ok": True}
+    assert count(emulator, "GET auth/me") == 1
 
 
 def test_phone_numbers_are_masked_in_info_logs(
@@ -149,7 +193,7 @@ def test_custom_id_outside_a_task_is_unique_per_call() -> None:
 
 def test_custom_id_inside_a_task_repeats_on_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     identity = ["dag", "task", "run-1", "-1", "1"]
-    monkeypatch.setattr(hook_module, "_task_identity", lambda: tuple(identity))
+    monkeypatch.setattr(idempotency, "task_identity", lambda: tuple(identity))
     first_try = [derive_custom_id("fp-a"), derive_custom_id("fp-a"), derive_custom_id("fp-b")]
     identity[4] = "2"
     second_try = [derive_custom_id("fp-a"), derive_custom_id("fp-a"), derive_custom_id("fp-b")]
@@ -163,93 +207,13 @@ def test_retry_of_task_does_not_resend(
     qikberry_conn: str, emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     identity = ["dag", "task", "run-1", "-1", "1"]
-    monkeypatch.setattr(hook_module, "_task_identity", lambda: tuple(identity))
+    monkeypatch.setattr(idempotency, "task_identity", lambda: tuple(identity))
     hook = QikberryHook(qikberry_conn_id=qikberry_conn)
     first = hook.send_sms("919876543210", "once per run")
     identity[4] = "2"  # the task failed after sending and Airflow retries it
     second = QikberryHook(qikberry_conn_id=qikberry_conn).send_sms("919876543210", "once per run")
     assert [s.message_id for s in second] == [s.message_id for s in first]
     assert len(emulator.messages()) == 1
-
-
-# -- rate limiting
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-def test_token_bucket_waits_instead_of_failing() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(600, burst=5, clock=clock, sleep=clock.sleep)
-    for _ in range(5):
-        assert bucket.acquire() == 0
-    assert bucket.acquire() == pytest.approx(0.1)
-    assert bucket.acquire() == pytest.approx(0.1)
-    clock.now += 10
-    assert bucket.acquire() == 0
-
-
-def test_token_bucket_holds_rate_over_a_minute() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(1000, clock=clock, sleep=clock.sleep)
-    for _ in range(3000):
-        bucket.acquire()
-    # 3000 calls at 1000/min with a burst of 100: (3000 - 100) / 1000 minutes of waiting.
-    assert clock.now == pytest.approx(174.0, rel=1e-6)
-
-
-def test_token_bucket_is_thread_safe() -> None:
-    import threading
-
-    clock = FakeClock()
-    bucket = TokenBucket(60, burst=100, clock=clock, sleep=lambda s: None)
-    delays: list[float] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        for _ in range(25):
-            d = bucket.reserve()
-            with lock:
-                delays.append(d)
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    # 200 reservations, 100 free: the other 100 queue at 1 s each, every slot handed out exactly once.
-    assert sorted(round(d) for d in delays if d > 0) == list(range(1, 101))
-
-
-def test_hooks_on_one_token_share_a_bucket(make_qikberry_conn: Any) -> None:
-    a = QikberryHook(qikberry_conn_id=make_qikberry_conn("a1"))
-    b = QikberryHook(qikberry_conn_id=make_qikberry_conn("b1"))
-    other = QikberryHook(qikberry_conn_id=make_qikberry_conn("c1", password="another-token"))
-    assert a._bucket is b._bucket
-    assert a._bucket is not other._bucket
-    assert all(TEST_TOKEN not in "".join(key) for key in _ratelimit._buckets)
-    assert bucket_for("u", "t", 10).rate_per_minute == 10
-
-
-def test_hook_gets_are_rate_limited(make_qikberry_conn: Any, emulator: Any) -> None:
-    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn("slowrate", rate_limit_per_minute=60))
-    clock = FakeClock()
-    hook._bucket._clock = clock
-    hook._bucket._sleep = clock.sleep
-    hook._bucket._updated = 0.0
-    for _ in range(12):
-        hook.test_connection()
-    assert clock.slept == pytest.approx([1.0] * 6)  # a burst of 6 (a tenth of 60/min), then one per second
 
 
 # -- connection form for Airflow < 3.2
