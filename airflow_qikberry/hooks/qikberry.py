@@ -106,6 +106,12 @@ class QikberryHook(BaseHook):
         self.qikberry_conn_id = qikberry_conn_id
         self.timeout_override = timeout
         self.reconcile_delay = reconcile_delay
+        if reconcile_window is not None and reconcile_window <= 0:
+            # No lookup at all would turn every unknown outcome into a resend: the guarantee would be gone.
+            raise QikberryValidationError(
+                f"reconcile_window must be a positive number of seconds, got {reconcile_window!r}.",
+                field="reconcile_window",
+            )
         self.reconcile_window_override = reconcile_window
         self.clock_skew = clock_skew
         self.policy = RetryPolicy(
@@ -204,7 +210,9 @@ class QikberryHook(BaseHook):
 
     @property
     def reconcile_window(self) -> float:
-        return self.reconcile_window_override or self.settings.reconcile_window
+        if self.reconcile_window_override is not None:
+            return self.reconcile_window_override
+        return self.settings.reconcile_window
 
     def _exactly_once(self) -> ExactlyOnce:
         from airflow_qikberry.idempotency import ExactlyOnce

@@ -161,6 +161,16 @@ def _classified(exc: BaseException, what: str, token: str) -> TransportFailure:
     )
     if isinstance(exc, fatal):
         return failure("fatal", what, exc, token, "not retried: fix the connection's host")
+    if isinstance(exc, requests.exceptions.SSLError) and "WRONG_VERSION_NUMBER" in str(exc).upper().replace(
+        " ", "_"
+    ):
+        return failure(
+            "fatal",
+            what,
+            exc,
+            token,
+            "not retried: the server does not speak TLS; use http:// for it, or check the port",
+        )
     if caused_by(exc, (ssl.SSLCertVerificationError,)):
         return failure(
             "fatal",

@@ -499,3 +499,23 @@ def test_5xx_html_page_with_a_login_link_is_a_server_error() -> None:
     # The same page answered with 200 (a followed redirect to the portal) is the bad-token signal.
     with pytest.raises(QikberryAuthError):
         parse_response(200, page, headers)
+
+
+def test_https_to_a_plain_http_server_fails_at_once(
+    timed_hook: Callable[..., tuple[QikberryHook, Sleeps]],
+    make_qikberry_conn: Callable[..., str],
+    emulator: Any,
+) -> None:
+    # A TLS handshake with a server that answers plain HTTP can never succeed: no retries, no waits.
+    host = emulator.base_url.replace("http://", "https://")
+    hook, sleeps = timed_hook(make_qikberry_conn("tls_to_plain", host=host))
+    with pytest.raises(QikberryConnectionError, match="does not speak TLS") as info:
+        hook.get_balance()
+    assert info.value.retryable is False
+    assert sleeps == []
+
+
+def test_reconcile_window_must_be_positive(qikberry_conn: str) -> None:
+    with pytest.raises(QikberryValidationError) as info:
+        QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_window=0)
+    assert info.value.field == "reconcile_window"
