@@ -10,25 +10,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_qikberry.protocol import ApiResponse, auth_headers, classify, query_params
+from airflow_qikberry.protocol import ApiResponse, auth_headers, query_params
 from airflow_qikberry.transport.base import (
     RawResponse,
+    Transport,
     TransportFailure,
     caused_by,
     failure,
+    get_answered,
+    get_failed,
     install_log_filter,
 )
-from airflow_qikberry.transport.retry import Deadline, Retry, RetryPolicy
+from airflow_qikberry.transport.retry import Deadline
 from airflow_qikberry.transport.sync import USER_AGENT
 
 if TYPE_CHECKING:
     import httpx
 
-    from airflow_qikberry._ratelimit import TokenBucket
     from airflow_qikberry.connection import ConnectionSettings
 
 
-class HttpxTransport:
+class HttpxTransport(Transport):
     """Async GETs over a pooled ``httpx.AsyncClient``.
 
     Example::
@@ -38,18 +40,8 @@ class HttpxTransport:
         await transport.aclose()
     """
 
-    def __init__(
-        self,
-        settings: ConnectionSettings,
-        *,
-        policy: RetryPolicy,
-        bucket: TokenBucket,
-        timeout: float | None = None,
-    ) -> None:
-        self.settings = settings
-        self.policy = policy
-        self.bucket = bucket
-        self.read_timeout = timeout or settings.timeout
+    def __init__(self, settings: ConnectionSettings, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
         self._client: httpx.AsyncClient | None = None
         install_log_filter("httpx")
         install_log_filter("httpcore")
@@ -62,7 +54,7 @@ class HttpxTransport:
             s = self.settings
             self._client = httpx.AsyncClient(
                 headers=auth_headers(s.token, s.auth_in, USER_AGENT),
-                timeout=httpx.Timeout(self.read_timeout, connect=min(10.0, self.read_timeout)),
+                timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout),
                 verify=s.verify_ssl,
                 limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
             )
@@ -99,13 +91,8 @@ class HttpxTransport:
             try:
                 raw = await self.request("GET", path, params=params)
             except TransportFailure as exc:
-                if exc.kind == "fatal":
-                    raise exc.error from None
-                raise Retry(exc.error) from None
-            if classify("GET", raw.status_code) == "retry":
-                error = raw.error()
-                raise Retry(error, getattr(error, "retry_after", None))
-            return raw.parse()
+                raise get_failed(exc) from None
+            return get_answered(raw)
 
         return await self.policy.run_async(attempt, deadline)
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from airflow_qikberry.exceptions import QikberryConnectionError, QikberryError
-from airflow_qikberry.protocol import ApiResponse, decode_body, error_for, parse_response, redact
+from airflow_qikberry.protocol import ApiResponse, classify, decode_body, error_for, parse_response, redact
+from airflow_qikberry.transport.retry import Retry
+
+if TYPE_CHECKING:
+    from airflow_qikberry._ratelimit import TokenBucket
+    from airflow_qikberry.connection import ConnectionSettings
+    from airflow_qikberry.transport.retry import RetryPolicy
 
 # not_sent: the request provably never reached the server (safe to repeat, even a send).
 # ambiguous: it may have been processed (read timeout, connection dropped after sending).
@@ -35,6 +41,37 @@ class TransportFailure(Exception):
         super().__init__(error.message)
         self.kind = kind
         self.error = error
+
+
+class Transport:
+    """What both transports hold: the connection's settings, the retry policy and the per-token GET budget."""
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        policy: RetryPolicy,
+        bucket: TokenBucket,
+        timeout: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.bucket = bucket
+        self.read_timeout = timeout or settings.timeout
+        self.connect_timeout = min(10.0, self.read_timeout)
+
+
+def get_failed(exc: TransportFailure) -> Exception:
+    """What a GET that got no answer raises: the error itself when it cannot heal, else a :class:`Retry`."""
+    return exc.error if exc.kind == "fatal" else Retry(exc.error)
+
+
+def get_answered(raw: RawResponse) -> ApiResponse:
+    """What a GET's answer means: the parsed body, a :class:`Retry` (408, 429, 5xx) or the typed error."""
+    if classify("GET", raw.status_code) == "retry":
+        error = raw.error()
+        raise Retry(error, getattr(error, "retry_after", None))
+    return raw.parse()
 
 
 def failure(kind: FailureKind, what: str, exc: BaseException, token: str, hint: str = "") -> TransportFailure:

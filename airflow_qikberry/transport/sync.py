@@ -8,26 +8,28 @@ from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_qikberry import __version__
-from airflow_qikberry.protocol import ApiResponse, auth_headers, classify, query_params
+from airflow_qikberry.protocol import ApiResponse, auth_headers, query_params
 from airflow_qikberry.transport.base import (
     RawResponse,
+    Transport,
     TransportFailure,
     caused_by,
     failure,
+    get_answered,
+    get_failed,
     install_log_filter,
 )
-from airflow_qikberry.transport.retry import Deadline, Retry, RetryPolicy
+from airflow_qikberry.transport.retry import Deadline
 
 if TYPE_CHECKING:
     import requests
 
-    from airflow_qikberry._ratelimit import TokenBucket
     from airflow_qikberry.connection import ConnectionSettings
 
 USER_AGENT = f"airflow-provider-qikberry/{__version__}"
 
 
-class RequestsTransport:
+class RequestsTransport(Transport):
     """Sends one request at a time over a pooled keep-alive session; retries are the caller's business.
 
     Example::
@@ -36,19 +38,9 @@ class RequestsTransport:
         balance = transport.get("finance/balance")
     """
 
-    def __init__(
-        self,
-        settings: ConnectionSettings,
-        *,
-        policy: RetryPolicy,
-        bucket: TokenBucket,
-        timeout: float | None = None,
-    ) -> None:
-        self.settings = settings
-        self.policy = policy
-        self.bucket = bucket
-        read = timeout or settings.timeout
-        self.timeouts = (min(10.0, read), read)
+    def __init__(self, settings: ConnectionSettings, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        self.timeouts = (self.connect_timeout, self.read_timeout)
         install_log_filter("urllib3.connectionpool")
 
     @cached_property
@@ -118,13 +110,8 @@ class RequestsTransport:
             try:
                 raw = self.request("GET", path, params=params)
             except TransportFailure as exc:
-                if exc.kind == "fatal":
-                    raise exc.error from None
-                raise Retry(exc.error) from None
-            if classify("GET", raw.status_code) == "retry":
-                error = raw.error()
-                raise Retry(error, getattr(error, "retry_after", None))
-            return raw.parse()
+                raise get_failed(exc) from None
+            return get_answered(raw)
 
         return self.policy.run(attempt, deadline)
 
