@@ -249,6 +249,14 @@ class Unaccounted(QikberryServerError):
     """A 2xx answer to a send whose rows do not account for every number sent: an unknown outcome."""
 
 
+def accounted_for(sent: Sequence[SentMessage], numbers: Sequence[str], what: str) -> None:
+    """Raise :class:`Unaccounted` unless the rows of a send's answer name exactly the numbers sent."""
+    if Counter(m.mobile for m in sent) != Counter(canonical_number(n) for n in numbers):
+        raise Unaccounted(
+            f"the API accepted the {what} but answered {len(sent)} row(s) for {len(numbers)} number(s)"
+        )
+
+
 class Send(Generic[T]):
     """One send, prepared: how to post it, read its answer, look it up, and describe an unknown outcome.
 

@@ -268,8 +268,6 @@ class QikberryHook(BaseHook):
         key: one id, one send (a reused id is reported, not returned as this send's result). ``resend=True``
         sends again on a retried task instead of returning what an earlier try sent.
         """
-        from collections import Counter
-
         from airflow_qikberry import idempotency as ido
         from airflow_qikberry import protocol as p
         from airflow_qikberry import validation as v
@@ -309,11 +307,7 @@ class QikberryHook(BaseHook):
 
         def parse(response: ApiResponse) -> list[SentMessage]:
             sent = [SentMessage.from_api(row) for row in p.rows_of(response, what="sms/send")]
-            if Counter(m.mobile for m in sent) != Counter(p.canonical_number(n) for n in numbers):
-                raise ido.Unaccounted(
-                    f"the API accepted the request but answered {len(sent)} row(s) "
-                    f"for {len(numbers)} number(s)"
-                )
+            ido.accounted_for(sent, numbers, "request")
             return sent
 
         def lookup(check_reuse: bool) -> Verdict[list[SentMessage]]:
@@ -365,8 +359,6 @@ class QikberryHook(BaseHook):
             )
             result.group_id, result.accepted
         """
-        from collections import Counter
-
         from airflow_qikberry import idempotency as ido
         from airflow_qikberry import protocol as p
         from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
@@ -414,10 +406,7 @@ class QikberryHook(BaseHook):
 
         def parse(response: ApiResponse) -> BatchResult:
             sent = tuple(SentMessage.from_api(row) for row in p.rows_of(response, what="sms/send/json"))
-            if Counter(m.mobile for m in sent) != Counter(p.canonical_number(n) for n in numbers):
-                raise ido.Unaccounted(
-                    f"the API accepted the batch but answered {len(sent)} row(s) for {len(numbers)} node(s)"
-                )
+            ido.accounted_for(sent, numbers, "batch")
             group = response.body.get("group_id") or (sent[0].group_id if sent else None)
             return BatchResult(group_id=str(group) if group else None, messages=sent)
 

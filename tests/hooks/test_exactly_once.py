@@ -495,3 +495,76 @@ def test_reuse_check_allows_the_clock_skew() -> None:
     assert verdict.kind == "reused" and "'cid-1'" in verdict.reason
     assert match_send_rows([recent], "cid-1", [A], check).kind == "found"
     assert match_send_rows([old], "cid-1", [A], None).kind == "found"  # no check on a task retry
+
+
+# -- a 2xx that does not account for every number sent is an unknown outcome, never a quiet success
+
+
+def rewrite_answers(hook: QikberryHook, path: str, change: Callable[[dict[str, Any]], Any]) -> None:
+    """Rewrite the API's real answers to ``path`` on their way into the hook.
+
+    The emulator always answers a send with one row per number; a real API's odd answers (rows missing,
+    a garbled ``data``, a bulk answer without a count) can only be produced by changing its body.
+    """
+
+    def rewrite(response: Any, *args: Any, **kwargs: Any) -> None:
+        if urlsplit(response.url).path.endswith("/" + path) and response.request.method == "POST":
+            body = response.json()
+            response._content = json.dumps(change(body)).encode()
+
+    hook.session.hooks["response"].append(rewrite)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda body: {**body, "data": body["data"][:1]}, id="a-row-missing"),
+        pytest.param(lambda body: {**body, "data": []}, id="no-rows"),
+        pytest.param(lambda body: {**body, "data": body["data"] + body["data"][:1]}, id="a-row-twice"),
+        pytest.param(lambda body: {**body, "data": "accepted"}, id="garbled-data"),
+    ],
+)
+def test_a_send_answer_missing_numbers_is_looked_up_not_trusted(
+    make_hook: Callable[..., QikberryHook], emulator: Any, change: Callable[[dict[str, Any]], Any]
+) -> None:
+    hook = make_hook()
+    rewrite_answers(hook, "sms/send", change)
+    sent = hook.send_sms([A, B], "two numbers, one answer")
+    # Both messages were accepted: the lookup proves it, and nothing is sent again.
+    assert sorted(s.mobile for s in sent) == [A, B]
+    assert count(emulator, "POST sms/send") == 1
+    assert count(emulator, "GET sms/status") >= 1
+    assert per_number(emulator) == {A: 1, B: 1}
+
+
+def test_a_send_answer_missing_numbers_is_never_resent(
+    make_hook: Callable[..., QikberryHook], emulator: Any
+) -> None:
+    hook = make_hook()
+    rewrite_answers(hook, "sms/send", lambda body: {**body, "data": []})
+    emulator.configure(visibility_delay_seconds=3600)  # the lookups never see the accepted messages
+    with pytest.raises(QikberryDeliveryUnknownError, match="not sent again automatically") as info:
+        hook.send_sms([A, B], "answered without rows")
+    assert sorted(info.value.numbers) == [A, B]
+    assert count(emulator, "POST sms/send") == 1
+
+
+def test_a_batch_answer_missing_nodes_is_looked_up(
+    make_hook: Callable[..., QikberryHook], emulator: Any
+) -> None:
+    hook = make_hook()
+    rewrite_answers(hook, "sms/send/json", lambda body: {**body, "data": body["data"][1:]})
+    result = hook.send_batch([{"to": A, "message": "one"}, {"to": B, "message": "two"}], name="odd")
+    assert sorted(m.mobile for m in result.messages) == [A, B]
+    assert count(emulator, "POST sms/send/json") == 1
+
+
+def test_a_bulk_answer_without_a_count_is_looked_up(
+    make_hook: Callable[..., QikberryHook], emulator: Any, tmp_path: Path
+) -> None:
+    hook = make_hook()
+    rewrite_answers(hook, "sms/bulk", lambda body: {**body, "message": "Accepted."})
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text(f"{A}\n{B}\n{C}\n")
+    assert hook.upload_bulk(numbers, "count me") == 3
+    assert count(emulator, "POST sms/bulk") == 1
