@@ -105,6 +105,7 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "notifications": ["airflow_qikberry.notifications.qikberry.QikberryNotifier"],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

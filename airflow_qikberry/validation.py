@@ -43,6 +43,7 @@ __all__ = [
     "measure",
     "normalize_number",
     "normalize_numbers",
+    "split_recipients",
     "truncate_to_units",
     "validate_custom_id",
     "validate_dlt_id",
@@ -610,7 +611,9 @@ def normalize_number(raw: str, *, default_region: str | None = None, field: str 
         _fail(field, err.problem)
 
 
-def _split_recipients(to: str) -> list[str]:
+def split_recipients(to: str) -> list[str]:
+    """The entries of a recipient string: split at commas, semicolons, line breaks and tabs, and before a
+    ``+`` that follows a space (each entry is then normalised on its own)."""
     entries: list[str] = []
     for chunk in _LIST_HARD_SPLIT_RE.split(to):
         entries.extend(piece for piece in _LIST_PLUS_SPLIT_RE.split(chunk.strip()) if piece)
@@ -639,7 +642,7 @@ def normalize_numbers(
     from_string = isinstance(to, str)
     entries: Iterable[object]
     if isinstance(to, str):
-        entries = _split_recipients(to)
+        entries = split_recipients(to)
     elif isinstance(to, int) and not isinstance(to, bool):
         entries = [to]
     elif isinstance(to, (bytes, Mapping)) or not isinstance(to, Iterable):

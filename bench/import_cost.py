@@ -42,6 +42,7 @@ MODULES = (
     "airflow_qikberry.get_provider_info",
     "airflow_qikberry.hooks.qikberry",
     "airflow_qikberry.hooks.qikberry_async",
+    "airflow_qikberry.notifications.qikberry",
     "airflow_qikberry.emulator",
 )
 PACKAGE = "airflow_qikberry"

@@ -1,0 +1,1 @@
+"""Notifiers of the Qikberry provider (see ``docs/notifier.md``)."""
