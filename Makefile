@@ -42,7 +42,7 @@ test: lint docs
 	$(BIN)/pytest -ra
 
 bench: $(STAMP)
-	@set -e; for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script; done
+	@set -e; for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 emulator: $(STAMP)
 	$(BIN)/python -m airflow_qikberry.emulator --host 127.0.0.1 --port $(EMULATOR_PORT) --token $(QIKBERRY_TOKEN)

@@ -177,11 +177,15 @@ class ReuseCheck(NamedTuple):
         return [r for r in rows if submitted_before(r, self.not_before, self.api_timezone)]
 
 
-def _reused(custom_id: str, old: Sequence[MessageStatus]) -> Verdict[Any]:
+def reused(rows: Sequence[MessageStatus], reuse: ReuseCheck | None) -> Verdict[Any] | None:
+    """A ``reused`` verdict when any of ``rows`` was submitted before this call began, else None."""
+    old = reuse.older(rows) if reuse is not None else []
+    if not old:
+        return None
     return Verdict(
         "reused",
-        reason=f"custom id {custom_id!r} already names {len(old)} message(s) submitted before this call "
-        f"(first at {old[0].submitted_at}): a custom id is an idempotency key, one per send",
+        reason=f"custom id {old[0].custom_id!r} already names {len(old)} message(s) submitted before this "
+        f"call (first at {old[0].submitted_at}): a custom id is an idempotency key, one per send",
     )
 
 
@@ -193,8 +197,8 @@ def match_send_rows(
     rows = [r for r in rows if r.custom_id == custom_id]
     if not rows:
         return ABSENT
-    if reuse is not None and (old := reuse.older(rows)):
-        return _reused(custom_id, old)
+    if (verdict := reused(rows, reuse)) is not None:
+        return verdict
     want = Counter(canonical_number(n) for n in numbers)
     got = Counter(canonical_number(r.mobile) for r in rows)
     if got - want:
@@ -217,11 +221,16 @@ def match_send_rows(
 
 
 def match_batch_rows(
-    rows: Sequence[MessageStatus], custom_ids: Sequence[str], numbers: Sequence[str]
+    rows: Sequence[MessageStatus],
+    custom_ids: Sequence[str],
+    numbers: Sequence[str],
+    reuse: ReuseCheck | None = None,
 ) -> Verdict[list[SentMessage]]:
     """Judge the rows of a batch's group against the nodes sent (custom id ``custom_ids[i]`` to
     ``numbers[i]``)."""
     wanted = {cid: canonical_number(n) for cid, n in zip(custom_ids, numbers, strict=True)}
+    if (verdict := reused([r for r in rows if r.custom_id in wanted], reuse)) is not None:
+        return verdict
     by_cid: dict[str, MessageStatus] = {}
     for row in rows:
         if row.custom_id not in wanted:
@@ -240,6 +249,17 @@ def match_batch_rows(
             kind, reason=f"the batch shows {len(by_cid)} of {len(custom_ids)} nodes", numbers=missing
         )
     return Verdict("found", [SentMessage.from_status(by_cid[cid]) for cid in custom_ids])
+
+
+def match_upload_rows(
+    rows: Sequence[MessageStatus], custom_id: str, reuse: ReuseCheck | None
+) -> Verdict[int]:
+    """Judge the rows a ``cid`` lookup found for a bulk upload: any row of ours proves it was accepted
+    (the count is of the rows visible so far; the API may still be processing the file)."""
+    rows = [r for r in rows if r.custom_id == custom_id]
+    if not rows:
+        return ABSENT
+    return reused(rows, reuse) or Verdict("found", len(rows))
 
 
 # --- the send state machine

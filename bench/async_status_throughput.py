@@ -22,49 +22,17 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
+
+from _emulator import free_port, start_emulator
 
 TOKEN = "bench-token-3a9c"
 TARGET = 0.9
 UNTHROTTLED = 10**9
 MESSAGES = 200
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_emulator(port: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_qikberry.emulator",
-            "--port",
-            str(port),
-            "--token",
-            TOKEN,
-            "--rate-limit",
-            str(UNTHROTTLED),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "listening" not in line:
-        proc.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
-    return proc
 
 
 def send_messages(base_url: str, count: int) -> list[str]:
@@ -187,7 +155,7 @@ def main() -> None:
     args = parser.parse_args()
 
     port = free_port()
-    proc = start_emulator(port)
+    proc = start_emulator(port, TOKEN, "--rate-limit", str(UNTHROTTLED))
     base_url = f"http://127.0.0.1:{port}/api/v2/"
     os.environ["AIRFLOW_CONN_QIKBERRY_BENCH_ASYNC"] = json.dumps(
         {

@@ -10,45 +10,14 @@ stay >= 1 for the emulator never to be the bottleneck of the provider's benchmar
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
 import time
 
 import requests
+from _emulator import free_port, start_emulator
 
 TARGET_PER_SECOND = 500.0
 TOKEN = "bench-token"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_emulator(port: int, count: int) -> subprocess.Popen[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "airflow_qikberry.emulator",
-        "--port",
-        str(port),
-        "--token",
-        TOKEN,
-        "--credits",
-        str(count * 10 + 1000),
-    ]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-    )
-    assert proc.stdout is not None
-    banner = proc.stdout.readline()
-    if "listening on" not in banner:
-        proc.kill()
-        raise SystemExit(f"emulator did not start: {banner!r}")
-    return proc
 
 
 def run(base_url: str, count: int, warmup: int) -> float:
@@ -78,7 +47,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=50, help="untimed sends first (default 50)")
     args = parser.parse_args()
     port = free_port()
-    proc = start_emulator(port, args.count + args.warmup)
+    proc = start_emulator(port, TOKEN, "--credits", str((args.count + args.warmup) * 10 + 1000))
     try:
         rate = run(f"http://127.0.0.1:{port}/api/v2/", args.count, args.warmup)
     finally:

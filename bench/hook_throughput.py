@@ -13,36 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 import urllib.request
 
+from _emulator import free_port, start_emulator
+
 TOKEN = "bench-token-7d1e"
 TARGET = 0.9
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_emulator(port: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_qikberry.emulator", "--port", str(port), "--token", TOKEN],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "listening" not in line:
-        proc.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
-    return proc
 
 
 def control(url: str, path: str, body: dict[str, object]) -> None:
@@ -94,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
 
     port = free_port()
-    proc = start_emulator(port)
+    proc = start_emulator(port, TOKEN)
     url = f"http://127.0.0.1:{port}"
     base_url = url + "/api/v2/"
     os.environ["AIRFLOW_CONN_QIKBERRY_BENCH"] = json.dumps(

@@ -115,7 +115,7 @@ class QikberryHook(BaseHook):
         self.reconcile_window_override = reconcile_window
         self.clock_skew = clock_skew
         self.policy = RetryPolicy(
-            max_attempts=max(1, max_attempts),
+            max_attempts=max_attempts,
             deadline=retry_deadline,
             max_retry_after=max_retry_after,
             log=self.log,
@@ -420,14 +420,8 @@ class QikberryHook(BaseHook):
                     "unknown",
                     reason=f"rows for custom id {cids[0]!r} exist but carry no group id to find the batch by",
                 )
-            wanted = set(cids)
-            rows = [r for r in self._status_rows({"group_id": group}) if r.custom_id in wanted]
-            reuse = self._reuse_check(check_reuse)
-            if reuse is not None and (old := reuse.older(rows)):
-                return ido.Verdict(
-                    "reused", reason=f"batch custom ids name {len(old)} message(s) sent before this call"
-                )
-            verdict = ido.match_batch_rows(rows, cids, numbers)
+            rows = list(self._status_rows({"group_id": group}))
+            verdict = ido.match_batch_rows(rows, cids, numbers, self._reuse_check(check_reuse))
             if verdict.kind != "found" or verdict.result is None:
                 return ido.Verdict(verdict.kind, reason=verdict.reason, numbers=verdict.numbers)
             return ido.Verdict("found", BatchResult(group_id=group, messages=tuple(verdict.result)))
@@ -536,20 +530,16 @@ class QikberryHook(BaseHook):
             return count
 
         def lookup(check_reuse: bool) -> Verdict[int]:
-            rows = [r for r in self._status_rows({"cid": cid}) if r.custom_id == cid]
-            if not rows:
-                return ido.ABSENT
-            reuse = self._reuse_check(check_reuse)
-            if reuse is not None and (old := reuse.older(rows)):
-                return ido.Verdict(
-                    "reused", reason=f"custom id {cid!r} names {len(old)} message(s) sent before"
-                )
-            self.log.warning(
-                "The upload was accepted: %d message(s) with its custom id are visible so far; the API may "
-                "still be processing the rest of the file",
-                len(rows),
+            verdict = ido.match_upload_rows(
+                list(self._status_rows({"cid": cid})), cid, self._reuse_check(check_reuse)
             )
-            return ido.Verdict("found", len(rows))
+            if verdict.kind == "found":
+                self.log.warning(
+                    "The upload was accepted: %d message(s) with its custom id are visible so far; the API "
+                    "may still be processing the rest of the file",
+                    verdict.result,
+                )
+            return verdict
 
         def unknown(msg: str) -> QikberryDeliveryUnknownError:
             return QikberryDeliveryUnknownError(

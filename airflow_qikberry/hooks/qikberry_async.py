@@ -64,7 +64,7 @@ class QikberryAsyncHook(BaseHook):
         self.qikberry_conn_id = qikberry_conn_id
         self.timeout_override = timeout
         self.policy = RetryPolicy(
-            max_attempts=max(1, max_attempts),
+            max_attempts=max_attempts,
             deadline=retry_deadline,
             max_retry_after=max_retry_after,
             log=self.log,

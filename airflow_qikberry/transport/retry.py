@@ -75,7 +75,7 @@ class RetryPolicy:
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.max_attempts = max_attempts
+        self.max_attempts = max(1, max_attempts)
         self.deadline = deadline
         self.max_retry_after = max_retry_after
         # Any logger with .warning(msg, *args): stdlib, or the structlog-backed one of Airflow 3 hooks.
