@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow_qikberry.protocol import canonical_number, is_delivered, is_final
 
-__all__ = ["Balance", "BatchResult", "MessageStatus", "SentMessage"]
+__all__ = ["Balance", "BatchResult", "CostEstimate", "MessageStatus", "SentMessage", "estimate_cost"]
 
 
 def _decimal(value: Any) -> Decimal:
@@ -102,6 +102,22 @@ class SentMessage:
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
+
+    def to_xcom(self) -> dict[str, Any]:
+        """What an operator returns for this message: JSON-safe, the number masked (it is personal data).
+
+        ``charges`` is a float so templates can sum it; ``id`` feeds a delivery sensor directly.
+        """
+        from airflow_qikberry.validation import mask_number
+
+        return {
+            "id": self.message_id,
+            "mobile": mask_number(self.mobile),
+            "status": self.status,
+            "units": self.units,
+            "charges": float(self.charges),
+            "custom_id": self.custom_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -198,3 +214,67 @@ class Balance:
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """What a send is expected to cost on one service, against what the account has.
+
+    ``credits_needed`` is ``units`` times the service's per-unit ``charges`` (reference section 4.10); a
+    postpaid service is always covered. Example::
+
+        estimate = estimate_cost(120, hook.get_balance(), "T")
+        if not estimate.covered:
+            raise ValueError(estimate.shortfall_message())
+    """
+
+    service: str
+    units: int
+    charges_per_unit: Decimal
+    credits_needed: Decimal
+    credits_available: Decimal
+    postpaid: bool
+
+    @property
+    def covered(self) -> bool:
+        return self.postpaid or self.credits_available >= self.credits_needed
+
+    def shortfall_message(self) -> str:
+        return (
+            f"service {self.service!r} has {self.credits_available} credits but this send needs an "
+            f"estimated {self.credits_needed} ({self.units} SMS units x {self.charges_per_unit} credits per "
+            "unit): top up the account or send fewer messages"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("charges_per_unit", "credits_needed", "credits_available"):
+            data[key] = float(data[key])
+        return data
+
+
+def estimate_cost(units: int, balances: Iterable[Balance], service: str) -> CostEstimate:
+    """Price ``units`` SMS parts on ``service`` from the account's balance rows.
+
+    Raises :class:`~airflow_qikberry.exceptions.QikberryValidationError` (field ``service``) when the account
+    has no balance row for the service, naming the services it has.
+    """
+    rows = list(balances)
+    for row in rows:
+        if row.service == service:
+            return CostEstimate(
+                service=service,
+                units=units,
+                charges_per_unit=row.charges,
+                credits_needed=row.charges * units,
+                credits_available=row.credits,
+                postpaid=row.postpaid,
+            )
+    from airflow_qikberry.exceptions import QikberryValidationError
+
+    known = ", ".join(sorted(repr(r.service) for r in rows)) or "none"
+    raise QikberryValidationError(
+        f"service {service!r} has no balance row on this account (services with a balance: {known}); "
+        "pass one of those as service, or set service on the connection",
+        field="service",
+    )
