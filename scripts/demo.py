@@ -1,10 +1,12 @@
-"""``make demo``: run the demo DAG end to end against a local Qikberry emulator, then show what was sent.
+"""``make demo``: run the flagship example DAG end to end against a local Qikberry emulator, then report.
 
 Steps: a throwaway AIRFLOW_HOME under ``.demo/`` (wiped at the start of every run, kept afterwards for its
 logs), the emulator as a subprocess on a free loopback port with a random token, ``airflow db migrate``,
-``example_dags/qikberry_demo.py`` copied into the DAGs folder, ``airflow dags test qikberry_demo`` (a
-non-zero exit fails the demo), and a table of the messages the emulator accepted. The token is never
-printed: everything echoed from a subprocess passes through :func:`redact`.
+``example_dags/qikberry_campaign_pipeline.py`` copied into the DAGs folder, ``airflow dags test
+qikberry_campaign_pipeline`` (balance check -> bulk campaign from a CSV -> deferrable delivery sensor ->
+report; a non-zero exit fails the demo), and a table of what the campaign did: recipients, accepted,
+delivered, failed by status, credits spent. The token is never printed: everything echoed from a subprocess
+passes through :func:`redact`.
 
 Usage: ``python scripts/demo.py`` (the Makefile runs it with the project's virtualenv).
 """
@@ -27,8 +29,8 @@ from airflow_qikberry.validation import mask_number
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO_ROOT / ".demo"
-DAG_FILE = REPO_ROOT / "example_dags" / "qikberry_demo.py"
-DAG_ID = "qikberry_demo"
+DAG_FILE = REPO_ROOT / "example_dags" / "qikberry_campaign_pipeline.py"
+DAG_ID = "qikberry_campaign_pipeline"
 STARTUP_SECONDS = 20.0
 
 
@@ -129,6 +131,46 @@ def run_streaming(command: list[str], env: dict[str, str], redact: Redactor) -> 
     return process.wait()
 
 
+def campaign_summary(home: Path) -> dict[str, Any]:
+    """The campaign task's XCom summary, read from the demo's own throwaway metadata database."""
+    import sqlite3
+
+    with sqlite3.connect(home / "airflow.db") as db:
+        row = db.execute(
+            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = 'campaign' AND key = 'return_value'",
+            (DAG_ID,),
+        ).fetchone()
+    if row is None:
+        raise DemoError("the campaign task left no summary in XCom")
+    value = json.loads(row[0]) if isinstance(row[0], (str, bytes)) else row[0]
+    return value if isinstance(value, dict) else json.loads(value)
+
+
+def render_report(messages: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    """What the campaign did, from the emulator's accepted list and the campaign's own summary."""
+    by_status: dict[str, int] = {}
+    for message in messages:
+        by_status[str(message.get("status", ""))] = by_status.get(str(message.get("status", "")), 0) + 1
+    delivered = by_status.pop("DELIVRD", 0)
+    pending = by_status.pop("AWAITING-DLR", 0)
+    credits = sum(float(m.get("charges") or 0) for m in messages)
+    rejected = summary.get("rejected_total", 0)
+    duplicates = summary.get("duplicates_removed", 0)
+    rows = [
+        ("campaign", str(summary.get("campaign", ""))),
+        ("recipients in the table", str(len(messages) + int(rejected) + int(duplicates))),
+        ("rejected before sending", f"{rejected} {summary.get('rejected', {})}"),
+        ("duplicates removed", str(duplicates)),
+        ("accepted by the API", str(len(messages))),
+        ("delivered", str(delivered)),
+        *((f"failed: {status}", str(n)) for status, n in sorted(by_status.items())),
+        *((("still pending", str(pending)),) if pending else ()),
+        ("credits spent", f"{credits:g}"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"  {label.ljust(width)}  {value}" for label, value in rows)
+
+
 def render_messages(messages: list[dict[str, Any]]) -> str:
     headers = ("id", "mobile", "status", "units", "text")
     rows = [
@@ -175,15 +217,20 @@ def main(*, token: str | None = None, demo_dir: Path = DEMO_DIR) -> int:
         messages = get_json(f"{url}/_emulator/messages")["messages"]
         if not messages:
             raise DemoError("the DAG succeeded but the emulator received no message")
-        print(f"\nThe emulator accepted {len(messages)} message(s):\n")
-        print(redact(render_messages(messages)))
+        print("\nA few of the messages the emulator accepted (numbers masked):\n")
+        print(redact(render_messages(messages[:5])))
+        print("\nWhat the campaign did:\n")
+        print(redact(render_report(messages, campaign_summary(home))))
     except DemoError as err:
         print(f"\nDemo failed: {err}", file=sys.stderr)
         return 1
     finally:
         if emulator is not None:
             stop(emulator)
-    print("\nDemo finished: the DAG sent an SMS through QikberryHook and waited for its delivery report.")
+    print(
+        "\nDemo finished: balance checked, campaign sent from a CSV, delivery awaited in the triggerer "
+        f"(logs: {home / 'logs'})."
+    )
     return 0
 
 

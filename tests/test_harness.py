@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import AIRFLOW_HOME, DAGS_FOLDER
-from tests.helpers import DEFAULT_EXTRA, DROP, TEST_TOKEN, conn_env_var, qikberry_conn_json
+from tests.helpers import DEFAULT_EXTRA, DROP, TEST_TOKEN, conn_env_var, dag_bag, qikberry_conn_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +105,7 @@ def test_emulator_fixture_serves_real_http(emulator: Any) -> None:
 
 CONNECTION_DAG = """
     import pendulum
-    from airflow.sdk import dag, get_current_context, task
+    from airflow.providers.common.compat.sdk import dag, get_current_context, task
 
 
     @dag(dag_id="harness_conn", schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False)
@@ -133,7 +133,7 @@ CONNECTION_DAG = """
 
 FAILING_DAG = """
     import pendulum
-    from airflow.sdk import dag, task
+    from airflow.providers.common.compat.sdk import dag, task
 
 
     @dag(dag_id="harness_fail", schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False)
@@ -190,14 +190,12 @@ def test_run_dag_rejects_a_broken_dag_file(run_dag: Callable[..., Any]) -> None:
 
 
 def test_example_dags_parse_without_connections_or_errors() -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
     # No AIRFLOW_CONN_* exists in this test, so a DAG file that looked a connection up while being parsed
     # (instead of inside a task) would show up here as an import error.
     assert not any(name.startswith("AIRFLOW_CONN_") for name in os.environ)
-    bag = DagBag(dag_folder=str(REPO_ROOT / "example_dags"))
+    bag = dag_bag(REPO_ROOT / "example_dags")
     assert bag.import_errors == {}
-    assert "qikberry_demo" in bag.dags
+    assert "qikberry_campaign_pipeline" in bag.dags
 
 
 # ---------------------------------------------------------------------------------------------- bench parser
@@ -254,6 +252,20 @@ def test_render_prints_ratio_against_target() -> None:
 # ---------------------------------------------------------------------------------------------- make demo
 
 
+def test_demo_report_counts_statuses_and_credits() -> None:
+    demo = _load_script("scripts/demo.py")
+    messages = [
+        {"status": "DELIVRD", "charges": 1},
+        {"status": "DELIVRD", "charges": 2},
+        {"status": "UNDELIV", "charges": 1},
+    ]
+    report = demo.render_report(messages, {"campaign": "c1", "rejected_total": 1, "duplicates_removed": 2})
+    lines = [line.split() for line in report.splitlines()]
+    assert ["recipients", "in", "the", "table", "6"] in lines
+    assert ["delivered", "2"] in lines and ["failed:", "UNDELIV", "1"] in lines
+    assert ["credits", "spent", "4"] in lines
+
+
 def test_demo_table_masks_numbers_and_redactor_hides_the_token() -> None:
     demo = _load_script("scripts/demo.py")
     assert demo.Redactor("s3cret")("token=s3cret&x=s3cret") == "token=***&x=***"
@@ -274,6 +286,9 @@ def test_demo_runs_end_to_end_without_showing_token_or_number(
 
     out, err = capfd.readouterr()
     assert "Demo finished" in out
-    assert "9198XXXXX210  DELIVRD" in out
+    report = out.split("What the campaign did:", 1)[1]
+    assert "accepted by the API      60" in report
+    assert "failed: UNDELIV          3" in report
+    assert "rejected before sending  1" in report
     assert token not in out + err
-    assert "919876543210" not in out + err
+    assert "919876540000" not in out + err and "+91 98765 40000" not in out + err

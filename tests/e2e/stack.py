@@ -1,0 +1,176 @@
+"""A real Airflow deployment in miniature: api-server, scheduler, dag-processor and triggerer as processes.
+
+``dag.test()`` runs everything in one process and runs triggers inline, so it cannot show that a deferred
+sensor really left its worker slot. :class:`AirflowStack` starts the four Airflow services as separate
+processes (LocalExecutor on SQLite, which Airflow 3 allows) in a throwaway ``AIRFLOW_HOME``, triggers a DAG
+through the CLI and reads task-instance states, their history and the services' logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class AirflowStack:
+    """Airflow services as separate processes; a context manager that stops them all on exit."""
+
+    SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+    def __init__(self, home: Path, *, extra_env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.dags = home / "dags"
+        self.dags.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        env.update(
+            {
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+                "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+                "AIRFLOW__API_AUTH__JWT_SECRET": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+                "AIRFLOW__API__PORT": str(port),
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
+                "NO_PROXY": "127.0.0.1,localhost",
+                "no_proxy": "127.0.0.1,localhost",
+            }
+        )
+        env.update(extra_env or {})
+        self.env = env
+        self.port = port
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        # task_id -> every state wait_for_run saw it in (polled each second), in order of first sight.
+        self.seen: dict[str, list[str]] = {}
+
+    # -- lifecycle
+
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        done = subprocess.run(
+            [AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return done.stdout
+
+    def start(self) -> AirflowStack:
+        self.cli("db", "migrate", timeout=300)
+        for service in self.SERVICES:
+            args = [service, "--port", str(self.port)] if service == "api-server" else [service]
+            log = (self.home / f"{service}.log").open("wb")
+            # Own session per service, so stop() can kill the worker processes each one forks.
+            self.procs[service] = subprocess.Popen(
+                [AIRFLOW, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        # Some children (the api-server's uvicorn workers) leave their process group and outlive their parent.
+        import psutil
+
+        for stray in psutil.process_iter():
+            try:
+                if stray.environ().get("AIRFLOW_HOME") == str(self.home):
+                    stray.kill()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+
+    def __enter__(self) -> AirflowStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def service_log(self, service: str) -> str:
+        return (self.home / f"{service}.log").read_text(errors="replace")
+
+    def _check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"airflow {name} exited with {proc.returncode}:\n{self.service_log(name)[-3000:]}"
+                )
+
+    # -- DAG runs
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if self.query("SELECT 1 FROM serialized_dag WHERE dag_id = ?", dag_id):
+                return
+            time.sleep(1)
+        raise TimeoutError(f"the dag-processor did not parse {dag_id} within {timeout:g}s")
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        run_id = f"stack__{int(time.time() * 1000)}"
+        self.cli("dags", "unpause", dag_id)
+        args = ["dags", "trigger", dag_id, "--run-id", run_id]
+        if conf:
+            args += ["--conf", json.dumps(conf)]
+        self.cli(*args)
+        return run_id
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            for task, state in self.task_states(dag_id, run_id).items():
+                if state not in self.seen.setdefault(task, []):
+                    self.seen[task].append(state)
+            rows = self.query("SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", dag_id, run_id)
+            if rows and rows[0][0] in ("success", "failed"):
+                return str(rows[0][0])
+            time.sleep(1)
+        raise TimeoutError(f"{dag_id} run {run_id} did not finish within {timeout:g}s")
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        rows = self.query(
+            "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", dag_id, run_id
+        )
+        return {str(task): str(state) for task, state in rows}
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        import sqlite3
+
+        with sqlite3.connect(self.home / "airflow.db") as db:
+            return list(db.execute(sql, params))
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
+        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        return "\n".join(p.read_text(errors="replace") for p in sorted(folder.glob("attempt=*.log")))

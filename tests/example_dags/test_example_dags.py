@@ -1,0 +1,165 @@
+"""Every example DAG parses cleanly, with no connection or network use while parsed, and runs in Airflow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO_ROOT / "example_dags"
+EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("qikberry_*.py"))
+
+PARSE_PROBE = textwrap.dedent(
+    """
+    import socket, sys
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append("network")
+        raise OSError("no network at parse time")
+
+    socket.socket.connect = refuse
+    socket.create_connection = refuse
+
+    from airflow.providers.common.compat.sdk import BaseHook
+
+    def no_connection(*args, **kwargs):
+        calls.append(f"connection {args[-1] if args else kwargs}")
+        raise RuntimeError("no connection lookups at parse time")
+
+    BaseHook.get_connection = classmethod(no_connection)
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2.x
+        from airflow.models.dagbag import DagBag
+
+    bag = DagBag(dag_folder=sys.argv[1])
+    print("DAGS", sorted(bag.dags))
+    print("ERRORS", dict(bag.import_errors))
+    print("CALLS", calls)
+    """
+)
+
+
+def _probe(path: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", PARSE_PROBE, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_example_dag_files_are_the_documented_set() -> None:
+    assert EXAMPLE_FILES == [
+        "qikberry_campaign_pipeline.py",
+        "qikberry_daily_report.py",
+        "qikberry_failure_alerts.py",
+        "qikberry_send_sms.py",
+    ]
+
+
+@pytest.mark.parametrize("name", EXAMPLE_FILES)
+def test_example_dag_parses_without_connections_network_or_errors(name: str) -> None:
+    # A fresh interpreter per file: what a DAG file imports or does at parse time must not be hidden by
+    # modules another test imported already.
+    out = _probe(EXAMPLES / name)
+    lines = dict(
+        line.split(" ", 1)
+        for line in out.splitlines()
+        if line.split(" ", 1)[0] in {"DAGS", "ERRORS", "CALLS"}
+    )
+    assert lines["ERRORS"] == "{}"
+    assert lines["CALLS"] == "[]"
+    assert Path(name).stem in lines["DAGS"]
+
+
+def test_parse_probe_catches_a_connection_lookup_and_a_network_call(tmp_path: Path) -> None:
+    (tmp_path / "bad_dag.py").write_text(
+        textwrap.dedent(
+            """
+            import socket
+            from airflow.providers.common.compat.sdk import BaseHook
+            from airflow.sdk import DAG
+            try:
+                BaseHook.get_connection("qikberry_default")
+            except Exception:
+                pass
+            try:
+                socket.create_connection(("127.0.0.1", 9))
+            except OSError:
+                pass
+            DAG("bad_dag", schedule=None)
+            """
+        )
+    )
+    out = _probe(tmp_path / "bad_dag.py")
+    calls = next(line for line in out.splitlines() if line.startswith("CALLS"))
+    assert "connection" in calls and "network" in calls
+
+
+def _source(name: str) -> str:
+    return (EXAMPLES / name).read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_campaign_pipeline_runs_end_to_end(run_dag: Any, qikberry_conn: str, emulator: Any) -> None:
+    result = run_dag(_source("qikberry_campaign_pipeline.py"), "qikberry_campaign_pipeline")
+    assert result.state == "success", result
+    summary = result.xcom("campaign")
+    assert summary["accepted"] == 60
+    assert summary["rejected_total"] == 1 and summary["duplicates_removed"] == 1
+    messages = emulator.messages()
+    assert len(messages) == 60 and len({m["mobile"] for m in messages}) == 60
+    assert any("अनीता" in m["message"] for m in messages)
+    delivery = result.xcom("report")["delivery"]
+    assert delivery["counts"].get("UNDELIV", 0) == 3  # rows 7, 27 and 47 end in 999
+
+
+@pytest.mark.slow
+def test_send_sms_example_runs_end_to_end(run_dag: Any, qikberry_conn: str, emulator: Any) -> None:
+    result = run_dag(_source("qikberry_send_sms.py"), "qikberry_send_sms")
+    assert result.state == "success", result
+    messages = emulator.messages()
+    assert sorted(m["mobile"] for m in messages) == ["919876543210", "919876543211"]
+    assert all("42 new sign-ups today" in m["message"] for m in messages)
+    assert [m["id"] for m in result.xcom("send")] == [m["id"] for m in messages]
+
+
+@pytest.mark.slow
+def test_daily_report_example_runs_end_to_end(
+    run_dag: Any, qikberry_conn: str, emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_SQLITE_DEFAULT", f"sqlite:///{tmp_path / 'orders.db'}")
+    result = run_dag(_source("qikberry_daily_report.py"), "qikberry_daily_report")
+    assert result.state == "success", result
+    [message] = emulator.messages()
+    total = sum(250.0 + 10 * i for i in range(17))
+    assert ": 17 orders, Rs " in message["message"] and f"{total:g}" in message["message"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fail_load", [True, False])
+def test_failure_alerts_example_alerts_only_on_failure(
+    run_dag: Any, qikberry_conn: str, emulator: Any, fail_load: bool
+) -> None:
+    result = run_dag(
+        _source("qikberry_failure_alerts.py"), "qikberry_failure_alerts", conf={"fail_load": fail_load}
+    )
+    texts = sorted(m["message"] for m in emulator.messages())
+    if not fail_load:
+        assert result.state == "success" and texts == []
+        return
+    # Failing is this example's point: the run fails, and the on-call numbers get the task and DAG alerts.
+    assert result.state == "failed" and result["load"] == "failed"
+    assert len(texts) == 4  # two numbers x (task callback + DAG callback)
+    assert sum("qikberry_failure_alerts.load failed" in t for t in texts) == 2
+    assert sum(t.startswith("[Airflow] qikberry_failure_alerts failed") for t in texts) == 2
