@@ -1,0 +1,380 @@
+"""QikberrySendSmsOperator: send one text to one or more numbers from a DAG.
+
+DAG files import this module at every parse, so it imports only the base class and the exception types: the
+hook, ``requests`` and ``phonenumbers`` are imported when the task runs, and the hook (which reads the
+connection) is built in ``execute``, never in ``__init__``.
+
+Example::
+
+    from airflow_qikberry.operators.sms import QikberrySendSmsOperator
+
+    QikberrySendSmsOperator(
+        task_id="send",
+        to="{{ ti.xcom_pull('on_call_numbers') }}",
+        message="Nightly load of {{ ds }} finished",
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperator
+
+from airflow_qikberry.exceptions import QikberryValidationError
+
+if TYPE_CHECKING:
+    from airflow_qikberry.hooks.qikberry import QikberryHook
+    from airflow_qikberry.models import SentMessage
+    from airflow_qikberry.protocol import EncodingChoice
+
+__all__ = ["QikberrySendSmsOperator", "rendered_list"]
+
+#: Recipients shown (masked) in a dry run's ``sample`` and log line.
+SAMPLE_SIZE = 5
+
+_ENCODINGS = ("auto", "gsm7", "ucs2")
+
+
+def _looks_like_list_literal(text: str) -> bool:
+    return (text[:1], text[-1:]) in (("[", "]"), ("(", ")"))
+
+
+def rendered_list(value: Any, field: str) -> Any:
+    """A list that Jinja rendered to its text form, read back as a list; any other value is returned as is.
+
+    Without ``render_template_as_native_obj`` a template such as ``{{ ti.xcom_pull('numbers') }}`` renders
+    a list to its repr, ``"['919876543210', '919876543211']"``. Only text that starts and ends like a list
+    (or tuple) literal is parsed, and only as a literal (``ast.literal_eval``, then JSON): nothing is ever
+    evaluated. Text that looks like a list but is not one is a typed error naming ``field``.
+
+    Example::
+
+        >>> rendered_list("['919876543210', '919876543211']", "to")
+        ['919876543210', '919876543211']
+        >>> rendered_list("919876543210, 919876543211", "to")
+        '919876543210, 919876543211'
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not _looks_like_list_literal(text):
+        return value
+    import ast
+    import json
+
+    parsed: Any
+    try:
+        parsed = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise QikberryValidationError(
+                f"{field}: the rendered value starts and ends like a list but is not a list literal "
+                f"({len(text)} characters); render the list with render_template_as_native_obj=True, or "
+                "pass the items as a comma-separated string",
+                field=field,
+            ) from None
+    if not isinstance(parsed, (list, tuple)):
+        raise QikberryValidationError(
+            f"{field}: the rendered value is a {type(parsed).__name__}, not a list; pass a list of strings",
+            field=field,
+        )
+    return list(parsed)
+
+
+def _recipients(to: Any) -> str | list[str]:
+    """``to`` as the hook takes it, after undoing text rendering; refuses shapes that are not numbers.
+
+    Full validation (each number, duplicates, the 50,000 limit) is the hook's; this only catches what an
+    XCom or a template can hand over by mistake, with a hint about how to fix the template.
+    """
+    to = rendered_list(to, "to")
+    if to is None or (isinstance(to, str) and not to.strip()):
+        raise QikberryValidationError(
+            "to: is empty; pass a phone number with its country code, a comma-separated string of numbers "
+            "or a list of them (check the template or the upstream XCom that renders it)",
+            field="to",
+        )
+    if isinstance(to, str):
+        return to
+    if isinstance(to, int) and not isinstance(to, bool):
+        return str(to)
+    if isinstance(to, Mapping):
+        raise QikberryValidationError(
+            f"to: got a {type(to).__name__} (keys {', '.join(map(repr, list(to)[:3]))}), not numbers; pass "
+            "the numbers themselves, e.g. to=\"{{ ti.xcom_pull('task')['mobiles'] }}\"",
+            field="to",
+        )
+    if isinstance(to, (bytes, bytearray)) or not isinstance(to, Iterable):
+        raise QikberryValidationError(
+            f"to: must be a number, a comma-separated string or a list of numbers, got {type(to).__name__}",
+            field="to",
+        )
+    entries: list[str] = []
+    for position, entry in enumerate(to, start=1):
+        if isinstance(entry, str) or (isinstance(entry, int) and not isinstance(entry, bool)):
+            entries.append(str(entry))  # numbers read from CSV/SQL/JSON often arrive as integers
+            continue
+        hint = (
+            "; pick the number out of each record, e.g. "
+            "to=\"{{ ti.xcom_pull('task') | map(attribute='mobile') | list }}\""
+            if isinstance(entry, Mapping)
+            else ""
+        )
+        raise QikberryValidationError(
+            f"to: entry {position} is a {type(entry).__name__}, not a phone number (a string or an "
+            f"integer){hint}",
+            field="to",
+        )
+    if not entries:
+        raise QikberryValidationError(
+            "to: is an empty list; pass at least one phone number (did the upstream task return no rows?)",
+            field="to",
+        )
+    return entries
+
+
+def _as_text(value: Any) -> Any:
+    # Native rendering turns "123456" (a numeric sender or custom id) into an int; the API wants text.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+class QikberrySendSmsOperator(BaseOperator):
+    """Send one SMS text to one or more numbers through the Qikberry API; returns the accepted messages.
+
+    Every argument is validated before any request: a bad number, an empty or over-long text, a bad sender,
+    schedule, custom id or more than 3 tags fail the task with a
+    :class:`~airflow_qikberry.exceptions.QikberryValidationError` naming the field, and nothing is sent.
+
+    The return value (XCom) is one dict per number: ``{"id", "mobile", "status", "units", "charges",
+    "custom_id"}``, with ``mobile`` masked (``9198XXXXX210``). A delivery sensor can take the ids with
+    ``{{ ti.xcom_pull('send') | map(attribute='id') | list }}``.
+
+    A retried task does not send again what an earlier try had sent (the hook derives a custom id from the
+    task and looks it up on a retry). ``resend=True`` sends again on purpose, e.g. after clearing the task.
+
+    ``dry_run=True`` validates and renders everything, counts SMS units, estimates credits from the balance
+    (a read-only call), logs what would be sent and returns a summary; it sends nothing.
+
+    Example::
+
+        from airflow_qikberry.operators.sms import QikberrySendSmsOperator
+
+        send = QikberrySendSmsOperator(
+            task_id="send",
+            to="{{ ti.xcom_pull('on_call') }}",  # a list, a number or "9198..., +44 7700 900123"
+            message="Load of {{ ds }} finished: {{ ti.xcom_pull('load')['rows'] }} rows",
+            sender="QIKBRY",
+            max_units=1,
+        )
+
+    :param to: recipients (templated): one number, a string of numbers separated by commas, semicolons, new
+        lines or spaces, or a list (also a list rendered from XCom, with or without
+        ``render_template_as_native_obj``). Numbers without a country code need ``default_region`` on the
+        connection. At most 50,000.
+    :param message: the text (templated); GSM-7 or Unicode (Devanagari, emoji), at most 4096 characters.
+    :param sender: sender id / DLT header (templated); default: the connection's.
+    :param service: route code such as ``T`` or ``P`` (templated); default: the connection's.
+    :param template_id: DLT template id (templated).
+    :param entity_id: DLT entity id (templated); default: the connection's.
+    :param schedule_at: send later (templated): an aware datetime or ISO-8601 string with an offset, more
+        than 5 minutes and less than 92 days ahead.
+    :param custom_id: your idempotency key (templated): one id, one send. Default: derived from the task.
+    :param tags: up to 3 opt-out tags, a list or a comma-separated string (templated).
+    :param encoding: ``"auto"`` (default), ``"gsm7"`` or ``"ucs2"``.
+    :param max_units: the most SMS parts the text may use; a longer text fails before sending.
+    :param flash: send as a flash SMS.
+    :param webhook_id: id of a delivery-report webhook registered with the API.
+    :param resend: send again on a retried try instead of returning what an earlier try sent.
+    :param dry_run: validate, count and estimate, but send nothing.
+    :param qikberry_conn_id: the Airflow connection (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        "to",
+        "message",
+        "sender",
+        "service",
+        "template_id",
+        "entity_id",
+        "schedule_at",
+        "custom_id",
+        "tags",
+        "qikberry_conn_id",
+    )
+    # Airflow 2.x UI: "doc" shows the text as plain text (markdown would eat '*' and '_' of an SMS), lists
+    # as indented JSON. The Airflow 3 UI picks a highlighter by looking at the value and ignores these.
+    template_fields_renderers = {"to": "json", "message": "doc", "tags": "json"}
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        to: str | int | Iterable[str | int],
+        message: str,
+        sender: str | None = None,
+        service: str | None = None,
+        template_id: str | None = None,
+        entity_id: str | None = None,
+        schedule_at: datetime | str | None = None,
+        custom_id: str | None = None,
+        tags: Sequence[str] | str | None = None,
+        encoding: EncodingChoice = "auto",
+        max_units: int | None = None,
+        flash: bool = False,
+        webhook_id: str | None = None,
+        resend: bool = False,
+        dry_run: bool = False,
+        qikberry_conn_id: str = "qikberry_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        # Arguments that are not templated are checked here, so a typo fails the DAG file's import.
+        if encoding not in _ENCODINGS:
+            raise QikberryValidationError(
+                f"encoding: unknown encoding {encoding!r}; use 'auto', 'gsm7' or 'ucs2'", field="encoding"
+            )
+        if max_units is not None and (isinstance(max_units, bool) or not isinstance(max_units, int)):
+            raise QikberryValidationError(
+                f"max_units: must be a whole number of SMS parts, got {max_units!r}", field="max_units"
+            )
+        if max_units is not None and max_units < 1:
+            raise QikberryValidationError(
+                f"max_units: must be at least 1, got {max_units}", field="max_units"
+            )
+        self.to = to
+        self.message = message
+        self.sender = sender
+        self.service = service
+        self.template_id = template_id
+        self.entity_id = entity_id
+        self.schedule_at = schedule_at
+        self.custom_id = custom_id
+        self.tags = tags
+        self.encoding = encoding
+        self.max_units = max_units
+        self.flash = flash
+        self.webhook_id = webhook_id
+        self.resend = resend
+        # Not self.dry_run: that name is BaseOperator's dry_run() method (Airflow 2's `tasks test --dry-run`).
+        self.is_dry_run = bool(dry_run)
+        self.qikberry_conn_id = qikberry_conn_id
+
+    @cached_property
+    def hook(self) -> QikberryHook:
+        """Built on first use, after the templates are rendered (never at DAG parse time)."""
+        from airflow_qikberry.hooks.qikberry import QikberryHook
+
+        return QikberryHook(qikberry_conn_id=self.qikberry_conn_id)
+
+    def _send_arguments(self) -> dict[str, Any]:
+        """The hook's keyword arguments, with what rendering may have turned into the wrong type undone."""
+        return {
+            "sender": _as_text(self.sender) or None,
+            "service": _as_text(self.service) or None,
+            "template_id": self.template_id or None,
+            "entity_id": self.entity_id or None,
+            "schedule_at": self.schedule_at or None,
+            "encoding": self.encoding,
+            "flash": bool(self.flash),
+            "custom_id": _as_text(self.custom_id) or None,
+            "webhook_id": _as_text(self.webhook_id) or None,
+            "max_units": self.max_units,
+            "tags": rendered_list(self.tags, "tags") or None,
+        }
+
+    def execute(self, context: Any) -> list[dict[str, Any]] | dict[str, Any]:
+        to = _recipients(self.to)
+        arguments = self._send_arguments()
+        if self.is_dry_run:
+            return self._dry_run(to, arguments)
+        # The hook validates every argument before its first request: a bad input sends nothing.
+        sent = self.hook.send_sms(to, self.message, resend=bool(self.resend), **arguments)
+        self._log_sent(sent)
+        return [message.to_xcom() for message in sent]
+
+    def _log_sent(self, sent: Sequence[SentMessage]) -> None:
+        from decimal import Decimal
+
+        units = sum(m.units for m in sent)
+        charges = sum((m.charges for m in sent), Decimal(0))
+        ids = [m.message_id for m in sent]
+        self.log.info(
+            "Qikberry accepted %d message(s): %d SMS unit(s), %s credits; ids %s",
+            len(sent),
+            units,
+            charges,
+            ", ".join(ids[:SAMPLE_SIZE]) + (f", ... ({len(ids)} in all)" if len(ids) > SAMPLE_SIZE else ""),
+        )
+
+    def _dry_run(self, to: str | list[str], arguments: dict[str, Any]) -> dict[str, Any]:
+        """Everything a send checks and measures, then a balance lookup; no POST is made."""
+        from airflow_qikberry import protocol as p
+        from airflow_qikberry import validation as v
+        from airflow_qikberry.exceptions import QikberryError
+        from airflow_qikberry.models import estimate_cost
+
+        settings = self.hook.settings  # reads the connection; no request
+        numbers = v.normalize_numbers(to, default_region=settings.default_region)
+        p.check_request_size(len(numbers), "to")
+        custom_id = v.validate_custom_id(arguments.pop("custom_id"))
+        payload = p.build_common(settings.send_defaults, message=self.message, **arguments)
+        length = v.validate_message(self.message, encoding=self.encoding, max_units=self.max_units)
+        total_units = length.units * len(numbers)
+        service = payload["service"]
+
+        warnings: list[str] = []
+        estimate = None
+        try:
+            estimate = estimate_cost(total_units, self.hook.get_balance(service), service)
+        except QikberryError as err:
+            warnings.append(f"credits not estimated: the balance lookup failed: {err}")
+        if estimate is not None and not estimate.covered:
+            warnings.append(f"credits would not cover this send: {estimate.shortfall_message()}")
+
+        sample: list[dict[str, Any]] = [
+            {"mobile": v.mask_number(n), "text": self.message, "units": length.units}
+            for n in numbers[:SAMPLE_SIZE]
+        ]
+        result: dict[str, Any] = {
+            "dry_run": True,
+            "messages": len(numbers),
+            "units": total_units,
+            "estimated_credits": float(estimate.credits_needed) if estimate else None,
+            "credits_available": float(estimate.credits_available) if estimate else None,
+            "postpaid": estimate.postpaid if estimate else None,
+            "service": service,
+            "sender": payload["sender"],
+            "encoding": length.encoding,
+            "units_per_message": length.units,
+            "schedule_at": payload.get("time"),
+            "custom_id": custom_id,
+            "sample": sample,
+            "warnings": warnings,
+        }
+        self.log.info(
+            "DRY RUN, nothing sent: would send %d message(s) to [%s] via service %s from %s: %d SMS unit(s) "
+            "(%d per message, %s, %d characters)%s; estimated credits %s of %s available",
+            len(numbers),
+            ", ".join(s["mobile"] for s in sample) + (", ..." if len(numbers) > SAMPLE_SIZE else ""),
+            service,
+            payload["sender"],
+            total_units,
+            length.units,
+            length.encoding,
+            length.length,
+            f", scheduled for {payload['time']}" if payload.get("time") else "",
+            result["estimated_credits"],
+            result["credits_available"],
+        )
+        self.log.info("DRY RUN text: %s", self.message)
+        for warning in warnings:
+            self.log.warning("DRY RUN: %s", warning)
+        return result
