@@ -40,11 +40,16 @@ from airflow_qikberry.transport.retry import Deadline, Retry, RetryPolicy, bound
 __all__ = [
     "TaskIdentity",
     "Verdict",
+    "accepted_prefix",
+    "campaign_custom_id",
+    "campaign_key",
+    "confirm_absent",
     "derive_custom_id",
     "fingerprint",
     "is_task_retry",
     "match_batch_rows",
     "match_send_rows",
+    "resume_point",
     "task_identity",
 ]
 
@@ -435,3 +440,120 @@ class ExactlyOnce:
             return settle(error.message, error, send.resend_after_ambiguity)
 
         return self.policy.run(attempt, deadline)
+
+
+# --- campaigns: per-row custom ids and how far an earlier try got
+
+CAMPAIGN_ID_PREFIX = "qc-"
+
+
+def campaign_key(identity: TaskIdentity | None, name: str, *, resend: bool = False, content: str = "") -> str:
+    """The key in a campaign's custom ids ``qc-<key>-<chunk>-<position>`` (16 hex characters).
+
+    Inside a task: a hash of (dag_id, task_id, run_id, map_index, campaign name) without the try number, so
+    a retried task derives the very ids its earlier tries sent and can find how far they got; with
+    ``resend`` the try number is put in, so a cleared task sends afresh under new ids. Outside a task there
+    is no stable identity but the campaign itself: the name and ``content`` (a digest of its rows).
+
+    Example::
+
+        key = campaign_key(task_identity(), "diwali-2026")
+        campaign_custom_id(key, 0, 0)  # 'qc-3f0c...-0-0': chunk 0, first row
+    """
+    if identity is None:
+        parts = ["campaign", name, content]
+    else:
+        dag_id, task_id, run_id, map_index, try_number = identity
+        parts = [dag_id, task_id, run_id, map_index, name]
+        if resend:
+            parts.append(f"try={try_number}")
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def campaign_custom_id(key: str, chunk: int, position: int) -> str:
+    """The custom id of the row at ``position`` (0-based) of chunk ``chunk`` of campaign ``key``."""
+    return f"{CAMPAIGN_ID_PREFIX}{key}-{chunk}-{position}"
+
+
+def accepted_prefix(total: int, accepted: Callable[[int], bool], *, start: int = 0) -> int:
+    """How many of ``total`` chunks sent strictly in order were accepted (the first ``p``; none after them).
+
+    ``accepted(k)`` looks chunk ``k`` up; chunks below ``start`` are already known to be accepted. The search
+    steps exponentially from ``start`` (start, +1, +3, +7, ...) until a chunk is missing, then bisects between
+    the last chunk found and the first one missing: about ``2 * log2(p - start + 1)`` lookups, not ``p``.
+
+    Example::
+
+        accepted_prefix(100, lambda k: k < 37)  # 37, after 12 lookups
+    """
+    if start >= total:
+        return total
+    if not accepted(start):
+        return start
+    found, step = start, 1
+    while True:
+        candidate = found + step
+        if candidate >= total:
+            if found == total - 1 or accepted(total - 1):
+                return total
+            missing = total - 1
+            break
+        if not accepted(candidate):
+            missing = candidate
+            break
+        found, step = candidate, step * 2
+    while missing - found > 1:
+        middle = (found + missing) // 2
+        if accepted(middle):
+            found = middle
+        else:
+            missing = middle
+    return missing
+
+
+def resume_point(
+    total: int, accepted: Callable[[int], bool], confirm_absent: Callable[[int], bool], *, start: int = 0
+) -> int:
+    """The first chunk a retried campaign must send.
+
+    :func:`accepted_prefix` sees what the API shows now, but a chunk accepted moments before the earlier try
+    died may become visible only later. So the boundary chunk counts as unsent only once ``confirm_absent``
+    has kept missing it across the reconcile window; if it shows up, the search goes on after it.
+    """
+    while True:
+        boundary = accepted_prefix(total, accepted, start=start)
+        if boundary >= total or confirm_absent(boundary):
+            return boundary
+        start = boundary + 1
+
+
+def confirm_absent(
+    runner: ExactlyOnce,
+    lookup: Callable[[], bool],
+    *,
+    what: str,
+    unknown: Callable[[str], QikberryDeliveryUnknownError],
+) -> bool:
+    """True when ``lookup`` (a custom-id lookup: is it there?) keeps finding nothing for the runner's whole
+    reconcile window, with the same backoff as an ambiguous send; False as soon as it finds it.
+
+    A window cut short by the call's retry deadline proves nothing: ``unknown`` is raised then.
+    """
+
+    def verdict(_check_reuse: bool) -> Verdict[bool]:
+        return Verdict("found", True) if lookup() else ABSENT
+
+    def never(*_args: Any) -> Any:
+        raise AssertionError("confirming an absence never posts")
+
+    send: Send[bool] = Send(what=what, post=never, parse=never, lookup=verdict, unknown=unknown)
+    deadline = runner.policy.start()
+    with bounded_by(deadline):
+        result = runner.look_until_settled(
+            send, f"{what} may have been accepted just before the earlier try ended", deadline
+        )
+    if result.kind == "found":
+        return False
+    if result.kind == "absent":
+        return True
+    raise unknown(result.reason)

@@ -482,11 +482,41 @@ def check_request_size(count: int, field: str) -> None:
 
 
 class BatchNode(NamedTuple):
-    """One validated node of a batch: its wire form, its number and the custom id the caller gave."""
+    """One validated node of a batch: its wire form, its number and the custom id the caller gave.
+
+    A BatchNode is validated by definition: only this module's builders make one (:func:`build_batch_node`
+    from a caller's mapping, :func:`validated_batch_node` from parts validated elsewhere), and
+    ``QikberryHook.send_batch`` sends it as it is, without checking it again. Build it for the root it is
+    sent with: its ``type`` is relative to that root's.
+    """
 
     payload: dict[str, Any]
     number: str
     given_custom_id: str | None
+
+
+def validated_batch_node(
+    number: str, custom_id: str | None, *, message: str | None = None, api_type: str | None = None
+) -> BatchNode:
+    """A :class:`BatchNode` from parts the caller has already validated; nothing is checked again.
+
+    For a caller that validates a large batch once, in an earlier pass, and must not pay for it twice (the
+    campaign engine, whose prepare pass spools exactly these parts). The caller vouches that ``number`` is
+    the output of ``validation.normalize_number``, that ``message`` (None: the root's text) was measured with
+    the batch's ``encoding`` and ``max_units`` and ``api_type`` is ``API_TYPE`` of its encoding, and that
+    ``custom_id`` passes ``validation.validate_custom_id``. A node with its own text always carries its
+    ``type``, as :func:`build_batch_node` makes it; without a text it inherits the root's text and type.
+
+    Example::
+
+        node = validated_batch_node("919876543210", "order-1", message="Hi Asha", api_type="N")
+        hook.send_batch([node], name="welcome")
+    """
+    payload: dict[str, Any] = {"to": number}
+    if message is not None:
+        payload["message"] = message
+        payload["type"] = api_type
+    return BatchNode(payload, number, custom_id)
 
 
 def build_batch_node(
@@ -564,20 +594,34 @@ def build_batch_node(
 
 
 def build_batch_nodes(
-    nodes: Iterable[Mapping[str, Any]],
+    nodes: Iterable[Mapping[str, Any] | BatchNode],
     root: Mapping[str, Any],
     defaults: SendDefaults,
     *,
     encoding: EncodingChoice,
     max_units: int | None,
 ) -> list[BatchNode]:
+    """Validate every mapping of ``nodes`` with :func:`build_batch_node`; a :class:`BatchNode` is already
+    validated and is taken as it is. The batch itself is checked whatever its nodes: not empty, within the
+    per-request limit, no custom id twice, and a text for every node."""
     built = [
-        build_batch_node(node, i, root, defaults, encoding=encoding, max_units=max_units)
+        node
+        if isinstance(node, BatchNode)
+        else build_batch_node(node, i, root, defaults, encoding=encoding, max_units=max_units)
         for i, node in enumerate(nodes)
     ]
     if not built:
         raise QikberryValidationError("nodes is empty: give at least one recipient.", field="nodes")
     check_request_size(len(built), "nodes")
+    if "message" not in root:
+        # A mapping without a text failed above; a prebuilt node made for a root with a text fails here,
+        # before the request, not as the API's 422 after it.
+        for i, b in enumerate(built):
+            if "message" not in b.payload:
+                raise QikberryValidationError(
+                    f"nodes[{i}] has no message and no default message was given.",
+                    field=f"nodes[{i}].message",
+                )
     explicit = [b.given_custom_id for b in built if b.given_custom_id]
     if len(set(explicit)) != len(explicit):
         raise QikberryValidationError("nodes carry duplicate custom ids; each must be unique.", field="nodes")
