@@ -3,6 +3,11 @@
 The API allows 1000 GET requests per minute per token. Every hook, sync or async (and so every sensor and
 trigger) in a process that uses the same token draws from the same bucket, so together they stay under the
 limit. The bucket waits rather than fails; the server's 429 is still handled by the transports' retries.
+
+Delivery polling (sensors and triggers) draws from a second, smaller bucket per token as well - the poll
+budget, ``poll_budget_per_minute`` on the connection - so that waiting on deliveries can never take the whole
+API allowance from the rest of a customer's traffic. :func:`polling_bucket_for` chains both: one poll takes
+a token from each, and waits for the slower.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["TokenBucket", "bucket_for"]
+__all__ = ["BucketChain", "TokenBucket", "bucket_for", "poll_bucket_for", "polling_bucket_for"]
 
 
 class TokenBucket:
@@ -43,6 +48,8 @@ class TokenBucket:
         self._clock = clock
         self._sleep = sleep
         self._updated = clock()
+        # No token is handed out before this instant: set by hold() when the server answered 429.
+        self._not_before = float("-inf")
         self._lock = threading.Lock()
 
     def _refill(self, now: float) -> None:
@@ -57,9 +64,15 @@ class TokenBucket:
             now = self._clock()
             self._refill(now)
             self._tokens -= 1.0
-            if self._tokens >= 0:
-                return 0.0
-            return -self._tokens / self._per_second
+            wait = 0.0 if self._tokens >= 0 else -self._tokens / self._per_second
+            return max(wait, self._not_before - now)
+
+    def hold(self, seconds: float) -> None:
+        """Hand out no token for ``seconds`` from now (a server's ``Retry-After``): every caller in the
+        process waits it out, instead of each one spending a request to learn about the 429 again."""
+        if seconds > 0:
+            with self._lock:
+                self._not_before = max(self._not_before, self._clock() + seconds)
 
     def acquire(self) -> float:
         """Block until a token is available; returns the seconds waited."""
@@ -77,21 +90,85 @@ class TokenBucket:
         if delay > 0:
             import asyncio
 
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:
+                # A trigger that times out while queued never makes its call: its token goes back, or the
+                # debt it left would delay every other caller for nothing.
+                self.refund()
+                raise
         return delay
+
+    def refund(self) -> None:
+        """Give back a token that was reserved but not used."""
+        with self._lock:
+            self._tokens = min(self.capacity, self._tokens + 1.0)
+
+
+class BucketChain(TokenBucket):
+    """Several buckets used as one: each acquire takes a token from every bucket and waits for the slowest.
+
+    Example::
+
+        chain = BucketChain(get_bucket, poll_bucket)
+        await chain.acquire_async()  # within both budgets
+    """
+
+    def __init__(self, *buckets: TokenBucket) -> None:
+        # Deliberately no TokenBucket.__init__: a chain holds no tokens of its own, only its members do.
+        if not buckets:
+            raise ValueError("a BucketChain needs at least one bucket")
+        self.buckets = buckets
+        self.rate_per_minute = min(b.rate_per_minute for b in buckets)
+        self.capacity = min(b.capacity for b in buckets)
+
+    def reserve(self) -> float:
+        return max(bucket.reserve() for bucket in self.buckets)
+
+    def refund(self) -> None:
+        for bucket in self.buckets:
+            bucket.refund()
+
+    def hold(self, seconds: float) -> None:
+        for bucket in self.buckets:
+            bucket.hold(seconds)
+
+
+def _key(base_url: str, token: str) -> tuple[str, str]:
+    # Key on a digest so the registries never hold the token itself.
+    return base_url.rstrip("/"), hashlib.sha256(token.encode()).hexdigest()
 
 
 _buckets: dict[tuple[str, str], TokenBucket] = {}
+_poll_buckets: dict[tuple[str, str], TokenBucket] = {}
 _buckets_lock = threading.Lock()
+
+
+def _registered(
+    registry: dict[tuple[str, str], TokenBucket], key: tuple[str, str], rate: float
+) -> TokenBucket:
+    with _buckets_lock:
+        bucket = registry.get(key)
+        if bucket is None or bucket.rate_per_minute != float(rate):
+            bucket = TokenBucket(rate)
+            registry[key] = bucket
+        return bucket
 
 
 def bucket_for(base_url: str, token: str, rate_per_minute: float) -> TokenBucket:
     """The process-wide bucket of a (base URL, token); a changed rate replaces the bucket."""
-    # Key on a digest so the registry never holds the token itself.
-    key = (base_url.rstrip("/"), hashlib.sha256(token.encode()).hexdigest())
-    with _buckets_lock:
-        bucket = _buckets.get(key)
-        if bucket is None or bucket.rate_per_minute != float(rate_per_minute):
-            bucket = TokenBucket(rate_per_minute)
-            _buckets[key] = bucket
-        return bucket
+    return _registered(_buckets, _key(base_url, token), rate_per_minute)
+
+
+def poll_bucket_for(base_url: str, token: str, rate_per_minute: float) -> TokenBucket:
+    """The process-wide poll budget of a (base URL, token), shared by every delivery sensor and trigger."""
+    return _registered(_poll_buckets, _key(base_url, token), rate_per_minute)
+
+
+def polling_bucket_for(
+    base_url: str, token: str, rate_per_minute: float, poll_per_minute: float
+) -> BucketChain:
+    """What a delivery poll draws from: the token's GET budget and its poll budget, both."""
+    return BucketChain(
+        bucket_for(base_url, token, rate_per_minute), poll_bucket_for(base_url, token, poll_per_minute)
+    )

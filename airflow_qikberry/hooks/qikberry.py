@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 
     from airflow_qikberry._ratelimit import TokenBucket
     from airflow_qikberry.connection import ConnectionSettings
+    from airflow_qikberry.delivery import StatusPage
     from airflow_qikberry.idempotency import ExactlyOnce, ReuseCheck, Verdict
     from airflow_qikberry.models import Balance, BatchResult, MessageStatus, SentMessage
-    from airflow_qikberry.protocol import ApiResponse, EncodingChoice
+    from airflow_qikberry.protocol import ApiResponse, BatchNode, EncodingChoice
     from airflow_qikberry.transport.sync import RequestsTransport
 
 __all__ = ["QikberryHook"]
@@ -325,7 +326,7 @@ class QikberryHook(BaseHook):
 
     def send_batch(
         self,
-        nodes: Sequence[Mapping[str, Any]],
+        nodes: Sequence[Mapping[str, Any] | BatchNode],
         *,
         name: str | None = None,
         message: str | None = None,
@@ -340,6 +341,7 @@ class QikberryHook(BaseHook):
         max_units: int | None = None,
         tags: Sequence[str] | str | None = None,
         resend: bool = False,
+        check_first: bool | None = None,
     ) -> BatchResult:
         """Send per-recipient texts in one request (``sms/send/json``).
 
@@ -349,6 +351,14 @@ class QikberryHook(BaseHook):
         (``root``); ``service``, ``schedule_at`` and ``webhook_id`` apply to the whole batch only. Each node
         carries its own encoding: a Hindi node under an English root goes out as unicode. With ``name`` the
         API groups the batch as a campaign and returns its ``group_id``.
+
+        A node may also be a :class:`~airflow_qikberry.protocol.BatchNode`, the validated form that
+        ``protocol`` builds (``protocol.validated_batch_node``): it is sent as it is, not validated again, for
+        callers that validated their nodes once already (the campaign engine). Mappings are always validated.
+
+        ``check_first`` decides whether the batch is looked up (by its first node's custom id) before it is
+        posted: ``None`` (default) on a task retry only; ``False`` never, for a caller that has already
+        established that the batch was not sent (a resumed campaign); ``True`` always.
 
         Example::
 
@@ -390,11 +400,13 @@ class QikberryHook(BaseHook):
         built = p.build_batch_nodes(nodes, root, s.send_defaults, encoding=encoding, max_units=max_units)
         numbers = [b.number for b in built]
         identity = ido.task_identity()
-        base = ido.derive_custom_id(
-            ido.fingerprint("send_batch", [b.payload for b in built], sorted(root.items())),
-            identity,
-            fresh=resend,
-        )
+        base = ""
+        if not all(b.given_custom_id for b in built):  # derived ids only where the caller gave none
+            base = ido.derive_custom_id(
+                ido.fingerprint("send_batch", [b.payload for b in built], sorted(root.items())),
+                identity,
+                fresh=resend,
+            )
         cids = [b.given_custom_id or f"{base}-{i + 1}" for i, b in enumerate(built)]
         api_nodes = [{**b.payload, "custom": cid} for b, cid in zip(built, cids, strict=True)]
         self.log.info(
@@ -435,7 +447,8 @@ class QikberryHook(BaseHook):
             lookup=lookup,
             unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cids[0]),
         )
-        return self._exactly_once().run(send, task_retry=ido.is_task_retry(identity) and not resend)
+        look_first = (ido.is_task_retry(identity) and not resend) if check_first is None else check_first
+        return self._exactly_once().run(send, task_retry=look_first)
 
     def upload_bulk(
         self,
@@ -588,6 +601,51 @@ class QikberryHook(BaseHook):
         if not group_id or not str(group_id).strip():
             raise QikberryValidationError("group_id must not be empty.", field="group_id")
         return self._status_rows({"group_id": str(group_id)})
+
+    # -- delivery polling (QikberryDeliverySensor)
+
+    @cached_property
+    def _poll_transport(self) -> RequestsTransport:
+        """Status lookups of delivery sensors: this hook's session and retry policy, within both the token's
+        GET budget and its poll budget (connection extra ``poll_budget_per_minute``)."""
+        from airflow_qikberry._ratelimit import polling_bucket_for
+        from airflow_qikberry.transport.sync import RequestsTransport
+
+        s = self.settings
+        transport = RequestsTransport(
+            s,
+            policy=self.policy,
+            bucket=polling_bucket_for(s.base_url, s.token, s.rate_limit_per_minute, s.poll_budget_per_minute),
+            timeout=self.timeout_override,
+        )
+        transport.session = self.session  # one pooled session per hook, closed by close()
+        return transport
+
+    def poll_page(self, group_id: str, page: int = 1) -> StatusPage:
+        """One 100-row page of a group's statuses, as a delivery sensor polls it (within the poll budget)."""
+        from airflow_qikberry.delivery import StatusPage
+        from airflow_qikberry.models import MessageStatus
+        from airflow_qikberry.protocol import Paths, status_page
+
+        if not group_id or not str(group_id).strip():
+            raise QikberryValidationError("group_id must not be empty.", field="group_id")
+        params = {"group_id": str(group_id), "page": page if page > 1 else None}
+        rows, following = status_page(self._poll_transport.get(Paths.STATUS, params), page)
+        return StatusPage([MessageStatus.from_api(row) for row in rows], following)
+
+    def poll_message(self, message_id: str) -> list[MessageStatus]:
+        """The status of one message, as a delivery sensor polls it (within the poll budget)."""
+        from airflow_qikberry.models import MessageStatus
+        from airflow_qikberry.protocol import Paths, status_page, status_params
+
+        params = status_params(message_id=message_id, custom_id=None, mobile=None, default_region=None)
+        out: list[MessageStatus] = []
+        page: int | None = 1
+        while page is not None:
+            response = self._poll_transport.get(Paths.STATUS, {**params, "page": page if page > 1 else None})
+            rows, page = status_page(response, page)
+            out.extend(MessageStatus.from_api(row) for row in rows)
+        return out
 
     def get_balance(self, service: str | None = None) -> list[Balance]:
         """Credits per service (``finance/balance``; falls back to the legacy ``account/balance``)."""

@@ -3,23 +3,31 @@
 It only reads (status, balance): sends happen on workers through :class:`QikberryHook`, never in the
 triggerer, whose restarts would repeat them. It parses, maps errors, retries and rate-limits exactly as
 the sync hook does (same protocol module, same retry policy, same per-token GET budget in one process).
+
+Delivery triggers poll through :meth:`QikberryAsyncHook.poll_page` and :meth:`QikberryAsyncHook.poll_message`:
+those also draw from the connection's poll budget (``poll_budget_per_minute``), a 429 on them holds every
+poll of the token in the process for its ``Retry-After``, and identical polls of one event loop are made once
+(:mod:`airflow_qikberry.transport.coalesce`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_qikberry.connection import ConnectionSettings
-from airflow_qikberry.exceptions import QikberryValidationError
+from airflow_qikberry.exceptions import QikberryRateLimitError, QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_TYPE
 from airflow_qikberry.models import Balance, MessageStatus
 from airflow_qikberry.protocol import ApiResponse, Paths, rows_of, status_page, status_params
-from airflow_qikberry.transport.retry import RetryPolicy
+from airflow_qikberry.transport.retry import Retry, RetryPolicy
 
 if TYPE_CHECKING:
+    import tenacity
+
+    from airflow_qikberry.delivery import StatusPage
     from airflow_qikberry.transport.aio import HttpxTransport
 
 __all__ = ["QikberryAsyncHook"]
@@ -71,6 +79,7 @@ class QikberryAsyncHook(BaseHook):
         )
         self._settings: ConnectionSettings | None = None
         self._transport: HttpxTransport | None = None
+        self._poll_transport: HttpxTransport | None = None
 
     async def get_settings(self) -> ConnectionSettings:
         """The parsed connection, fetched once without blocking the event loop."""
@@ -98,7 +107,30 @@ class QikberryAsyncHook(BaseHook):
             )
         return self._transport
 
+    async def get_poll_transport(self) -> HttpxTransport:
+        """The transport of delivery polls: this hook's client and retry policy, within both the token's GET
+        budget and its poll budget."""
+        if self._poll_transport is None:
+            from airflow_qikberry._ratelimit import polling_bucket_for
+            from airflow_qikberry.transport.aio import HttpxTransport
+
+            main = await self.get_transport()
+            s = await self.get_settings()
+            chain = polling_bucket_for(s.base_url, s.token, s.rate_limit_per_minute, s.poll_budget_per_minute)
+            poll_budget = chain.buckets[-1]
+            transport = HttpxTransport(
+                s,
+                policy=_PollPolicy(self.policy, poll_budget.hold),
+                bucket=chain,
+                timeout=self.timeout_override,
+            )
+            # One connection pool per hook: the poll transport borrows the main client, closed by close().
+            transport._client = main.client
+            self._poll_transport = transport
+        return self._poll_transport
+
     async def close(self) -> None:
+        self._poll_transport = None
         if self._transport is not None:
             await self._transport.aclose()
             self._transport = None
@@ -154,3 +186,65 @@ class QikberryAsyncHook(BaseHook):
                 raise
             response = await self._get(Paths.BALANCE_LEGACY, params)
         return Balance.list_from(rows_of(response, what="finance/balance"), wanted)
+
+    # -- delivery polling (triggers)
+
+    async def _poll(self, params: Mapping[str, Any], max_age: float) -> ApiResponse:
+        from airflow_qikberry.transport.coalesce import coalescer, request_key
+
+        transport = await self.get_poll_transport()
+        key = request_key(transport.settings.base_url, transport.settings.token, Paths.STATUS, params)
+        return await coalescer().run(key, lambda: transport.get(Paths.STATUS, params), max_age=max_age)
+
+    async def poll_page(self, group_id: str, page: int = 1, *, max_age: float = 0.0) -> StatusPage:
+        """One page of a group's statuses, as a delivery trigger polls it: within the poll budget, and made
+        once for every identical poll of this event loop (an answer up to ``max_age`` seconds old is reused).
+
+        Example::
+
+            first = await hook.poll_page(group_id)
+            while first.next_page: ...
+        """
+        from airflow_qikberry.delivery import StatusPage
+
+        if not group_id or not str(group_id).strip():
+            raise QikberryValidationError("group_id must not be empty.", field="group_id")
+        response = await self._poll({"group_id": str(group_id), "page": page if page > 1 else None}, max_age)
+        rows, following = status_page(response, page)
+        return StatusPage([MessageStatus.from_api(row) for row in rows], following)
+
+    async def poll_message(self, message_id: str, *, max_age: float = 0.0) -> list[MessageStatus]:
+        """The status of one message, as a delivery trigger polls it (see :meth:`poll_page`)."""
+        params = status_params(message_id=message_id, custom_id=None, mobile=None, default_region=None)
+        out: list[MessageStatus] = []
+        page: int | None = 1
+        while page is not None:
+            response = await self._poll({**params, "page": page if page > 1 else None}, max_age)
+            rows, following = status_page(response, page)
+            out.extend(MessageStatus.from_api(row) for row in rows)
+            page = following
+        return out
+
+
+class _PollPolicy(RetryPolicy):
+    """The hook's retry policy, seen by its polls: every setting and sleep is read from the hook's policy at
+    call time (tests and callers that adjust ``hook.policy`` adjust polls too), and a 429 also holds the
+    process-wide poll budget of the token for the wait, so every trigger waits it out together instead of
+    each one spending a call to meet the same 429."""
+
+    def __init__(self, base: RetryPolicy, hold: Callable[[float], None]) -> None:
+        # Deliberately no RetryPolicy.__init__: attributes not set here are read from ``base``.
+        self._base = base
+        self._hold = hold
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_base":
+            raise AttributeError(name)
+        return getattr(self._base, name)
+
+    def wait_for(self, retry_state: tenacity.RetryCallState) -> float:
+        wait = self._base.wait_for(retry_state)
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, Retry) and isinstance(exc.error, QikberryRateLimitError):
+            self._hold(wait)
+        return wait

@@ -1,0 +1,1 @@
+"""Triggers of the Qikberry provider (they run in the triggerer: async, read-only)."""

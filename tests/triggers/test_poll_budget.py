@@ -1,0 +1,309 @@
+"""The poll budget and lookup coalescing under the delivery trigger and sensor: token-bucket holds and
+refunds, bucket chains, the ``poll_budget_per_minute`` connection extra, the coalescer, and the hooks' poll
+methods against the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from airflow_qikberry import _ratelimit
+from airflow_qikberry._ratelimit import (
+    BucketChain,
+    TokenBucket,
+    bucket_for,
+    poll_bucket_for,
+    polling_bucket_for,
+)
+from airflow_qikberry.connection import ConnectionSettings
+from airflow_qikberry.exceptions import QikberryServerError, QikberryValidationError
+from airflow_qikberry.hooks.qikberry import QikberryHook
+from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
+from airflow_qikberry.transport.coalesce import Coalescer, request_key
+from tests.helpers import TEST_TOKEN
+from tests.triggers.support import fresh_poll_budgets, send_group, status_calls, status_requests
+
+
+@pytest.fixture(autouse=True)
+def _fresh_budgets() -> Iterator[None]:
+    fresh_poll_budgets()
+    yield
+    fresh_poll_budgets()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- buckets
+
+
+def test_hold_makes_every_caller_wait_out_a_retry_after() -> None:
+    clock = Clock()
+    bucket = TokenBucket(600, burst=5, clock=clock)
+    assert bucket.reserve() == 0
+    bucket.hold(3.0)
+    assert bucket.reserve() == pytest.approx(3.0)
+    clock.now += 2.0
+    assert bucket.reserve() == pytest.approx(1.0)
+    bucket.hold(0.5)  # a shorter hold never shortens a longer one
+    assert bucket.reserve() == pytest.approx(1.0)
+    clock.now += 1.0
+    assert bucket.reserve() == 0
+
+
+def test_a_cancelled_wait_gives_its_token_back() -> None:
+    bucket = TokenBucket(60, burst=1)  # one token, then one a second
+    bucket.reserve()
+
+    async def main() -> None:
+        waiter = asyncio.ensure_future(bucket.acquire_async())
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+
+    asyncio.run(main())
+    # The cancelled caller's token is back: the next caller waits one token's worth (~1 s), not two.
+    assert bucket.reserve() < 1.0
+
+
+def test_a_chain_takes_from_every_bucket_and_waits_for_the_slowest() -> None:
+    clock = Clock()
+    fast = TokenBucket(6000, burst=10, clock=clock)
+    slow = TokenBucket(60, burst=1, clock=clock)
+    chain = BucketChain(fast, slow)
+    assert chain.reserve() == 0
+    assert chain.reserve() == pytest.approx(1.0)  # the slow bucket's wait
+    assert fast._tokens == pytest.approx(8) and slow._tokens == pytest.approx(-1)
+    chain.refund()
+    assert fast._tokens == pytest.approx(9) and slow._tokens == pytest.approx(0)
+    chain.hold(5)
+    assert fast.reserve() >= 4.9 and slow.reserve() >= 4.9
+    with pytest.raises(ValueError):
+        BucketChain()
+
+
+def test_poll_budgets_are_per_token_apart_from_the_get_budget() -> None:
+    url = "http://127.0.0.1:1/api/v2/"
+    poll = poll_bucket_for(url, "tok-a", 500)
+    assert poll is poll_bucket_for(url, "tok-a", 500) and poll is not poll_bucket_for(url, "tok-b", 500)
+    assert poll is not bucket_for(url, "tok-a", 500)
+    chain = polling_bucket_for(url, "tok-a", 1000, 500)
+    assert chain.buckets == (bucket_for(url, "tok-a", 1000), poll)
+    assert not any("tok-a" in str(key) for key in _ratelimit._poll_buckets)
+
+
+# -- the connection extra
+
+
+def settings(**extra: Any) -> ConnectionSettings:
+    conn = types.SimpleNamespace(
+        conn_id="c", host=None, port=None, schema=None, password="tok-1", extra_dejson=extra
+    )
+    return ConnectionSettings.from_connection(conn)
+
+
+def test_poll_budget_extra() -> None:
+    assert settings().poll_budget_per_minute == 500  # half the API's 1000 GET/min
+    assert settings(poll_budget_per_minute="120").poll_budget_per_minute == 120
+    assert settings(poll_budget_per_minute=None).poll_budget_per_minute == 500
+    for bad in (0, -5, "lots", 2.5):
+        with pytest.raises(QikberryValidationError) as info:
+            settings(poll_budget_per_minute=bad)
+        assert info.value.field == "poll_budget_per_minute"
+
+
+def test_poll_budget_is_a_connection_form_field() -> None:
+    # The form (conn-fields for Airflow 3.2+, WTForms widgets for older UIs) is built from CONN_FIELDS;
+    # tests/hooks/test_hook_secrets_and_parts.py checks the widgets match it.
+    from airflow_qikberry.get_provider_info import CONN_FIELDS
+
+    schema = CONN_FIELDS["poll_budget_per_minute"]["schema"]
+    assert schema["default"] == settings().poll_budget_per_minute and schema["minimum"] == 1
+    assert "integer" in schema["type"]
+
+
+# -- the coalescer
+
+
+def test_identical_concurrent_lookups_make_one_call() -> None:
+    calls: list[int] = []
+
+    async def fetch() -> str:
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return "answer"
+
+    async def main() -> list[str]:
+        coalescer = Coalescer()
+        key = request_key("http://h/api/v2/", "tok", "sms/status", {"group_id": "g", "page": 2})
+        same = request_key("http://h/api/v2", "tok", "sms/status", {"page": 2, "group_id": "g", "x": None})
+        return list(await asyncio.gather(*(coalescer.run(k, fetch) for k in [key, same, key])))
+
+    assert asyncio.run(main()) == ["answer"] * 3
+    assert calls == [1]
+
+
+def test_answers_are_never_shared_across_tokens_or_parameters() -> None:
+    base = request_key("http://h/", "tok-a", "sms/status", {"id": "m:1"})
+    assert base != request_key("http://h/", "tok-b", "sms/status", {"id": "m:1"})
+    assert base != request_key("http://h/", "tok-a", "sms/status", {"id": "m:2"})
+    assert base != request_key("http://other/", "tok-a", "sms/status", {"id": "m:1"})
+    assert "tok-a" not in str(base)
+
+
+def test_recent_answers_are_reused_only_within_max_age() -> None:
+    clock = Clock()
+    coalescer = Coalescer(clock=clock)
+    key = request_key("http://h/", "t", "p", {})
+    answers = iter(["first", "second", "third"])
+
+    async def fetch() -> str:
+        return next(answers)
+
+    async def main() -> list[str]:
+        out = [await coalescer.run(key, fetch, max_age=2)]
+        clock.now += 1
+        out.append(await coalescer.run(key, fetch, max_age=2))  # 1 s old: reused
+        out.append(await coalescer.run(key, fetch))  # max_age 0: asks again
+        clock.now += 3
+        out.append(await coalescer.run(key, fetch, max_age=2))  # too old
+        return out
+
+    assert asyncio.run(main()) == ["first", "first", "second", "third"]
+    assert (coalescer.calls, coalescer.shared) == (3, 1)
+
+
+def test_an_api_error_is_shared_but_a_dead_flight_is_retried_by_each_caller() -> None:
+    async def main() -> None:
+        coalescer = Coalescer()
+        key = request_key("http://h/", "t", "p", {})
+        gate = asyncio.Event()
+
+        async def failing() -> str:
+            await gate.wait()
+            raise QikberryServerError("boom", status_code=500)
+
+        async def own() -> str:
+            return "own"
+
+        first = asyncio.ensure_future(coalescer.run(key, failing))
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(coalescer.run(key, own))
+        await asyncio.sleep(0)
+        gate.set()
+        for task in (first, second):
+            with pytest.raises(QikberryServerError):
+                await task
+
+        async def closed_client() -> str:
+            await gate.wait()
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+
+        gate.clear()
+        owner = asyncio.ensure_future(coalescer.run(key, closed_client))
+        await asyncio.sleep(0)
+        joined = asyncio.ensure_future(coalescer.run(key, own))
+        await asyncio.sleep(0)
+        gate.set()
+        assert await joined == "own"
+        with pytest.raises(RuntimeError):
+            await owner
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_caller_does_not_cancel_the_lookup_for_the_others() -> None:
+    async def main() -> str:
+        coalescer = Coalescer()
+        key = request_key("http://h/", "t", "p", {})
+
+        async def slow() -> str:
+            await asyncio.sleep(0.05)
+            return "answer"
+
+        owner = asyncio.ensure_future(coalescer.run(key, slow))
+        await asyncio.sleep(0)
+        other = asyncio.ensure_future(coalescer.run(key, slow))
+        await asyncio.sleep(0)
+        owner.cancel()
+        result = await other
+        assert coalescer.calls == 1
+        return result
+
+    assert asyncio.run(main()) == "answer"
+
+
+# -- the hooks' poll methods
+
+
+def test_poll_methods_draw_from_the_poll_budget(make_qikberry_conn: Any, emulator: Any) -> None:
+    conn_id = make_qikberry_conn(poll_budget_per_minute=60)  # burst 6, then one a second
+    group, ids = send_group(emulator, 3)
+    sync_hook = QikberryHook(qikberry_conn_id=conn_id)
+    assert [r.message_id for r in sync_hook.poll_page(group).rows] == ids
+    assert sync_hook.poll_page(group).next_page is None
+    assert [r.message_id for r in sync_hook.poll_message(ids[0])] == [ids[0]]
+    assert sync_hook.poll_message(f"{group}:99") == []
+    poll = poll_bucket_for(emulator.base_url, TEST_TOKEN, 60)
+    assert poll._tokens == pytest.approx(2, abs=0.2)  # 4 of 6 spent, by the sync hook
+
+    async def lookups() -> None:
+        async with QikberryAsyncHook(qikberry_conn_id=conn_id) as hook:
+            page = await hook.poll_page(group)
+            assert [r.message_id for r in page.rows] == ids
+            assert [r.message_id for r in await hook.poll_message(ids[1])] == [ids[1]]
+            started = time.monotonic()
+            for _ in range(2):
+                await hook.poll_message(ids[2])
+            assert time.monotonic() - started >= 0.8  # the budget is spent: about a second a lookup
+
+    asyncio.run(lookups())
+    assert status_calls(emulator) == 8
+    # Ordinary hook lookups do not draw from the poll budget.
+    tokens = poll._tokens
+    sync_hook.get_status(message_id=ids[0])
+    assert poll._tokens == pytest.approx(tokens, abs=0.1)
+    sync_hook.close()
+
+
+def test_a_429_holds_every_poll_of_the_token(qikberry_conn: str, emulator: Any) -> None:
+    _, ids = send_group(emulator, 3)
+    emulator.set_faults([{"endpoint": "sms/status", "kind": "rate_limit", "seconds": 2, "times": 1}])
+
+    async def main() -> None:
+        async with (
+            QikberryAsyncHook(qikberry_conn_id=qikberry_conn) as first,
+            QikberryAsyncHook(qikberry_conn_id=qikberry_conn) as second,
+        ):
+            refused = asyncio.ensure_future(first.poll_message(ids[0]))
+            await asyncio.sleep(0.3)  # the 429 is in; its Retry-After holds the budget
+            await asyncio.gather(refused, second.poll_message(ids[1]), second.poll_message(ids[2]))
+
+    asyncio.run(main())
+    log = status_requests(emulator)
+    assert [r["status"] for r in log] == [429, 200, 200, 200]
+    assert all(r["timestamp"] - log[0]["timestamp"] >= 1.9 for r in log[1:])
+
+
+def test_poll_page_refuses_an_empty_group_before_any_request(qikberry_conn: str, emulator: Any) -> None:
+    with pytest.raises(QikberryValidationError):
+        QikberryHook(qikberry_conn_id=qikberry_conn).poll_page(" ")
+
+    async def main() -> None:
+        async with QikberryAsyncHook(qikberry_conn_id=qikberry_conn) as hook:
+            with pytest.raises(QikberryValidationError):
+                await hook.poll_page("")
+
+    asyncio.run(main())
+    assert status_calls(emulator) == 0
