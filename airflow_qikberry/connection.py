@@ -46,6 +46,8 @@ class ConnectionSettings:
     check_dlt_sender: bool = True
     reconcile_window: float = 30.0
     api_timezone: str = "Asia/Kolkata"
+    # Delivery polls (sensors, triggers) per minute, per token and process; on top of rate_limit_per_minute.
+    poll_budget_per_minute: int = 500
 
     @property
     def send_defaults(self) -> SendDefaults:
@@ -112,11 +114,14 @@ class ConnectionSettings:
                 _positive_number(get("rate_limit_per_minute"), "rate_limit_per_minute", 1000)
             ),
             auth_in="query" if auth_in == "query" else "header",
-            default_region=str(region).upper() if region else None,
+            default_region=_region(region),
             verify_ssl=_boolean(get("verify_ssl"), "verify_ssl", default=True),
             check_dlt_sender=_boolean(get("check_dlt_sender"), "check_dlt_sender", default=True),
             reconcile_window=_positive_number(get("reconcile_window"), "reconcile_window", 30.0),
             api_timezone=zone,
+            poll_budget_per_minute=_whole_number(
+                get("poll_budget_per_minute"), "poll_budget_per_minute", 500
+            ),
         )
 
 
@@ -134,6 +139,15 @@ def _positive_number(value: Any, name: str, default: float) -> float:
     return number
 
 
+def _whole_number(value: Any, name: str, default: int) -> int:
+    number = _positive_number(value, name, default)
+    if number != int(number) or number < 1:
+        raise QikberryValidationError(
+            f"Connection extra {name} must be a whole number of at least 1, got {value!r}.", field=name
+        )
+    return int(number)
+
+
 def _boolean(value: Any, name: str, *, default: bool) -> bool:
     if value is None:
         return default
@@ -147,6 +161,16 @@ def _boolean(value: Any, name: str, *, default: bool) -> bool:
             f"Connection extra {name} must be true or false, got {value!r}.", field=name
         )
     return to_boolean(text)
+
+
+def _region(value: object) -> str | None:
+    """The connection's default region, refused at once when phonenumbers does not know it: otherwise the
+    mistake would only surface at the first national number, possibly deep into a campaign."""
+    if value is None or value == "":
+        return None
+    from airflow_qikberry.validation import validate_region
+
+    return validate_region(str(value))
 
 
 def _check_zone(name: str) -> None:
@@ -208,21 +232,45 @@ def connection_form_widgets() -> dict[str, Any]:
         types = types if isinstance(types, list) else [types]
         label = lazy_gettext(spec["label"])
         description = spec.get("description", "")
+        minimum = spec["schema"].get("minimum", 0)
         if "boolean" in types:
             widgets[name] = BooleanField(
                 label, description=description, default=spec["schema"].get("default")
             )
-        elif "integer" in types or "number" in types:
+        elif "integer" in types:
             widgets[name] = IntegerField(
                 label,
-                validators=[Optional(), NumberRange(min=spec["schema"].get("minimum", 0))],
+                validators=[Optional(), NumberRange(min=minimum)],
                 widget=BS3TextFieldWidget(),
                 description=description,
                 default=spec["schema"].get("default"),
             )
         else:
-            widgets[name] = StringField(label, widget=BS3TextFieldWidget(), description=description)
+            # Airflow 2 drops a hook's whole form if one field is not an Integer/String/Password/Boolean
+            # field, so a "number" (a 2.5 s timeout) is text checked like the schema; the parser reads it.
+            widgets[name] = StringField(
+                label,
+                validators=[Optional(), _at_least(minimum)] if "number" in types else [],
+                widget=BS3TextFieldWidget(),
+                description=description,
+                default=spec["schema"].get("default"),
+            )
     return widgets
+
+
+def _at_least(minimum: float) -> Any:
+    """A WTForms validator: the text is a number >= ``minimum``."""
+    from wtforms.validators import ValidationError
+
+    def check(form: Any, field: Any) -> None:
+        try:
+            ok = float(field.data) >= minimum
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValidationError(f"Enter a number of at least {minimum:g}.")
+
+    return check
 
 
 def ui_field_behaviour() -> dict[str, Any]:

@@ -63,6 +63,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "How long an ambiguous send is looked up by custom id before it counts as not sent.",
         "schema": {"type": ["number", "null"], "minimum": 1, "default": 30},
     },
+    "poll_budget_per_minute": {
+        "label": "Delivery polls per minute",
+        "description": "Status polls of every delivery sensor and trigger on this token, per process; on top "
+        "of the GET budget. Default: half the API's 1000/min.",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 500},
+    },
     "api_timezone": {
         "label": "API time zone",
         "description": "Time zone of the API's timestamps and of scheduled send times.",
@@ -93,6 +99,12 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "Qikberry",
                 "external-doc-url": "https://alerts.qikberry.com/docs",
+                "how-to-guide": [
+                    "/docs/operators.md",
+                    "/docs/campaign.md",
+                    "/docs/sensor.md",
+                    "/docs/notifier.md",
+                ],
                 "tags": ["service"],
             }
         ],
@@ -104,6 +116,22 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_qikberry.hooks.qikberry_async",
                 ],
             }
+        ],
+        "operators": [
+            {
+                "integration-name": "Qikberry",
+                "python-modules": [
+                    "airflow_qikberry.operators.sms",
+                    "airflow_qikberry.operators.campaign",
+                    "airflow_qikberry.operators.balance",
+                ],
+            }
+        ],
+        "sensors": [
+            {"integration-name": "Qikberry", "python-modules": ["airflow_qikberry.sensors.delivery"]}
+        ],
+        "triggers": [
+            {"integration-name": "Qikberry", "python-modules": ["airflow_qikberry.triggers.delivery"]}
         ],
         "notifications": ["airflow_qikberry.notifications.qikberry.QikberryNotifier"],
         "connection-types": [

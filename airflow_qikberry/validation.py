@@ -48,6 +48,7 @@ __all__ = [
     "validate_custom_id",
     "validate_dlt_id",
     "validate_message",
+    "validate_region",
     "validate_schedule",
     "validate_sender",
     "validate_service",
@@ -463,6 +464,17 @@ def _region(default_region: str) -> str | None:
     """The upper-cased region code, or None when phonenumbers does not know it (cached: called per row)."""
     region = default_region.strip().upper()
     return region if region in _phonenumbers().SUPPORTED_REGIONS else None
+
+
+def validate_region(default_region: str | None) -> str | None:
+    """An ISO 3166 alpha-2 region phonenumbers knows, upper-cased (``"in"`` -> ``"IN"``); None stays None.
+
+    Example::
+
+        >>> validate_region("in")
+        'IN'
+    """
+    return _checked_region(default_region)
 
 
 def _checked_region(default_region: str | None) -> str | None:

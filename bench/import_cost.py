@@ -43,6 +43,13 @@ MODULES = (
     "airflow_qikberry.hooks.qikberry",
     "airflow_qikberry.hooks.qikberry_async",
     "airflow_qikberry.notifications.qikberry",
+    "airflow_qikberry.delivery",
+    "airflow_qikberry.sensors.delivery",
+    "airflow_qikberry.triggers.delivery",
+    "airflow_qikberry.transport.coalesce",
+    "airflow_qikberry.operators.sms",
+    "airflow_qikberry.operators.balance",
+    "airflow_qikberry.operators.campaign",
     "airflow_qikberry.emulator",
 )
 PACKAGE = "airflow_qikberry"

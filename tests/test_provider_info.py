@@ -18,6 +18,7 @@ import jsonschema
 import pytest
 
 from airflow_qikberry.get_provider_info import get_provider_info
+from tests.helpers import requires_airflow
 
 DIST_NAME = "airflow-provider-qikberry"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -133,15 +134,25 @@ def _mutate_hidden_field(info: dict[str, Any]) -> None:
     info["connection-types"][0]["ui-field-behaviour"]["hidden-fields"].append("passwd")
 
 
+# These two rules come from provider.yaml.schema.json itself, which describes conn-fields and
+# ui-field-behaviour only from Airflow 3.2 (2.11 never reads conn-fields: it shows the legacy widgets,
+# tested in tests/test_connection_form_af2.py). The 3.3 run checks them.
+_NEEDS_CONN_FIELDS_SCHEMA = requires_airflow(
+    (3, 2), "Airflow's provider.yaml.schema.json describes conn-fields and ui-field-behaviour from 3.2"
+)
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
         (_mutate_sender_type, "is not valid under any of the given schemas"),
         (_mutate_sender_type_in_list, "conn-fields.sender.schema"),
         (_mutate_default, "conn-fields.timeout.default"),
-        (_mutate_missing_label, "'label' is a required property"),
+        pytest.param(
+            _mutate_missing_label, "'label' is a required property", marks=_NEEDS_CONN_FIELDS_SCHEMA
+        ),
         (_mutate_placeholder, "unknown field 'sendr'"),
-        (_mutate_hidden_field, "'passwd' is not one of"),
+        pytest.param(_mutate_hidden_field, "'passwd' is not one of", marks=_NEEDS_CONN_FIELDS_SCHEMA),
     ],
     ids=["typo-type", "typo-in-type-list", "bad-default", "no-label", "unknown-placeholder", "bad-hidden"],
 )

@@ -13,6 +13,7 @@ from airflow_qikberry.emulator.app import Emulator
 from airflow_qikberry.emulator.config import (
     DEFAULT_SERVICES,
     DEFAULT_TOKEN,
+    DLR_SPREAD_ORDERS,
     NUMBER_FORMATS,
     EmulatorConfig,
 )
@@ -58,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="paginate sms/status id / cid / mobile lookups like group_id / date queries",
     )
     parser.add_argument(
+        "--dlr-spread",
+        type=float,
+        default=0.0,
+        help="seconds over which one request's delivery reports arrive after the DLR delay (default 0)",
+    )
+    parser.add_argument(
+        "--dlr-spread-order",
+        choices=DLR_SPREAD_ORDERS,
+        default="submit",
+        help="order in which spread delivery reports arrive: submit or random (default submit)",
+    )
+    parser.add_argument(
         "--bulk-drops-custom",
         action="store_true",
         help="store rows accepted through sms/bulk without their custom id",
@@ -80,6 +93,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         status_page_size=args.status_page_size,
         paginate_lookups=args.paginate_lookups,
         bulk_keeps_custom=not args.bulk_drops_custom,
+        dlr_spread_seconds=args.dlr_spread,
+        dlr_spread_order=args.dlr_spread_order,
     )
     if args.credits is not None:
         config.credits = {code: args.credits for code in DEFAULT_SERVICES}

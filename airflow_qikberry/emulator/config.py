@@ -11,6 +11,7 @@ from typing import Any
 
 DEFAULT_TOKEN = "emulator-token"
 NUMBER_FORMATS = ("plain", "plus")
+DLR_SPREAD_ORDERS = ("submit", "random")
 DEFAULT_CREDITS = 10000
 DEFAULT_UNIT_CHARGE = 1
 
@@ -66,6 +67,8 @@ class EmulatorConfig:
     services: dict[str, str] = field(default_factory=_services)
     credits: dict[str, float] = field(default_factory=_credits)
     unit_charges: dict[str, float] = field(default_factory=_unit_charges)
+    # Services billed afterwards: their balance row says postpaid 1 and a send never fails for credits.
+    postpaid_services: list[str] = field(default_factory=list)
     # Delivery lifecycle (seconds of emulator time).
     dlr_delay_seconds: float = 2.0
     outcome_rules: list[dict[str, str]] = field(default_factory=_outcome_rules)
@@ -97,6 +100,10 @@ class EmulatorConfig:
     paginate_lookups: bool = False
     # Whether rows accepted through sms/bulk keep the request's ``custom`` (undocumented).
     bulk_keeps_custom: bool = True
+    # Delivery reports of one request arriving over this many seconds after the DLR delay instead of all at
+    # once, in submit order or in a seeded random order.
+    dlr_spread_seconds: float = 0.0
+    dlr_spread_order: str = "submit"
     # Inspection: how many individual requests /_emulator/requests keeps (counts are kept for all).
     request_log_limit: int = 10_000
     tick_interval_seconds: float = 0.2
@@ -119,6 +126,7 @@ _NON_NEGATIVE_FLOATS = (
     "schedule_max_seconds",
     "webhook_retry_interval",
     "visibility_delay_seconds",
+    "dlr_spread_seconds",
 )
 _POSITIVE_FLOATS = ("webhook_timeout_seconds", "tick_interval_seconds")
 _NON_NEGATIVE_INTS = ("seed", "webhook_retries", "port")
@@ -188,6 +196,10 @@ def apply_updates(config: EmulatorConfig, updates: dict[str, Any]) -> EmulatorCo
             setattr(new, name, merged)
         elif name == "outcome_rules":
             new.outcome_rules = validate_outcome_rules(value)
+        elif name == "postpaid_services":
+            if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
+                raise ValueError("postpaid_services must be a list of service codes")
+            new.postpaid_services = list(value)
         elif name in _NON_NEGATIVE_FLOATS or name in _POSITIVE_FLOATS:
             number = float(_number(name, value))
             if math.isnan(number):
@@ -211,6 +223,10 @@ def apply_updates(config: EmulatorConfig, updates: dict[str, Any]) -> EmulatorCo
             if value not in NUMBER_FORMATS:
                 raise ValueError(f"number_format must be one of {', '.join(map(repr, NUMBER_FORMATS))}")
             new.number_format = value
+        elif name == "dlr_spread_order":
+            if value not in DLR_SPREAD_ORDERS:
+                raise ValueError(f"dlr_spread_order must be one of {', '.join(map(repr, DLR_SPREAD_ORDERS))}")
+            new.dlr_spread_order = value
         elif name == "timezone":
             from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -32,7 +32,9 @@ class FaultRule:
     status: int = 500
     seconds: float | None = None
     seed: int | str | None = None
+    after: int = 0
     applied: int = 0
+    passed: int = 0
     _rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def matches(self, method: str, endpoint: str) -> bool:
@@ -45,6 +47,10 @@ class FaultRule:
 
     def fires(self) -> bool:
         """Decide (and count) whether this matching rule applies to the current request."""
+        if self.passed < self.after:
+            # The first `after` matching requests go through untouched: "fail the 4th send" is after=3.
+            self.passed += 1
+            return False
         if self.exhausted():
             return False
         if self.probability is not None and self._rng.random() >= self.probability:
@@ -65,6 +71,7 @@ class FaultRule:
             "status": self.status,
             "seconds": self.seconds,
             "seed": self.seed,
+            "after": self.after,
             "applied": self.applied,
             "remaining": None if self.times is None else max(0, self.times - self.applied),
         }
@@ -74,7 +81,9 @@ def parse_rule(raw: Any, index: int, emulator_seed: int) -> FaultRule:
     """Build a :class:`FaultRule` from its JSON form; raises ``ValueError`` with a readable reason."""
     if not isinstance(raw, dict):
         raise ValueError(f"fault {index} must be an object")
-    unknown = set(raw) - {"endpoint", "method", "kind", "times", "probability", "status", "seconds", "seed"}
+    unknown = set(raw) - {
+        "endpoint", "method", "kind", "times", "probability", "status", "seconds", "seed", "after"
+    }  # fmt: skip
     if unknown:
         raise ValueError(f"fault {index} has unknown key(s): {', '.join(sorted(unknown))}")
     kind = raw.get("kind")
@@ -106,6 +115,9 @@ def parse_rule(raw: Any, index: int, emulator_seed: int) -> FaultRule:
         isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0
     ):
         raise ValueError(f"fault {index}: seconds must be a number >= 0")
+    after = raw.get("after", 0)
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise ValueError(f"fault {index}: after must be an integer >= 0")
     seed = raw.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, str))):
         raise ValueError(f"fault {index}: seed must be an integer or a string")
@@ -120,6 +132,7 @@ def parse_rule(raw: Any, index: int, emulator_seed: int) -> FaultRule:
         status=status,
         seconds=None if seconds is None else float(seconds),
         seed=seed,
+        after=after,
         _rng=rng,
     )
 

@@ -15,6 +15,7 @@ import heapq
 import itertools
 import logging
 import math
+import random
 import re
 import threading
 import time
@@ -217,6 +218,7 @@ class EmulatorState:
         self.per_minute: dict[int, int] = {}
         self.internal_errors: deque[dict[str, Any]] = deque(maxlen=INTERNAL_ERROR_LIMIT)
         self._compile_rules(config.outcome_rules)
+        self.dlr_rng = random.Random(f"{config.seed}:dlr-spread")
 
     def _compile_rules(self, rules: list[dict[str, str]]) -> None:
         self.outcome_rules = [dict(r) for r in rules]
@@ -299,7 +301,7 @@ class EmulatorState:
     def request_report(self) -> dict[str, Any]:
         with self.lock:
             rows = [
-                {"method": m, "path": p, "status": s, "at": self.fmt(t), "fault": f}
+                {"method": m, "path": p, "status": s, "at": self.fmt(t), "timestamp": t, "fault": f}
                 for m, p, s, t, f in self.request_log
             ]
             per_minute = {
@@ -357,13 +359,14 @@ class EmulatorState:
             if webhook_id is not None and webhook_id not in self.webhooks:
                 raise UnknownWebhook(webhook_id)
             available = self.credits.get(service, 0.0)
-            if total > available + 1e-9:
+            if total > available + 1e-9 and service not in self.config.postpaid_services:
                 raise InsufficientBalance(service)
             self.credits[service] = available - total
             submitted = self.fmt(now)
             submit_date = submitted[:10]
             start = scheduled_at if scheduled_at is not None else now
             due = start + self.config.dlr_delay_seconds
+            offsets = self._dlr_offsets(len(items))
             delay = self.config.visibility_delay_seconds
             visible_at = now + delay if delay > 0 else None
             window = self.config.duplicate_window_seconds
@@ -400,7 +403,7 @@ class EmulatorState:
                     submitted_at=submitted,
                     submit_date=submit_date,
                     scheduled_at=scheduled_at,
-                    due_at=due,
+                    due_at=due + offsets[n - 1],
                     duplicate=previous is not None and now - previous <= window,
                     visible_at=visible_at,
                 )
@@ -411,9 +414,19 @@ class EmulatorState:
                 self.by_mobile.setdefault(msg.mobile, []).append(msg)
                 group_bucket.append(msg)
                 date_bucket.append(msg)
-                heapq.heappush(self.pending, (due, msg.seq))
+                heapq.heappush(self.pending, (msg.due_at, msg.seq))
                 accepted.append(msg)
             return group_id, accepted
+
+    def _dlr_offsets(self, count: int) -> list[float]:
+        """Seconds after the DLR delay at which each of ``count`` messages of one request becomes final."""
+        spread = self.config.dlr_spread_seconds
+        if spread <= 0 or count < 2:
+            return [0.0] * count
+        ranks = list(range(count))
+        if self.config.dlr_spread_order == "random":
+            self.dlr_rng.shuffle(ranks)
+        return [spread * rank / (count - 1) for rank in ranks]
 
     # ----------------------------------------------------------------- lifecycle
     def _outcome(self, msg: Message) -> str:
@@ -630,7 +643,7 @@ class EmulatorState:
                     {
                         "service": code,
                         "name": title,
-                        "postpaid": 0,
+                        "postpaid": 1 if code in self.config.postpaid_services else 0,
                         "credits": number(self.credits.get(code, 0.0)),
                         "charges": number(self.config.unit_charges.get(code, 1)),
                     }
