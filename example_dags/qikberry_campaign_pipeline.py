@@ -56,13 +56,13 @@ def qikberry_campaign_pipeline() -> None:
         path = Path(tempfile.mkdtemp(prefix="qikberry-campaign-")) / "customers.csv"
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["name", "phone", "amount"])
+            writer.writerow(["name", "phone", "amount", "due"])
             for i in range(CUSTOMERS):
                 # Numbers ending in 999 are undeliverable on the emulator: the sensor's ratio allows for them.
-                last = "999" if i % 20 == 7 else f"{i:03d}"
-                writer.writerow([names[i % len(names)], f"+91 98765 40{last}", f"{120 + 7 * i}.00"])
-            writer.writerow(["Nobody", "12345", "1.00"])  # not a phone number: rejected, not sent
-            writer.writerow([names[0], "+91 98765 40000", "120.00"])  # the same row again: dropped
+                local = f"{i:02d}999" if i % 20 == 7 else f"{i:05d}"
+                writer.writerow([names[i % len(names)], f"+91 98765 {local}", f"{120 + 7 * i}.00", "5 Dec"])
+            writer.writerow(["Nobody", "12345", "1.00", "5 Dec"])  # not a phone number: rejected, not sent
+            writer.writerow([names[0], "+91 98765 00000", "120.00", "5 Dec"])  # the first row again: dropped
         return str(path)
 
     customers = export_customers()
@@ -74,10 +74,12 @@ def qikberry_campaign_pipeline() -> None:
     campaign = QikberryBulkCampaignOperator(
         task_id="campaign",
         qikberry_conn_id=CONN_ID,
-        name="bill-reminder-{{ ds }}",
+        # Not ds: a manually triggered run has no logical date in Airflow 3. The run's start date is there in
+        # every run and stays the same across task retries (the campaign name is part of its custom ids).
+        name="bill-reminder-{{ dag_run.start_date.strftime('%Y-%m-%d') }}",
         csv_path=customers,
         phone_column="phone",
-        message_template="Hi {{ row.name }}, your bill of Rs {{ row.amount }} is due on {{ ds }}. 🙏",
+        message_template="Hi {{ row.name }}, your bill of Rs {{ row.amount }} is due on {{ row.due }}. 🙏",
         chunk_size=25,
         max_invalid_ratio=0.05,
     )

@@ -5,8 +5,12 @@ connection points at, so the example runs anywhere; in real life this is your wa
 ``daily_totals`` queries it through common.sql's ``SQLExecuteQueryOperator``, and ``text_summary`` sends
 the figures with ``QikberrySendSmsOperator``, its text rendered from that query's XCom.
 
-Needs ``apache-airflow-providers-sqlite`` and a ``sqlite_default`` connection, e.g.
-``AIRFLOW_CONN_SQLITE_DEFAULT=sqlite:////tmp/qikberry_orders.db``.
+It is a scheduled DAG and reports on its logical date (``ds``); trigger it by hand with a logical date
+(``airflow dags trigger qikberry_daily_report --logical-date 2026-11-27``), since a manual run of Airflow 3
+has none by default.
+
+Needs ``apache-airflow-providers-sqlite`` and a ``sqlite_default`` connection whose host is the database
+file, e.g. ``AIRFLOW_CONN_SQLITE_DEFAULT='{"conn_type": "sqlite", "host": "/tmp/qikberry_orders.db"}'``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Send one templated SMS with the operator, then wait for its delivery report with the sensor.
 
-``send`` renders its text from the run (``ds``) and an upstream XCom, sends it to two numbers and returns one
-entry per message (``id``, masked ``mobile``, ``status``, ``units``, ``charges``, ``custom_id``; never a full
-number). ``wait_for_delivery`` takes the ids straight from that XCom and waits until every message is
-delivered, checking once on the worker and then deferring to the triggerer. A retried ``send`` does not send
-again what its first try got accepted.
+``send`` renders its text from the run's start date and an upstream XCom, sends it to two numbers and
+returns one entry per message (``id``, masked ``mobile``, ``status``, ``units``, ``charges``,
+``custom_id``; never a full number). ``wait_for_delivery`` takes the ids straight from that XCom and waits
+until every message is delivered, checking once on the worker and then deferring to the triggerer. A
+retried ``send`` does not send again what its first try got accepted.
 """
 
 from __future__ import annotations
@@ -38,7 +38,12 @@ def qikberry_send_sms() -> None:
         task_id="send",
         qikberry_conn_id=CONN_ID,
         to=["+91 98765 43210", "+91 98765 43211"],
-        message="{{ ds }}: {{ ti.xcom_pull(task_ids='count_new_signups') }} new sign-ups today.",
+        # The run's start date, not ds: a manually triggered run has no logical date in Airflow 3. It is
+        # stable across retries, so a retried task derives the same custom id and does not send again.
+        message=(
+            "{{ dag_run.start_date.strftime('%d %b') }}: "
+            "{{ ti.xcom_pull(task_ids='count_new_signups') }} new sign-ups today."
+        ),
         retries=2,
     )
 

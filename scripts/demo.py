@@ -228,8 +228,8 @@ def main(*, token: str | None = None, demo_dir: Path = DEMO_DIR) -> int:
         if emulator is not None:
             stop(emulator)
     print(
-        "\nDemo finished: balance checked, campaign sent from a CSV, delivery awaited in the triggerer "
-        f"(logs: {home / 'logs'})."
+        "\nDemo finished: balance checked, campaign sent from a CSV, delivery awaited by the deferrable "
+        f"sensor (logs: {home / 'logs'})."
     )
     return 0
 

@@ -291,4 +291,4 @@ def test_demo_runs_end_to_end_without_showing_token_or_number(
     assert "failed: UNDELIV          3" in report
     assert "rejected before sending  1" in report
     assert token not in out + err
-    assert "919876540000" not in out + err and "+91 98765 40000" not in out + err
+    assert "919876500000" not in out + err and "+91 98765 00000" not in out + err
