@@ -281,25 +281,16 @@ def choose_source(**given: Any) -> str:
 
 
 def literal_list(value: Any, field: str) -> Any:
-    """A list (or one dict) that a template rendered to its text form (no ``render_template_as_native_obj``),
-    read back as a literal (never evaluated); any other value is returned as is."""
-    if not isinstance(value, str) or not value.strip().startswith(("[", "{")):
-        return value
-    import ast
-
-    try:
-        parsed = ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        parsed = None
-    if value.strip().startswith("{") and isinstance(parsed, dict):
-        return parsed  # one row rendered as text, like a dict passed natively
-    if not isinstance(parsed, list):
-        raise QikberryValidationError(
-            f"{field}: got text that starts like a list but is not a list literal; render the list as a "
-            "native object (render_template_as_native_obj=True) or pass the items separated by commas.",
-            field=field,
-        )
-    return parsed
+    """A list (or one dict) that a template rendered to its text form, read back (never evaluated): see
+    :func:`airflow_qikberry.validation.rendered_literal`. Any other value is returned as is."""
+    parsed = v.rendered_literal(value, field)
+    if parsed is value or isinstance(parsed, (list, dict)):
+        return parsed
+    raise QikberryValidationError(
+        f"{field}: the rendered value is a {type(parsed).__name__}; pass a list of numbers or of dicts (one "
+        "per row).",
+        field=field,
+    )
 
 
 def recipient_rows(

@@ -29,9 +29,7 @@ Example::
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import json
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -248,27 +246,15 @@ def unpack_ids(packed: Mapping[str, Any]) -> list[str]:
 _ID_FORBIDDEN = set(" \t\r\n,'\"[](){}")
 
 
-def _literal(text: str, name: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        pass
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise QikberryValidationError(
-            f"{name} looks like a list but is not a valid list literal: {text[:80]!r}. Pass a list, or "
-            "render the template natively (DAG(render_template_as_native_obj=True)).",
-            field=name,
-        ) from None
-
-
 def _items(value: Any, name: str) -> list[Any]:
     """A list from a list-like value, or from the text a non-native template rendering made of one."""
     if isinstance(value, str):
+        from airflow_qikberry.validation import rendered_literal
+
         text = value.strip()
-        if (text[:1], text[-1:]) in (("[", "]"), ("(", ")"), ("{", "}")):
-            value = _literal(text, name)
+        parsed = rendered_literal(text, name)
+        if parsed is not text:
+            value = parsed
         elif text and not (_ID_FORBIDDEN & set(text)):
             return [text]
         else:
@@ -305,7 +291,9 @@ def parse_group_ids(value: Any) -> list[str]:
     """The group ids a sensor watches: one id, a list of them, a campaign result holding ``group_ids``, or
     any of those rendered as text. Raises :class:`QikberryValidationError`."""
     if isinstance(value, str) and value.strip()[:1] == "{":
-        value = _literal(value.strip(), "group_id")
+        from airflow_qikberry.validation import rendered_literal
+
+        value = rendered_literal(value.strip(), "group_id")
     if isinstance(value, Mapping):
         value = value.get("group_ids", value.get("group_id"))
         if value is None:

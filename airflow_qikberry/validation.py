@@ -43,6 +43,7 @@ __all__ = [
     "measure",
     "normalize_number",
     "normalize_numbers",
+    "rendered_literal",
     "split_recipients",
     "truncate_to_units",
     "validate_custom_id",
@@ -621,6 +622,51 @@ def normalize_number(raw: str, *, default_region: str | None = None, field: str 
         return _normalize(raw, region)
     except _BadNumber as err:
         _fail(field, err.problem)
+
+
+_LITERAL_BRACKETS = (("[", "]"), ("(", ")"), ("{", "}"))
+
+
+def rendered_literal(value: Any, field: str) -> Any:
+    """A list, tuple or dict that a template rendered to its text form, read back; other values as they are.
+
+    Without ``render_template_as_native_obj`` a template such as ``{{ ti.xcom_pull('numbers') }}`` renders a
+    list to its repr, ``"['919876543210', '919876543211']"``. Text that starts and ends with matching
+    brackets is read as a literal (``ast.literal_eval``, then JSON); nothing is ever evaluated. A tuple comes
+    back as a list. Text that looks like a literal but is not one is a typed error naming ``field``; callers
+    check the shape they need.
+
+    Example::
+
+        >>> rendered_literal("['919876543210', '919876543211']", "to")
+        ['919876543210', '919876543211']
+        >>> rendered_literal("919876543210, 919876543211", "to")
+        '919876543210, 919876543211'
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    # No phone number, id or name starts with "[" or "{": such text is a literal or a mistake. "(" can open
+    # a number ("(022) 2345 6789"), so a tuple must also end with ")".
+    if not (text[:1] in "[{" and text[:1]) and (text[:1], text[-1:]) not in _LITERAL_BRACKETS:
+        return value
+    import ast
+    import json
+
+    parsed: Any
+    try:
+        parsed = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            _fail(
+                field,
+                f"the rendered value starts and ends like a list but is not a list literal ({len(text)} "
+                "characters); render it with render_template_as_native_obj=True, or pass the items as a "
+                "comma-separated string",
+            )
+    return list(parsed) if isinstance(parsed, tuple) else parsed
 
 
 def split_recipients(to: str) -> list[str]:

@@ -39,52 +39,27 @@ SAMPLE_SIZE = 5
 _ENCODINGS = ("auto", "gsm7", "ucs2")
 
 
-def _looks_like_list_literal(text: str) -> bool:
-    return (text[:1], text[-1:]) in (("[", "]"), ("(", ")"))
-
-
 def rendered_list(value: Any, field: str) -> Any:
     """A list that Jinja rendered to its text form, read back as a list; any other value is returned as is.
 
-    Without ``render_template_as_native_obj`` a template such as ``{{ ti.xcom_pull('numbers') }}`` renders
-    a list to its repr, ``"['919876543210', '919876543211']"``. Only text that starts and ends like a list
-    (or tuple) literal is parsed, and only as a literal (``ast.literal_eval``, then JSON): nothing is ever
-    evaluated. Text that looks like a list but is not one is a typed error naming ``field``.
+    See :func:`airflow_qikberry.validation.rendered_literal`; here the text must be a list (or tuple).
 
     Example::
 
         >>> rendered_list("['919876543210', '919876543211']", "to")
         ['919876543210', '919876543211']
-        >>> rendered_list("919876543210, 919876543211", "to")
-        '919876543210, 919876543211'
     """
     if not isinstance(value, str):
         return value
-    text = value.strip()
-    if not _looks_like_list_literal(text):
-        return value
-    import ast
-    import json
+    from airflow_qikberry.validation import rendered_literal
 
-    parsed: Any
-    try:
-        parsed = ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            raise QikberryValidationError(
-                f"{field}: the rendered value starts and ends like a list but is not a list literal "
-                f"({len(text)} characters); render the list with render_template_as_native_obj=True, or "
-                "pass the items as a comma-separated string",
-                field=field,
-            ) from None
-    if not isinstance(parsed, (list, tuple)):
-        raise QikberryValidationError(
-            f"{field}: the rendered value is a {type(parsed).__name__}, not a list; pass a list of strings",
-            field=field,
-        )
-    return list(parsed)
+    parsed = rendered_literal(value, field)
+    if parsed is value or isinstance(parsed, list):
+        return parsed
+    raise QikberryValidationError(
+        f"{field}: the rendered value is a {type(parsed).__name__}, not a list; pass a list of strings",
+        field=field,
+    )
 
 
 def _recipients(to: Any) -> str | list[str]:

@@ -228,13 +228,19 @@ def test_dry_run_survives_a_failed_balance_lookup(qikberry_conn: str, emulator: 
         ("  ('a', 'b')  ", ["a", "b"]),
         ("[1, 2]", [1, 2]),
         ("919876543210, 919876543211", "919876543210, 919876543211"),
-        ("[not closed", "[not closed"),
         (["x"], ["x"]),
         (None, None),
     ],
 )
 def test_rendered_list_reads_back_only_list_literals(value: Any, expected: Any) -> None:
     assert rendered_list(value, "to") == expected
+
+
+def test_rendered_list_refuses_a_list_that_is_not_closed() -> None:
+    # No number starts with "[": a broken literal is a template mistake, named at once.
+    with pytest.raises(QikberryValidationError) as caught:
+        rendered_list("[not closed", "to")
+    assert caught.value.field == "to"
 
 
 def test_rendered_list_never_evaluates_code() -> None:
