@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.helpers import DEFAULT_CONN_ID, TEST_TOKEN, DagRunResult, conn_env_var, qikberry_conn_json
+from tests.helpers import (
+    DEFAULT_CONN_ID,
+    TEST_TOKEN,
+    DagRunResult,
+    conn_env_var,
+    dag_bag,
+    qikberry_conn_json,
+)
 
 if TYPE_CHECKING:
     from airflow_qikberry.emulator import Emulator
@@ -159,12 +166,7 @@ def airflow_db() -> Path:
 
 
 def _load_dag(path: Path, dag_id: str) -> Any:
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 2.x
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-
-    bag = DagBag(dag_folder=str(path))
+    bag = dag_bag(path)
     if bag.import_errors:
         errors = "\n".join(bag.import_errors.values())
         raise AssertionError(f"DAG file {path.name} failed to import:\n{errors}")
@@ -177,8 +179,9 @@ def _load_dag(path: Path, dag_id: str) -> Any:
 def run_dag(airflow_db: Path) -> Callable[..., DagRunResult]:
     """``run_dag(source, dag_id, *, conf=None) -> DagRunResult`` (``{task_id: state}``).
 
-    Writes ``source`` (dedented) to ``<dags folder>/<dag_id>.py`` - ``dag.test()`` only runs DAGs that live
-    in the configured DAGs folder - loads it, runs it in this process with ``dag.test(run_conf=conf)`` and
+    Writes ``source`` (dedented) to ``<dags folder>/<dag_id>.py`` - on Airflow 3 ``dag.test()`` only runs DAGs
+    that live in the configured DAGs folder (2.11 runs the object it is given; the same steps serve both) -
+    loads it, runs it in this process with ``dag.test(run_conf=conf)`` and
     removes the file again, so each run parses only its own file. Tasks run in this process and therefore
     see every ``AIRFLOW_CONN_*`` variable the test exported. Mapped task instances are keyed ``"task_id[i]"``.
     """

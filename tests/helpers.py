@@ -1,13 +1,74 @@
 """Small helpers shared by the test suite (importable as ``tests.helpers``).
 
-Nothing here imports Airflow, so test modules can use it before the harness has configured Airflow.
+Nothing here imports Airflow at import time, so test modules can use it before the harness has configured
+Airflow (the installed version is read from package metadata).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final
+
+import pytest
+
+
+def _installed_airflow_version() -> tuple[int, int]:
+    # Package metadata, not ``airflow.__version__``: importing airflow here would read its configuration
+    # before tests/conftest.py has pointed it at the throwaway home.
+    for dist in ("apache-airflow-core", "apache-airflow"):  # 3.x splits the core out of the meta package
+        try:
+            major, minor = importlib.metadata.version(dist).split(".")[:2]
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        return int(major), int(minor)
+    raise RuntimeError("Airflow is not installed")
+
+
+#: (major, minor) of the Airflow the suite runs on: ``make test`` runs it on 3.3 and on 2.11.
+AIRFLOW_VERSION: Final = _installed_airflow_version()
+AIRFLOW_V_3_0_PLUS: Final = AIRFLOW_VERSION >= (3, 0)
+
+
+def requires_airflow(minimum: tuple[int, int], why: str) -> pytest.MarkDecorator:
+    """Skip a test (or a ``pytest.param``) on an Airflow older than ``minimum``, saying what is missing.
+
+    Only for features that do not exist on the older Airflow; never to hide a failure. Example::
+
+        @requires_airflow((3, 1), "Deadline Alerts are new in Airflow 3.1")
+        def test_deadline_alert(...): ...
+    """
+    running = ".".join(map(str, AIRFLOW_VERSION))
+    return pytest.mark.skipif(
+        minimum > AIRFLOW_VERSION,
+        reason=f"needs Airflow {minimum[0]}.{minimum[1]}+ (running {running}): {why}",
+    )
+
+
+def only_before_airflow(version: tuple[int, int], why: str) -> pytest.MarkDecorator:
+    """Skip a test on Airflow ``version`` and newer, where the part it tests was removed (e.g. the Flask
+    connection form of Airflow 2). Example::
+
+        pytestmark = only_before_airflow((3, 0), "Airflow 3 has no Flask UI")
+    """
+    running = ".".join(map(str, AIRFLOW_VERSION))
+    return pytest.mark.skipif(
+        version <= AIRFLOW_VERSION,
+        reason=f"only before Airflow {version[0]}.{version[1]} (running {running}): {why}",
+    )
+
+
+def dag_bag(folder: str | Path) -> Any:
+    """A ``DagBag`` of the DAG files in ``folder`` (the class moved in Airflow 3)."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2.x
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+
+    return DagBag(dag_folder=str(folder))
+
 
 # The token the session emulator accepts. Tests that check for leaks search logs and errors for this string.
 TEST_TOKEN: Final = "qb-test-token-5f2c9a1e7d3b"
@@ -75,7 +136,14 @@ class DagRunResult(dict[str, str]):
 
     def xcom(self, task_id: str, key: str = "return_value", *, map_index: int = -1) -> Any:
         """The value task ``task_id`` pushed under ``key`` in this run (``None`` when it pushed nothing)."""
-        from airflow.models.xcom import XComModel
+        try:
+            from airflow.models.xcom import XComModel
+        except ImportError:  # Airflow 2.x: the ORM model is XCom itself, get_one deserializes
+            from airflow.models.xcom import XCom
+
+            return XCom.get_one(
+                run_id=self.run_id, dag_id=self.dag_id, task_id=task_id, key=key, map_index=map_index
+            )
         from airflow.utils.session import create_session
 
         with create_session() as session:
@@ -128,7 +196,8 @@ def count(emulator: Any, key: str) -> int:
 
 def all_log_text(caplog: Any, capfd: Any) -> str:
     """Everything logged during a test so far: Airflow 3 routes hook loggers through structlog to the
-    console (captured by ``capfd``), other libraries through ``logging`` (``caplog``)."""
+    console (captured by ``capfd``), other libraries through ``logging`` (``caplog``); on Airflow 2.11 hook
+    loggers are plain ``logging`` loggers (``caplog``), and ``dag.test()`` echoes task logs to the console."""
     out, err = capfd.readouterr()
     return "\n".join([caplog.text, *(r.getMessage() for r in caplog.records), out, err])
 

@@ -238,6 +238,10 @@ class QikberryNotifier(BaseNotifier):
         # BaseNotifier renders the templates before notify(); a broken template must not raise out of the
         # callback either.
         try:
+            if len(args) == 1 and isinstance(args[0], Mapping) and "dag" not in args[0]:
+                # Airflow 2.11's BaseNotifier renders with context["dag"] (3.x: .get("dag")): a context
+                # without one (a notifier called directly) renders with the default environment instead.
+                args = ({**args[0], "dag": None},)
             super().__call__(*args)
         except Exception as err:
             self.log.error("Qikberry alert was not sent: %s: %s", type(err).__name__, err)
