@@ -267,13 +267,8 @@ class QikberryNotifier(BaseNotifier):
         if to is None:
             raise ValueError("no recipients: 'to' is empty")
         entries: Sequence[Any]
-        if isinstance(to, str) and to.strip().startswith("["):
-            # A templated list renders to its repr ("['9198...', ...]"): read it back as a list.
-            import ast
-            import contextlib
-
-            with contextlib.suppress(ValueError, SyntaxError):
-                to = ast.literal_eval(to.strip())
+        # A templated list renders to its repr ("['9198...', ...]"): read it back as a list.
+        to = v.rendered_literal(to, "to")
         if isinstance(to, str):
             entries = v.split_recipients(to)
         elif isinstance(to, int):

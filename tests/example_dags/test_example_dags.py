@@ -89,7 +89,7 @@ def test_parse_probe_catches_a_connection_lookup_and_a_network_call(tmp_path: Pa
             """
             import socket
             from airflow.providers.common.compat.sdk import BaseHook
-            from airflow.sdk import DAG
+            from airflow.providers.common.compat.sdk import DAG
             try:
                 BaseHook.get_connection("qikberry_default")
             except Exception:

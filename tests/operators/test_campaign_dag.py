@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_qikberry.idempotency import campaign_key
-from tests.helpers import all_log_text, api_counts, conn_env_var, count
+from tests.helpers import AIRFLOW_VERSION, all_log_text, api_counts, conn_env_var, count
 
 pytestmark = pytest.mark.slow
 
@@ -112,8 +112,11 @@ def test_csv_per_row_template_devanagari_and_emoji(
             ("31", "invalid_number", "12345")
         ]
     logs = all_log_text(caplog, capfd)
-    progress = re.findall(
-        r"chunk (\d)/8 accepted; (\d+)/30 messages sent \((\d+\.\d)%\), \d+ msg/s, ETA ", logs
+    # dict.fromkeys: on Airflow 2.11 a task's log line reaches the captured text up to three times.
+    progress = list(
+        dict.fromkeys(
+            re.findall(r"chunk (\d)/8 accepted; (\d+)/30 messages sent \((\d+\.\d)%\), \d+ msg/s, ETA ", logs)
+        )
     )
     assert [p[0] for p in progress] == [str(i) for i in range(1, 9)] and progress[-1][1:] == ("30", "100.0")
     assert not FULL_NUMBER.search(logs) and not FULL_NUMBER.search(json.dumps(summary))
@@ -549,5 +552,7 @@ def test_kill_and_retry_sends_every_row_exactly_once(
     # With the task state: the boundary chunk and its confirmation (window 1 s: one more lookup), plus one
     # more chunk when the state lags behind an answer that was lost. Without: a logarithmic search, plus one
     # group-id lookup per chunk sent by try 1.
-    bound = 3 + int(lost_answer) if store else 2 * math.ceil(math.log2(10 + 1)) + 1 + 1 + earlier
+    # The task state store exists from Airflow 3.3 on; before, the operator searches as without it.
+    has_store = store and AIRFLOW_VERSION >= (3, 3)
+    bound = 3 + int(lost_answer) if has_store else 2 * math.ceil(math.log2(10 + 1)) + 1 + 1 + earlier
     assert retry_gets <= bound, counts

@@ -261,12 +261,17 @@ HEAVY = (
 
 
 def imported_by(module: str) -> list[str]:
-    """Modules that ``import <module>`` loads on top of ``airflow.sdk``, in a fresh interpreter."""
+    """Modules that ``import <module>`` loads on top of Airflow's base operator, in a fresh interpreter.
+
+    The baseline goes through common.compat (``airflow.sdk`` on Airflow 3, ``airflow.models`` on 2.11), the
+    way a DAG file gets its base classes.
+    """
     import subprocess
     import sys
 
     code = (
-        "import sys, airflow.sdk\n"
+        "import sys\n"
+        "from airflow.providers.common.compat.sdk import BaseOperator, BaseSensorOperator\n"
         "before = set(sys.modules)\n"
         f"import {module}\n"
         "print('\\n'.join(sorted(set(sys.modules) - before)))"

@@ -33,9 +33,13 @@ SCANNED: dict[str, int] = {"dag_runs": 0, "xcom_values": 0, "rendered_fields": 0
 def stored_values(dag_id: str, run_id: str) -> tuple[list[Any], list[Any]]:
     """Every XCom value and every rendered template field of the run, from the metadata database."""
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
+
+    try:
+        from airflow.models.xcom import XComModel
+    except ImportError:  # Airflow 2.x: the ORM model is XCom itself
+        from airflow.models.xcom import XCom as XComModel
 
     with create_session() as session:
         xcoms = session.scalars(
