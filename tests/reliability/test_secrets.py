@@ -38,14 +38,19 @@ def stored_values(dag_id: str, run_id: str) -> tuple[list[Any], list[Any]]:
 
     try:
         from airflow.models.xcom import XComModel
-    except ImportError:  # Airflow 2.x: the ORM model is XCom itself
+    except ImportError:  # Airflow 2.x: the ORM model is XCom itself, and it deserializes on load
         from airflow.models.xcom import XCom as XComModel
+
+        def value_of(row: Any) -> Any:
+            return row.value
+    else:
+        value_of = XComModel.deserialize_value
 
     with create_session() as session:
         xcoms = session.scalars(
             select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
         ).all()
-        values = [XComModel.deserialize_value(x) for x in xcoms]
+        values = [value_of(x) for x in xcoms]
         rendered = session.scalars(
             select(RenderedTaskInstanceFields).where(
                 RenderedTaskInstanceFields.dag_id == dag_id, RenderedTaskInstanceFields.run_id == run_id
