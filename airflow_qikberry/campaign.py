@@ -180,16 +180,8 @@ class CampaignOptions:
                 f"max_invalid_ratio: {ratio!r} is not a fraction from 0 to 1 (0.05 = 5% of rows).",
                 field="max_invalid_ratio",
             )
-        if self.encoding not in ("auto", "gsm7", "ucs2"):
-            raise QikberryValidationError(
-                f"encoding: {self.encoding!r}; use 'auto', 'gsm7' or 'ucs2'.", field="encoding"
-            )
-        if self.max_units is not None and (
-            isinstance(self.max_units, bool) or not isinstance(self.max_units, int) or self.max_units < 1
-        ):
-            raise QikberryValidationError(
-                f"max_units: {self.max_units!r} is not a whole number of SMS parts >= 1.", field="max_units"
-            )
+        v.validate_encoding(self.encoding)
+        v.validate_max_units(self.max_units)
         if self.message is not None:
             v.validate_message(self.message, encoding=self.encoding, max_units=self.max_units)  # type: ignore[arg-type]
         self._check_split()

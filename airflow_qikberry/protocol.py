@@ -560,12 +560,9 @@ def build_batch_node(
             f"{prefix}.to must be exactly one number; use one node per recipient.", field=f"{prefix}.to"
         )
     out: dict[str, Any] = {"to": found[0]}
-    node_encoding: EncodingChoice = node.get("encoding", encoding)
-    if node_encoding not in API_TYPE and node_encoding != "auto":
-        raise QikberryValidationError(
-            f"{prefix}.encoding must be 'auto', 'gsm7' or 'ucs2', got {node_encoding!r}.",
-            field=f"{prefix}.encoding",
-        )
+    node_encoding: EncodingChoice = v.validate_encoding(
+        node.get("encoding", encoding), field=f"{prefix}.encoding"
+    )
     node_units = node.get("max_units", max_units)
     text = node.get("message", root.get("message"))
     if text is None:

@@ -30,6 +30,7 @@ from typing import Any, Literal, NoReturn
 from airflow_qikberry.exceptions import QikberryValidationError
 
 __all__ = [
+    "ENCODING_OPTIONS",
     "GSM7_BASIC",
     "GSM7_EXTENSION",
     "MAX_MESSAGE_CHARS",
@@ -48,6 +49,8 @@ __all__ = [
     "truncate_to_units",
     "validate_custom_id",
     "validate_dlt_id",
+    "validate_encoding",
+    "validate_max_units",
     "validate_message",
     "validate_region",
     "validate_schedule",
@@ -250,7 +253,8 @@ def _resolve_encoding(text: str, encoding: str, field: str) -> Encoding:
                 "which GSM-7 cannot carry (the API would send '?'); replace them or use encoding='auto'",
             )
         return "gsm7"
-    _fail("encoding", f"unknown encoding {_show(encoding)}; use 'auto', 'gsm7' or 'ucs2'")
+    validate_encoding(encoding)
+    raise AssertionError("unreachable: validate_encoding refused the encoding")
 
 
 def measure(text: str, encoding: EncodingOption = "auto") -> MessageLength:
@@ -276,6 +280,33 @@ def _check_units(units: object, field: str) -> int:
     if units < 1:
         _fail(field, f"must be at least 1, got {units}")
     return units
+
+
+ENCODING_OPTIONS: tuple[EncodingOption, ...] = ("auto", "gsm7", "ucs2")
+
+
+def validate_encoding(encoding: object, *, field: str = "encoding") -> EncodingOption:
+    """``"auto"``, ``"gsm7"`` or ``"ucs2"``; anything else is a typed error naming ``field``.
+
+    Example::
+
+        >>> validate_encoding("gsm7")
+        'gsm7'
+    """
+    if encoding not in ENCODING_OPTIONS:
+        _fail(field, f"unknown encoding {_show(encoding)}; use 'auto', 'gsm7' or 'ucs2'")
+    return encoding  # type: ignore[return-value]
+
+
+def validate_max_units(units: object, *, field: str = "max_units") -> int | None:
+    """None (no cap) or a whole number of SMS parts, at least 1.
+
+    Example::
+
+        >>> validate_max_units(2), validate_max_units(None)
+        (2, None)
+    """
+    return None if units is None else _check_units(units, field)
 
 
 def _longest_prefix(text: str, fits: _Fits, upper: int) -> int:

@@ -36,8 +36,6 @@ __all__ = ["QikberrySendSmsOperator", "rendered_list"]
 #: Recipients shown (masked) in a dry run's ``sample`` and log line.
 SAMPLE_SIZE = 5
 
-_ENCODINGS = ("auto", "gsm7", "ucs2")
-
 
 def rendered_list(value: Any, field: str) -> Any:
     """A list that Jinja rendered to its text form, read back as a list; any other value is returned as is.
@@ -212,18 +210,10 @@ class QikberrySendSmsOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         # Arguments that are not templated are checked here, so a typo fails the DAG file's import.
-        if encoding not in _ENCODINGS:
-            raise QikberryValidationError(
-                f"encoding: unknown encoding {encoding!r}; use 'auto', 'gsm7' or 'ucs2'", field="encoding"
-            )
-        if max_units is not None and (isinstance(max_units, bool) or not isinstance(max_units, int)):
-            raise QikberryValidationError(
-                f"max_units: must be a whole number of SMS parts, got {max_units!r}", field="max_units"
-            )
-        if max_units is not None and max_units < 1:
-            raise QikberryValidationError(
-                f"max_units: must be at least 1, got {max_units}", field="max_units"
-            )
+        from airflow_qikberry.validation import validate_encoding, validate_max_units
+
+        validate_encoding(encoding)
+        validate_max_units(max_units)
         self.to = to
         self.message = message
         self.sender = sender
