@@ -15,6 +15,7 @@ from airflow_qikberry.emulator.config import (
     DEFAULT_TOKEN,
     DLR_SPREAD_ORDERS,
     NUMBER_FORMATS,
+    STATUS_ORDERS,
     EmulatorConfig,
 )
 
@@ -71,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="order in which spread delivery reports arrive: submit or random (default submit)",
     )
     parser.add_argument(
+        "--status-order",
+        choices=STATUS_ORDERS,
+        default="submit",
+        help="order of sms/status rows and group pages: submit or newest_first (default submit)",
+    )
+    parser.add_argument(
         "--bulk-drops-custom",
         action="store_true",
         help="store rows accepted through sms/bulk without their custom id",
@@ -95,6 +102,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         bulk_keeps_custom=not args.bulk_drops_custom,
         dlr_spread_seconds=args.dlr_spread,
         dlr_spread_order=args.dlr_spread_order,
+        status_order=args.status_order,
     )
     if args.credits is not None:
         config.credits = {code: args.credits for code in DEFAULT_SERVICES}

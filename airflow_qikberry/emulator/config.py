@@ -12,6 +12,7 @@ from typing import Any
 DEFAULT_TOKEN = "emulator-token"
 NUMBER_FORMATS = ("plain", "plus")
 DLR_SPREAD_ORDERS = ("submit", "random")
+STATUS_ORDERS = ("submit", "newest_first")
 DEFAULT_CREDITS = 10000
 DEFAULT_UNIT_CHARGE = 1
 
@@ -104,6 +105,8 @@ class EmulatorConfig:
     # once, in submit order or in a seeded random order.
     dlr_spread_seconds: float = 0.0
     dlr_spread_order: str = "submit"
+    # Order of sms/status rows (so of group pages): undocumented; "newest_first" is Laravel's latest().
+    status_order: str = "submit"
     # Inspection: how many individual requests /_emulator/requests keeps (counts are kept for all).
     request_log_limit: int = 10_000
     tick_interval_seconds: float = 0.2
@@ -223,6 +226,10 @@ def apply_updates(config: EmulatorConfig, updates: dict[str, Any]) -> EmulatorCo
             if value not in NUMBER_FORMATS:
                 raise ValueError(f"number_format must be one of {', '.join(map(repr, NUMBER_FORMATS))}")
             new.number_format = value
+        elif name == "status_order":
+            if value not in STATUS_ORDERS:
+                raise ValueError(f"status_order must be one of {', '.join(map(repr, STATUS_ORDERS))}")
+            new.status_order = value
         elif name == "dlr_spread_order":
             if value not in DLR_SPREAD_ORDERS:
                 raise ValueError(f"dlr_spread_order must be one of {', '.join(map(repr, DLR_SPREAD_ORDERS))}")

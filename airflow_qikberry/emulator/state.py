@@ -600,7 +600,8 @@ class EmulatorState:
         }
 
     def lookup(self, filters: dict[str, str]) -> list[Message]:
-        """Visible messages matching every filter (keys: id, cid, mobile, group_id, date), in submit order.
+        """Visible messages matching every filter (keys: id, cid, mobile, group_id, date), in submit order
+        (newest first with ``status_order="newest_first"``).
 
         A message is visible once ``visibility_delay_seconds`` (as configured when it was accepted) have
         passed on the emulator clock. Must be called with the lock held (the caller renders rows under the
@@ -609,7 +610,8 @@ class EmulatorState:
         self.finalize_due_locked()
         found = self._matching(filters)
         now = self.time()
-        return [m for m in found if m.visible_at is None or m.visible_at <= now]
+        visible = [m for m in found if m.visible_at is None or m.visible_at <= now]
+        return visible[::-1] if self.config.status_order == "newest_first" else visible
 
     def _matching(self, filters: dict[str, str]) -> list[Message]:
         candidates: list[list[Message]] = []

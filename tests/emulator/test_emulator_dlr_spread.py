@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,22 @@ def test_request_log_has_emulator_timestamps(client: Client, emu: Emulator) -> N
     assert before <= first["timestamp"] <= time.time()
     assert second["timestamp"] - first["timestamp"] >= 100
     assert client.control("GET", "requests").json()["requests"][0]["timestamp"] == first["timestamp"]
+
+
+def test_status_order_newest_first_reverses_group_pages(emulator: Any) -> None:
+    import json
+    import urllib.request
+
+    from tests.helpers import TEST_TOKEN
+    from tests.triggers.support import send_group
+
+    emulator.configure(status_order="newest_first")
+    group, ids = send_group(emulator, 3)
+    request = urllib.request.Request(
+        emulator.base_url + f"sms/status?group_id={group}", headers={"Authorization": f"Bearer {TEST_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        rows = json.loads(response.read())["data"]
+    assert [row["id"] for row in rows] == ids[::-1]
+    with pytest.raises(ValueError, match="status_order"):
+        emulator.configure(status_order="sideways")
