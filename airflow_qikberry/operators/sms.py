@@ -209,11 +209,13 @@ class QikberrySendSmsOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        # Arguments that are not templated are checked here, so a typo fails the DAG file's import.
-        from airflow_qikberry.validation import validate_encoding, validate_max_units
+        # Arguments that are not templated are checked here, so a typo fails the DAG file's import. The
+        # defaults need no check, and DAG files that keep them do not pay for importing validation at parse.
+        if encoding != "auto" or max_units is not None:
+            from airflow_qikberry.validation import validate_encoding, validate_max_units
 
-        validate_encoding(encoding)
-        validate_max_units(max_units)
+            validate_encoding(encoding)
+            validate_max_units(max_units)
         self.to = to
         self.message = message
         self.sender = sender
