@@ -79,6 +79,12 @@ def _configure_airflow_home() -> Path:
 AIRFLOW_HOME = _configure_airflow_home()
 DAGS_FOLDER = AIRFLOW_HOME / "dags"
 
+# Importing Airflow installs `default` warning filters for the module regex "airflow", which also matches
+# "airflow_qikberry". pytest applies the suite's filters (pyproject.toml) at the start of each test, on top of
+# the filters that exist then: imported inside a test, Airflow's filters would land on top of ours for that
+# test and show a provider's warning instead of failing on it. Imported here, once, they land underneath.
+import airflow.configuration  # noqa: E402, F401
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Also declared in pyproject.toml; repeated so the marker exists under any other pytest config.
