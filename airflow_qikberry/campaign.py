@@ -408,6 +408,27 @@ def phone_key(keys: Iterable[str], phone_column: str | None) -> str:
 # --- rendering
 
 
+def context_globals(context: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The task context as a plain dict of template globals, without reading a deprecated key.
+
+    Airflow 2's context warns each time a deprecated key (``execution_date``, ``next_ds``... 13 of them) is
+    read, and ``dict(context)`` reads every key. Airflow 2 itself hands a context to ``**kwargs`` through
+    ``lazy_mapping_from_context``, which copies the entries without reading them and wraps each deprecated
+    one in a lazy proxy that warns only when it is used: a template that names ``next_ds`` still gets its
+    value and Airflow's warning, one that does not gets no warning. Airflow 3's context is a plain dict with
+    no deprecated keys (its ``airflow.utils.context`` is itself deprecated, so it is not imported there).
+    """
+    if not context:
+        return {}
+    from airflow_qikberry.version_compat import AIRFLOW_V_3_0_PLUS
+
+    if not AIRFLOW_V_3_0_PLUS:
+        from airflow.utils.context import lazy_mapping_from_context  # type: ignore[attr-defined]  # 2.x only
+
+        return dict(lazy_mapping_from_context(context))
+    return dict(context)
+
+
 def compile_row_template(
     env: Any, source: str, variables: Mapping[str, Any] | None = None
 ) -> Callable[..., str]:
@@ -420,14 +441,15 @@ def compile_row_template(
             "message_template: is empty; write the text, e.g. 'Hi {{ row.name }}'.", field="message_template"
         )
     try:
-        template = env.from_string(source, globals=dict(variables or {}))
+        template = env.from_string(source, globals=context_globals(variables))
     except jinja2.TemplateSyntaxError as exc:
         raise QikberryValidationError(
             f"message_template: line {exc.lineno}: {exc.message}", field="message_template"
         ) from None
     # Every render copies the template's globals into a new context, twice; they are a ChainMap of the task
     # context (dozens of keys) over the environment's globals, slow to walk. A plain dict of the same values,
-    # taken once (nothing changes them during a campaign), makes a render 2-4 times cheaper.
+    # taken once (nothing changes them during a campaign), makes a render 2-4 times cheaper. Both maps are
+    # plain dicts by now (context_globals), so this reads no context key.
     template.globals = dict(template.globals)
     if env.is_async:  # render() runs its own event loop; the steps below are the sync path only
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import logging
 import os
 import shutil
 import subprocess
@@ -78,6 +79,12 @@ def _configure_airflow_home() -> Path:
 
 AIRFLOW_HOME = _configure_airflow_home()
 DAGS_FOLDER = AIRFLOW_HOME / "dags"
+
+# Importing Airflow installs `default` warning filters for the module regex "airflow", which also matches
+# "airflow_qikberry". pytest applies the suite's filters (pyproject.toml) at the start of each test, on top of
+# the filters that exist then: imported inside a test, Airflow's filters would land on top of ours for that
+# test and show a provider's warning instead of failing on it. Imported here, once, they land underneath.
+import airflow.configuration  # noqa: E402, F401
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -189,6 +196,11 @@ def run_dag(airflow_db: Path) -> Callable[..., DagRunResult]:
     def run(source: str, dag_id: str, *, conf: dict[str, Any] | None = None) -> DagRunResult:
         path = DAGS_FOLDER / f"{dag_id}.py"
         path.write_text(textwrap.dedent(source), encoding="utf-8")
+        # Airflow 2.11's dag.test() adds a StreamHandler on sys.stdout to the "airflow.task" logger, once per
+        # process: bound to this test's capture stream (capfd, capsys), it would outlive the test and fail
+        # on every later task log line ("--- Logging error ---" and a traceback quoting test source).
+        task_logger = logging.getLogger("airflow.task")
+        handlers = list(task_logger.handlers)
         try:
             dag = _load_dag(path, dag_id)
             dag_run = dag.test(run_conf=conf)
@@ -204,5 +216,7 @@ def run_dag(airflow_db: Path) -> Callable[..., DagRunResult]:
             )
         finally:
             path.unlink(missing_ok=True)
+            for handler in set(task_logger.handlers) - set(handlers):
+                task_logger.removeHandler(handler)
 
     return run

@@ -7,8 +7,14 @@ Airflow (the installed version is read from package metadata).
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
-from collections.abc import Mapping
+import logging
+import traceback
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -231,3 +237,86 @@ class SentRequests(list[Any]):
             for r in self
             if urlsplit(r.url).path.endswith("/" + path) and r.body and not hasattr(r.body, "read")
         ]
+
+
+def _provider_dir() -> str:
+    spec = importlib.util.find_spec("airflow_qikberry")  # where it is installed; importing it is not needed
+    assert spec is not None and spec.origin is not None
+    return str(Path(spec.origin).resolve().parent) + "/"
+
+
+#: The provider package's directory (ends with "/"): a warning raised in a file under it, or on a call stack
+#: that passes through one, is the provider's.
+PROVIDER_DIR: Final = _provider_dir()
+
+
+@dataclass(frozen=True)
+class RecordedWarning:
+    """One warning as it was raised: where Python attributes it (``filename``, ``lineno``) and every frame of
+    the call stack that raised it (``stack``, ``"file:line"``, outermost first)."""
+
+    category: str
+    message: str
+    filename: str
+    lineno: int
+    stack: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.filename}:{self.lineno}: {self.category}: {self.message}"
+
+    def passes_through(self, *paths: str) -> bool:
+        """Whether the warning names a file under one of ``paths`` or was raised on a stack that does."""
+        return any(place.startswith(paths) for place in (self.filename, *self.stack))
+
+
+def warning_lines(log_text: str, *paths: str) -> list[str]:
+    """The lines of a log that report a warning raised in a file under one of ``paths``, or an Airflow
+    context-key deprecation (``AirflowContextDeprecationWarning``) whoever raised it. Reads plain lines
+    (``/path/file.py:12: DeprecationWarning: ...``, Airflow 2.11) and JSON ones (``"category": ...,
+    "filename": ...``, the ``py.warnings`` events of Airflow 3)."""
+    return [
+        line
+        for line in log_text.splitlines()
+        if "Warning" in line and ("AirflowContextDeprecationWarning" in line or any(p in line for p in paths))
+    ]
+
+
+@contextmanager
+def recording_warnings() -> Iterator[list[RecordedWarning]]:
+    """Record every warning raised in the block, each with the stack that raised it.
+
+    Every warning is shown (filter ``always``: not the suite's filters, which turn the provider's into errors
+    and hide Airflow's own) and logged on the ``py.warnings`` logger, as a task process routes warnings into
+    its task log (Airflow 2.11 through its redirected stderr, 3.x through structlog). The stack is taken in
+    ``warnings._showwarnmsg``, the one function every shown warning passes through, whoever replaced
+    ``warnings.showwarning``. Example::
+
+        with recording_warnings() as caught:
+            result = run_dag(source, "my_dag")
+        assert not [w for w in caught if w.passes_through(PROVIDER_DIR)]
+    """
+    caught: list[RecordedWarning] = []
+    show = warnings._showwarnmsg  # type: ignore[attr-defined]
+
+    def record(message: Any) -> None:
+        stack = tuple(f"{frame.filename}:{frame.lineno}" for frame in traceback.extract_stack()[:-1])
+        caught.append(
+            RecordedWarning(
+                category=message.category.__name__,
+                message=str(message.message),
+                filename=str(message.filename),
+                lineno=int(message.lineno or 0),
+                stack=stack,
+            )
+        )
+        show(message)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        logging.captureWarnings(True)
+        warnings._showwarnmsg = record  # type: ignore[attr-defined]
+        try:
+            yield caught
+        finally:
+            warnings._showwarnmsg = show  # type: ignore[attr-defined]
+            logging.captureWarnings(False)

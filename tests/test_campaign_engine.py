@@ -1,5 +1,6 @@
 """The pure parts of the campaign engine: sources, options, planning, the prepare pass, limits, and the
-custom-id scheme and accepted-prefix search of :mod:`airflow_qikberry.idempotency`. No HTTP, no Airflow."""
+custom-id scheme and accepted-prefix search of :mod:`airflow_qikberry.idempotency`. No HTTP; Airflow only
+where its task context is the input."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import math
 import os
 import sqlite3
+import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 from airflow_qikberry import campaign as c
 from airflow_qikberry import idempotency as ido
 from airflow_qikberry.exceptions import QikberryValidationError
+from tests.helpers import only_before_airflow
 
 IDENTITY = ("dag", "task", "manual__1", "-1", "1")
 
@@ -304,6 +307,28 @@ def test_row_template_sees_row_and_task_context_like_template_render() -> None:
         render({})
     async_env = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, enable_async=True)
     assert c.compile_row_template(async_env, "hi {{ row.name }}", context)({"name": "Asha"}) == "hi Asha"
+
+
+@only_before_airflow((3, 0), "Airflow 3's task context is a plain dict: no key of it is deprecated")
+def test_row_template_reads_no_deprecated_context_key_it_does_not_use() -> None:
+    # Airflow 2.11's Context warns on every read of a deprecated key; the campaign task's log got all 13 of
+    # them at each try while the template named none (issue 22). Break: build the globals with
+    # dict(context) again -> the first block raises AirflowContextDeprecationWarning.
+    from airflow.utils.context import AirflowContextDeprecationWarning, Context
+
+    context = Context({"ds": "2026-11-28", "next_ds": "2026-11-29", "prev_ds": "2026-11-27", "params": {}})
+    env = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        render = c.compile_row_template(env, "hi {{ row.name }}, {{ ds }}", context)
+        texts = [render({"name": name}) for name in ("Asha", "Ravi")]
+        assert texts == ["hi Asha, 2026-11-28", "hi Ravi, 2026-11-28"]
+        with pytest.raises(jinja2.UndefinedError):
+            render({})  # Jinja's error path copies the template's globals: still no deprecated key read
+    # A template that does name one still gets its value, and Airflow's warning is the template's own.
+    render = c.compile_row_template(env, "{{ row.name }} {{ next_ds }}", context)
+    with pytest.warns(AirflowContextDeprecationWarning, match="next_ds"):
+        assert render({"name": "Asha"}) == "Asha 2026-11-29"
 
 
 def test_template_syntax_error_is_a_typed_error() -> None:

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -15,7 +16,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import AIRFLOW_HOME, DAGS_FOLDER
-from tests.helpers import DEFAULT_EXTRA, DROP, TEST_TOKEN, conn_env_var, dag_bag, qikberry_conn_json
+from tests.helpers import (
+    DEFAULT_EXTRA,
+    DROP,
+    PROVIDER_DIR,
+    TEST_TOKEN,
+    conn_env_var,
+    dag_bag,
+    qikberry_conn_json,
+    recording_warnings,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +67,53 @@ def test_conn_json_overrides_and_drops_extras() -> None:
     assert conn["password"] == TEST_TOKEN
     assert conn["extra"] == {"sender": "OTHER", "default_region": "IN", "timeout": None}
     assert "password" not in json.loads(qikberry_conn_json("http://h/api/v2/", None))
+
+
+# ------------------------------------------------------------------------------------------------- warnings
+
+
+def _warn_from(module: str, filename: str, category: type[Warning]) -> None:
+    """``warnings.warn("probe", category)`` from a frame of module ``module`` in file ``filename``."""
+    code = compile(f"warnings.warn('probe', {category.__name__})", filename, "exec")
+    exec(code, {"__name__": module, "warnings": warnings, category.__name__: category})
+
+
+def test_a_warning_raised_in_the_provider_fails_the_test() -> None:
+    # Importing Airflow adds `default` filters for the module regex "airflow", which also matches
+    # airflow_qikberry: first imported inside a test, they would sit above the suite's filters there. A no-op
+    # here, as conftest imported it first. Break: remove that import from conftest and run this test alone
+    # -> no error is raised, fails.
+    import airflow.configuration  # noqa: F401
+
+    for category in (DeprecationWarning, UserWarning, RuntimeWarning):
+        with pytest.raises(category, match="probe"):
+            _warn_from("airflow_qikberry.campaign", PROVIDER_DIR + "campaign.py", category)
+
+
+def test_only_airflows_own_deprecations_are_filtered() -> None:
+    # Break: restore "ignore::DeprecationWarning:airflow.*" (it matched airflow_qikberry too) -> fails.
+    with warnings.catch_warnings(record=True) as shown:  # the suite's filters; records what they show
+        _warn_from("airflow", "/site-packages/airflow/__init__.py", DeprecationWarning)
+        _warn_from("airflow.models.dag", "/site-packages/airflow/models/dag.py", DeprecationWarning)
+        assert shown == []
+        _warn_from("airflowish.models", "/site-packages/airflowish/models.py", DeprecationWarning)
+        assert [str(w.message) for w in shown] == ["probe"]  # a module that only starts with "airflow"
+
+
+def test_recording_warnings_keeps_each_warnings_stack_and_logs_it(caplog: pytest.LogCaptureFixture) -> None:
+    def library_call() -> None:
+        # stacklevel=1: attributed to this file, though called from a provider file
+        warnings.warn("library probe", UserWarning, stacklevel=1)
+
+    via_provider = compile("library_call()", PROVIDER_DIR + "probe.py", "exec")
+    with recording_warnings() as caught:
+        exec(via_provider, {"__name__": "airflow_qikberry.probe", "library_call": library_call})
+        warnings.warn("elsewhere probe", UserWarning, stacklevel=1)
+    first, second = caught
+    assert (first.message, first.filename, first.category) == ("library probe", __file__, "UserWarning")
+    assert first.passes_through(PROVIDER_DIR)
+    assert second.message == "elsewhere probe" and not second.passes_through(PROVIDER_DIR)
+    assert "library probe" in caplog.text and "elsewhere probe" in caplog.text  # as a task log shows them
 
 
 def test_qikberry_conn_is_read_by_airflow(qikberry_conn: str, emulator: Any) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections import ChainMap
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -241,7 +242,9 @@ class QikberryNotifier(BaseNotifier):
             if len(args) == 1 and isinstance(args[0], Mapping) and "dag" not in args[0]:
                 # Airflow 2.11's BaseNotifier renders with context["dag"] (3.x: .get("dag")): a context
                 # without one (a notifier called directly) renders with the default environment instead.
-                args = ({**args[0], "dag": None},)
+                # A layer over the context, not a copy: copying reads every key, and Airflow 2 warns on
+                # each deprecated one (execution_date, next_ds...) it reads.
+                args = (ChainMap({"dag": None}, args[0]),)  # type: ignore[arg-type]  # writes go to the first map
             super().__call__(*args)
         except Exception as err:
             self.log.error("Qikberry alert was not sent: %s: %s", type(err).__name__, err)

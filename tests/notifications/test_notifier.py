@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +20,14 @@ from airflow_qikberry.notifications.qikberry import (
     send_qikberry_notification,
 )
 from airflow_qikberry.validation import measure
-from tests.helpers import TEST_TOKEN, all_log_text, conn_env_var, count, qikberry_conn_json
+from tests.helpers import (
+    TEST_TOKEN,
+    all_log_text,
+    conn_env_var,
+    count,
+    only_before_airflow,
+    qikberry_conn_json,
+)
 
 NUMBER = "919876543210"
 
@@ -101,6 +109,22 @@ def test_templated_fields_are_rendered(qikberry_conn: str, emulator: Any) -> Non
     notifier = QikberryNotifier(to="{{ params.oncall }}", message="{{ ti.task_id }} broke")
     notifier({**_task_context(), "params": {"oncall": [NUMBER]}})
     assert [(m["mobile"], m["message"]) for m in emulator.messages()] == [(NUMBER, "load broke")]
+
+
+@only_before_airflow((3, 0), "Airflow 3's task context is a plain dict: no key of it is deprecated")
+def test_a_context_without_dag_is_not_copied(qikberry_conn: str, emulator: Any) -> None:
+    # A notifier called directly with an Airflow 2 Context that has no "dag" gets one added for
+    # BaseNotifier. Break: copy the context for that ({**context, "dag": None}) -> every deprecated key
+    # is read, the warning (an error here) stops the alert, and nothing is sent.
+    from airflow.utils.context import Context
+
+    context = Context({**_task_context(), "next_ds": "2026-11-28", "params": {"oncall": [NUMBER]}})
+    notifier = QikberryNotifier(to="{{ params.oncall }}", message="{{ ti.task_id }} broke")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        notifier(context)
+    assert [(m["mobile"], m["message"]) for m in emulator.messages()] == [(NUMBER, "load broke")]
+    assert "dag" not in context  # the caller's context is left as it was
 
 
 def test_async_notify_sends_once(qikberry_conn: str, emulator: Any) -> None:
