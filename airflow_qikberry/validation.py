@@ -106,8 +106,8 @@ _ZWJ = "\u200d"
 
 # Numbers: what a human may type around the digits. Letters (vanity numbers) and extensions are refused.
 # Applied after _ascii_number_text has mapped every digit to ASCII, so these patterns are ASCII-only.
-_NUMBER_CHARS_RE = re.compile(r"\+?[0-9 \t\-.()/]+")
-_NUMBER_SEPARATORS_RE = re.compile(r"[ \t\-.()/]")
+_NUMBER_CHARS_RE = re.compile(r"\+?[0-9\s\-.()/]+", re.ASCII)
+_NUMBER_SEPARATORS_RE = re.compile(r"[\s\-.()/]", re.ASCII)
 _NOT_ASCII_DIGIT_RE = re.compile(r"[^0-9]")
 # Text a float column leaves behind: "919876543210.0", "9.19876543210E+11", "9,19876E+11", "98765432.10".
 _FLOAT_TAIL_RE = re.compile(r"\+?[0-9]+[.,]0+")

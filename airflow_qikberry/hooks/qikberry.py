@@ -402,7 +402,7 @@ class QikberryHook(BaseHook):
         if name is not None:
             if isinstance(name, str) and not name.strip():
                 raise QikberryValidationError("name must not be blank.", field="name")
-            root["name"] = v.validate_text_id(name, field="name")
+            root["name"] = v.validate_text_id(name, field="name", allow_int=True)
         built = p.build_batch_nodes(nodes, root, s.send_defaults, encoding=encoding, max_units=max_units)
         numbers = [b.number for b in built]
         identity = ido.task_identity()
