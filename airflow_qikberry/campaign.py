@@ -144,6 +144,12 @@ class CampaignOptions:
         """Validate and build. ``has_template`` says a per-row template was given instead of ``message``."""
         if not isinstance(name, str) or not name.strip():
             raise QikberryValidationError("name: the campaign needs a non-blank name.", field="name")
+        v.validate_text_id(name, field="name")
+        for flag in ("flash", "check_balance", "dry_run", "resend"):
+            if flag in kwargs:
+                kwargs[flag] = v.validate_flag(kwargs[flag], field=flag)
+        if "webhook_id" in kwargs:
+            kwargs["webhook_id"] = v.validate_text_id(kwargs["webhook_id"], field="webhook_id")
         if (message is None) == (not has_template):
             given = (
                 "both message and message_template"
@@ -545,7 +551,8 @@ class RejectedReport:
     def __enter__(self) -> RejectedReport:
         if self.path:
             try:
-                self._handle = open(self.path, "w", newline="", encoding="utf-8")
+                # backslashreplace: a rejected value may hold half of a surrogate pair (no UTF-8 form).
+                self._handle = open(self.path, "w", newline="", encoding="utf-8", errors="backslashreplace")
             except OSError as exc:
                 raise QikberryValidationError(
                     f"rejected_path: cannot write {self.path!r} ({exc.strerror or exc}).",
@@ -586,11 +593,16 @@ class Prepared:
 
 
 def _number_value(raw: Any) -> Any:
-    # Databases hand back numbers as int, float or Decimal; a float/Decimal with a fraction is not a number.
-    if isinstance(raw, float) and raw.is_integer():
-        return int(raw)
-    if isinstance(raw, Decimal) and raw == raw.to_integral_value():
-        return int(raw)
+    """A row's number as ``normalize_number`` takes it, or None when the cell is empty.
+
+    Number values (int, float, Decimal from a SQL driver or pandas) are passed on unchanged: the validation
+    rule decides (an int is exact; a float is refused because it may already have lost digits). A float or
+    Decimal NaN is how pandas and some drivers write an empty cell: it counts as a missing number.
+    """
+    if isinstance(raw, float) and raw != raw:
+        return None
+    if isinstance(raw, Decimal) and raw.is_nan():
+        return None
     if isinstance(raw, bytes):
         return raw.decode("utf-8", "replace")
     return raw
@@ -708,6 +720,7 @@ def measure_text(text: str, encoding: str, max_units: int | None) -> v.MessageLe
     if len(text) > v.MAX_MESSAGE_CHARS:
         return MESSAGE_TOO_LONG, f"{len(text)} characters; the API accepts at most {v.MAX_MESSAGE_CHARS}"
     try:
+        v.check_sendable(text)  # half an emoji or a NUL: this row is rejected, the campaign goes on
         info = v.measure(text, encoding)  # type: ignore[arg-type]
     except QikberryValidationError as exc:
         return INVALID_MESSAGE, exc.message

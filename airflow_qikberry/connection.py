@@ -151,16 +151,14 @@ def _whole_number(value: Any, name: str, default: int) -> int:
 def _boolean(value: Any, name: str, *, default: bool) -> bool:
     if value is None:
         return default
-    if isinstance(value, bool):
-        return value
-    from airflow.utils.strings import to_boolean
+    from airflow_qikberry.validation import validate_flag  # the one reader of yes/no values
 
-    text = str(value).strip().lower()
-    if text not in ("true", "t", "yes", "y", "on", "1", "false", "f", "no", "n", "off", "0"):
+    try:
+        return validate_flag(value, field=name)
+    except QikberryValidationError:
         raise QikberryValidationError(
             f"Connection extra {name} must be true or false, got {value!r}.", field=name
-        )
-    return to_boolean(text)
+        ) from None
 
 
 def _region(value: object) -> str | None:

@@ -346,15 +346,18 @@ def status_page(response: ApiResponse, page: int) -> tuple[list[Mapping[str, Any
 def status_params(
     *, message_id: str | None, custom_id: str | None, mobile: str | None, default_region: str | None
 ) -> dict[str, str]:
-    """Query of an ``sms/status`` lookup; combined keys AND. At least one key is required."""
-    if not (message_id or custom_id or mobile):
+    """Query of an ``sms/status`` lookup; combined keys AND. At least one key is required. Each key is checked
+    before any request: a dict or a list would otherwise be sent as its repr."""
+    v = _validation()
+    params = {
+        "id": v.validate_text_id(message_id, field="message_id"),
+        "cid": v.validate_text_id(custom_id, field="custom_id", allow_int=True),
+    }
+    if mobile is not None and mobile != "":
+        params["mobile"] = v.normalize_number(mobile, default_region=default_region, field="mobile")
+    if not any(params.values()):
         raise QikberryValidationError("get_status needs message_id, custom_id or mobile.", field="message_id")
-    params = {"id": message_id, "cid": custom_id}
-    if mobile:
-        params["mobile"] = _validation().normalize_number(
-            mobile, default_region=default_region, field="mobile"
-        )
-    return {k: str(val) for k, val in params.items() if val}
+    return {k: val for k, val in params.items() if val}
 
 
 def accepted_count(message: str) -> int | None:
@@ -420,6 +423,12 @@ def _sender(value: str | None, defaults: SendDefaults, service: str, field: str)
     )
 
 
+def _given(value: Any) -> bool:
+    """Whether a caller gave a parameter: ``None`` and ``""`` mean "use the default"; anything else, even an
+    empty dict or list, is given and gets checked (and refused) rather than quietly replaced."""
+    return value is not None and not (isinstance(value, str) and value == "")
+
+
 def _message_fields(text: str, encoding: EncodingChoice, max_units: int | None, field: str) -> dict[str, Any]:
     length = _validation().validate_message(text, encoding=encoding, max_units=max_units, field=field)
     return {"message": text, "type": API_TYPE[length.encoding]}
@@ -443,9 +452,9 @@ def build_common(
 ) -> dict[str, Any]:
     """The parameters shared by every send endpoint, validated, in wire form (``root`` of a batch)."""
     v = _validation()
-    service_value = v.validate_service(service or defaults.service)
+    service_value = v.validate_service(service if _given(service) else defaults.service)
     payload: dict[str, Any] = {
-        "sender": _sender(sender or defaults.sender, defaults, service_value, "sender"),
+        "sender": _sender(sender if _given(sender) else defaults.sender, defaults, service_value, "sender"),
         "service": service_value,
     }
     if message is not None or require_message:
@@ -456,16 +465,19 @@ def build_common(
         payload["max_units"] = max_units
     ids = {
         "template_id": v.validate_dlt_id(template_id, field="template_id"),
-        "entity_id": v.validate_dlt_id(entity_id or defaults.entity_id, field="entity_id"),
+        "entity_id": v.validate_dlt_id(
+            entity_id if _given(entity_id) else defaults.entity_id, field="entity_id"
+        ),
     }
     payload.update({k: val for k, val in ids.items() if val})
     when = v.validate_schedule(schedule_at, timezone=defaults.timezone)
     if when:
         payload["time"] = when
-    if flash:
+    if v.validate_flag(flash, field="flash"):
         payload["flash"] = 1
-    if webhook_id:
-        payload["webhook_id"] = str(webhook_id)
+    hook_id = v.validate_text_id(webhook_id, field="webhook_id")
+    if hook_id:
+        payload["webhook_id"] = hook_id
     tag_list = v.validate_tags(tags)
     if tag_list:
         payload["tags"] = tag_list
@@ -576,17 +588,19 @@ def build_batch_node(
         out["type"] = fields["type"]
     if "max_units" in node:
         out["max_units"] = node_units
-    if node.get("sender"):
+    if _given(node.get("sender")):
         out["sender"] = _sender(node["sender"], defaults, str(root["service"]), f"{prefix}.sender")
     for key in ("template_id", "entity_id"):
-        if node.get(key):
+        if _given(node.get(key)):
             out[key] = v.validate_dlt_id(node[key], field=f"{prefix}.{key}")
     if "flash" in node:
-        out["flash"] = 1 if node["flash"] else 0
-    if node.get("tags"):
-        out["tags"] = v.validate_tags(node["tags"], field=f"{prefix}.tags")
+        out["flash"] = 1 if v.validate_flag(node["flash"], field=f"{prefix}.flash") else 0
+    if _given(node.get("tags")):
+        tags = v.validate_tags(node["tags"], field=f"{prefix}.tags")
+        if tags:
+            out["tags"] = tags
     given = node.get("custom_id")
-    given_id = v.validate_custom_id(given, field=f"{prefix}.custom_id") if given else None
+    given_id = v.validate_custom_id(given, field=f"{prefix}.custom_id") if _given(given) else None
     return BatchNode(payload=out, number=found[0], given_custom_id=given_id)
 
 

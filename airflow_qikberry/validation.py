@@ -30,6 +30,8 @@ from typing import Any, Literal, NoReturn
 from airflow_qikberry.exceptions import QikberryValidationError
 
 __all__ = [
+    "API_MAX_DIGITS",
+    "API_MIN_DIGITS",
     "ENCODING_OPTIONS",
     "GSM7_BASIC",
     "GSM7_EXTENSION",
@@ -38,6 +40,7 @@ __all__ = [
     "Encoding",
     "EncodingOption",
     "MessageLength",
+    "check_sendable",
     "detect_encoding",
     "is_gsm7",
     "mask_number",
@@ -45,11 +48,13 @@ __all__ = [
     "normalize_number",
     "normalize_numbers",
     "rendered_literal",
+    "replace_unsendable",
     "split_recipients",
     "truncate_to_units",
     "validate_custom_id",
     "validate_dlt_id",
     "validate_encoding",
+    "validate_flag",
     "validate_max_units",
     "validate_message",
     "validate_region",
@@ -57,6 +62,7 @@ __all__ = [
     "validate_sender",
     "validate_service",
     "validate_tags",
+    "validate_text_id",
 ]
 
 Encoding = Literal["gsm7", "ucs2"]
@@ -99,8 +105,27 @@ _GSM7_HINTS = {
 _ZWJ = "\u200d"
 
 # Numbers: what a human may type around the digits. Letters (vanity numbers) and extensions are refused.
-_NUMBER_CHARS_RE = re.compile(r"\+?[\d\s\-.()/]+")
-_NUMBER_SEPARATORS_RE = re.compile(r"[\s\-.()/]")
+# Applied after _ascii_number_text has mapped every digit to ASCII, so these patterns are ASCII-only.
+_NUMBER_CHARS_RE = re.compile(r"\+?[0-9\s\-.()/]+", re.ASCII)
+_NUMBER_SEPARATORS_RE = re.compile(r"[\s\-.()/]", re.ASCII)
+_NOT_ASCII_DIGIT_RE = re.compile(r"[^0-9]")
+# Text a float column leaves behind: "919876543210.0", "9.19876543210E+11", "9,19876E+11", "98765432.10".
+_FLOAT_TAIL_RE = re.compile(r"\+?[0-9]+[.,]0+")
+_SCIENTIFIC_RE = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]*)?[eE][+-]?[0-9]+")
+_DECIMAL_RE = re.compile(r"\+?[0-9]{5,}[.,][0-9]{1,2}")
+_DECIMAL_COMMA_IN_LIST_RE = re.compile(r"[0-9]+,[0-9]+[eE][+-]?[0-9]|[0-9]{5,},0{1,2}(?![0-9])")
+_TEL_PREFIX_RE = re.compile(r"tel:\s*", re.IGNORECASE)
+# Characters that stand for a separator or a sign in numbers pasted from documents and web pages.
+_NUMBER_LOOKALIKES = {
+    **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"),
+    "\uff0b": "+", "\uff08": "(", "\uff09": ")", "\uff0e": ".", "\uff0f": "/",
+}  # fmt: skip
+_FLOAT_FIX = (
+    "read the column as text: pandas dtype=str (or dtype={'mobile': str}), Excel: format the column as Text, "
+    "SQL: CAST(mobile AS VARCHAR)"
+)
+#: The API's own limits on a number in ``to``: country code included (docs/api-assumptions.md).
+API_MIN_DIGITS, API_MAX_DIGITS = 8, 15
 _LIST_HARD_SPLIT_RE = re.compile(r"[,;\n\r\t]+")
 _LIST_PLUS_SPLIT_RE = re.compile(r"\s+(?=\+)")
 _MASK_MIN_DIGITS = 10  # below this, keeping 4 + 3 digits would reveal (almost) the whole number
@@ -239,6 +264,62 @@ def _non_gsm7_chars(text: str, limit: int = 3) -> list[str]:
     return found
 
 
+# Text that cannot go on the wire or that a phone cannot show: an unpaired UTF-16 surrogate (half of an emoji
+# cut in two upstream) has no UTF-8 form at all; NUL and the other control characters except tab, line feed,
+# form feed and carriage return are invisible on a handset (C1 controls U+0080-U+009F are the trace of
+# Windows-1252 text decoded as Latin-1). See docs/validation.md, "Text that cannot be sent".
+_UNSENDABLE_RE = re.compile("[\ud800-\udfff\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+_CONTROL_NAMES = {"\x00": "NUL", "\x1b": "ESC", "\x7f": "DEL"}
+
+
+def check_sendable(text: str, *, field: str = "message") -> None:
+    """Refuse a text holding a character that cannot be sent (typed error naming ``field``, the character and
+    its 1-based position): an unpaired UTF-16 surrogate, NUL or another control character except tab, line
+    feed, form feed and carriage return. :func:`validate_message` runs it; :func:`measure` does not (it only
+    counts).
+
+    Example::
+
+        >>> check_sendable("Order shipped ✅")  # nothing to say
+    """
+    match = _UNSENDABLE_RE.search(text)
+    if match is None:
+        return
+    char, position = match.group(), match.start() + 1
+    code = f"U+{ord(char):04X}"
+    if "\ud800" <= char <= "\udfff":
+        half = "first" if char < "\udc00" else "second"
+        _fail(
+            field,
+            f"has an unpaired UTF-16 surrogate {code} at character {position} (the {half} half of an emoji "
+            "or other character that was cut in two upstream): it has no UTF-8 form and cannot be sent; "
+            "remove it or restore the whole character where the text is made",
+        )
+    name = _CONTROL_NAMES.get(char, "a control character")
+    hint = (
+        " (text decoded with the wrong character set? e.g. Windows-1252 read as Latin-1)"
+        if char >= "\x80"
+        else ""
+    )
+    _fail(
+        field,
+        f"has {name} ({code}) at character {position}, which a phone cannot show{hint}; remove it (tab, line "
+        "break and form feed are allowed)",
+    )
+
+
+def replace_unsendable(text: str, replacement: str = "?") -> str:
+    """``text`` with every character that cannot be sent (see :func:`validate_message`) replaced, for text
+    built from sources nobody can fix in time, such as an exception message in an alert.
+
+    Example::
+
+        >>> replace_unsendable("disk \\ud83d full\\x00")
+        'disk ? full?'
+    """
+    return _UNSENDABLE_RE.sub(replacement, text)
+
+
 def _resolve_encoding(text: str, encoding: str, field: str) -> Encoding:
     if encoding == "auto":
         return detect_encoding(text)
@@ -361,6 +442,7 @@ def validate_message(
         _fail(field, f"must be a string, got {type(text).__name__}")
     if not text.strip():
         _fail(field, f"is empty (got {_show(text)}); pass the text to send")
+    check_sendable(text, field=field)
     if len(text) > MAX_MESSAGE_CHARS:
         _fail(
             field,
@@ -554,20 +636,207 @@ def _parse(pn: ModuleType, text: str, region: str | None) -> Any:
 _UNKNOWN_COUNTRY = object()
 
 
-def _normalize(raw: object, region: str | None) -> str:
-    """Normalise one number; ``region`` must already be checked. Raises _BadNumber."""
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        raw = str(raw)  # numbers read from CSV/SQL often arrive as integers
+def _ascii_number_text(text: str) -> str:
+    """``text`` with every digit in ASCII and invisible characters removed; nothing else is changed.
+
+    A decimal digit of any script (full-width, Arabic-Indic, Devanagari, ...) becomes the ASCII digit of
+    the same value (``unicodedata.decimal``: one exact value per digit, never a guess); a Unicode
+    space (no-break, narrow no-break, thin, figure...) becomes a space; dashes and full-width ``+()./``
+    become their ASCII forms; format characters (zero-width space and joiners, bidi marks, BOM, soft hyphen)
+    are dropped: they are invisible and never a digit. Anything else is left for the character check to
+    refuse.
+    """
+    if text.isascii():
+        return text
+    out: list[str] = []
+    for char in text:
+        if char.isascii():
+            out.append(char)
+            continue
+        category = unicodedata.category(char)
+        if category == "Nd":
+            out.append(str(unicodedata.decimal(char)))
+        elif category == "Cf":
+            continue
+        elif char.isspace():
+            out.append(" ")
+        else:
+            out.append(_NUMBER_LOOKALIKES.get(char, char))
+    return "".join(out)
+
+
+def _number_from_value(raw: object) -> str:
+    """The digits of a number that arrived as a number value (SQL drivers, pandas, JSON), or _BadNumber.
+
+    Integers (``int``, ``bool`` excluded, and every ``numbers.Integral`` such as numpy's) are exact. A float
+    is refused: it may already have lost digits before it got here (Excel shows 919876543210 as 9.19877E+11,
+    and pandas reads that back as 919877000000.0), and no test on the value can tell. A ``Decimal`` is exact
+    when it is a whole number written without an exponent (what a SQL NUMERIC column gives).
+    """
+    import numbers
+
+    if isinstance(raw, bool):
+        raise _BadNumber(f"is a boolean ({raw}), not a phone number; check the column that feeds it")
+    if isinstance(raw, numbers.Integral):
+        value = int(raw)
+        if value < 0:
+            raise _BadNumber(f"is a negative number ({_show(mask_number(str(value)))}), not a phone number")
+        return str(value)
+    if isinstance(raw, float):
+        shown = _show(mask_number(repr(raw)))
+        raise _BadNumber(
+            f"is a float ({shown}): the column was read as a number, and a float may already have lost "
+            f"digits (Excel's 9.19877E+11 comes back as 919877000000.0); {_FLOAT_FIX}"
+        )
+    from decimal import Decimal
+
+    if isinstance(raw, Decimal):
+        shown = _show(mask_number(str(raw)))
+        if not raw.is_finite() or raw != raw.to_integral_value() or raw < 0:
+            raise _BadNumber(f"is the decimal number {shown}, not a phone number")
+        exponent = raw.as_tuple().exponent
+        if isinstance(exponent, int) and exponent > 0:
+            raise _BadNumber(
+                f"is the decimal number {shown} in scientific notation: digits may already be lost; "
+                f"{_FLOAT_FIX}"
+            )
+        return str(int(raw))
+    raise _BadNumber(
+        f"must be a string of digits, got {type(raw).__name__}"
+        + (
+            f" (a number type that cannot hold every digit exactly); {_FLOAT_FIX}"
+            if isinstance(raw, numbers.Number)
+            else ""
+        )
+    )
+
+
+def _is_number_value(value: object) -> bool:
+    import numbers
+
+    return isinstance(value, numbers.Number)
+
+
+def _number_text(raw: object) -> tuple[str, bool]:
+    """``(text, from_value)``: the number as ASCII text, and whether it came from a number value (which cannot
+    hold a leading 0). Refuses, with _BadNumber, every form whose digits are not exactly the user's."""
     if not isinstance(raw, str):
-        raise _BadNumber(f"must be a string, got {type(raw).__name__}")
-    text = raw.strip()
+        return _number_from_value(raw), True
+    text = _ascii_number_text(raw).strip()
+    if text.startswith("'"):
+        text = text[
+            1:
+        ].strip()  # Excel's "store as text" marker, kept by some exports: never part of the number
+    elif text.startswith('="') and text.endswith('"'):
+        text = text[2:-1].strip()  # the ="0919..." idiom that keeps a CSV column as text in Excel
+    tel = _TEL_PREFIX_RE.match(text)
+    if tel:
+        text = text[tel.end() :]  # RFC 3966 tel: URI ("tel:+91-98765-43210")
     if not text:
         raise _BadNumber("is empty; write the number with its country code, e.g. '919876543210'")
+    for token in text.split():
+        if _SCIENTIFIC_RE.fullmatch(token):
+            raise _BadNumber(
+                f"{_show(mask_number(text))} is in scientific notation: the column was read as a number, and "
+                f"digits may already be lost (Excel writes 919876543210 as 9.19877E+11); {_FLOAT_FIX}"
+            )
+        if _FLOAT_TAIL_RE.fullmatch(token):
+            raise _BadNumber(
+                f"{_show(mask_number(text))} ends in '.0': the column was read as a number and written "
+                f"back as text, and the '.0' cannot be told from a last digit; {_FLOAT_FIX}"
+            )
+        if _DECIMAL_RE.fullmatch(token):
+            raise _BadNumber(
+                f"{_show(mask_number(text))} looks like a decimal number, not a phone number: if the column "
+                f"was read as a number, {_FLOAT_FIX}"
+            )
+    if text.startswith("-"):
+        raise _BadNumber(
+            f"{_show(mask_number(text))} starts with '-', like a negative number; remove the sign"
+        )
+    return text, False
+
+
+def _normalize(raw: object, region: str | None) -> str:
+    """Normalise one number; ``region`` must already be checked. Raises _BadNumber."""
+    text, from_value = _number_text(raw)
     if _NUMBER_CHARS_RE.fullmatch(text) is None:
         raise _BadNumber(
             f"{_show(mask_number(text))} contains characters other than digits, a leading '+' and separators "
             "(letters, extensions and lists are not accepted: pass one number per entry)"
         )
+    written = _NOT_ASCII_DIGIT_RE.sub("", text)  # every digit the user wrote, in order
+    if len(written) > API_MAX_DIGITS + 4:  # room for "00" or another exit code and a "(0)"
+        raise _BadNumber(
+            f"{_show(mask_number(text))} has {len(written)} digits; the API accepts {API_MIN_DIGITS} to "
+            f"{API_MAX_DIGITS}, country code included: pass one number per entry"
+        )
+    number = _read(text, region)
+    pn = _phonenumbers()
+    country_code, significant = number.country_code, pn.national_significant_number(number)
+    out = f"{country_code}{significant}"
+    # Never a different digit string: the national significant number must be exactly the last digits written,
+    # and what precedes them a form of the country code or a trunk prefix. phonenumbers rewrites a few
+    # national forms (Argentina's 15 -> 9, carrier codes in Brazil): those are refused, not sent elsewhere.
+    prefix = written[: len(written) - len(significant)]
+    if not (significant and written.endswith(significant)) or prefix not in _prefix_forms(
+        country_code, region
+    ):
+        raise _BadNumber(
+            f"{_show(mask_number(text))} would be sent as {_show(mask_number(out))}, not the digits written "
+            "(its national form changes digits, e.g. a carrier code or a mobile prefix); write it in "
+            "international format: '+', the country code and the number, e.g. '+54 9 11 2345 6789'"
+        )
+    if from_value and region:
+        _check_lost_zero(text, region, out)
+    if not API_MIN_DIGITS <= len(out) <= API_MAX_DIGITS:
+        raise _BadNumber(
+            f"{_show(mask_number(text))} has {len(out)} digits with its country code "
+            f"({_country_label(country_code)}); the API accepts {API_MIN_DIGITS} to {API_MAX_DIGITS} digits, "
+            "country code included: check for a missing or extra digit"
+        )
+    return out
+
+
+def _check_lost_zero(text: str, region: str, out: str) -> None:
+    """A number value cannot hold a leading 0: refuse it when, with the 0, it is another valid number of the
+    region (an Italian landline 06..., read from an integer column as 6...)."""
+    pn = _phonenumbers()
+    with_zero = _parse(pn, "0" + text, region)
+    if with_zero is None or with_zero is _UNKNOWN_COUNTRY or not pn.is_valid_number(with_zero):
+        return
+    if f"{with_zero.country_code}{pn.national_significant_number(with_zero)}" != out:
+        raise _BadNumber(
+            f"{_show(mask_number(text))} is a number value, which cannot hold a leading 0, and in region "
+            f"{region} the same digits after a 0 are another valid number; {_FLOAT_FIX}"
+        )
+
+
+@functools.lru_cache(maxsize=512)
+def _prefix_forms(country_code: int, region: str | None) -> frozenset[str]:
+    """What may precede the national significant number in what the user wrote: nothing or a trunk prefix
+    (national forms), or the country code after an optional international prefix, optionally followed by a
+    trunk prefix (the "+44 (0)20 ..." form)."""
+    pn = _phonenumbers()
+    trunks = {""}
+    for code in pn.region_codes_for_country_code(country_code):
+        metadata = pn.PhoneMetadata.metadata_for_region(code)
+        if metadata is not None and metadata.national_prefix:
+            trunks.add(metadata.national_prefix)
+    exits = {"", "00"}
+    metadata = pn.PhoneMetadata.metadata_for_region(region) if region else None
+    if metadata is not None:
+        exits.update(
+            p
+            for p in (metadata.international_prefix, metadata.preferred_international_prefix)
+            if p and p.isdigit()
+        )
+    code = str(country_code)
+    return frozenset(trunks | {exit_ + code + trunk for exit_ in exits for trunk in trunks})
+
+
+def _read(text: str, region: str | None) -> Any:
+    """The phonenumbers reading of ``text`` (checked ASCII); raises _BadNumber naming why there is none."""
     pn = _phonenumbers()
     international = text.startswith("+")
     if not international and text.startswith("00"):
@@ -592,18 +861,19 @@ def _normalize(raw: object, region: str | None) -> str:
         as_national = _parse(pn, text, region) if region else None
         if as_national is _UNKNOWN_COUNTRY:
             as_national = None
-        national: str | None = None  # set when the national reading is valid
+        valid_national = False
         if region and as_national is not None and pn.is_valid_number(as_national):
+            valid_national = True
             national = f"{as_national.country_code}{pn.national_significant_number(as_national)}"
             # Fast path: not in API format, or phonenumbers already read the leading country code as such.
             if not digits.startswith(_country_prefix(region)) or national == digits:
-                return national
+                return as_national
         # "(...)" marks a national number (an area code), which never gets the international reading.
         as_international = _parse(pn, "+" + digits, None) if "(" not in text else None
         if as_international is _UNKNOWN_COUNTRY:
             as_international = None
-        if national and not (as_international is not None and pn.is_valid_number(as_international)):
-            return national
+        if valid_national and not (as_international is not None and pn.is_valid_number(as_international)):
+            return as_national
         candidates = [as_international, as_national]
     reasons: list[tuple[int, int]] = []
     for number in candidates:
@@ -611,7 +881,7 @@ def _normalize(raw: object, region: str | None) -> str:
             continue
         reason = pn.is_possible_number_with_reason(number)
         if reason == 0:
-            return f"{number.country_code}{pn.national_significant_number(number)}"
+            return number
         reasons.append((reason, number.country_code))
     shown = _show(mask_number(text))
     guessed = not international and region is None
@@ -731,9 +1001,16 @@ def normalize_numbers(
     from_string = isinstance(to, str)
     entries: Iterable[object]
     if isinstance(to, str):
+        if _DECIMAL_COMMA_IN_LIST_RE.search(to):
+            # Split at the comma, "919876543210,0" would be a number and a "0": say what it really is.
+            _fail(
+                field,
+                "has a number written with a decimal comma ('919876543210,0' or '9,19876E+11'): the column "
+                f"was read as a number; {_FLOAT_FIX}",
+            )
         entries = split_recipients(to)
-    elif isinstance(to, int) and not isinstance(to, bool):
-        entries = [to]
+    elif _is_number_value(to):
+        entries = [to]  # one number value: _normalize says whether its type can be trusted
     elif isinstance(to, (bytes, Mapping)) or not isinstance(to, Iterable):
         _fail(field, f"must be a string or a list of strings, got {type(to).__name__}")
     else:
@@ -858,8 +1135,12 @@ def validate_custom_id(custom_id: str | None, *, field: str = "custom_id") -> st
         _fail(field, f"must be a string, got {type(custom_id).__name__}")
     if len(custom_id) > MAX_CUSTOM_ID_CHARS:
         _fail(field, f"{_show(custom_id)} is {len(custom_id)} characters; use at most {MAX_CUSTOM_ID_CHARS}")
-    if any(unicodedata.category(char) == "Cc" for char in custom_id):
-        _fail(field, f"{_show(custom_id)} contains a control character (tab, line break, ...); remove it")
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in custom_id):
+        _fail(
+            field,
+            f"{_show(custom_id)} contains a control character (tab, line break, ...) or half of a UTF-16 "
+            "surrogate pair; remove it",
+        )
     if custom_id != custom_id.strip():
         _fail(
             field,
@@ -907,7 +1188,7 @@ def validate_tags(tags: str | Sequence[str] | None, *, field: str = "tags") -> l
     items: list[object]
     if isinstance(tags, str):
         items = [part for part in (piece.strip() for piece in tags.split(",")) if part]
-    elif isinstance(tags, bytes) or not isinstance(tags, Iterable):
+    elif isinstance(tags, (bytes, Mapping)) or not isinstance(tags, Iterable):
         _fail(field, f"must be a list of strings or a comma-separated string, got {type(tags).__name__}")
     else:
         items = list(tags)
@@ -920,10 +1201,77 @@ def validate_tags(tags: str | Sequence[str] | None, *, field: str = "tags") -> l
             _fail(field, f"tag {position} is empty; remove it")
         if "," in tag:
             _fail(field, f"tag {position} {_show(tag)} contains ','; pass tags as separate list items")
+        if any(unicodedata.category(char) in ("Cc", "Cs") for char in tag):
+            _fail(
+                field,
+                f"tag {position} {_show(tag)} contains a control character or half of a UTF-16 surrogate "
+                "pair; remove it",
+            )
         result[tag] = None
     if len(result) > MAX_TAGS:
         _fail(field, f"has {len(result)} tags {list(result)!r}; the API allows at most {MAX_TAGS} per send")
     return list(result)
+
+
+_TRUE_WORDS = frozenset({"true", "t", "yes", "y", "on", "1"})
+_FALSE_WORDS = frozenset({"false", "f", "no", "n", "off", "0"})
+
+
+def validate_flag(value: object, *, field: str) -> bool:
+    """A yes/no parameter as Python, a template, a connection or JSON give it: a bool, 0 or 1, or one of the
+    words Airflow's ``to_boolean`` reads (``true/t/yes/y/on/1``, ``false/f/no/n/off/0``, any case, spaces
+    around ignored). Anything else is a typed error naming ``field``: ``"false"`` is never true because it
+    is a non-empty string, and ``"maybe"`` is never quietly false.
+
+    Example::
+
+        >>> validate_flag("false", field="flash"), validate_flag("On", field="flash")
+        (False, True)
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+    _fail(
+        field,
+        f"must be true or false, got {_show(value)}; pass True/False, or as text 'true'/'false' "
+        "('yes'/'no', 'on'/'off', '1'/'0')",
+    )
+
+
+def validate_text_id(value: object, *, field: str, allow_int: bool = False) -> str | None:
+    """An optional id or name sent as text (``webhook_id``, a campaign ``name``, a status lookup's id):
+    ``None`` or ``""`` -> ``None``; otherwise a non-blank string (an ``int`` too when ``allow_int``, as native
+    template rendering makes one of "12345") without control characters or unpaired surrogates. A dict, a
+    list or any other type is a typed error naming ``field``: it would otherwise be sent as its repr.
+
+    Example::
+
+        >>> validate_text_id("5f2b8e1c-webhook", field="webhook_id"), validate_text_id(None, field="name")
+        ('5f2b8e1c-webhook', None)
+    """
+    if value is None or value == "":
+        return None
+    if allow_int and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        kind = "a string" + (" or a whole number" if allow_int else "")
+        _fail(field, f"must be {kind}, got {type(value).__name__} {_show(value)}")
+    if not value.strip():
+        _fail(field, f"is blank ({_show(value)}); pass a value or leave it out")
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        _fail(
+            field,
+            f"{_show(value)} contains a control character (tab, line break, ...) or half of a UTF-16 "
+            "surrogate pair; remove it",
+        )
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------

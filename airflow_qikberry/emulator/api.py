@@ -643,6 +643,19 @@ class Api:
             raise ApiError(404, "Not Found.")
         return ok({"status": "OK", "code": 200, "message": "Deleted successfully", "data": []})
 
+    # ------------------------------------------------------------------ text the API cannot store
+    def check_text(self, req: ApiRequest) -> None:
+        """Refuse a request whose parameters hold an unpaired UTF-16 surrogate (JSON can carry ``"\\ud83d"``
+        and Python's json reads it into a str; it has no UTF-8 form, so the API cannot store it).
+
+        Assumed answer: a validation error (``unpaired_surrogate_status``, 422) naming the parameter, before
+        anything is accepted; see docs/emulator.md.
+        """
+        path = unpaired_surrogate(req.params)
+        if path is not None:
+            text = f"The {path} must be a valid UTF-8 string."
+            raise ApiError(self.state.config.unpaired_surrogate_status, text, {path: [text]})
+
     # ------------------------------------------------------------------ routing
     def route(self, path: str) -> tuple[dict[str, Callable[[ApiRequest], ApiResult]], tuple[str, ...]] | None:
         handlers = self._routes.get(path)
@@ -660,6 +673,33 @@ class Api:
 
 
 # ---------------------------------------------------------------------------- helpers
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def unpaired_surrogate(value: Any, path: str = "") -> str | None:
+    """The dotted path (``nodes.3.message``) of the first key or string holding a UTF-16 surrogate, or None.
+
+    Python's json joins an escaped pair (``"\\ud83d\\ude00"``) into one character, so any surrogate left in a
+    parsed str is an unpaired one.
+    """
+    if isinstance(value, str):
+        return (path or "body") if _SURROGATE_RE.search(value) else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        here = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and _SURROGATE_RE.search(key):
+            return here
+        found = unpaired_surrogate(item, here)
+        if found is not None:
+            return found
+    return None
+
+
 def _with_mobile(template: NewMessage, mobile: str) -> NewMessage:
     return NewMessage(
         mobile=mobile,

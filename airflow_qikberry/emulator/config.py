@@ -80,6 +80,9 @@ class EmulatorConfig:
     rate_limit_per_minute: int = 1000
     html_login_redirect: bool = True
     insufficient_balance_status: int = 422
+    # Status of the answer to a text holding an unpaired UTF-16 surrogate (a JSON "\ud83d" escape with no
+    # partner): it has no UTF-8 form, so the API cannot store it (assumed a validation error, 422).
+    unpaired_surrogate_status: int = 422
     # Delivery-report pushes.
     webhook_retries: int = 3
     webhook_retry_interval: float = 1800.0
@@ -142,7 +145,8 @@ _POSITIVE_INTS = (
     "request_log_limit",
     "status_page_size",
 )
-_INTS = (*_NON_NEGATIVE_INTS, *_POSITIVE_INTS, "insufficient_balance_status", "max_tags")
+_ERROR_STATUSES = ("insufficient_balance_status", "unpaired_surrogate_status")
+_INTS = (*_NON_NEGATIVE_INTS, *_POSITIVE_INTS, *_ERROR_STATUSES, "max_tags")
 _BOOLS = ("html_login_redirect", "paginate_lookups", "bulk_keeps_custom")
 
 
@@ -215,8 +219,8 @@ def apply_updates(config: EmulatorConfig, updates: dict[str, Any]) -> EmulatorCo
                 raise ValueError(f"{name} must be an integer")
             if value < 0 or (name in _POSITIVE_INTS and value == 0):
                 raise ValueError(f"{name} must be {'positive' if name in _POSITIVE_INTS else '>= 0'}")
-            if name == "insufficient_balance_status" and not 400 <= value <= 599:
-                raise ValueError("insufficient_balance_status must be an HTTP error status (400-599)")
+            if name in _ERROR_STATUSES and not 400 <= value <= 599:
+                raise ValueError(f"{name} must be an HTTP error status (400-599)")
             setattr(new, name, value)
         elif name in _BOOLS:
             if not isinstance(value, bool):

@@ -39,7 +39,8 @@ def gsm_septets(text: str) -> int:
 
 def ucs2_code_units(text: str) -> int:
     # Characters outside the BMP take a surrogate pair, i.e. two 16-bit units.
-    return len(text.encode("utf-16-le")) // 2
+    # surrogatepass: a lone surrogate counts as the one unit it is instead of failing the request with a 500.
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def to_gsm(text: str) -> str:

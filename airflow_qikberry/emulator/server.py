@@ -424,6 +424,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
                 args=args,
             )
             try:
+                emu.api.check_text(request)
                 result: ApiResult = handler(request)
             except ApiError as exc:
                 result = ApiResult(exc.status, exc.body())

@@ -8,6 +8,7 @@ that do the work are imported on first use.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -276,6 +277,7 @@ class QikberryHook(BaseHook):
         from airflow_qikberry.models import SentMessage
 
         s = self.settings
+        resend = v.validate_flag(resend, field="resend")
         numbers = v.normalize_numbers(to, default_region=s.default_region)
         p.check_request_size(len(numbers), "to")
         payload = p.build_common(
@@ -371,10 +373,14 @@ class QikberryHook(BaseHook):
         """
         from airflow_qikberry import idempotency as ido
         from airflow_qikberry import protocol as p
+        from airflow_qikberry import validation as v
         from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
         from airflow_qikberry.models import BatchResult, SentMessage
 
         s = self.settings
+        resend = v.validate_flag(resend, field="resend")
+        if check_first is not None:
+            check_first = v.validate_flag(check_first, field="check_first")
         if not nodes:
             raise QikberryValidationError("nodes is empty: give at least one recipient.", field="nodes")
         p.check_request_size(len(nodes), "nodes")
@@ -394,9 +400,9 @@ class QikberryHook(BaseHook):
             require_message=False,
         )
         if name is not None:
-            if not str(name).strip():
+            if isinstance(name, str) and not name.strip():
                 raise QikberryValidationError("name must not be blank.", field="name")
-            root["name"] = str(name)
+            root["name"] = v.validate_text_id(name, field="name", allow_int=True)
         built = p.build_batch_nodes(nodes, root, s.send_defaults, encoding=encoding, max_units=max_units)
         numbers = [b.number for b in built]
         identity = ido.task_identity()
@@ -489,6 +495,7 @@ class QikberryHook(BaseHook):
         from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
 
         s = self.settings
+        resend = v.validate_flag(resend, field="resend")
         payload = p.build_common(
             s.send_defaults,
             message=message,
@@ -504,10 +511,11 @@ class QikberryHook(BaseHook):
             tags=None,
         )
         if column is not None:
-            if not str(column).strip():
+            if isinstance(column, str) and not column.strip():
                 raise QikberryValidationError("column must not be blank.", field="column")
-            payload["column"] = str(column)
-        source = _BulkSource.of(file, filename)
+            column = v.validate_text_id(column, field="column", allow_int=True)
+            payload["column"] = column
+        source = _BulkSource.of(file, v.validate_text_id(filename, field="filename"))
         if source.size > p.MAX_BULK_BYTES:
             raise QikberryValidationError(
                 f"file is {source.size} bytes; the API accepts at most {p.MAX_BULK_BYTES} (200 MB). "
@@ -598,9 +606,7 @@ class QikberryHook(BaseHook):
     def iter_group_status(self, group_id: str) -> Iterator[MessageStatus]:
         """Every message of a request or campaign, walking the API's 100-row pages lazily."""
 
-        if not group_id or not str(group_id).strip():
-            raise QikberryValidationError("group_id must not be empty.", field="group_id")
-        return self._status_rows({"group_id": str(group_id)})
+        return self._status_rows({"group_id": _group_id(group_id)})
 
     # -- delivery polling (QikberryDeliverySensor)
 
@@ -627,9 +633,7 @@ class QikberryHook(BaseHook):
         from airflow_qikberry.models import MessageStatus
         from airflow_qikberry.protocol import Paths, status_page
 
-        if not group_id or not str(group_id).strip():
-            raise QikberryValidationError("group_id must not be empty.", field="group_id")
-        params = {"group_id": str(group_id), "page": page if page > 1 else None}
+        params = {"group_id": _group_id(group_id), "page": page if page > 1 else None}
         rows, following = status_page(self._poll_transport.get(Paths.STATUS, params), page)
         return StatusPage([MessageStatus.from_api(row) for row in rows], following)
 
@@ -694,6 +698,18 @@ class QikberryHook(BaseHook):
         return ui_field_behaviour()
 
 
+def _group_id(group_id: object) -> str:
+    """A group id to look up: a non-blank string, checked before any request (a list would be sent as its
+    repr)."""
+    from airflow_qikberry.validation import validate_text_id
+
+    if group_id is None or (isinstance(group_id, str) and not group_id.strip()):
+        raise QikberryValidationError("group_id must not be empty.", field="group_id")
+    checked = validate_text_id(group_id, field="group_id")
+    assert checked is not None  # None and "" were refused above
+    return checked
+
+
 class _BulkSource:
     """The file of a bulk upload: a path (reopened per attempt) or a seekable file object (rewound)."""
 
@@ -713,6 +729,12 @@ class _BulkSource:
             return cls(filename or path.name, path.stat().st_size, lambda: path.open("rb"))
         if not hasattr(file, "read"):
             raise QikberryValidationError("file must be a path or a binary file object.", field="file")
+        if isinstance(file, io.TextIOBase) or isinstance(file.read(0), str):
+            # Text mode would fail mid-upload (the multipart writer needs bytes) after the POST has begun.
+            raise QikberryValidationError(
+                "file is open in text mode; open it in binary mode, open(path, 'rb'), or pass the path.",
+                field="file",
+            )
         seekable = getattr(file, "seekable", None)
         if not (callable(seekable) and seekable()):
             raise QikberryValidationError(

@@ -20,6 +20,7 @@ import time
 from collections import ChainMap
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
+from numbers import Number
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.notifier import BaseNotifier
@@ -154,7 +155,9 @@ def fit_text(text: str, max_units: int) -> str:
 
     from airflow_qikberry import validation as v
 
-    text = text.translate(_TRANSLITERATE)
+    # An exception text may hold half of a surrogate pair or a control character, which cannot be sent: an
+    # alert replaces them rather than being lost (a send refuses such text).
+    text = v.replace_unsendable(text.translate(_TRANSLITERATE))
     if not v.is_gsm7(text):
         # Accented Latin letters outside GSM-7 (á, ô, ł...) lose their accent when that makes them GSM-7.
         folded = []
@@ -274,14 +277,17 @@ class QikberryNotifier(BaseNotifier):
         to = v.rendered_literal(to, "to")
         if isinstance(to, str):
             entries = v.split_recipients(to)
-        elif isinstance(to, int):
-            entries = [str(to)]
+        elif isinstance(to, Number):
+            entries = [to]
         else:
             entries = list(to)
         numbers: dict[str, None] = {}
         for position, entry in enumerate(entries, start=1):
             try:
-                numbers.update(dict.fromkeys(v.normalize_numbers(str(entry), default_region=default_region)))
+                # A number value goes to the validator as it is (not str()-ed, which turns a float into
+                # "919876543210.0"): the same rule as every send, an int exact, a float refused.
+                one = entry if isinstance(entry, str) else [entry]
+                numbers.update(dict.fromkeys(v.normalize_numbers(one, default_region=default_region)))
             except Exception as err:
                 self.log.error("Qikberry alert: recipient %d skipped: %s", position, err)
         return list(numbers)

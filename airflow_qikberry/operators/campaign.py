@@ -194,6 +194,21 @@ class QikberryBulkCampaignOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        flags = {
+            "flash": flash,
+            "check_balance": check_balance,
+            "dry_run": dry_run,
+            "resend": resend,
+            "use_task_state_store": use_task_state_store,
+        }
+        if not all(isinstance(value, bool) for value in flags.values()):
+            # A yes/no given as text ("false" from a Variable or params) is read as Airflow reads booleans;
+            # anything else fails the DAG file's import naming the argument. Booleans cost no import.
+            from airflow_qikberry.validation import validate_flag
+
+            flags = {name: validate_flag(value, field=name) for name, value in flags.items()}
+        flash, check_balance, dry_run = flags["flash"], flags["check_balance"], flags["dry_run"]
+        resend, use_task_state_store = flags["resend"], flags["use_task_state_store"]
         self.recipients = recipients
         self.csv_path = csv_path
         self.sql = sql
@@ -223,7 +238,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
         self.rejected_path = rejected_path
         self.check_balance = check_balance
         # Not self.dry_run: that name is BaseOperator's dry_run() method (Airflow 2's `tasks test --dry-run`).
-        self.is_dry_run = bool(dry_run)
+        self.is_dry_run = dry_run
         self.resend = resend
         self.use_task_state_store = use_task_state_store
         self.qikberry_conn_id = qikberry_conn_id
@@ -235,7 +250,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
 
         identity = ido.task_identity()
         options = c.CampaignOptions.checked(
-            name=str(self.name) if self.name not in (None, "") else self._default_name(context),
+            name=self._default_name(context) if _text(self.name) is None else _text(self.name),
             message=None if self.message is None else str(self.message),
             has_template=self.message_template is not None,
             sender=_text(self.sender),
@@ -248,13 +263,13 @@ class QikberryBulkCampaignOperator(BaseOperator):
             tags=_text(self.tags),
             encoding=self.encoding,
             max_units=self.max_units,
-            flash=bool(self.flash),
+            flash=self.flash,
             webhook_id=_text(self.webhook_id),
             chunk_size=self.chunk_size,
             max_invalid_ratio=self.max_invalid_ratio,
-            check_balance=bool(self.check_balance),
+            check_balance=self.check_balance,
             dry_run=self.is_dry_run,
-            resend=bool(self.resend),
+            resend=self.resend,
         )
         source = self._source(context)
         render = None

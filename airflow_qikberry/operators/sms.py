@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
+from numbers import Number
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
@@ -60,7 +61,7 @@ def rendered_list(value: Any, field: str) -> Any:
     )
 
 
-def _recipients(to: Any) -> str | list[str]:
+def _recipients(to: Any) -> str | list[Any]:
     """``to`` as the hook takes it, after undoing text rendering; refuses shapes that are not numbers.
 
     Full validation (each number, duplicates, the 50,000 limit) is the hook's; this only catches what an
@@ -75,8 +76,8 @@ def _recipients(to: Any) -> str | list[str]:
         )
     if isinstance(to, str):
         return to
-    if isinstance(to, int) and not isinstance(to, bool):
-        return str(to)
+    if isinstance(to, Number) and not isinstance(to, bool):
+        return [to]
     if isinstance(to, Mapping):
         raise QikberryValidationError(
             f"to: got a {type(to).__name__} (keys {', '.join(map(repr, list(to)[:3]))}), not numbers; pass "
@@ -88,10 +89,12 @@ def _recipients(to: Any) -> str | list[str]:
             f"to: must be a number, a comma-separated string or a list of numbers, got {type(to).__name__}",
             field="to",
         )
-    entries: list[str] = []
+    entries: list[Any] = []
     for position, entry in enumerate(to, start=1):
-        if isinstance(entry, str) or (isinstance(entry, int) and not isinstance(entry, bool)):
-            entries.append(str(entry))  # numbers read from CSV/SQL/JSON often arrive as integers
+        if isinstance(entry, str) or (isinstance(entry, Number) and not isinstance(entry, bool)):
+            # Numbers read from CSV/SQL/JSON often arrive as number values: passed on as they are, so the
+            # hook's rule applies (an int is exact; a float is refused, it may have lost digits).
+            entries.append(entry)
             continue
         hint = (
             "; pick the number out of each record, e.g. "
@@ -110,6 +113,17 @@ def _recipients(to: Any) -> str | list[str]:
             field="to",
         )
     return entries
+
+
+def _flags(**flags: Any) -> tuple[bool, ...]:
+    """Yes/no arguments as booleans; one given as text ("false" from a template, a Variable, a connection)
+    is read as Airflow reads booleans, and anything else fails the DAG file's import naming the argument.
+    Booleans, the usual case, cost nothing: validation is imported only for another type."""
+    if all(isinstance(value, bool) for value in flags.values()):
+        return tuple(flags.values())
+    from airflow_qikberry.validation import validate_flag
+
+    return tuple(validate_flag(value, field=name) for name, value in flags.items())
 
 
 def _as_text(value: Any) -> Any:
@@ -216,6 +230,7 @@ class QikberrySendSmsOperator(BaseOperator):
 
             validate_encoding(encoding)
             validate_max_units(max_units)
+        flash, resend, dry_run = _flags(flash=flash, resend=resend, dry_run=dry_run)
         self.to = to
         self.message = message
         self.sender = sender
@@ -231,7 +246,7 @@ class QikberrySendSmsOperator(BaseOperator):
         self.webhook_id = webhook_id
         self.resend = resend
         # Not self.dry_run: that name is BaseOperator's dry_run() method (Airflow 2's `tasks test --dry-run`).
-        self.is_dry_run = bool(dry_run)
+        self.is_dry_run = dry_run
         self.qikberry_conn_id = qikberry_conn_id
 
     @cached_property
@@ -250,7 +265,7 @@ class QikberrySendSmsOperator(BaseOperator):
             "entity_id": self.entity_id or None,
             "schedule_at": self.schedule_at or None,
             "encoding": self.encoding,
-            "flash": bool(self.flash),
+            "flash": self.flash,
             "custom_id": _as_text(self.custom_id) or None,
             "webhook_id": _as_text(self.webhook_id) or None,
             "max_units": self.max_units,
@@ -263,7 +278,7 @@ class QikberrySendSmsOperator(BaseOperator):
         if self.is_dry_run:
             return self._dry_run(to, arguments)
         # The hook validates every argument before its first request: a bad input sends nothing.
-        sent = self.hook.send_sms(to, self.message, resend=bool(self.resend), **arguments)
+        sent = self.hook.send_sms(to, self.message, resend=self.resend, **arguments)
         self._log_sent(sent)
         return [message.to_xcom() for message in sent]
 
@@ -281,7 +296,7 @@ class QikberrySendSmsOperator(BaseOperator):
             ", ".join(ids[:SAMPLE_SIZE]) + (f", ... ({len(ids)} in all)" if len(ids) > SAMPLE_SIZE else ""),
         )
 
-    def _dry_run(self, to: str | list[str], arguments: dict[str, Any]) -> dict[str, Any]:
+    def _dry_run(self, to: str | list[Any], arguments: dict[str, Any]) -> dict[str, Any]:
         """Everything a send checks and measures, then a balance lookup; no POST is made."""
         from airflow_qikberry import protocol as p
         from airflow_qikberry import validation as v
