@@ -22,7 +22,7 @@ import hashlib
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
@@ -41,6 +41,7 @@ __all__ = [
     "TaskIdentity",
     "Verdict",
     "accepted_prefix",
+    "batch_identity",
     "campaign_custom_id",
     "campaign_key",
     "confirm_absent",
@@ -50,6 +51,7 @@ __all__ = [
     "match_batch_rows",
     "match_send_rows",
     "resume_point",
+    "send_fingerprint",
     "task_identity",
 ]
 
@@ -121,6 +123,34 @@ def derive_custom_id(
 
 def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def canonical_fields(payload: Mapping[str, Any]) -> str:
+    """A send's parameters in one form whatever order they came in: keys sorted, and the tags (a set of
+    opt-out tags, which a caller may pass as a Python set) sorted too."""
+    return repr(sorted((key, sorted(val) if key == "tags" else val) for key, val in payload.items()))
+
+
+def send_fingerprint(numbers: Iterable[str], payload: Mapping[str, Any]) -> str:
+    """The identity of a ``sms/send``: its numbers as a set (their order does not matter: a Python set
+    iterates in another order in every process, so in every try of a task) and its parameters."""
+    return fingerprint("send_sms", sorted(numbers), canonical_fields(payload))
+
+
+def batch_identity(nodes: Sequence[Mapping[str, Any]], root: Mapping[str, Any]) -> tuple[str, list[int]]:
+    """The identity of a ``sms/send/json`` batch and each node's rank in it.
+
+    A batch is the multiset of its nodes (each node's number, text and overrides) under its root: the same
+    nodes in another order are the same batch. The rank of a node is its place when the nodes are sorted by
+    content, so a derived node id ``<base>-<rank + 1>`` follows the node, not its position. Identical nodes
+    (the same number and text twice) are interchangeable and get consecutive ranks.
+    """
+    keys = [canonical_fields(node) for node in nodes]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    ranks = [0] * len(keys)
+    for rank, index in enumerate(order):
+        ranks[index] = rank
+    return fingerprint("send_batch", [keys[i] for i in order], canonical_fields(root)), ranks
 
 
 # --- what a lookup found

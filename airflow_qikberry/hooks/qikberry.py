@@ -293,8 +293,10 @@ class QikberryHook(BaseHook):
             tags=tags,
         )
         identity = ido.task_identity()
+        # The identity of the send is its set of numbers: a set given as `to` iterates in another order in
+        # every process, so in every try of a task (docs/guarantees.md).
         cid = v.validate_custom_id(custom_id) or ido.derive_custom_id(
-            ido.fingerprint("send_sms", numbers, sorted(payload.items())), identity, fresh=resend
+            ido.send_fingerprint(numbers, payload), identity, fresh=resend
         )
         payload["to"] = ",".join(numbers)
         payload["custom"] = cid
@@ -400,14 +402,12 @@ class QikberryHook(BaseHook):
         built = p.build_batch_nodes(nodes, root, s.send_defaults, encoding=encoding, max_units=max_units)
         numbers = [b.number for b in built]
         identity = ido.task_identity()
-        base = ""
-        if not all(b.given_custom_id for b in built):  # derived ids only where the caller gave none
-            base = ido.derive_custom_id(
-                ido.fingerprint("send_batch", [b.payload for b in built], sorted(root.items())),
-                identity,
-                fresh=resend,
-            )
-        cids = [b.given_custom_id or f"{base}-{i + 1}" for i, b in enumerate(built)]
+        if all(b.given_custom_id for b in built):
+            cids = [str(b.given_custom_id) for b in built]
+        else:  # derived ids only where the caller gave none; they follow the node, not its position
+            batch, ranks = ido.batch_identity([b.payload for b in built], root)
+            base = ido.derive_custom_id(batch, identity, fresh=resend)
+            cids = [b.given_custom_id or f"{base}-{rank + 1}" for b, rank in zip(built, ranks, strict=True)]
         api_nodes = [{**b.payload, "custom": cid} for b, cid in zip(built, cids, strict=True)]
         self.log.info(
             "Sending a batch of %d message(s) via service %s%s",
