@@ -31,6 +31,7 @@ __all__ = [
     "QikberryInsufficientBalanceError",
     "QikberryPartialSendError",
     "QikberryRateLimitError",
+    "QikberryRowsNotSentError",
     "QikberryServerError",
     "QikberryValidationError",
 ]
@@ -164,3 +165,13 @@ class QikberryPartialSendError(QikberryDeliveryUnknownError):
         self.missing_custom_ids = list(missing_custom_ids)
         super().__init__(message, numbers=numbers, custom_id=custom_id)
 
+
+class QikberryRowsNotSentError(QikberryError):
+    """A campaign sent everything it could, but more rows than ``max_invalid_ratio`` allows were not sent:
+    rejected before sending, or refused or left out by the API. ``summary`` is the campaign's summary (the
+    XCom it would have returned), with the rows not sent counted and listed (numbers masked).
+    """
+
+    def __init__(self, message: str, *, summary: dict[str, object] | None = None) -> None:
+        self.summary = dict(summary or {})
+        super().__init__(message)
