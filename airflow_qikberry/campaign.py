@@ -8,9 +8,11 @@ A campaign is two passes over its rows, neither of which holds the rows in memor
    Every limit is then checked before anything is sent: at most 500,000 messages, the ``max_invalid_ratio``
    of rejected rows, the split-schedule window, and the balance.
 2. **Send**: stream the spool in chunks of ``chunk_size`` rows, strictly in order, each through
-   ``QikberryHook.send_batch`` (``sms/send/json`` with the campaign ``name``, so each chunk gets a group id).
-   Every row carries a deterministic custom id ``qc-<key>-<chunk>-<position>``, so a retried task finds the
-   prefix of chunks its earlier tries got accepted with a few status lookups and sends only the rest.
+   ``QikberryHook.send_batch`` (``sms/send/json`` with the campaign ``name``, so each request gets a group
+   id). A row the API refuses (a 422 naming it) or leaves out of its answer is reported not sent and the
+   rest of its chunk still goes out. Every row carries a deterministic custom id
+   ``qc-<key>-<chunk>-<position>``, so a retried task finds the prefix of chunks its earlier tries reached
+   with a few status lookups, settles them row by row, and sends only the rest.
 
 The functions here are pure where they can be (sources, checks, planning, the prepare pass); only
 :func:`run_campaign` talks to the API, through the hook it is given. See docs/campaign.md.

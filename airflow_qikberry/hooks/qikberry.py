@@ -358,9 +358,14 @@ class QikberryHook(BaseHook):
         ``protocol`` builds (``protocol.validated_batch_node``): it is sent as it is, not validated again, for
         callers that validated their nodes once already (the campaign engine). Mappings are always validated.
 
-        ``check_first`` decides whether the batch is looked up (by its first node's custom id) before it is
-        posted: ``None`` (default) on a task retry only; ``False`` never, for a caller that has already
-        established that the batch was not sent (a resumed campaign); ``True`` always.
+        ``check_first`` decides whether the batch is looked up (by its first, last or middle node's custom id,
+        then its group) before it is posted: ``None`` (default) on a task retry only; ``False`` never, for a
+        caller that has already established that the batch was not sent (a resumed campaign); ``True`` always.
+
+        Without ``custom_id`` a node gets ``<id>-<n>``, ``<id>`` derived from the batch's nodes as a multiset
+        and ``n`` the node's rank among them by content: the same nodes in another order are the same batch.
+        An answer that leaves nodes out (numbers that opted out) raises ``QikberryPartialSendError`` once the
+        missing ones are still absent at the end of the reconcile window, with the accepted rows.
 
         Example::
 
