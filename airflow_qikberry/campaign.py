@@ -1269,8 +1269,9 @@ class _Resume:
         The group of a row found holds every row of its request; a chunk accepted whole costs one page
         (its ``meta.total``). Rows in none of the groups found are looked up by their custom ids (the
         first, last and middle row of each run of them: another request's group shows there); rows still
-        absent were refused or left out (``not_accepted``), or, for the ``last`` chunk, are confirmed absent
-        over the reconcile window and sent.
+        absent were refused or left out then (``not_accepted_earlier``: a later chunk was posted, so this
+        one was settled), or, for the ``last`` chunk, are confirmed absent over the reconcile window and
+        sent again.
         """
         from airflow_qikberry import idempotency as ido
 
