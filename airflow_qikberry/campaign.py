@@ -8,9 +8,11 @@ A campaign is two passes over its rows, neither of which holds the rows in memor
    Every limit is then checked before anything is sent: at most 500,000 messages, the ``max_invalid_ratio``
    of rejected rows, the split-schedule window, and the balance.
 2. **Send**: stream the spool in chunks of ``chunk_size`` rows, strictly in order, each through
-   ``QikberryHook.send_batch`` (``sms/send/json`` with the campaign ``name``, so each chunk gets a group id).
-   Every row carries a deterministic custom id ``qc-<key>-<chunk>-<position>``, so a retried task finds the
-   prefix of chunks its earlier tries got accepted with a few status lookups and sends only the rest.
+   ``QikberryHook.send_batch`` (``sms/send/json`` with the campaign ``name``, so each request gets a group
+   id). A row the API refuses (a 422 naming it) or leaves out of its answer is reported not sent and the
+   rest of its chunk still goes out. Every row carries a deterministic custom id
+   ``qc-<key>-<chunk>-<position>``, so a retried task finds the prefix of chunks its earlier tries reached
+   with a few status lookups, settles them row by row, and sends only the rest.
 
 The functions here are pure where they can be (sources, checks, planning, the prepare pass); only
 :func:`run_campaign` talks to the API, through the hook it is given. See docs/campaign.md.
@@ -34,6 +36,7 @@ import json
 import os
 import re
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,8 +48,10 @@ from airflow_qikberry import validation as v
 from airflow_qikberry.exceptions import QikberryInsufficientBalanceError, QikberryValidationError
 
 if TYPE_CHECKING:
+    from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
     from airflow_qikberry.hooks.qikberry import QikberryHook
     from airflow_qikberry.idempotency import TaskIdentity
+    from airflow_qikberry.models import MessageStatus
 
 __all__ = [
     "CampaignOptions",
@@ -541,8 +546,9 @@ class RejectedReport:
     is the validation message, numbers masked.
     """
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, *, append: bool = False) -> None:
         self.path = path
+        self.append = append  # the send pass adds the rows the API did not take to the prepare pass's report
         self.counts: Counter[str] = Counter()
         self.examples: dict[str, str] = {}
         self._handle: IO[str] | None = None
@@ -552,14 +558,21 @@ class RejectedReport:
         if self.path:
             try:
                 # backslashreplace: a rejected value may hold half of a surrogate pair (no UTF-8 form).
-                self._handle = open(self.path, "w", newline="", encoding="utf-8", errors="backslashreplace")
+                self._handle = open(
+                    self.path,
+                    "a" if self.append else "w",
+                    newline="",
+                    encoding="utf-8",
+                    errors="backslashreplace",
+                )
             except OSError as exc:
                 raise QikberryValidationError(
                     f"rejected_path: cannot write {self.path!r} ({exc.strerror or exc}).",
                     field="rejected_path",
                 ) from None
             self._writer = csv.writer(self._handle)
-            self._writer.writerow(["row", "reason", "value", "detail"])
+            if not self.append:
+                self._writer.writerow(["row", "reason", "value", "detail"])
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -587,7 +600,11 @@ class Prepared:
     duplicates: int = 0
     units: int = 0
     digest: str = ""
+    # The digest of the rows as a set (a sum of each row's fingerprint): equal when only their order changed.
+    set_digest: str = ""
     chunk_offsets: list[int] = field(default_factory=list)  # spool byte offset of each chunk's first row
+    # Source row (1-based, as in the rejected report) of each accepted row, in spool order: 4 bytes a row.
+    source_rows: array[int] = field(default_factory=lambda: array("I"))
     chunk_units: list[int] = field(default_factory=list)
     sample: list[dict[str, Any]] = field(default_factory=list)
 
@@ -637,6 +654,8 @@ def prepare(
         raise ValueError("prepare needs exactly one of message and render")
     out = Prepared()
     seen: set[int] = set()
+    set_sum = 0
+    source_rows = out.source_rows.append
     digest = hashlib.blake2b(digest_size=16)
     offset = 0
     key: str | None = None
@@ -683,6 +702,7 @@ def prepare(
             out.duplicates += 1
             continue
         seen.add(fingerprint)
+        set_sum += fingerprint
         if out.accepted >= MAX_CAMPAIGN_MESSAGES:
             raise QikberryValidationError(
                 f"{field_name}: more than {MAX_CAMPAIGN_MESSAGES:,} valid messages (stopped at source row "
@@ -694,6 +714,7 @@ def prepare(
             out.chunk_offsets.append(offset)
             out.chunk_units.append(0)
         spool.write(data)
+        source_rows(number_in_source)
         digest.update(data)
         offset += len(data)
         out.chunk_units[-1] += info.units
@@ -710,6 +731,7 @@ def prepare(
             )
         out.accepted += 1
     out.digest = digest.hexdigest()
+    out.set_digest = f"{set_sum % 2**64:016x}"
     return out
 
 
@@ -797,17 +819,101 @@ class Progress:
         )
 
 
+# --- what became of each chunk's rows
+
+#: Why the API did not take a row (its ``reason`` in the rejected report and ``not_sent_by_reason``).
+API_REFUSED = "api_refused"
+NOT_ACCEPTED = "not_accepted"
+# Absent from a chunk an earlier try settled, found by a retry without task state, which cannot tell which.
+NOT_ACCEPTED_EARLIER = "not_accepted_earlier"
+NOT_SENT_LISTED = 100  # rows not sent listed (masked) in the summary; the rejected report has every one
+MAX_SPLIT_REFUSALS = (
+    4  # rows one chunk may lose to 422s naming no row before it counts as the whole request's
+)
+LEFT_OUT = (
+    "the API's answer left this row out and it was not in sms/status when the reconcile window closed: not "
+    "accepted (a number that opted out or is blocked is left out this way)"
+)
+EARLIER_LEFT_OUT = (
+    "an earlier try of this task sent it and the API does not hold it: refused or left out then (which of "
+    "the two is known only with the task state store)"
+)
+_NODE_ERROR = re.compile(r"^nodes\.(\d+)\.(\w+)$")
+
+
+@dataclass
+class ChunkOutcome:
+    """What became of a chunk's rows: the group ids holding its accepted messages (one per request that was
+    accepted), how many were accepted, and the rows not sent as ``(position, reason, detail)``."""
+
+    groups: list[str] = field(default_factory=list)
+    accepted: int = 0
+    not_sent: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def stored(self, size: int) -> Any:
+        """The task-state form: the group id alone for a chunk accepted whole in one request."""
+        if len(self.groups) == 1 and not self.not_sent and self.accepted == size:
+            return self.groups[0]
+        return {"g": list(self.groups), "a": self.accepted, "n": [list(row) for row in self.not_sent]}
+
+    @classmethod
+    def from_stored(cls, value: Any, size: int) -> ChunkOutcome | None:
+        """Read :meth:`stored` back; None when it says nothing usable (the chunk is then looked up)."""
+        if isinstance(value, str) and value:
+            return cls([value], size)
+        if isinstance(value, Mapping):
+            try:
+                return cls(
+                    [str(g) for g in value.get("g", [])],
+                    int(value.get("a", 0)),
+                    [(int(p), str(reason), str(detail)) for p, reason, detail in value.get("n", [])],
+                )
+            except (TypeError, ValueError):
+                return None
+        return None
+
+
+class NotSentRows:
+    """Rows the API did not take: counted by reason, the first :data:`NOT_SENT_LISTED` listed with the number
+    masked (for the summary), every one added to the rejected report (with the number, as for rows rejected
+    before sending: the report is the user's file)."""
+
+    def __init__(self, report: RejectedReport, source_rows: Sequence[int]) -> None:
+        self.report, self.source_rows = report, source_rows
+        self.listed: list[dict[str, Any]] = []
+
+    def add(self, chunk: Chunk, position: int, number: str, reason: str, detail: str) -> None:
+        row = int(self.source_rows[chunk.start + position])
+        self.report.add(row, reason, number, detail)
+        if len(self.listed) < NOT_SENT_LISTED:
+            self.listed.append(
+                {"row": row, "mobile": v.mask_number(number), "reason": reason, "detail": _scrub(detail)}
+            )
+
+
 # --- resuming
 
 
 class ProgressRecord:
     """The campaign's progress in Airflow's task state store (3.3+), a hint for a retry.
 
-    Written after each accepted chunk: the group-id page of that chunk, then ``{"chunks_done", "chunks",
-    "digest", ...}``. It can lag one chunk behind the API (the worker may die between the two), never lead it.
+    Written after each chunk is settled: the page holding that chunk's outcome (its group id; for a chunk
+    some of whose rows the API did not take, ``{"g": group ids, "a": accepted, "n": rows not sent}``), then
+    ``{"chunks_done", "chunks", "digest", ...}``. It can lag one chunk behind the API (the worker may die
+    between the two), never lead it.
     """
 
-    def __init__(self, store: Any, key: str, *, digest: str, chunks: int, plan: ChunkPlan, log: Any) -> None:
+    def __init__(
+        self,
+        store: Any,
+        key: str,
+        *,
+        digest: str,
+        chunks: int,
+        plan: ChunkPlan,
+        log: Any,
+        set_digest: str = "",
+    ) -> None:
         self.store, self.log = store, log
         self.prefix = f"qikberry_campaign_{key}"
         self.identity = {
@@ -816,11 +922,13 @@ class ProgressRecord:
             "chunk_size": plan.chunk_size,
             "batch": plan.batch_size,
         }
+        self.set_digest = set_digest
+        self.usable = store is not None  # False when there is none, or it could not be read
 
-    def read(self) -> tuple[int, list[str | None]] | None:
-        """``(chunks_done, group ids)`` recorded by an earlier try, None when there is no usable record.
+    def read(self) -> tuple[int, list[Any]] | None:
+        """``(chunks_done, stored outcomes)`` recorded by an earlier try, None when there is no usable record.
 
-        Raises when the record belongs to other rows (the source changed between tries).
+        Raises when the record belongs to other rows (the source changed, or only its order, between tries).
         """
         if self.store is None:
             return None
@@ -831,30 +939,44 @@ class ProgressRecord:
             done = int(record.get("chunks_done", 0))
             pages = [self.store.get(f"{self.prefix}:groups:{i}") for i in range(-(-done // STORE_PAGE))]
         except Exception as exc:
+            self.usable = False
             self.log.warning(
                 "Could not read the campaign's task state (%s); finding progress by lookups", exc
             )
             return None
         if any(record.get(k) != val for k, val in self.identity.items()):
+            if self.set_digest and record.get("rows") == self.set_digest:
+                raise QikberryValidationError(
+                    "The rows of this campaign came in another order than in the earlier try of this task "
+                    f"that sent part of it ({done} chunk(s)), e.g. from a SQL query without ORDER BY: custom "
+                    "ids name positions, so it cannot be resumed safely. Nothing was sent in this try. Give "
+                    "the query an ORDER BY (or restore the file's order) and clear the task, or clear it "
+                    "with resend=True to send it all again.",
+                    field="recipients",
+                )
             raise QikberryValidationError(
                 "The rows or the chunking of this campaign changed since an earlier try of this task sent "
                 f"part of it ({done} chunk(s) were accepted), so it cannot be resumed safely. {_CHANGED_FIX}",
                 field="recipients",
             )
-        groups: list[str | None] = []
+        entries: list[Any] = []
         for page in pages:
-            groups.extend(page if isinstance(page, list) else [])
-        if len(groups) < done:
-            return done, [None] * done  # pages lost: the group ids are looked up instead
-        return done, groups[:done]
+            entries.extend(page if isinstance(page, list) else [])
+        if len(entries) < done:
+            return done, [None] * done  # pages lost: the chunks are looked up instead
+        return done, entries[:done]
 
-    def write(self, chunks_done: int, group_ids: Sequence[str | None]) -> None:
+    def write(self, chunks_done: int, page_entries: Sequence[Any]) -> None:
+        """Record that ``chunks_done`` chunks are settled; ``page_entries`` are the stored outcomes of the
+        page of :data:`STORE_PAGE` chunks the last one belongs to, up to it."""
         if self.store is None:
             return
         page = (chunks_done - 1) // STORE_PAGE
         try:
-            self.store.set(f"{self.prefix}:groups:{page}", list(group_ids[page * STORE_PAGE : chunks_done]))
-            self.store.set(self.prefix, {**self.identity, "chunks_done": chunks_done})
+            self.store.set(f"{self.prefix}:groups:{page}", list(page_entries))
+            self.store.set(
+                self.prefix, {**self.identity, "rows": self.set_digest, "chunks_done": chunks_done}
+            )
         except Exception as exc:
             # Only a hint: a retry without it finds the progress by lookups.
             self.log.warning("Could not record the campaign's progress in the task state (%s)", exc)
@@ -869,101 +991,429 @@ _CHANGED_FIX = (
 class _Spool:
     """Random access to the accepted rows: the first row of any chunk, or a chunk's rows in order."""
 
-    def __init__(self, handle: IO[bytes], offsets: list[int]) -> None:
-        self.handle, self.offsets = handle, offsets
+    def __init__(self, handle: IO[bytes], offsets: list[int], chunks: Sequence[Chunk]) -> None:
+        self.handle, self.offsets, self.chunks = handle, offsets, chunks
+        self._last: tuple[int, list[list[str]]] | None = None
 
     def first_number(self, chunk: int) -> str:
+        if self._last is not None and self._last[0] == chunk:
+            return str(self._last[1][0][0])
         self.handle.seek(self.offsets[chunk])
         return str(json.loads(self.handle.readline())[0])
 
-    def seek(self, chunk: int) -> None:
-        self.handle.seek(self.offsets[chunk])
+    def rows(self, chunk: int) -> list[list[str]]:
+        """The rows of chunk ``chunk`` (the last chunk read is kept)."""
+        if self._last is None or self._last[0] != chunk:
+            self.handle.seek(self.offsets[chunk])
+            readline = self.handle.readline
+            size = self.chunks[chunk].size
+            # One JSON array of the chunk's lines: a single parse instead of one per row.
+            rows: list[list[str]] = json.loads(b"[" + b",".join([readline() for _ in range(size)]) + b"]")
+            self._last = (chunk, rows)
+        return self._last[1]
 
-    def read(self, size: int) -> list[list[str]]:
-        readline = self.handle.readline
-        # One JSON array of the chunk's lines: a single parse instead of one per row.
-        rows: list[list[str]] = json.loads(b"[" + b",".join([readline() for _ in range(size)]) + b"]")
-        return rows
+
+def _refused_nodes(error: QikberryValidationError, count: int, row_fields: set[str]) -> dict[int, str] | None:
+    """The nodes a 422 from ``sms/send/json`` names (``nodes.<i>.<field>``), each with the API's message;
+    ``{}`` when it names none; None when it is about the request as a whole: a root field, a field every
+    row shares (the sender, a DLT id: only ``row_fields`` differ from row to row), or every node of the
+    request for a reason other than its number."""
+    named: dict[int, str] = {}
+    fields: set[str] = set()
+    for key, messages in error.errors.items():
+        match = _NODE_ERROR.match(key)
+        if match is None or int(match.group(1)) >= count or match.group(2) not in row_fields:
+            return None
+        fields.add(match.group(2))
+        named.setdefault(int(match.group(1)), messages[0] if messages else error.message)
+    if count > 1 and len(named) == count and fields != {"to"}:
+        return None
+    return named
 
 
-def find_resume_point(
-    hook: QikberryHook,
-    key: str,
-    chunks: Sequence[Chunk],
-    spool: _Spool,
-    groups: list[str | None],
-    *,
-    hint: int,
-    field: str,
-    log: Any,
-) -> int:
-    """The first chunk this retry must send; fills ``groups`` with the group ids of the chunks before it.
+def _runs(positions: Sequence[int]) -> list[int]:
+    """For each run of consecutive positions, its first, last and middle one: the rows looked up to find a
+    request that holds part of the run (a request holds a run of a chunk, less the rows the API refused)."""
+    out: list[int] = []
+    i = 0
+    while i < len(positions):
+        j = i
+        while j + 1 < len(positions) and positions[j + 1] == positions[j] + 1:
+            j += 1
+        out.extend(dict.fromkeys((positions[i], positions[j], positions[(i + j) // 2])))
+        i = j + 1
+    return out
 
-    Looks up the first row's custom id of chunks from ``hint`` on (exponential, then binary search), checks
-    that each row found was sent to the number the spool has there (else the input changed: error, nothing
-    sent), confirms the boundary chunk absent across the reconcile window, and then looks up the group id of
-    every earlier chunk the task state did not record (one lookup each).
+
+class _ChunkSender:
+    """Posts a chunk's rows (all of them, or those still to send) and settles what became of each one:
+
+    * accepted (the answer's rows, or a lookup's when the answer was lost);
+    * refused by the API with a 422 that names it (``nodes.<i>.to``): it is recorded as not sent
+      (``api_refused``, with the API's message) and the rest of the request is posted again without it, under
+      the same custom ids; a 422 that names no row is narrowed down by posting each half of the request;
+    * left out of an accepted answer and still absent when the reconcile window closed (``not_accepted``).
+
+    A 422 about the request as a whole (a root field, the same non-number field of every node) is raised.
     """
-    from airflow_qikberry import idempotency as ido
-    from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
-    from airflow_qikberry.protocol import canonical_number
 
-    def rows_of(index: int) -> list[Any]:
-        cid = ido.campaign_custom_id(key, index, 0)
-        return [r for r in hook.get_status(custom_id=cid) if r.custom_id == cid]
+    def __init__(
+        self,
+        options: CampaignOptions,
+        hook: QikberryHook,
+        key: str,
+        times: Sequence[datetime | None],
+        log: Any,
+    ) -> None:
+        self.options, self.hook, self.key, self.times, self.log = options, hook, key, times, log
+        # What differs from row to row: the number, and with per-row texts the text and its encoding.
+        self.row_fields = {"to"} if options.message is not None else {"to", "message", "type", "max_units"}
 
-    def accepted(index: int) -> bool:
-        rows = rows_of(index)
-        if not rows:
-            return False
-        expected = spool.first_number(index)
-        if canonical_number(rows[0].mobile) != canonical_number(expected):
-            raise QikberryValidationError(
-                f"{field}: chunk {index + 1} of this campaign was sent by an earlier try of this task to "
-                f"{v.mask_number(rows[0].mobile)}, but its first row is now {v.mask_number(expected)}: the "
-                f"recipients changed between tries, so the campaign cannot be resumed safely. {_CHANGED_FIX}",
-                field=field,
+    def send(
+        self, chunk: Chunk, rows: list[list[str]], positions: Sequence[int] | None = None
+    ) -> ChunkOutcome:
+        from airflow_qikberry import idempotency as ido
+        from airflow_qikberry.exceptions import QikberryPartialSendError
+
+        # Every id is made the same way and the last is the longest: checking it checks them all.
+        v.validate_custom_id(ido.campaign_custom_id(self.key, chunk.index, chunk.size - 1), field="custom_id")
+        outcome = ChunkOutcome()
+        todo: list[list[int]] = [list(range(chunk.size)) if positions is None else list(positions)]
+        split_refusals = 0
+        while todo:
+            batch = todo.pop()
+            try:
+                result = self._post(chunk, rows, batch)
+            except QikberryPartialSendError as exc:
+                self._left_out(chunk, batch, exc, outcome)
+                continue
+            except QikberryValidationError as exc:
+                if exc.status_code != 422:  # a client-side check, or not about the request's content
+                    raise
+                named = _refused_nodes(exc, len(batch), self.row_fields)
+                if named is None:
+                    raise self._whole_request(chunk, outcome, exc) from None
+                if named:
+                    outcome.not_sent.extend((batch[i], API_REFUSED, text) for i, text in named.items())
+                    rest = [p for i, p in enumerate(batch) if i not in named]
+                    if rest:
+                        todo.append(rest)
+                elif len(batch) > 1:  # the 422 names no row: post each half (the first half first)
+                    half = len(batch) // 2
+                    todo.extend((batch[half:], batch[:half]))
+                else:
+                    split_refusals += 1
+                    if split_refusals > MAX_SPLIT_REFUSALS:
+                        raise self._whole_request(chunk, outcome, exc) from None
+                    outcome.not_sent.append((batch[0], API_REFUSED, exc.message))
+                continue
+            if result.group_id and result.accepted:
+                outcome.groups.append(result.group_id)
+            outcome.accepted += result.accepted
+        if outcome.not_sent:
+            outcome.not_sent.sort()
+            reasons = Counter(reason for _, reason, _ in outcome.not_sent)
+            self.log.warning(
+                "Campaign %r: chunk %d: %d row(s) not sent (%s), e.g. %s; %d accepted in %d request(s)",
+                self.options.name,
+                chunk.index + 1,
+                len(outcome.not_sent),
+                ", ".join(f"{reason} {count}" for reason, count in reasons.items()),
+                _scrub(outcome.not_sent[0][2]),
+                outcome.accepted,
+                len(outcome.groups),
             )
-        groups[index] = rows[0].group_id
-        return True
+        return outcome
 
-    runner = ido.ExactlyOnce(
-        hook.policy, window=hook.reconcile_window, log=log, first_delay=hook.reconcile_delay
-    )
+    def _post(self, chunk: Chunk, rows: list[list[str]], batch: Sequence[int]) -> Any:
+        from airflow_qikberry import idempotency as ido
+        from airflow_qikberry import protocol as p
 
-    def absent(index: int) -> bool:
-        cid = ido.campaign_custom_id(key, index, 0)
-        gone = ido.confirm_absent(
-            runner,
-            lambda: bool(rows_of(index)),
-            what=f"chunk {index + 1} (custom id {cid})",
-            unknown=lambda msg: QikberryDeliveryUnknownError(
-                f"Resuming the campaign: {msg.rstrip('.')}. Nothing more was sent in this try.", custom_id=cid
-            ),
+        node, cid, key, k = p.validated_batch_node, ido.campaign_custom_id, self.key, chunk.index
+        # Pass 1 validated every number and measured every text: the nodes go to the hook as validated
+        # BatchNodes, built from the spool, and are not checked again (docs/campaign.md, Performance).
+        if self.options.message is not None:
+            nodes = [node(rows[i][0], cid(key, k, i)) for i in batch]
+        else:
+            nodes = [node(rows[i][0], cid(key, k, i), message=rows[i][1], api_type=rows[i][2]) for i in batch]
+        options = self.options
+        # Whether these rows went out is established (a first try; a retry's search; a 422, which accepts
+        # nothing), so no lookup before posting.
+        return self.hook.send_batch(
+            nodes,
+            name=options.name,
+            message=options.message,
+            sender=options.sender,
+            service=options.service,
+            template_id=options.template_id,
+            entity_id=options.entity_id,
+            schedule_at=self.times[chunk.batch],
+            encoding=options.encoding,  # type: ignore[arg-type]
+            flash=options.flash,
+            webhook_id=options.webhook_id,
+            max_units=options.max_units,
+            tags=options.tags or None,
+            check_first=False,
         )
-        if not gone:
-            accepted(index)  # it showed up late: check it is ours and take its group id
-        return gone
 
-    total = len(chunks)
-    log.info(
-        "Retry of a campaign task: finding the chunks an earlier try got accepted (%d chunk(s); %s)",
-        total,
-        f"the task state says the first {hint} were" if hint else "no task state to start from",
-    )
-    boundary = ido.resume_point(total, accepted, absent, start=hint)
-    missing = [i for i in range(boundary) if groups[i] is None]
-    if missing:
-        log.info("Looking up the group ids of %d chunk(s) accepted by an earlier try", len(missing))
-    for index in missing:
-        if not accepted(index):
-            raise QikberryDeliveryUnknownError(
-                f"chunk {index + 1} of the campaign was accepted by an earlier try (a later chunk is "
-                "visible) but cannot be found now; check sms/status before sending again. Nothing more was "
-                "sent.",
-                custom_id=ido.campaign_custom_id(key, index, 0),
+    def _left_out(self, chunk: Chunk, batch: Sequence[int], error: Any, outcome: ChunkOutcome) -> None:
+        from airflow_qikberry import idempotency as ido
+
+        prefix = ido.campaign_custom_id(self.key, chunk.index, 0)[:-1]
+        missing = sorted(
+            int(c[len(prefix) :])
+            for c in error.missing_custom_ids
+            if c.startswith(prefix) and c[len(prefix) :].isdigit()
+        )
+        if len(missing) + len(error.accepted) != len(batch) or not set(missing) <= set(batch):
+            raise error  # an answer that does not add up row by row: an unknown outcome
+        if error.group_id and error.accepted:  # a group of no message is nothing to watch
+            outcome.groups.append(str(error.group_id))
+        outcome.accepted += len(error.accepted)
+        outcome.not_sent.extend((p, NOT_ACCEPTED, LEFT_OUT) for p in missing)
+
+    def _whole_request(
+        self, chunk: Chunk, outcome: ChunkOutcome, error: QikberryValidationError
+    ) -> QikberryValidationError:
+        sent = f" ({outcome.accepted} of its rows were accepted before)" if outcome.accepted else ""
+        return QikberryValidationError(
+            f"chunk {chunk.index + 1}: the API refused the request as a whole: {_scrub(error.message)}"
+            f"{' (' + ', '.join(sorted(error.errors)[:3]) + ')' if error.errors else ''}{sent}. It is not "
+            "about single rows, so the rest of the campaign was not sent; fix the cause and retry the task "
+            "(what was accepted is not sent again).",
+            field=error.field,
+            status_code=error.status_code,
+        )
+
+
+class _Resume:
+    """How far earlier tries of a campaign task got, chunk by chunk and row by row: a retry's first step.
+
+    :meth:`find` fills ``outcomes`` for the chunks earlier tries settled and says where this try starts.
+    Every row found must carry the number the spool has at its position; otherwise the source changed (or
+    came in another order) between tries and the task fails, sending nothing.
+    """
+
+    def __init__(
+        self,
+        hook: QikberryHook,
+        key: str,
+        chunks: Sequence[Chunk],
+        spool: _Spool,
+        outcomes: list[ChunkOutcome | None],
+        *,
+        field: str,
+        log: Any,
+    ) -> None:
+        from airflow_qikberry import idempotency as ido
+
+        self.hook, self.key, self.chunks, self.spool, self.outcomes = hook, key, chunks, spool, outcomes
+        self.field, self.log = field, log
+        self.runner = ido.ExactlyOnce(
+            hook.policy, window=hook.reconcile_window, log=log, first_delay=hook.reconcile_delay
+        )
+
+    def cid(self, chunk: int, position: int) -> str:
+        from airflow_qikberry import idempotency as ido
+
+        return ido.campaign_custom_id(self.key, chunk, position)
+
+    def row(self, chunk: int, position: int) -> MessageStatus | None:
+        """The message of one row, by its custom id (None: not there, or not yet visible)."""
+        cid = self.cid(chunk, position)
+        rows = [r for r in self.hook.get_status(custom_id=cid) if r.custom_id == cid]
+        if not rows:
+            return None
+        self.check(chunk, position, rows[0])
+        return rows[0]
+
+    def probe(self, chunk: int, positions: Iterable[int]) -> MessageStatus | None:
+        """The first of these rows that is there."""
+        for position in positions:
+            if (found := self.row(chunk, position)) is not None:
+                return found
+        return None
+
+    def check(self, chunk: int, position: int, row: MessageStatus) -> None:
+        from airflow_qikberry.protocol import canonical_number
+
+        expected = (
+            self.spool.first_number(chunk) if position == 0 else str(self.spool.rows(chunk)[position][0])
+        )
+        if canonical_number(row.mobile) != canonical_number(expected):
+            raise QikberryValidationError(
+                f"{self.field}: row {position + 1} of chunk {chunk + 1} of this campaign was sent by an "
+                f"earlier try of this task to {v.mask_number(row.mobile)}, but that row is now "
+                f"{v.mask_number(expected)}: the recipients changed between tries (or came in another "
+                "order, e.g. from a SQL query without ORDER BY), so the campaign cannot be resumed safely. "
+                f"{_CHANGED_FIX}",
+                field=self.field,
             )
-    return boundary
+
+    def unknown(self, chunk: int) -> Callable[[str], QikberryDeliveryUnknownError]:
+        from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
+
+        return lambda msg: QikberryDeliveryUnknownError(
+            f"Resuming the campaign: {msg.rstrip('.')}. Nothing more was sent in this try.",
+            custom_id=self.cid(chunk, 0),
+        )
+
+    def find(self, start: int) -> tuple[int, list[int] | None]:
+        """Where this try starts: ``(chunk, None)`` to send from ``chunk`` on, or ``(chunk, positions)`` when
+        an earlier try sent part of ``chunk`` and these rows of it are still to send.
+
+        Looks up the first row of chunks from ``start`` on (exponential, then binary search: a chunk is
+        posted only once the one before it is settled); the first chunk whose first row is missing is
+        looked for over the reconcile window (it may have been accepted a moment before the earlier try
+        died), then by its last and middle rows too (the first may be a row the API refused or left out).
+        Every chunk before it is then settled from its rows: ``outcomes`` gets its group ids, accepted
+        count and rows not sent; the last of them may be only partly sent.
+        """
+        from airflow_qikberry import idempotency as ido
+
+        anchors: dict[int, MessageStatus] = {}
+
+        def accepted(index: int) -> bool:
+            found = self.row(index, 0)
+            if found is not None:
+                anchors[index] = found
+            return found is not None
+
+        def absent(index: int) -> bool:
+            gone = ido.confirm_absent(
+                self.runner,
+                lambda: accepted(index),
+                what=f"chunk {index + 1} (custom id {self.cid(index, 0)})",
+                unknown=self.unknown(index),
+            )
+            if not gone:
+                return False
+            found = self.probe(index, ido.sample_positions(self.chunks[index].size)[1:])
+            if found is None:
+                return True
+            anchors[index] = found
+            return False
+
+        boundary = ido.resume_point(len(self.chunks), accepted, absent, start=start)
+        last = boundary - 1
+        for index in range(start, boundary):
+            if self.outcomes[index] is None:
+                pending = self.settle(index, anchors.get(index), last=index == last)
+                if pending:
+                    return index, pending
+        return boundary, None
+
+    def settle(self, index: int, anchor: MessageStatus | None, *, last: bool) -> list[int]:
+        """Fill ``outcomes[index]`` from what the API holds of chunk ``index``; return the rows of it still to
+        send (only for the ``last`` chunk an earlier try reached, which it may have left part-sent).
+
+        The group of a row found holds every row of its request; a chunk accepted whole costs one page
+        (its ``meta.total``). Rows in none of the groups found are looked up by their custom ids (the
+        first, last and middle row of each run of them: another request's group shows there); rows still
+        absent were refused or left out then (``not_accepted_earlier``: a later chunk was posted, so this
+        one was settled), or, for the ``last`` chunk, are confirmed absent over the reconcile window and
+        sent again.
+        """
+        from airflow_qikberry import idempotency as ido
+
+        chunk = self.chunks[index]
+        size = chunk.size
+        found: dict[int, MessageStatus] = {}
+        groups: list[str] = []
+        first: dict[str, int] = {}  # a group's first row: the groups are listed in the order of their rows
+        prefix = self.cid(index, 0)[:-1]
+
+        def take(row: MessageStatus) -> None:
+            group = row.group_id
+            if group is None:
+                raise self.unknown(index)(
+                    f"rows of chunk {index + 1} (custom id {row.custom_id}) carry no group id to find the "
+                    "chunk by"
+                )
+            if group in groups:
+                return
+            groups.append(group)
+            first[group] = size
+            for r in self.hook.iter_group_status(group):
+                tail = (r.custom_id or "")[len(prefix) :] if (r.custom_id or "").startswith(prefix) else ""
+                if tail.isdigit() and int(tail) < size:
+                    self.check(index, int(tail), r)
+                    found.setdefault(int(tail), r)
+                    first[group] = min(first[group], int(tail))
+
+        if anchor is None:
+            spread = [*ido.sample_positions(size), *(i * size // 16 for i in range(1, 16))]
+            anchor = self.probe(index, dict.fromkeys(spread))
+        if anchor is None:
+            if last:  # not reached (the last chunk reached was found by a row), but never sent unconfirmed
+                pending = self.confirm(index, list(range(size)), found, take)
+                self.outcomes[index] = ChunkOutcome(sorted(groups, key=first.__getitem__), len(found))
+                return pending
+            # Not one row of a chunk that a later chunk followed: the API took none of them.
+            self.outcomes[index] = ChunkOutcome(
+                [], 0, [(p, NOT_ACCEPTED_EARLIER, EARLIER_LEFT_OUT) for p in range(size)]
+            )
+            return []
+        if not last and anchor.group_id is not None:
+            page, _, total = self.hook.group_page(anchor.group_id)
+            if total == size:  # its request held every row of the chunk, and all were accepted
+                for r in page:
+                    tail = (r.custom_id or "")[len(prefix) :]
+                    if (r.custom_id or "").startswith(prefix) and tail.isdigit() and int(tail) < size:
+                        self.check(index, int(tail), r)
+                self.outcomes[index] = ChunkOutcome([anchor.group_id], size)
+                return []
+        take(anchor)
+        looked: set[int] = set()
+        shown: MessageStatus | None = anchor
+        while shown is not None:
+            shown = None
+            for p in _runs([p for p in range(size) if p not in found]):
+                if p in looked:
+                    continue
+                looked.add(p)
+                if (shown := self.row(index, p)) is not None:
+                    take(shown)  # another request of this chunk: the runs change
+                    break
+        absent = [p for p in range(size) if p not in found]
+        if last and absent:
+            absent = self.confirm(index, absent, found, take)
+        self.outcomes[index] = ChunkOutcome(
+            sorted(groups, key=first.__getitem__),
+            len(found),
+            [] if last else [(p, NOT_ACCEPTED_EARLIER, EARLIER_LEFT_OUT) for p in absent],
+        )
+        return absent if last else []
+
+    def confirm(
+        self, index: int, absent: list[int], found: Mapping[int, Any], take: Callable[[MessageStatus], None]
+    ) -> list[int]:
+        """The rows of ``absent`` that stay absent over the reconcile window (looked up by the ends and
+        middle of each run of them); a row that shows up brings its request's group, and the rest is
+        confirmed again."""
+        from airflow_qikberry import idempotency as ido
+
+        shown: list[MessageStatus] = []
+        probes: list[int] = []
+
+        def lookup() -> bool:
+            row = self.probe(index, probes)
+            if row is not None:
+                shown.append(row)
+            return row is not None
+
+        while absent:
+            probes[:] = _runs(absent)
+            if ido.confirm_absent(
+                self.runner,
+                lookup,
+                what=f"{len(absent)} row(s) of chunk {index + 1}",
+                unknown=self.unknown(index),
+            ):
+                return absent
+            take(shown[-1])
+            absent = [p for p in absent if p not in found]
+        return absent
 
 
 # --- the whole campaign
@@ -1045,6 +1495,9 @@ def run_campaign(
             "estimated_credits": None,
             "chunks": len(chunks),
             "resumed_from_chunk": None,
+            "not_sent": 0,
+            "not_sent_by_reason": {},
+            "not_sent_rows": [],
             "dry_run": options.dry_run,
         }
         log.info(
@@ -1065,30 +1518,53 @@ def run_campaign(
             return _dry_run(options, prepared, hook, service, summary, rejected_path, log)
 
         key = ido.campaign_key(ident, options.name, resend=options.resend, content=prepared.digest)
-        record = ProgressRecord(store, key, digest=prepared.digest, chunks=len(chunks), plan=plan, log=log)
-        groups: list[str | None] = [None] * len(chunks)
-        start = 0
+        record = ProgressRecord(
+            store,
+            key,
+            digest=prepared.digest,
+            set_digest=prepared.set_digest,
+            chunks=len(chunks),
+            plan=plan,
+            log=log,
+        )
+        outcomes: list[ChunkOutcome | None] = [None] * len(chunks)
+        start, pending, scan = 0, None, None
         with open(spool_path, "rb") as handle:
-            spool = _Spool(handle, prepared.chunk_offsets)
+            spool = _Spool(handle, prepared.chunk_offsets, chunks)
             if ido.is_task_retry(ident) and not options.resend:
                 hint = 0
                 recorded = record.read()
                 if recorded is not None:
-                    hint, earlier = recorded
-                    groups[:hint] = earlier
-                start = find_resume_point(
-                    hook, key, chunks, spool, groups, hint=min(hint, len(chunks)), field=source.field, log=log
-                )
-                summary["resumed_from_chunk"] = start
-                summary["accepted_earlier_tries"] = sum(c.size for c in chunks[:start])
+                    hint = min(recorded[0], len(chunks))
+                    for index, entry in enumerate(recorded[1][:hint]):
+                        outcomes[index] = ChunkOutcome.from_stored(entry, chunks[index].size)
+                resume = _Resume(hook, key, chunks, spool, outcomes, field=source.field, log=log)
                 log.info(
-                    "Campaign %r: %d of %d chunk(s) (%d messages) were accepted by earlier tries; sending "
-                    "from chunk %d",
+                    "Retry of a campaign task: finding what earlier tries sent (%d chunk(s); %s)",
+                    len(chunks),
+                    f"the task state says the first {hint} were settled"
+                    if hint
+                    else "no task state to start from",
+                )
+                start, pending = resume.find(hint)
+                unknown = [i for i in range(start) if outcomes[i] is None]  # task state pages lost
+                if unknown:
+                    log.info("Looking up %d chunk(s) settled by an earlier try", len(unknown))
+                for index in unknown:
+                    resume.settle(index, None, last=False)
+                # Without task state an earlier try may have gone on past a chunk that left no trace.
+                scan = resume if not record.usable else None
+                summary["resumed_from_chunk"] = start
+                summary["accepted_earlier_tries"] = sum(o.accepted for o in outcomes if o is not None)
+                log.info(
+                    "Campaign %r: earlier tries settled %d of %d chunk(s) (%d messages accepted); sending "
+                    "from chunk %d%s",
                     options.name,
                     start,
                     len(chunks),
                     summary["accepted_earlier_tries"],
                     start + 1,
+                    f" ({len(pending)} of its rows)" if pending is not None else "",
                 )
             times = batch_times(options, chunks, start, settings.api_timezone)
             if options.check_balance and start < len(chunks):
@@ -1104,10 +1580,19 @@ def run_campaign(
                         f"Balance guard: {left.shortfall_message()}. Nothing was sent"
                         + (" in this try." if start else ".")
                     )
-            sent = _send(options, hook, chunks, start, spool, key, times, groups, record, log, summary)
-        summary["group_ids"] = groups
-        summary["accepted"] = summary["accepted_earlier_tries"] + sent
-    return summary
+            sent = _send(
+                options, hook, chunks, start, pending, spool, key, times, outcomes, record, scan, log, summary
+            )
+            settled = [o for o in outcomes if o is not None]
+            if len(settled) != len(chunks):  # every chunk is sent or found sent by now
+                raise AssertionError(
+                    f"{len(chunks) - len(settled)} chunk(s) of the campaign were not settled"
+                )
+            summary["group_ids"] = [g for o in settled for g in o.groups]
+            summary["accepted"] = sum(o.accepted for o in settled)
+            summary["accepted_earlier_tries"] = summary["accepted"] - sent
+            reasons, listed = _not_sent(outcomes, chunks, spool, prepared, rejected_path)
+        return _finish(options, prepared, report, summary, reasons, listed, rejected_path, log)
 
 
 def _dry_run(
@@ -1149,59 +1634,127 @@ def _send(
     hook: QikberryHook,
     chunks: Sequence[Chunk],
     start: int,
+    pending: list[int] | None,
     spool: _Spool,
     key: str,
     times: Sequence[datetime | None],
-    groups: list[str | None],
+    outcomes: list[ChunkOutcome | None],
     record: ProgressRecord,
+    scan: _Resume | None,
     log: Any,
     summary: dict[str, Any],
 ) -> int:
-    """Pass 2: send chunks ``start..`` in order; returns how many messages this try got accepted."""
+    """Pass 2: send chunks ``start..`` in order (of chunk ``start`` only the ``pending`` rows, when an earlier
+    try sent the rest); returns how many messages this try got accepted.
+
+    ``scan`` (a retry without task state): when a chunk this try sent comes out with no row accepted, an
+    earlier try may have sent it the same way and gone on, leaving no trace to search by; so the next chunk
+    is looked up (first, last and middle row) before it is posted, and found sent, the search goes on from
+    there. The API refuses or leaves out the same rows in every try, so a chunk it accepts rows of now was
+    never sent before: the scan costs nothing then.
+    """
     from airflow_qikberry import idempotency as ido
-    from airflow_qikberry import protocol as p
 
     if start >= len(chunks):
-        log.info("Campaign %r: every chunk was already accepted; nothing left to send", options.name)
+        log.info("Campaign %r: every chunk was already settled; nothing left to send", options.name)
         return 0
     total = sum(c.size for c in chunks)
     progress = Progress(log, options.name, total, len(chunks), done=summary["accepted_earlier_tries"])
-    static = options.message is not None
-    node, cid = p.validated_batch_node, ido.campaign_custom_id
+    sender = _ChunkSender(options, hook, key, times, log)
     sent = 0
-    spool.seek(start)
-    for chunk in chunks[start:]:
-        rows = spool.read(chunk.size)
-        ids = [cid(key, chunk.index, pos) for pos in range(chunk.size)]
-        # Every id is made the same way and the last is the longest: checking it checks them all.
-        v.validate_custom_id(ids[-1], field="custom_id")
-        # Pass 1 validated every number and measured every text: the nodes go to the hook as validated
-        # BatchNodes, built from the spool, and are not checked again (docs/campaign.md, Performance).
-        nodes = (
-            [node(row[0], i) for row, i in zip(rows, ids, strict=True)]
-            if static
-            else [node(row[0], i, message=row[1], api_type=row[2]) for row, i in zip(rows, ids, strict=True)]
-        )
-        # Whether this chunk went out is established: on a first try nothing did, on a retry the search
-        # above confirmed it absent, so no lookup before posting.
-        result = hook.send_batch(
-            nodes,
-            name=options.name,
-            message=options.message,
-            sender=options.sender,
-            service=options.service,
-            template_id=options.template_id,
-            entity_id=options.entity_id,
-            schedule_at=times[chunk.batch],
-            encoding=options.encoding,  # type: ignore[arg-type]
-            flash=options.flash,
-            webhook_id=options.webhook_id,
-            max_units=options.max_units,
-            tags=options.tags or None,
-            check_first=False,
-        )
-        groups[chunk.index] = result.group_id
-        sent += result.accepted
-        record.write(chunk.index + 1, groups)
-        progress.chunk_accepted(chunk, result.accepted)
+    index, look = start, False
+    while index < len(chunks):
+        chunk = chunks[index]
+        if scan is not None and look:
+            look = False
+            if scan.probe(index, ido.sample_positions(chunk.size)) is not None:
+                log.info(
+                    "Campaign %r: chunk %d was sent by an earlier try; finding where it stopped",
+                    options.name,
+                    index + 1,
+                )
+                index, pending = scan.find(index)
+                continue
+        outcome = sender.send(chunk, spool.rows(index), pending)
+        look = outcome.accepted == 0 and pending is None
+        pending = None
+        sent += outcome.accepted
+        progress.chunk_accepted(chunk, outcome.accepted)
+        earlier = outcomes[index]
+        if earlier is not None:  # the part an earlier try sent
+            outcome = ChunkOutcome(
+                earlier.groups + outcome.groups, earlier.accepted + outcome.accepted, outcome.not_sent
+            )
+        outcomes[index] = outcome
+        if record.store is not None:
+            first = index // STORE_PAGE * STORE_PAGE
+            record.write(index + 1, [_stored(outcomes[i], chunks[i]) for i in range(first, index + 1)])
+        index += 1
     return sent
+
+
+def _stored(outcome: ChunkOutcome | None, chunk: Chunk) -> Any:
+    return outcome.stored(chunk.size) if outcome is not None else None
+
+
+def _not_sent(
+    outcomes: Sequence[ChunkOutcome | None],
+    chunks: Sequence[Chunk],
+    spool: _Spool,
+    prepared: Prepared,
+    rejected_path: str | None,
+) -> tuple[Counter[str], list[dict[str, Any]]]:
+    """Every row the API did not take, added to the rejected report; counts by reason and the first rows."""
+    with RejectedReport(rejected_path, append=True) as report:
+        rows = NotSentRows(report, prepared.source_rows)
+        for outcome, chunk in zip(outcomes, chunks, strict=True):
+            if outcome is None or not outcome.not_sent:
+                continue
+            numbers = spool.rows(chunk.index)
+            for position, reason, detail in outcome.not_sent:
+                rows.add(chunk, position, str(numbers[position][0]), reason, detail)
+        return report.counts, rows.listed
+
+
+def _finish(
+    options: CampaignOptions,
+    prepared: Prepared,
+    report: RejectedReport,
+    summary: dict[str, Any],
+    reasons: Counter[str],
+    listed: list[dict[str, Any]],
+    rejected_path: str | None,
+    log: Any,
+) -> dict[str, Any]:
+    """The summary with the rows the API did not take; a typed error when, with the rows rejected before
+    sending, they are more than ``max_invalid_ratio`` allows (everything else was sent by then)."""
+    from airflow_qikberry.exceptions import QikberryRowsNotSentError
+
+    not_sent = sum(reasons.values())
+    summary["not_sent"] = not_sent
+    summary["not_sent_by_reason"] = dict(reasons.most_common())
+    summary["not_sent_rows"] = listed
+    where = f" (every one is listed in {rejected_path})" if rejected_path else ""
+    by_reason = ", ".join(f"{reason} {count:,}" for reason, count in reasons.most_common())
+    if not_sent:
+        log.warning(
+            "Campaign %r: %d row(s) were not sent, the API refused or left them out (%s), e.g. row %s: %s%s",
+            options.name,
+            not_sent,
+            by_reason,
+            listed[0]["row"],
+            listed[0]["detail"],
+            where,
+        )
+    unsent = report.total + not_sent
+    if unsent / prepared.rows_read > options.max_invalid_ratio:
+        raise QikberryRowsNotSentError(
+            f"max_invalid_ratio: {unsent:,} of {prepared.rows_read:,} rows "
+            f"({unsent / prepared.rows_read:.1%}) were not sent, more than the "
+            f"{options.max_invalid_ratio:.1%} allowed: {report.total:,} rejected before sending and "
+            f"{not_sent:,} refused or left out by the API ({by_reason or 'none'}). Everything else was sent "
+            f"({summary['accepted']:,} messages accepted){where}; a retry of the task does not send any of "
+            "them again. Fix the rows (or the account's opt-outs and blocks), or raise max_invalid_ratio.",
+            summary=summary,
+        )
+    return summary

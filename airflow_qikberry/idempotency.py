@@ -22,7 +22,7 @@ import hashlib
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
@@ -30,9 +30,10 @@ from airflow_qikberry.exceptions import (
     QikberryCustomIdReusedError,
     QikberryDeliveryUnknownError,
     QikberryError,
+    QikberryPartialSendError,
     QikberryServerError,
 )
-from airflow_qikberry.models import MessageStatus, SentMessage
+from airflow_qikberry.models import BatchResult, MessageStatus, SentMessage
 from airflow_qikberry.protocol import ApiResponse, canonical_number, classify
 from airflow_qikberry.transport.base import RawResponse, TransportFailure
 from airflow_qikberry.transport.retry import Deadline, Retry, RetryPolicy, bounded_by
@@ -41,6 +42,7 @@ __all__ = [
     "TaskIdentity",
     "Verdict",
     "accepted_prefix",
+    "batch_identity",
     "campaign_custom_id",
     "campaign_key",
     "confirm_absent",
@@ -50,6 +52,8 @@ __all__ = [
     "match_batch_rows",
     "match_send_rows",
     "resume_point",
+    "sample_positions",
+    "send_fingerprint",
     "task_identity",
 ]
 
@@ -123,6 +127,44 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
+def canonical_fields(payload: Mapping[str, Any]) -> str:
+    """A send's parameters in one form whatever order they came in: keys sorted, and the tags (a set of
+    opt-out tags, which a caller may pass as a Python set) sorted too."""
+    return repr(sorted((key, sorted(val) if key == "tags" else val) for key, val in payload.items()))
+
+
+def send_fingerprint(numbers: Iterable[str], payload: Mapping[str, Any]) -> str:
+    """The identity of a ``sms/send``: its numbers as a set (their order does not matter: a Python set
+    iterates in another order in every process, so in every try of a task) and its parameters."""
+    return fingerprint("send_sms", sorted(numbers), canonical_fields(payload))
+
+
+def batch_identity(nodes: Sequence[Mapping[str, Any]], root: Mapping[str, Any]) -> tuple[str, list[int]]:
+    """The identity of a ``sms/send/json`` batch and each node's rank in it.
+
+    A batch is the multiset of its nodes (each node's number, text and overrides) under its root: the same
+    nodes in another order are the same batch. The rank of a node is its place when the nodes are sorted by
+    content, so a derived node id ``<base>-<rank + 1>`` follows the node, not its position. Identical nodes
+    (the same number and text twice) are interchangeable and get consecutive ranks.
+    """
+    keys = [canonical_fields(node) for node in nodes]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    ranks = [0] * len(keys)
+    for rank, index in enumerate(order):
+        ranks[index] = rank
+    return fingerprint("send_batch", [keys[i] for i in order], canonical_fields(root)), ranks
+
+
+def sample_positions(size: int) -> list[int]:
+    """Positions of a batch looked up to find it when its first node may be missing: first, last, middle.
+
+    A node the API refused or left out is absent while the rest of its request is there, so one node
+    proves nothing by its absence; all three absent while others were accepted would take three nodes
+    refused at exactly these places (docs/guarantees.md).
+    """
+    return list(dict.fromkeys(p for p in (0, size - 1, size // 2) if 0 <= p < size))
+
+
 # --- what a lookup found
 
 VerdictKind = Literal["found", "absent", "partial", "unknown", "reused"]
@@ -131,15 +173,23 @@ VerdictKind = Literal["found", "absent", "partial", "unknown", "reused"]
 class Verdict(Generic[T]):
     """The meaning of the rows a custom-id lookup returned."""
 
-    __slots__ = ("kind", "numbers", "reason", "result")
+    __slots__ = ("keys", "kind", "numbers", "reason", "result")
 
     def __init__(
-        self, kind: VerdictKind, result: T | None = None, reason: str = "", numbers: tuple[str, ...] = ()
+        self,
+        kind: VerdictKind,
+        result: T | None = None,
+        reason: str = "",
+        numbers: tuple[str, ...] = (),
+        keys: tuple[str, ...] = (),
     ) -> None:
         self.kind = kind
+        # For "partial": what was found (the messages accepted); ``numbers`` and ``keys`` (custom ids of a
+        # batch's nodes) name the missing ones.
         self.result = result
         self.reason = reason
         self.numbers = numbers
+        self.keys = keys
 
     def __repr__(self) -> str:
         return f"Verdict({self.kind!r}, reason={self.reason!r}, numbers={self.numbers!r})"
@@ -214,15 +264,17 @@ def match_send_rows(
             numbers=tuple(numbers),
         )
     missing = want - got
+    order = {canonical_number(n): i for i, n in enumerate(numbers)}
+    by_order = sorted(rows, key=lambda r: order[canonical_number(r.mobile)])
+    ordered = [SentMessage.from_status(r) for r in by_order]
     if missing:
         return Verdict(
             "partial",
+            ordered,
             reason=f"custom id {custom_id!r} shows {len(rows)} of the {len(numbers)} messages sent",
             numbers=tuple(n for n in numbers if canonical_number(n) in missing),
         )
-    order = {canonical_number(n): i for i, n in enumerate(numbers)}
-    ordered = sorted(rows, key=lambda r: order[canonical_number(r.mobile)])
-    return Verdict("found", [SentMessage.from_status(r) for r in ordered])
+    return Verdict("found", ordered)
 
 
 def match_batch_rows(
@@ -247,13 +299,18 @@ def match_batch_rows(
                 numbers=tuple(numbers),
             )
         by_cid[row.custom_id] = row
+    found = [SentMessage.from_status(by_cid[cid]) for cid in custom_ids if cid in by_cid]
     if len(by_cid) < len(custom_ids):
-        missing = tuple(n for cid, n in zip(custom_ids, numbers, strict=True) if cid not in by_cid)
+        missing = [(cid, n) for cid, n in zip(custom_ids, numbers, strict=True) if cid not in by_cid]
         kind: VerdictKind = "partial" if by_cid else "absent"
         return Verdict(
-            kind, reason=f"the batch shows {len(by_cid)} of {len(custom_ids)} nodes", numbers=missing
+            kind,
+            found if by_cid else None,
+            reason=f"the batch shows {len(by_cid)} of {len(custom_ids)} nodes",
+            numbers=tuple(n for _, n in missing),
+            keys=tuple(cid for cid, _ in missing),
         )
-    return Verdict("found", [SentMessage.from_status(by_cid[cid]) for cid in custom_ids])
+    return Verdict("found", found)
 
 
 def match_upload_rows(
@@ -333,6 +390,24 @@ class ExactlyOnce:
             ) from None
 
     def _raise_unsettled(self, send: Send[T], verdict: Verdict[T], because: str) -> None:
+        if verdict.kind == "partial" and verdict.result is not None:
+            # Only reached once the whole window has passed (a window cut short makes it "unknown"): the
+            # missing messages are as absent as a send found nowhere, which the rule takes as not accepted.
+            accepted, group = _accepted_rows(verdict.result)
+            error = send.unknown(
+                f"{because}; {verdict.reason}: the API accepted {len(accepted)}, and the other "
+                f"{len(verdict.numbers) or len(verdict.keys)} were still not in sms/status when the "
+                f"{self.window:.0f} s reconcile window closed, so they were not accepted (the API leaves out "
+                "numbers that opted out or are blocked). They are not sent again automatically."
+            )
+            raise QikberryPartialSendError(
+                error.message,
+                numbers=verdict.numbers,
+                custom_id=error.custom_id,
+                accepted=accepted,
+                group_id=group,
+                missing_custom_ids=verdict.keys,
+            ) from None
         if verdict.kind == "reused":
             error = send.unknown(f"{because}; {verdict.reason}.")
             raise QikberryCustomIdReusedError(
@@ -356,11 +431,14 @@ class ExactlyOnce:
         verdict: Verdict[T] = ABSENT
         while True:
             if waited < self.window and deadline.remaining() <= 0:
-                if verdict.kind == "absent":
+                if verdict.kind in ("absent", "partial"):
+                    # Not the whole window: what is still missing may yet show up.
+                    found = "nothing was found yet" if verdict.kind == "absent" else verdict.reason
                     return Verdict(
                         "unknown",
                         reason=f"the call's retry deadline ended the lookups after {waited:.0f} s, before "
-                        f"the {self.window:.0f} s reconcile window closed; nothing was found yet",
+                        f"the {self.window:.0f} s reconcile window closed; {found}",
+                        numbers=verdict.numbers,
                     )
                 return verdict
             left = min(self.window - waited, deadline.remaining())
@@ -386,6 +464,14 @@ class ExactlyOnce:
             earlier = self._lookup(
                 send, "This is a retry of the task, and an earlier try may have sent this", check_reuse=False
             )
+            if earlier.kind == "partial":
+                # Part of it is there: the rest may still show up, or was never accepted. Look for it over
+                # the reconcile window before saying which.
+                earlier = self.look_until_settled(
+                    send, "An earlier try of this task sent part of this", deadline
+                )
+                if earlier.kind == "absent":
+                    earlier = Verdict("unknown", reason="rows an earlier try sent are no longer found")
             if earlier.kind == "found" and earlier.result is not None:
                 self.log.info("An earlier try of this task already sent this; not sending it again")
                 return earlier.result
@@ -440,6 +526,15 @@ class ExactlyOnce:
             return settle(error.message, error, send.resend_after_ambiguity)
 
         return self.policy.run(attempt, deadline)
+
+
+def _accepted_rows(result: Any) -> tuple[list[SentMessage], str | None]:
+    """The messages of a partial verdict's result (a batch's or a send's) and their group id."""
+    if isinstance(result, BatchResult):
+        return list(result.messages), result.group_id
+    messages = list(result) if isinstance(result, (list, tuple)) else []
+    groups = {m.group_id for m in messages if isinstance(m, SentMessage)}
+    return messages, groups.pop() if len(groups) == 1 else None
 
 
 # --- campaigns: per-row custom ids and how far an earlier try got

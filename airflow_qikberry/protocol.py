@@ -343,6 +343,19 @@ def status_page(response: ApiResponse, page: int) -> tuple[list[Mapping[str, Any
     return rows, following
 
 
+def status_total(response: ApiResponse) -> int | None:
+    """How many rows a paginated ``sms/status`` query has in all (``meta.total``, or a flat paginator's
+    ``total``), or None when the answer does not say."""
+    data = response.data
+    container: Mapping[str, Any] = response.body
+    if isinstance(data, Mapping) and isinstance(data.get("data"), list):
+        container = data
+    meta = container.get("meta")
+    meta = meta if isinstance(meta, Mapping) else container
+    total = meta.get("total")
+    return total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
+
+
 def status_params(
     *, message_id: str | None, custom_id: str | None, mobile: str | None, default_region: str | None
 ) -> dict[str, str]:

@@ -82,6 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="store rows accepted through sms/bulk without their custom id",
     )
+    parser.add_argument(
+        "--suppressed-numbers",
+        default="",
+        metavar="N1,N2",
+        help="numbers (country code + digits) left out of every send silently, as opted out (default none)",
+    )
+    parser.add_argument(
+        "--refused-numbers",
+        default="",
+        metavar="N1,N2",
+        help="numbers whose send is refused with a 422 naming the node, as a blocked series (default none)",
+    )
+    parser.add_argument(
+        "--refusal-without-node",
+        action="store_true",
+        help="refuse those numbers with a 422 whose message names neither the node nor the number",
+    )
     return parser
 
 
@@ -103,6 +120,9 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         dlr_spread_seconds=args.dlr_spread,
         dlr_spread_order=args.dlr_spread_order,
         status_order=args.status_order,
+        suppressed_numbers=[n.strip() for n in args.suppressed_numbers.split(",") if n.strip()],
+        refused_numbers=[n.strip() for n in args.refused_numbers.split(",") if n.strip()],
+        refusal_names_node=not args.refusal_without_node,
     )
     if args.credits is not None:
         config.credits = {code: args.credits for code in DEFAULT_SERVICES}

@@ -366,6 +366,19 @@ class Api:
         except UnknownWebhook:
             raise validation_error(webhook_field, f"The selected {attr(webhook_field)} is invalid.") from None
 
+    def _refuse(self, errors: Errors, field_name: str, text: str) -> None:
+        """A refused (blocked) number: a 422 naming the field, or only a message that names neither the node
+        nor the number (``refusal_names_node=False``)."""
+        if self.state.config.refusal_names_node:
+            errors.add(field_name, text)
+        else:
+            raise ApiError(422, "The request contains a blocked number.")
+
+    def _not_suppressed(self, numbers: list[str]) -> list[str]:
+        """The numbers a send goes to: suppressed ones (opted out of everything) are left out silently."""
+        suppressed = set(self.state.config.suppressed_numbers)
+        return [n for n in numbers if n not in suppressed] if suppressed else numbers
+
     def _send_rows(self, messages: list[Message]) -> list[dict[str, Any]]:
         number_format = self.state.config.number_format
         return [
@@ -393,8 +406,12 @@ class Api:
             numbers = []
         else:
             bad = [n for n in numbers if not NUMBER_RE.match(n)]
+            blocked = set(cfg.refused_numbers)
+            refused = [n for n in numbers if n in blocked]
             if bad:
                 errors.add("to", f"The to field contains an invalid number: {bad[0]}.")
+            elif refused:
+                self._refuse(errors, "to", f"The to field contains a blocked number: {refused[0]}.")
             elif len(numbers) > cfg.max_numbers_per_request:
                 errors.add(
                     "to", f"The to field must not have more than {cfg.max_numbers_per_request} numbers."
@@ -404,15 +421,20 @@ class Api:
         webhook_id = self._webhook(params, "webhook_id", errors)
         scheduled = self._schedule(params, "time", now, errors)
         errors.raise_if_any()
-        accepted = self._accept_one_text(
-            opts,
-            service,
-            numbers,
-            errors,
-            webhook_id=webhook_id,
-            scheduled=scheduled,
-            now=now,
-            endpoint="sms/send",
+        numbers = self._not_suppressed(numbers)
+        accepted = (
+            self._accept_one_text(
+                opts,
+                service,
+                numbers,
+                errors,
+                webhook_id=webhook_id,
+                scheduled=scheduled,
+                now=now,
+                endpoint="sms/send",
+            )
+            if numbers
+            else []
         )
         return ok(
             {
@@ -445,6 +467,7 @@ class Api:
         scheduled = self._schedule(root, "root.time", now, errors)
         name = scalar(root, "name", "root.name", errors) or ""
         pending: list[tuple[int, Options, str]] = []
+        refused = set(cfg.refused_numbers)
         for i, node in enumerate(nodes):
             prefix = f"nodes.{i}."
             if not isinstance(node, dict):
@@ -459,6 +482,8 @@ class Api:
                 errors.add(f"{prefix}to", f"The {prefix}to field must contain a single number.")
             elif not NUMBER_RE.match(numbers[0]):
                 errors.add(f"{prefix}to", f"The {prefix}to field contains an invalid number: {numbers[0]}.")
+            elif numbers[0] in refused:
+                self._refuse(errors, f"{prefix}to", f"The {prefix}to number is blocked (series blocked).")
             else:
                 mobile = numbers[0]
             opts = self._options(merged, prefix, errors)
@@ -466,6 +491,9 @@ class Api:
         errors.raise_if_any()
         items = [self._build(opts, service, mobile, f"nodes.{i}.", errors) for i, opts, mobile in pending]
         errors.raise_if_any()
+        if cfg.suppressed_numbers:
+            suppressed = set(cfg.suppressed_numbers)
+            items = [item for item in items if item.mobile not in suppressed]
         group_id, accepted = self._accept(
             items,
             service=service,
@@ -505,15 +533,20 @@ class Api:
             raise validation_error(
                 "file", f"The file must not contain more than {cfg.max_bulk_numbers} numbers."
             )
-        accepted = self._accept_one_text(
-            opts,
-            service,
-            numbers,
-            errors,
-            webhook_id=webhook_id,
-            scheduled=scheduled,
-            now=now,
-            endpoint="sms/bulk",
+        numbers = self._not_suppressed(numbers)
+        accepted = (
+            self._accept_one_text(
+                opts,
+                service,
+                numbers,
+                errors,
+                webhook_id=webhook_id,
+                scheduled=scheduled,
+                now=now,
+                endpoint="sms/bulk",
+            )
+            if numbers
+            else []
         )
         return ok({"status": 200, "message": f"{len(accepted)} numbers accepted for delivery.", "data": []})
 

@@ -110,6 +110,13 @@ class EmulatorConfig:
     dlr_spread_order: str = "submit"
     # Order of sms/status rows (so of group pages): undocumented; "newest_first" is Laravel's latest().
     status_order: str = "submit"
+    # Numbers the API will not text. Suppressed (opted out of everything): left out of a send silently, the
+    # 200 answer's rows and count skipping them. Refused (a blocked series): the whole request is refused
+    # with a 422 naming the node (``nodes.<i>.to``, or ``to``), or, with ``refusal_names_node`` False, a
+    # 422 whose message names neither the node nor the number.
+    suppressed_numbers: list[str] = field(default_factory=list)
+    refused_numbers: list[str] = field(default_factory=list)
+    refusal_names_node: bool = True
     # Inspection: how many individual requests /_emulator/requests keeps (counts are kept for all).
     request_log_limit: int = 10_000
     tick_interval_seconds: float = 0.2
@@ -147,7 +154,8 @@ _POSITIVE_INTS = (
 )
 _ERROR_STATUSES = ("insufficient_balance_status", "unpaired_surrogate_status")
 _INTS = (*_NON_NEGATIVE_INTS, *_POSITIVE_INTS, *_ERROR_STATUSES, "max_tags")
-_BOOLS = ("html_login_redirect", "paginate_lookups", "bulk_keeps_custom")
+_BOOLS = ("html_login_redirect", "paginate_lookups", "bulk_keeps_custom", "refusal_names_node")
+_NUMBER_LISTS = ("suppressed_numbers", "refused_numbers")
 
 
 def validate_outcome_rules(rules: Any) -> list[dict[str, str]]:
@@ -167,6 +175,21 @@ def validate_outcome_rules(rules: Any) -> list[dict[str, str]]:
             raise ValueError(f"outcome rule {i} has an invalid regex: {exc}") from None
         clean.append({"match": match, "status": status})
     return clean
+
+
+def number_list(name: str, value: Any) -> list[str]:
+    """A list of phone numbers (digits with country code, an optional leading ``+``), stored as digits."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name} must be a list of phone numbers")
+    out: list[str] = []
+    for item in value:
+        digits = str(item).strip().lstrip("+") if isinstance(item, (str, int)) else ""
+        if isinstance(item, bool) or not digits.isdigit():
+            raise ValueError(f"{name} must hold phone numbers as digits with the country code, got {item!r}")
+        out.append(digits)
+    return out
 
 
 def _number(name: str, value: Any) -> float:
@@ -203,6 +226,8 @@ def apply_updates(config: EmulatorConfig, updates: dict[str, Any]) -> EmulatorCo
             setattr(new, name, merged)
         elif name == "outcome_rules":
             new.outcome_rules = validate_outcome_rules(value)
+        elif name in _NUMBER_LISTS:
+            setattr(new, name, number_list(name, value))
         elif name == "postpaid_services":
             if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
                 raise ValueError("postpaid_services must be a list of service codes")

@@ -295,8 +295,10 @@ class QikberryHook(BaseHook):
             tags=tags,
         )
         identity = ido.task_identity()
+        # The identity of the send is its set of numbers: a set given as `to` iterates in another order in
+        # every process, so in every try of a task (docs/guarantees.md).
         cid = v.validate_custom_id(custom_id) or ido.derive_custom_id(
-            ido.fingerprint("send_sms", numbers, sorted(payload.items())), identity, fresh=resend
+            ido.send_fingerprint(numbers, payload), identity, fresh=resend
         )
         payload["to"] = ",".join(numbers)
         payload["custom"] = cid
@@ -358,9 +360,14 @@ class QikberryHook(BaseHook):
         ``protocol`` builds (``protocol.validated_batch_node``): it is sent as it is, not validated again, for
         callers that validated their nodes once already (the campaign engine). Mappings are always validated.
 
-        ``check_first`` decides whether the batch is looked up (by its first node's custom id) before it is
-        posted: ``None`` (default) on a task retry only; ``False`` never, for a caller that has already
-        established that the batch was not sent (a resumed campaign); ``True`` always.
+        ``check_first`` decides whether the batch is looked up (by its first, last or middle node's custom id,
+        then its group) before it is posted: ``None`` (default) on a task retry only; ``False`` never, for a
+        caller that has already established that the batch was not sent (a resumed campaign); ``True`` always.
+
+        Without ``custom_id`` a node gets ``<id>-<n>``, ``<id>`` derived from the batch's nodes as a multiset
+        and ``n`` the node's rank among them by content: the same nodes in another order are the same batch.
+        An answer that leaves nodes out (numbers that opted out) raises ``QikberryPartialSendError`` once the
+        missing ones are still absent at the end of the reconcile window, with the accepted rows.
 
         Example::
 
@@ -406,14 +413,12 @@ class QikberryHook(BaseHook):
         built = p.build_batch_nodes(nodes, root, s.send_defaults, encoding=encoding, max_units=max_units)
         numbers = [b.number for b in built]
         identity = ido.task_identity()
-        base = ""
-        if not all(b.given_custom_id for b in built):  # derived ids only where the caller gave none
-            base = ido.derive_custom_id(
-                ido.fingerprint("send_batch", [b.payload for b in built], sorted(root.items())),
-                identity,
-                fresh=resend,
-            )
-        cids = [b.given_custom_id or f"{base}-{i + 1}" for i, b in enumerate(built)]
+        if all(b.given_custom_id for b in built):
+            cids = [str(b.given_custom_id) for b in built]
+        else:  # derived ids only where the caller gave none; they follow the node, not its position
+            batch, ranks = ido.batch_identity([b.payload for b in built], root)
+            base = ido.derive_custom_id(batch, identity, fresh=resend)
+            cids = [b.given_custom_id or f"{base}-{rank + 1}" for b, rank in zip(built, ranks, strict=True)]
         api_nodes = [{**b.payload, "custom": cid} for b, cid in zip(built, cids, strict=True)]
         self.log.info(
             "Sending a batch of %d message(s) via service %s%s",
@@ -422,27 +427,92 @@ class QikberryHook(BaseHook):
             f" as campaign {name!r}" if name else "",
         )
 
+        # What a 2xx answer that left nodes out did say: its group and the rows it gave, by node index.
+        answered: dict[int, SentMessage] = {}
+        answered_group: list[str] = []
+
         def parse(response: ApiResponse) -> BatchResult:
             sent = tuple(SentMessage.from_api(row) for row in p.rows_of(response, what="sms/send/json"))
-            ido.accounted_for(sent, numbers, "batch")
             group = response.body.get("group_id") or (sent[0].group_id if sent else None)
+            try:
+                ido.accounted_for(sent, numbers, "batch")
+            except ido.Unaccounted:
+                rows = _answer_rows(sent, cids, numbers)
+                if rows is not None and group:
+                    answered.update(rows)
+                    answered_group.append(str(group))
+                raise
             return BatchResult(group_id=str(group) if group else None, messages=sent)
 
+        def rows_of_node(index: int) -> list[MessageStatus]:
+            return [r for r in self._status_rows({"cid": cids[index]}) if r.custom_id == cids[index]]
+
+        def lookup_missing(check_reuse: bool) -> Verdict[BatchResult]:
+            # The answer's own rows are accepted messages; only the nodes it left out are looked up.
+            found: dict[int, SentMessage] = dict(answered)
+            missing = [i for i in range(len(cids)) if i not in found]
+            if len(missing) > len(cids) // 100 + 1:
+                # Many left out: the group's pages (100 rows each) cost fewer lookups than one per node.
+                index_of = {cids[i]: i for i in missing}
+                in_group: dict[int, list[MessageStatus]] = {}
+                for row in self._status_rows({"group_id": answered_group[0]}):
+                    if row.custom_id in index_of:
+                        in_group.setdefault(index_of[row.custom_id], []).append(row)
+                looked = [(i, in_group.get(i, [])) for i in missing]
+            else:
+                looked = [(i, rows_of_node(i)) for i in missing]
+            seen: list[MessageStatus] = []
+            for index, rows in looked:
+                if len(rows) > 1 or any(p.canonical_number(r.mobile) != numbers[index] for r in rows):
+                    return ido.Verdict(
+                        "unknown", reason=f"the rows of custom id {cids[index]!r} do not match the node sent"
+                    )
+                if rows:
+                    seen.append(rows[0])
+                    found[index] = SentMessage.from_status(rows[0])
+            if (reused := ido.reused(seen, self._reuse_check(check_reuse))) is not None:
+                return reused
+            result = BatchResult(answered_group[0], tuple(found[i] for i in sorted(found)))
+            if len(found) == len(cids):
+                return ido.Verdict("found", result)
+            missing = [i for i in range(len(cids)) if i not in found]
+            return ido.Verdict(
+                "partial",
+                result,
+                reason=f"the batch's answer and lookups show {len(found)} of {len(cids)} nodes",
+                numbers=tuple(numbers[i] for i in missing),
+                keys=tuple(cids[i] for i in missing),
+            )
+
         def lookup(check_reuse: bool) -> Verdict[BatchResult]:
-            first = [r for r in self._status_rows({"cid": cids[0]}) if r.custom_id == cids[0]]
-            if not first:
+            if answered_group:
+                return lookup_missing(check_reuse)
+            # Find the batch's group by a node that is there: the first node may be one the API refused or
+            # left out, so its absence alone does not prove the batch absent.
+            anchor = next(
+                (rows[0] for rows in map(rows_of_node, ido.sample_positions(len(cids))) if rows), None
+            )
+            if anchor is None:
                 return ido.ABSENT
-            group = first[0].group_id
+            group = anchor.group_id
             if group is None:
                 return ido.Verdict(
                     "unknown",
-                    reason=f"rows for custom id {cids[0]!r} exist but carry no group id to find the batch by",
+                    reason=f"rows for custom id {anchor.custom_id!r} exist but carry no group id to find the "
+                    "batch by",
                 )
             rows = list(self._status_rows({"group_id": group}))
             verdict = ido.match_batch_rows(rows, cids, numbers, self._reuse_check(check_reuse))
-            if verdict.kind != "found" or verdict.result is None:
-                return ido.Verdict(verdict.kind, reason=verdict.reason, numbers=verdict.numbers)
-            return ido.Verdict("found", BatchResult(group_id=group, messages=tuple(verdict.result)))
+            found = BatchResult(group_id=group, messages=tuple(verdict.result or ()))
+            if verdict.kind == "found":
+                return ido.Verdict("found", found)
+            return ido.Verdict(
+                verdict.kind,
+                found if verdict.kind == "partial" else None,
+                reason=verdict.reason,
+                numbers=verdict.numbers,
+                keys=verdict.keys,
+            )
 
         send = ido.Send(
             what=f"POST {p.Paths.SEND_JSON}",
@@ -608,6 +678,23 @@ class QikberryHook(BaseHook):
 
         return self._status_rows({"group_id": _group_id(group_id)})
 
+    def group_page(self, group_id: str, page: int = 1) -> tuple[list[MessageStatus], int | None, int | None]:
+        """One 100-row page of a group's statuses: its rows, the next page's number (None: it was the last)
+        and the group's row count in all when the API gives it (``meta.total``), else None.
+
+        Example::
+
+            rows, following, total = hook.group_page(result.group_id)
+        """
+        from airflow_qikberry.models import MessageStatus
+        from airflow_qikberry.protocol import Paths, status_page, status_total
+
+        if not group_id or not str(group_id).strip():
+            raise QikberryValidationError("group_id must not be empty.", field="group_id")
+        response = self._get(Paths.STATUS, {"group_id": str(group_id), "page": page if page > 1 else None})
+        rows, following = status_page(response, page)
+        return [MessageStatus.from_api(row) for row in rows], following, status_total(response)
+
     # -- delivery polling (QikberryDeliverySensor)
 
     @cached_property
@@ -708,6 +795,27 @@ def _group_id(group_id: object) -> str:
     checked = validate_text_id(group_id, field="group_id")
     assert checked is not None  # None and "" were refused above
     return checked
+
+
+def _answer_rows(
+    sent: Sequence[SentMessage], cids: Sequence[str], numbers: Sequence[str]
+) -> dict[int, SentMessage] | None:
+    """The rows of a batch's answer by node index (by custom id, else by number), or None when a row names
+    a node that was not sent (an answer that cannot be trusted row by row)."""
+    by_cid = {cid: i for i, cid in enumerate(cids)}
+    by_number: dict[str, list[int]] = {}
+    for i, n in enumerate(numbers):
+        by_number.setdefault(n, []).append(i)
+    out: dict[int, SentMessage] = {}
+    for row in sent:
+        index = by_cid.get(row.custom_id or "")
+        if index is None:
+            free = [i for i in by_number.get(row.mobile, []) if i not in out]
+            index = free[0] if free else None
+        if index is None or index in out or numbers[index] != row.mobile:
+            return None
+        out[index] = row
+    return out
 
 
 class _BulkSource:

@@ -50,10 +50,13 @@ class QikberryBulkCampaignOperator(BaseOperator):
     ordered chunks through ``sms/send/json``, each row under a custom id derived from the task, so a retried
     task sends only the chunks its earlier tries did not get accepted. See docs/campaign.md.
 
-    Returns (XCom) a summary without any phone number: ``{"campaign", "group_ids", "accepted",
+    Returns (XCom) a summary without any full phone number: ``{"campaign", "group_ids", "accepted",
     "accepted_earlier_tries", "rejected": {reason: count}, "rejected_total", "duplicates_removed",
-    "estimated_units", "estimated_credits", "chunks", "resumed_from_chunk", "dry_run"}``. A delivery sensor
-    can follow the campaign by its ``group_ids``.
+    "estimated_units", "estimated_credits", "chunks", "resumed_from_chunk", "not_sent",
+    "not_sent_by_reason", "not_sent_rows", "dry_run"}``. A delivery sensor can follow the campaign by its
+    ``group_ids``. Rows the API refuses or leaves out are reported as not sent, never as accepted; when they
+    and the rejected rows together are more than ``max_invalid_ratio``, the task fails after everything
+    else was sent (``QikberryRowsNotSentError``), with the summary in the XCom ``summary``.
 
     Example::
 
@@ -113,9 +116,11 @@ class QikberryBulkCampaignOperator(BaseOperator):
     :param webhook_id: id of a delivery-report webhook registered with the API (templated).
     :param chunk_size: rows per request, 1-50,000 (default 5,000): the unit of resuming and of settling an
         unknown outcome.
-    :param max_invalid_ratio: the share of rejected rows (0-1, default 0.05) above which the task fails
-        before sending anything.
-    :param rejected_path: write the rejected rows to this CSV (``row,reason,value,detail``; templated).
+    :param max_invalid_ratio: the share of rows not sent (0-1, default 0.05) above which the task fails:
+        before sending anything for rows rejected by validation; after sending everything else when rows
+        the API refuses or leaves out take it over the limit.
+    :param rejected_path: write the rejected rows, and the rows the API refused or left out, to this CSV
+        (``row,reason,value,detail``; templated).
     :param check_balance: fail before sending when the service's credits do not cover the estimated units.
     :param dry_run: read, validate, render and count everything, estimate the credits and return the
         summary with a masked ``sample`` of rendered rows; send nothing.
@@ -275,18 +280,27 @@ class QikberryBulkCampaignOperator(BaseOperator):
         render = None
         if self.message_template is not None:
             render = c.compile_row_template(self._row_template_env(), self.message_template, context)
+        from airflow_qikberry.exceptions import QikberryRowsNotSentError
+
         with QikberryHook(qikberry_conn_id=self.qikberry_conn_id) as hook:
-            return c.run_campaign(
-                options,
-                source=source,
-                hook=hook,
-                render=render,
-                phone_column=_text(self.phone_column),
-                rejected_path=_text(self.rejected_path),
-                store=context.get("task_state_store") if self.use_task_state_store else None,
-                identity=identity,
-                log=self.log,
-            )
+            try:
+                return c.run_campaign(
+                    options,
+                    source=source,
+                    hook=hook,
+                    render=render,
+                    phone_column=_text(self.phone_column),
+                    rejected_path=_text(self.rejected_path),
+                    store=context.get("task_state_store") if self.use_task_state_store else None,
+                    identity=identity,
+                    log=self.log,
+                )
+            except QikberryRowsNotSentError as err:
+                # Everything else was sent: its summary (group ids for a sensor, the rows not sent) is kept.
+                ti = context.get("ti") or context.get("task_instance")
+                if ti is not None:
+                    ti.xcom_push(key="summary", value=err.summary)
+                raise
 
     @staticmethod
     def _default_name(context: Any) -> str:
