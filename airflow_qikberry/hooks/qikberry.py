@@ -23,7 +23,7 @@ from airflow_qikberry.get_provider_info import CONN_TYPE
 if TYPE_CHECKING:
     import requests
 
-    from airflow_qikberry._ratelimit import TokenBucket
+    from airflow_qikberry._ratelimit import Budget
     from airflow_qikberry.connection import ConnectionSettings
     from airflow_qikberry.delivery import StatusPage
     from airflow_qikberry.idempotency import ExactlyOnce, ReuseCheck, Verdict
@@ -183,7 +183,7 @@ class QikberryHook(BaseHook):
         )
 
     @property
-    def _bucket(self) -> TokenBucket:
+    def _bucket(self) -> Budget:
         """The process-wide GET budget of this connection's (base URL, token)."""
         return self.transport.bucket
 
@@ -607,15 +607,18 @@ class QikberryHook(BaseHook):
     @cached_property
     def _poll_transport(self) -> RequestsTransport:
         """Status lookups of delivery sensors: this hook's session and retry policy, within both the token's
-        GET budget and its poll budget (connection extra ``poll_budget_per_minute``)."""
+        GET budget and its poll budget (connection extra ``poll_budget_per_minute``); a 429 holds the poll
+        budget of the whole process for its ``Retry-After``, as the async hook's polls do."""
         from airflow_qikberry._ratelimit import polling_bucket_for
+        from airflow_qikberry.transport.retry import PollPolicy
         from airflow_qikberry.transport.sync import RequestsTransport
 
         s = self.settings
+        chain = polling_bucket_for(s.base_url, s.token, s.rate_limit_per_minute, s.poll_budget_per_minute)
         transport = RequestsTransport(
             s,
-            policy=self.policy,
-            bucket=polling_bucket_for(s.base_url, s.token, s.rate_limit_per_minute, s.poll_budget_per_minute),
+            policy=PollPolicy(self.policy, chain.buckets[-1].hold),
+            bucket=chain,
             timeout=self.timeout_override,
         )
         transport.session = self.session  # one pooled session per hook, closed by close()
