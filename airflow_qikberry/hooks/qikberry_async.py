@@ -47,7 +47,8 @@ class QikberryAsyncHook(BaseHook):
     :param qikberry_conn_id: the Airflow connection to use.
     :param timeout: read timeout in seconds (overrides the connection's ``timeout`` extra).
     :param max_attempts: attempts per call, first try included.
-    :param retry_deadline: seconds that bound a whole call, waits included.
+    :param retry_deadline: seconds that bound a whole call, waits included (default: the connection's
+        ``retry_deadline`` extra, else 120; lookups have no reconcile window to fit).
     :param max_retry_after: cap, in seconds, on how long a server's ``Retry-After`` may make us wait.
     """
 
@@ -62,16 +63,24 @@ class QikberryAsyncHook(BaseHook):
         *,
         timeout: float | None = None,
         max_attempts: int = 5,
-        retry_deadline: float = 120.0,
+        retry_deadline: float | None = None,
         max_retry_after: float = 60.0,
         **kwargs: Any,
     ) -> None:
+        from airflow_qikberry.connection import DEFAULT_RETRY_DEADLINE
+
         super().__init__(**kwargs)
         self.qikberry_conn_id = qikberry_conn_id
         self.timeout_override = timeout
+        if retry_deadline is not None and not retry_deadline > 0:
+            raise QikberryValidationError(
+                f"retry_deadline must be a positive number of seconds, got {retry_deadline!r}.",
+                field="retry_deadline",
+            )
+        self.retry_deadline_override = retry_deadline
         self.policy = RetryPolicy(
             max_attempts=max_attempts,
-            deadline=retry_deadline,
+            deadline=retry_deadline or DEFAULT_RETRY_DEADLINE,
             max_retry_after=max_retry_after,
             log=self.log,
         )
@@ -89,6 +98,8 @@ class QikberryAsyncHook(BaseHook):
             if conn.password:
                 mask_secret(conn.password)
             self._settings = ConnectionSettings.from_connection(conn)
+            if self.retry_deadline_override is None and self._settings.retry_deadline is not None:
+                self.policy.deadline = self._settings.retry_deadline
         return self._settings
 
     async def get_transport(self) -> HttpxTransport:

@@ -188,7 +188,11 @@ class QikberryNotifier(BaseNotifier):
     :param dedupe_window: seconds within which the same text to the same number is sent only once, across
         processes and machines (the API is the shared memory: the custom id encodes number, text and window).
     :param max_attempts: attempts per API call (the hook's retries), kept low so a callback does not hang.
-    :param retry_deadline: seconds bounding each API call, retries included.
+    :param retry_deadline: seconds bounding each API call, retries and lookups included. Default: the
+        shortest that lets one unknown outcome (a 502, a timeout, a dropped connection) be looked up over
+        the connection's reconcile window and the alert be sent again: timeout + window + 10 s (70 s with
+        the connection's defaults), or the connection's ``retry_deadline`` extra. A value shorter than that is
+        refused (logged, the alert not sent).
     """
 
     template_fields = ("to", "message", "sender", "qikberry_conn_id")
@@ -203,7 +207,7 @@ class QikberryNotifier(BaseNotifier):
         max_units: int = 1,
         dedupe_window: float = 600.0,
         max_attempts: int = 3,
-        retry_deadline: float = 30.0,
+        retry_deadline: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -219,13 +223,18 @@ class QikberryNotifier(BaseNotifier):
     @cached_property
     def hook(self) -> QikberryHook:
         """Built on first use, after the templates are rendered (never at DAG parse time)."""
+        from airflow_qikberry.connection import settle_time
         from airflow_qikberry.hooks.qikberry import QikberryHook
 
-        return QikberryHook(
+        hook = QikberryHook(
             qikberry_conn_id=self.qikberry_conn_id,
             max_attempts=self.max_attempts,
             retry_deadline=self.retry_deadline,
         )
+        if self.retry_deadline is None and hook.settings.retry_deadline is None:
+            # Not the hook's 120 s default: a callback should not hang longer than one unknown outcome needs.
+            hook.retry_deadline = settle_time(hook.settings.timeout, hook.reconcile_window)
+        return hook
 
     def get_template_env(self, dag: Any = None) -> Any:
         # Under dag.test() a DAG-level callback gets a SerializedDAG without get_template_env
