@@ -11,12 +11,22 @@ Seen failing before the bucket chain could wait: poke and reschedule mode crashe
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.helpers import all_log_text
-from tests.triggers.support import assert_within_budget, fresh_poll_budgets, send_group, status_requests
+from tests.triggers.support import (
+    assert_within_budget,
+    fresh_poll_budgets,
+    send_group,
+    status_calls,
+    status_requests,
+)
 
 POLL_BUDGET = 500  # the connection's default poll_budget_per_minute
 CAMPAIGN = 7_000  # 70 pages of 100: 20 calls past the burst of 50
@@ -46,6 +56,34 @@ the_dag()
 """
 
 
+@contextlib.contextmanager
+def delivered_after(emulator: Any, calls: int | None) -> Iterator[None]:
+    """For messages sent inside the block: deliver every report once ``calls`` status calls were answered
+    (the deferrable sensor's first check, on the worker, has then seen them all pending and deferred);
+    ``None``: reports are final at once."""
+    if calls is None:
+        emulator.configure(dlr_delay_seconds=0.0)
+        yield
+        return
+    emulator.configure(dlr_delay_seconds=3600.0)
+    done = threading.Event()
+
+    def flush() -> None:
+        while not done.is_set():
+            if status_calls(emulator) >= calls:
+                emulator.flush_dlrs()
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=flush, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(5)
+
+
 def check_run(result: Any, emulator: Any, total: int, *, at_least: int) -> None:
     assert result == {"wait": "success"}, result
     summary = result.xcom("wait")
@@ -67,11 +105,11 @@ def test_a_campaign_larger_than_the_poll_burst(
 ) -> None:
     # Deferrable: the first check on the worker (sync) sees the reports still pending and hands over to the
     # trigger (async), which polls with the budget the worker's sweep has just spent.
-    emulator.configure(dlr_delay_seconds=1.0 if deferrable else 0.0)
-    group, _ = send_group(emulator, CAMPAIGN)
     dag_id = f"budget_campaign_{mode}_{deferrable}"
-    watch = f"group_id={group!r}, expected_count={CAMPAIGN}"
-    result = run_dag(sensor_dag(dag_id, watch, mode=mode, deferrable=deferrable), dag_id)
+    with delivered_after(emulator, CAMPAIGN // 100 if deferrable else None):
+        group, _ = send_group(emulator, CAMPAIGN)
+        watch = f"group_id={group!r}, expected_count={CAMPAIGN}"
+        result = run_dag(sensor_dag(dag_id, watch, mode=mode, deferrable=deferrable), dag_id)
     check_run(result, emulator, CAMPAIGN, at_least=CAMPAIGN // 100)
     assert ("running trigger in line" in all_log_text(caplog, capfd)) is deferrable
 
@@ -81,9 +119,11 @@ def test_a_campaign_larger_than_the_poll_burst(
 def test_more_message_ids_than_the_poll_burst(
     run_dag: Any, qikberry_conn: str, emulator: Any, caplog: Any, capfd: Any, deferrable: bool
 ) -> None:
-    emulator.configure(dlr_delay_seconds=1.0 if deferrable else 0.0)
-    ids = [send_group(emulator, 1)[1][0] for _ in range(SENDS)]  # one group each: one lookup each
     dag_id = f"budget_ids_{deferrable}"
-    result = run_dag(sensor_dag(dag_id, f"message_ids={ids!r}", mode="poke", deferrable=deferrable), dag_id)
+    with delivered_after(emulator, SENDS if deferrable else None):
+        ids = [send_group(emulator, 1)[1][0] for _ in range(SENDS)]  # one group each: one lookup each
+        result = run_dag(
+            sensor_dag(dag_id, f"message_ids={ids!r}", mode="poke", deferrable=deferrable), dag_id
+        )
     check_run(result, emulator, SENDS, at_least=SENDS)
     assert ("running trigger in line" in all_log_text(caplog, capfd)) is deferrable
