@@ -16,8 +16,49 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-__all__ = ["BucketChain", "TokenBucket", "bucket_for", "poll_bucket_for", "polling_bucket_for"]
+__all__ = ["BucketChain", "Budget", "TokenBucket", "bucket_for", "poll_bucket_for", "polling_bucket_for"]
+
+
+class Budget(Protocol):
+    """What a transport draws from before each request: one :class:`TokenBucket`, or a :class:`BucketChain`
+    of several used as one."""
+
+    rate_per_minute: float
+    capacity: float
+
+    def reserve(self) -> float: ...
+
+    def acquire(self) -> float: ...
+
+    async def acquire_async(self) -> float: ...
+
+    def refund(self) -> None: ...
+
+    def hold(self, seconds: float) -> None: ...
+
+
+def _acquire(budget: Budget, sleep: Callable[[float], None]) -> float:
+    delay = budget.reserve()
+    if delay > 0:
+        sleep(delay)
+    return delay
+
+
+async def _acquire_async(budget: Budget) -> float:
+    delay = budget.reserve()
+    if delay > 0:
+        import asyncio
+
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            # A trigger that times out while queued never makes its call: its token goes back, or the
+            # debt it left would delay every other caller for nothing.
+            budget.refund()
+            raise
+    return delay
 
 
 class TokenBucket:
@@ -76,28 +117,15 @@ class TokenBucket:
 
     def acquire(self) -> float:
         """Block until a token is available; returns the seconds waited."""
-        delay = self.reserve()
-        if delay > 0:
-            self._sleep(delay)
-        return delay
+        return _acquire(self, self._sleep)
 
     async def acquire_async(self) -> float:
         """Wait, without blocking the event loop, until a token is available; returns the seconds waited.
 
         Draws from the same budget as :meth:`acquire`, so threads and coroutines of one process share it.
+        A cancelled wait gives its token back.
         """
-        delay = self.reserve()
-        if delay > 0:
-            import asyncio
-
-            try:
-                await asyncio.sleep(delay)
-            except asyncio.CancelledError:
-                # A trigger that times out while queued never makes its call: its token goes back, or the
-                # debt it left would delay every other caller for nothing.
-                self.refund()
-                raise
-        return delay
+        return await _acquire_async(self)
 
     def refund(self) -> None:
         """Give back a token that was reserved but not used."""
@@ -105,25 +133,37 @@ class TokenBucket:
             self._tokens = min(self.capacity, self._tokens + 1.0)
 
 
-class BucketChain(TokenBucket):
+class BucketChain:
     """Several buckets used as one: each acquire takes a token from every bucket and waits for the slowest.
+
+    It owns no tokens, only its members do; ``sleep`` is how :meth:`acquire` waits (threads),
+    :meth:`acquire_async` waits on the event loop.
 
     Example::
 
         chain = BucketChain(get_bucket, poll_bucket)
-        await chain.acquire_async()  # within both budgets
+        chain.acquire()  # within both budgets (a sensor on a worker)
+        await chain.acquire_async()  # the same, in a trigger
     """
 
-    def __init__(self, *buckets: TokenBucket) -> None:
-        # Deliberately no TokenBucket.__init__: a chain holds no tokens of its own, only its members do.
+    def __init__(self, *buckets: TokenBucket, sleep: Callable[[float], None] = time.sleep) -> None:
         if not buckets:
             raise ValueError("a BucketChain needs at least one bucket")
         self.buckets = buckets
         self.rate_per_minute = min(b.rate_per_minute for b in buckets)
         self.capacity = min(b.capacity for b in buckets)
+        self._sleep = sleep
 
     def reserve(self) -> float:
         return max(bucket.reserve() for bucket in self.buckets)
+
+    def acquire(self) -> float:
+        """Block until every member has a token for this call; returns the seconds waited."""
+        return _acquire(self, self._sleep)
+
+    async def acquire_async(self) -> float:
+        """Wait on the event loop until every member has a token; a cancelled wait refunds them all."""
+        return await _acquire_async(self)
 
     def refund(self) -> None:
         for bucket in self.buckets:

@@ -231,3 +231,61 @@ def test_hook_gets_are_rate_limited(make_qikberry_conn: Any, emulator: Any) -> N
     for _ in range(12):
         hook.test_connection()
     assert clock.slept == pytest.approx([1.0] * 6)  # a burst of 6 (a tenth of 60/min), then one per second
+
+
+# -- chains (a delivery poll draws from the GET budget and the poll budget at once)
+
+
+@pytest.mark.parametrize("slower", ["get", "poll"])
+def test_a_chain_waits_for_its_slower_bucket_in_threads_and_coroutines(
+    slower: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sync sensors wait in ``acquire``, triggers in ``acquire_async``: past the burst, both wait for the
+    slower member, whichever it is. (A chain that could not wait crashed the poke-mode sensor of any
+    campaign larger than the poll burst with an AttributeError.)"""
+    from airflow_qikberry._ratelimit import BucketChain, Budget
+
+    clock = FakeClock()
+    fast = TokenBucket(6000, burst=20, clock=clock)  # 100 a second
+    slow = TokenBucket(600, burst=5, clock=clock)  # 10 a second
+    get, poll = (slow, fast) if slower == "get" else (fast, slow)
+    chain = BucketChain(get, poll, sleep=clock.sleep)
+    budget: Budget = chain  # both kinds satisfy the one protocol transports are typed with
+    assert budget.capacity == 5 and budget.rate_per_minute == 600
+    waits = [chain.acquire() for _ in range(8)]
+    assert waits[:5] == [0.0] * 5
+    assert waits[5:] == pytest.approx([0.1] * 3)  # one slow token each, the clock moved by each sleep
+    assert clock.slept == pytest.approx([0.1] * 3)
+
+    async_waits: list[float] = []
+
+    async def recorded_sleep(seconds: float, *args: Any) -> None:
+        async_waits.append(seconds)
+        clock.now += seconds
+
+    monkeypatch.setattr(asyncio, "sleep", recorded_sleep)
+
+    async def draw() -> list[float]:
+        return [await chain.acquire_async() for _ in range(3)]
+
+    assert asyncio.run(draw()) == pytest.approx([0.1] * 3)
+    assert async_waits == pytest.approx([0.1] * 3)
+
+
+def test_a_cancelled_chain_wait_gives_back_every_members_token() -> None:
+    from airflow_qikberry._ratelimit import BucketChain
+
+    clock = FakeClock()
+    get, poll = TokenBucket(600, burst=2, clock=clock), TokenBucket(60, burst=1, clock=clock)
+    chain = BucketChain(get, poll)
+    chain.acquire()  # the poll bucket's only token
+
+    async def main() -> None:
+        waiter = asyncio.ensure_future(chain.acquire_async())  # 1 s for the poll bucket's next token
+        await asyncio.sleep(0.01)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+
+    asyncio.run(main())
+    assert get._tokens == pytest.approx(1) and poll._tokens == pytest.approx(0)

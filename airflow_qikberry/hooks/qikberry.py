@@ -24,7 +24,7 @@ from airflow_qikberry.get_provider_info import CONN_TYPE
 if TYPE_CHECKING:
     import requests
 
-    from airflow_qikberry._ratelimit import TokenBucket
+    from airflow_qikberry._ratelimit import Budget
     from airflow_qikberry.connection import ConnectionSettings
     from airflow_qikberry.delivery import StatusPage
     from airflow_qikberry.idempotency import ExactlyOnce, ReuseCheck, Verdict
@@ -75,9 +75,13 @@ class QikberryHook(BaseHook):
     :param qikberry_conn_id: the Airflow connection to use.
     :param timeout: read timeout in seconds for every call (overrides the connection's ``timeout`` extra).
     :param max_attempts: attempts per call, first try included.
-    :param retry_deadline: seconds that bound a whole call: attempts, waits and lookups included.
+    :param retry_deadline: seconds that bound a whole call: attempts, waits and lookups included (default:
+        the connection's ``retry_deadline`` extra, else derived: 120, or timeout + reconcile window + 10 when
+        that is more). A value too short to settle an unknown outcome and send again is refused when the
+        connection is read (see docs/hook.md, "Settings that must fit together").
     :param max_retry_after: cap, in seconds, on how long a server's ``Retry-After`` may make us wait.
-    :param reconcile_delay: seconds before the first lookup of an unknown outcome (then 2, 4, 8, 8... s).
+    :param reconcile_delay: seconds before the first lookup of an unknown outcome (then 2, 4, 8, 8... s;
+        default 1, or the window if that is shorter). Given explicitly, at most the reconcile window.
     :param reconcile_window: seconds an unknown outcome is looked for (default: the connection's
         ``reconcile_window`` extra, else 30).
     :param clock_skew: seconds of clock difference allowed when deciding that rows found for a custom id
@@ -95,19 +99,28 @@ class QikberryHook(BaseHook):
         *,
         timeout: float | None = None,
         max_attempts: int = 5,
-        retry_deadline: float = 120.0,
+        retry_deadline: float | None = None,
         max_retry_after: float = 60.0,
-        reconcile_delay: float = 1.0,
+        reconcile_delay: float | None = None,
         reconcile_window: float | None = None,
         clock_skew: float = 120.0,
         **kwargs: Any,
     ) -> None:
+        from airflow_qikberry.connection import DEFAULT_RETRY_DEADLINE
         from airflow_qikberry.transport.retry import RetryPolicy
 
         super().__init__(**kwargs)
         self.qikberry_conn_id = qikberry_conn_id
         self.timeout_override = timeout
-        self.reconcile_delay = reconcile_delay
+        if reconcile_delay is not None and not reconcile_delay >= 0:
+            raise QikberryValidationError(
+                f"reconcile_delay must be 0 or more seconds, got {reconcile_delay!r}.",
+                field="reconcile_delay",
+            )
+        # Only a delay the caller chose must fit the window; the default one is cut to it (one lookup when
+        # a very short window closes).
+        self._reconcile_delay_given = reconcile_delay is not None
+        self.reconcile_delay = 1.0 if reconcile_delay is None else reconcile_delay
         if reconcile_window is not None and reconcile_window <= 0:
             # No lookup at all would turn every unknown outcome into a resend: the guarantee would be gone.
             raise QikberryValidationError(
@@ -115,10 +128,13 @@ class QikberryHook(BaseHook):
                 field="reconcile_window",
             )
         self.reconcile_window_override = reconcile_window
+        self.retry_deadline_override = _positive_or_none(retry_deadline, "retry_deadline")
         self.clock_skew = clock_skew
+        self._extras_set: frozenset[str] = frozenset()
+        # The deadline is fitted to the connection's window and timeout when the connection is read.
         self.policy = RetryPolicy(
             max_attempts=max_attempts,
-            deadline=retry_deadline,
+            deadline=retry_deadline or DEFAULT_RETRY_DEADLINE,
             max_retry_after=max_retry_after,
             log=self.log,
         )
@@ -133,11 +149,17 @@ class QikberryHook(BaseHook):
 
     @property
     def retry_deadline(self) -> float:
+        """The deadline of each call, fitted to the connection (reading it, like :attr:`reconcile_window`)."""
+        _ = self.settings
         return self.policy.deadline
 
     @retry_deadline.setter
     def retry_deadline(self, value: float) -> None:
-        self.policy.deadline = value
+        self.retry_deadline_override = _positive_or_none(value, "retry_deadline")
+        if "settings" in self.__dict__:
+            self._fit_to(self.settings)
+        else:
+            self.policy.deadline = value
 
     @property
     def max_retry_after(self) -> float:
@@ -168,7 +190,49 @@ class QikberryHook(BaseHook):
         conn = self.get_connection(self.qikberry_conn_id)
         if conn.password:
             mask_secret(conn.password)
-        return ConnectionSettings.from_connection(conn)
+        settings = ConnectionSettings.from_connection(conn)
+        extra = conn.extra_dejson or {}
+        # Which extras the connection sets (for error messages that say where a value came from).
+        self._extras_set = frozenset(
+            name
+            for name in ("reconcile_window", "retry_deadline", "timeout")
+            if extra.get(name, extra.get(f"extra__{CONN_TYPE}__{name}")) not in (None, "")
+        )
+        self._fit_to(settings)
+        return settings
+
+    def _fit_to(self, s: ConnectionSettings) -> None:
+        """Check this hook's arguments together with the connection's extras, and set the retry deadline.
+
+        A send must be able to settle an unknown outcome within its deadline: refused here, before any
+        request, when an explicit ``retry_deadline`` is too short for the reconcile window and timeout in
+        force; derived from them when none is given.
+        """
+        from airflow_qikberry.connection import fitted_retry_deadline
+
+        def source(argument: object, name: str) -> str:
+            if argument is not None:
+                return f"the hook's {name} argument"
+            return f"the connection's {name} extra" if name in self._extras_set else f"the default {name}"
+
+        window = self.reconcile_window_override or s.reconcile_window
+        window_from = source(self.reconcile_window_override, "reconcile_window")
+        if self._reconcile_delay_given and self.reconcile_delay > window:
+            raise QikberryValidationError(
+                f"reconcile_delay ({self.reconcile_delay:g} s) is longer than {window_from} ({window:g} s): "
+                "the first lookup of an unknown outcome would come after the window has closed. Use a "
+                "reconcile_delay of at most the window.",
+                field="reconcile_delay",
+            )
+        deadline = self.retry_deadline_override
+        self.policy.deadline = fitted_retry_deadline(
+            deadline if deadline is not None else s.retry_deadline,
+            window=window,
+            timeout=self.timeout_override or s.timeout,
+            deadline_from=source(deadline, "retry_deadline"),
+            window_from=window_from,
+            timeout_from=source(self.timeout_override, "timeout"),
+        )
 
     @cached_property
     def transport(self) -> RequestsTransport:
@@ -184,7 +248,7 @@ class QikberryHook(BaseHook):
         )
 
     @property
-    def _bucket(self) -> TokenBucket:
+    def _bucket(self) -> Budget:
         """The process-wide GET budget of this connection's (base URL, token)."""
         return self.transport.bucket
 
@@ -700,15 +764,18 @@ class QikberryHook(BaseHook):
     @cached_property
     def _poll_transport(self) -> RequestsTransport:
         """Status lookups of delivery sensors: this hook's session and retry policy, within both the token's
-        GET budget and its poll budget (connection extra ``poll_budget_per_minute``)."""
+        GET budget and its poll budget (connection extra ``poll_budget_per_minute``); a 429 holds the poll
+        budget of the whole process for its ``Retry-After``, as the async hook's polls do."""
         from airflow_qikberry._ratelimit import polling_bucket_for
+        from airflow_qikberry.transport.retry import PollPolicy
         from airflow_qikberry.transport.sync import RequestsTransport
 
         s = self.settings
+        chain = polling_bucket_for(s.base_url, s.token, s.rate_limit_per_minute, s.poll_budget_per_minute)
         transport = RequestsTransport(
             s,
-            policy=self.policy,
-            bucket=polling_bucket_for(s.base_url, s.token, s.rate_limit_per_minute, s.poll_budget_per_minute),
+            policy=PollPolicy(self.policy, chain.buckets[-1].hold),
+            bucket=chain,
             timeout=self.timeout_override,
         )
         transport.session = self.session  # one pooled session per hook, closed by close()
@@ -761,11 +828,11 @@ class QikberryHook(BaseHook):
 
         try:
             response = self._get(Paths.AUTH_ME)
-        except QikberryError as exc:
-            return False, redact(str(exc), self.settings.token)
         except Exception as exc:
-            token = self.__dict__.get("settings")
-            return False, redact(f"{type(exc).__name__}: {exc}", token.token if token else "")
+            # Not self.settings: reading the connection may be what failed (settings that do not fit).
+            settings = self.__dict__.get("settings")
+            text = str(exc) if isinstance(exc, QikberryError) else f"{type(exc).__name__}: {exc}"
+            return False, redact(text, settings.token if settings else "")
         data = response.data if isinstance(response.data, Mapping) else {}
         who = data.get("username") or data.get("name") or data.get("email")
         return True, f"Connected to {self.settings.base_url}" + (f" as {who}" if who else "")
@@ -816,6 +883,14 @@ def _answer_rows(
             return None
         out[index] = row
     return out
+
+
+def _positive_or_none(value: float | None, name: str) -> float | None:
+    if value is not None and not value > 0:
+        raise QikberryValidationError(
+            f"{name} must be a positive number of seconds, got {value!r}.", field=name
+        )
+    return value
 
 
 class _BulkSource:

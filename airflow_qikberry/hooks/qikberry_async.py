@@ -12,21 +12,19 @@ poll of the token in the process for its ``Retry-After``, and identical polls of
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_qikberry.connection import ConnectionSettings
-from airflow_qikberry.exceptions import QikberryRateLimitError, QikberryValidationError
+from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_TYPE
 from airflow_qikberry.models import Balance, MessageStatus
 from airflow_qikberry.protocol import ApiResponse, Paths, rows_of, status_page, status_params
-from airflow_qikberry.transport.retry import Retry, RetryPolicy
+from airflow_qikberry.transport.retry import PollPolicy, RetryPolicy
 
 if TYPE_CHECKING:
-    import tenacity
-
     from airflow_qikberry.delivery import StatusPage
     from airflow_qikberry.transport.aio import HttpxTransport
 
@@ -49,7 +47,8 @@ class QikberryAsyncHook(BaseHook):
     :param qikberry_conn_id: the Airflow connection to use.
     :param timeout: read timeout in seconds (overrides the connection's ``timeout`` extra).
     :param max_attempts: attempts per call, first try included.
-    :param retry_deadline: seconds that bound a whole call, waits included.
+    :param retry_deadline: seconds that bound a whole call, waits included (default: the connection's
+        ``retry_deadline`` extra, else 120; lookups have no reconcile window to fit).
     :param max_retry_after: cap, in seconds, on how long a server's ``Retry-After`` may make us wait.
     """
 
@@ -64,16 +63,24 @@ class QikberryAsyncHook(BaseHook):
         *,
         timeout: float | None = None,
         max_attempts: int = 5,
-        retry_deadline: float = 120.0,
+        retry_deadline: float | None = None,
         max_retry_after: float = 60.0,
         **kwargs: Any,
     ) -> None:
+        from airflow_qikberry.connection import DEFAULT_RETRY_DEADLINE
+
         super().__init__(**kwargs)
         self.qikberry_conn_id = qikberry_conn_id
         self.timeout_override = timeout
+        if retry_deadline is not None and not retry_deadline > 0:
+            raise QikberryValidationError(
+                f"retry_deadline must be a positive number of seconds, got {retry_deadline!r}.",
+                field="retry_deadline",
+            )
+        self.retry_deadline_override = retry_deadline
         self.policy = RetryPolicy(
             max_attempts=max_attempts,
-            deadline=retry_deadline,
+            deadline=retry_deadline or DEFAULT_RETRY_DEADLINE,
             max_retry_after=max_retry_after,
             log=self.log,
         )
@@ -91,6 +98,8 @@ class QikberryAsyncHook(BaseHook):
             if conn.password:
                 mask_secret(conn.password)
             self._settings = ConnectionSettings.from_connection(conn)
+            if self.retry_deadline_override is None and self._settings.retry_deadline is not None:
+                self.policy.deadline = self._settings.retry_deadline
         return self._settings
 
     async def get_transport(self) -> HttpxTransport:
@@ -120,7 +129,7 @@ class QikberryAsyncHook(BaseHook):
             poll_budget = chain.buckets[-1]
             transport = HttpxTransport(
                 s,
-                policy=_PollPolicy(self.policy, poll_budget.hold),
+                policy=PollPolicy(self.policy, poll_budget.hold),
                 bucket=chain,
                 timeout=self.timeout_override,
             )
@@ -224,27 +233,3 @@ class QikberryAsyncHook(BaseHook):
             out.extend(MessageStatus.from_api(row) for row in rows)
             page = following
         return out
-
-
-class _PollPolicy(RetryPolicy):
-    """The hook's retry policy, seen by its polls: every setting and sleep is read from the hook's policy at
-    call time (tests and callers that adjust ``hook.policy`` adjust polls too), and a 429 also holds the
-    process-wide poll budget of the token for the wait, so every trigger waits it out together instead of
-    each one spending a call to meet the same 429."""
-
-    def __init__(self, base: RetryPolicy, hold: Callable[[float], None]) -> None:
-        # Deliberately no RetryPolicy.__init__: attributes not set here are read from ``base``.
-        self._base = base
-        self._hold = hold
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_base":
-            raise AttributeError(name)
-        return getattr(self._base, name)
-
-    def wait_for(self, retry_state: tenacity.RetryCallState) -> float:
-        wait = self._base.wait_for(retry_state)
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        if isinstance(exc, Retry) and isinstance(exc.error, QikberryRateLimitError):
-            self._hold(wait)
-        return wait

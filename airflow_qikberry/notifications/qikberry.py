@@ -189,10 +189,17 @@ class QikberryNotifier(BaseNotifier):
     :param sender: sender id / DLT header (templated); default: the connection's.
     :param qikberry_conn_id: the Airflow connection (templated).
     :param max_units: SMS parts the alert may use (default 1); the text is shortened to fit.
-    :param dedupe_window: seconds within which the same text to the same number is sent only once, across
-        processes and machines (the API is the shared memory: the custom id encodes number, text and window).
+    :param dedupe_window: seconds within which the same text to the same number is sent only once: exactly
+        within a process and on one machine, across machines as far as a lookup of the API can tell (the
+        custom id encodes number, text and window; see docs/notifier.md for where that ends).
+    :param lock_dir: directory of the same-machine alert claims (default: one per user under the system
+        temp directory). Processes that share it never send the same alert twice within the window.
     :param max_attempts: attempts per API call (the hook's retries), kept low so a callback does not hang.
-    :param retry_deadline: seconds bounding each API call, retries included.
+    :param retry_deadline: seconds bounding each API call, retries and lookups included. Default: the
+        shortest that lets one unknown outcome (a 502, a timeout, a dropped connection) be looked up over
+        the connection's reconcile window and the alert be sent again: timeout + window + 10 s (70 s with
+        the connection's defaults), or the connection's ``retry_deadline`` extra. A value shorter than that is
+        refused (logged, the alert not sent).
     """
 
     template_fields = ("to", "message", "sender", "qikberry_conn_id")
@@ -207,7 +214,8 @@ class QikberryNotifier(BaseNotifier):
         max_units: int = 1,
         dedupe_window: float = 600.0,
         max_attempts: int = 3,
-        retry_deadline: float = 30.0,
+        retry_deadline: float | None = None,
+        lock_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -219,17 +227,23 @@ class QikberryNotifier(BaseNotifier):
         self.dedupe_window = dedupe_window
         self.max_attempts = max_attempts
         self.retry_deadline = retry_deadline
+        self.lock_dir = lock_dir
 
     @cached_property
     def hook(self) -> QikberryHook:
         """Built on first use, after the templates are rendered (never at DAG parse time)."""
+        from airflow_qikberry.connection import settle_time
         from airflow_qikberry.hooks.qikberry import QikberryHook
 
-        return QikberryHook(
+        hook = QikberryHook(
             qikberry_conn_id=self.qikberry_conn_id,
             max_attempts=self.max_attempts,
             retry_deadline=self.retry_deadline,
         )
+        if self.retry_deadline is None and hook.settings.retry_deadline is None:
+            # Not the hook's 120 s default: a callback should not hang longer than one unknown outcome needs.
+            hook.retry_deadline = settle_time(hook.settings.timeout, hook.reconcile_window)
+        return hook
 
     def get_template_env(self, dag: Any = None) -> Any:
         # Under dag.test() a DAG-level callback gets a SerializedDAG without get_template_env
@@ -261,9 +275,13 @@ class QikberryNotifier(BaseNotifier):
 
     def custom_id(self, number: str, text: str, now: float | None = None) -> str:
         """Custom id for (number, text, dedupe window): the same within a window in every process."""
-        window = int((time.time() if now is None else now) // max(self.dedupe_window, 1e-9))
+        window = self._window(now)
         digest = hashlib.sha256(f"{number}\x1f{text}\x1f{window}".encode()).hexdigest()
         return "an-" + digest[:24]
+
+    def _window(self, now: float | None = None) -> int:
+        """The dedupe window ``now`` falls in: windows are a fixed grid of ``dedupe_window`` seconds."""
+        return int((time.time() if now is None else now) // max(self.dedupe_window, 1e-9))
 
     def _numbers(self, default_region: str | None) -> list[str]:
         """Normalised recipients; a bad entry is logged and skipped, the others stay."""
@@ -309,22 +327,36 @@ class QikberryNotifier(BaseNotifier):
             self._send_one(number, text)
 
     def _send_one(self, number: str, text: str) -> None:
+        from pathlib import Path
+
+        from airflow_qikberry.notifications._dedupe import claim, default_lock_dir
         from airflow_qikberry.validation import mask_number, measure
 
         masked = mask_number(number)
-        cid = self.custom_id(number, text)
+        now = time.time()
+        cid = self.custom_id(number, text, now)
+        until = (self._window(now) + 1) * max(self.dedupe_window, 1e-9)
+        lock_dir = Path(self.lock_dir) if self.lock_dir else default_lock_dir()
         try:
-            if self.hook.get_status(custom_id=cid):
-                self.log.info(
-                    "Qikberry alert to %s already sent within the dedupe window (%gs, custom id %s); skipped",
-                    masked,
-                    self.dedupe_window,
-                    cid,
+            # Claimed before the lookup: a second alert in this process or on this machine waits here for
+            # the first one's send, then sees it sent (even while the API does not show it yet).
+            # Waiting longer than one send (plus its last request) means the holder is stuck on the API.
+            wait = self.hook.retry_deadline + self.hook.settings.timeout
+            with claim(cid, until=until, lock_dir=lock_dir, log=self.log, wait=wait) as alert:
+                if alert.sent or self.hook.get_status(custom_id=cid):
+                    alert.mark_sent()
+                    self.log.info(
+                        "Qikberry alert to %s already sent within the dedupe window (%gs, custom id %s); "
+                        "skipped",
+                        masked,
+                        self.dedupe_window,
+                        cid,
+                    )
+                    return
+                self.hook.send_sms(
+                    number, text, sender=self.sender or None, custom_id=cid, max_units=self.max_units
                 )
-                return
-            self.hook.send_sms(
-                number, text, sender=self.sender or None, custom_id=cid, max_units=self.max_units
-            )
+                alert.mark_sent()
         except Exception as err:
             self.log.error(
                 "Qikberry alert to %s was not sent (connection %r): %s: %s",

@@ -11,7 +11,7 @@ from airflow_qikberry.protocol import ApiResponse, classify, decode_body, error_
 from airflow_qikberry.transport.retry import Retry
 
 if TYPE_CHECKING:
-    from airflow_qikberry._ratelimit import TokenBucket
+    from airflow_qikberry._ratelimit import Budget
     from airflow_qikberry.connection import ConnectionSettings
     from airflow_qikberry.transport.retry import RetryPolicy
 
@@ -51,7 +51,7 @@ class Transport:
         settings: ConnectionSettings,
         *,
         policy: RetryPolicy,
-        bucket: TokenBucket,
+        bucket: Budget,
         timeout: float | None = None,
     ) -> None:
         self.settings = settings

@@ -172,3 +172,37 @@ class RetryPolicy:
         except Retry as exc:
             raise exc.error from None
         raise AssertionError("tenacity returned without an outcome")  # pragma: no cover
+
+
+class PollPolicy(RetryPolicy):
+    """A hook's retry policy, seen by its delivery polls (sync sensors and async triggers alike).
+
+    Every setting and sleep is read from the hook's policy at call time (tests and callers that adjust
+    ``hook.policy`` adjust polls too), and a 429 also holds the process-wide poll budget of the token for the
+    wait, so every sensor and trigger of the process waits it out together instead of each one spending a
+    call to meet the same 429.
+
+    Example::
+
+        chain = polling_bucket_for(url, token, 1000, 500)
+        policy = PollPolicy(hook.policy, chain.buckets[-1].hold)
+    """
+
+    def __init__(self, base: RetryPolicy, hold: Callable[[float], None]) -> None:
+        # Deliberately no RetryPolicy.__init__: attributes not set here are read from ``base``.
+        self._base = base
+        self._hold = hold
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_base":
+            raise AttributeError(name)
+        return getattr(self._base, name)
+
+    def wait_for(self, retry_state: tenacity.RetryCallState) -> float:
+        from airflow_qikberry.exceptions import QikberryRateLimitError
+
+        wait = self._base.wait_for(retry_state)
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, Retry) and isinstance(exc.error, QikberryRateLimitError):
+            self._hold(wait)
+        return wait

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import warnings
 from datetime import datetime, timezone
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -184,16 +185,20 @@ _CHILD = """
 import sys
 from airflow_qikberry.notifications.qikberry import QikberryNotifier
 notifier = QikberryNotifier(
-    to=sys.argv[1], message=sys.argv[2], qikberry_conn_id="alerts", dedupe_window=float(sys.argv[3])
+    to=sys.argv[1],
+    message=sys.argv[2],
+    qikberry_conn_id="alerts",
+    dedupe_window=float(sys.argv[3]),
+    lock_dir=sys.argv[4],
 )
 notifier({"run_id": "r1"})
 """
 
 
-def _run_child(emulator: Any, text: str, window: float = 600.0) -> None:
+def _run_child(emulator: Any, text: str, lock_dir: Path, window: float = 600.0) -> None:
     env = {**os.environ, conn_env_var("alerts"): qikberry_conn_json(emulator.base_url)}
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, NUMBER, text, str(window)],
+        [sys.executable, "-c", _CHILD, NUMBER, text, str(window), str(lock_dir)],
         env=env,
         capture_output=True,
         text=True,
@@ -203,12 +208,14 @@ def _run_child(emulator: Any, text: str, window: float = 600.0) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-def test_dedupe_across_two_processes(emulator: Any) -> None:
+def test_dedupe_across_two_processes(emulator: Any, tmp_path: Path) -> None:
+    # Two lock directories: two machines, which share nothing but the API. The second alert is skipped
+    # because the lookup of its custom id finds the first one.
     # Break: put os.getpid()/uuid into the custom id, or skip the get_status lookup -> two messages, fails.
-    _run_child(emulator, "nightly load failed")
-    _run_child(emulator, "nightly load failed")
+    _run_child(emulator, "nightly load failed", tmp_path / "machine-a")
+    _run_child(emulator, "nightly load failed", tmp_path / "machine-b")
     assert _texts(emulator) == ["nightly load failed"]
-    _run_child(emulator, "nightly load failed again")  # a different text is a different alert
+    _run_child(emulator, "nightly load failed again", tmp_path / "machine-b")  # another text: another alert
     assert _texts(emulator) == ["nightly load failed", "nightly load failed again"]
 
 

@@ -255,7 +255,7 @@ def test_the_hook_turns_garbled_answers_into_typed_errors(
     # Retry-After sent by the scripted server is never honoured for long: no sleeping in a fuzz loop.
     _Scripted.answer = (status, text.encode("utf-8", "surrogatepass"), {"Content-Type": "application/json"})
     conn_id = make_qikberry_conn("fuzz_conn", host=scripted_server, reconcile_window=0.01)
-    hook = QikberryHook(qikberry_conn_id=conn_id, max_attempts=1, retry_deadline=5)
+    hook = QikberryHook(qikberry_conn_id=conn_id, max_attempts=1)
     hook._sleep = lambda seconds: None
     for call in (
         lambda: hook.get_status(message_id="g:1"),

@@ -5,6 +5,7 @@ methods against the emulator."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import types
 from collections.abc import Iterator
@@ -26,7 +27,13 @@ from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
 from airflow_qikberry.transport.coalesce import Coalescer, request_key
 from tests.helpers import TEST_TOKEN
-from tests.triggers.support import fresh_poll_budgets, send_group, status_calls, status_requests
+from tests.triggers.support import (
+    assert_within_budget,
+    fresh_poll_budgets,
+    send_group,
+    status_calls,
+    status_requests,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +136,8 @@ def test_poll_budget_is_a_connection_form_field() -> None:
     from airflow_qikberry.get_provider_info import CONN_FIELDS
 
     schema = CONN_FIELDS["poll_budget_per_minute"]["schema"]
-    assert schema["default"] == settings().poll_budget_per_minute and schema["minimum"] == 1
+    # No default in the form: left empty, the budget is derived (half the GET budget, 500 by default).
+    assert "default" not in schema and schema["minimum"] == 1
     assert "integer" in schema["type"]
 
 
@@ -294,6 +302,53 @@ def test_a_429_holds_every_poll_of_the_token(qikberry_conn: str, emulator: Any) 
     log = status_requests(emulator)
     assert [r["status"] for r in log] == [429, 200, 200, 200]
     assert all(r["timestamp"] - log[0]["timestamp"] >= 1.9 for r in log[1:])
+
+
+def test_a_429_holds_every_sync_poll_of_the_token(qikberry_conn: str, emulator: Any) -> None:
+    """The sync twin of the test above (sensors in poke or reschedule mode, threads of one worker): after a
+    429 with ``Retry-After: 2`` no poll of the token leaves the process for 2 s. Seen failing when the sync
+    poll path retried with the hook's plain policy: the second hook's polls went out at once."""
+    _, ids = send_group(emulator, 3)
+    emulator.set_faults([{"endpoint": "sms/status", "kind": "rate_limit", "seconds": 2, "times": 1}])
+    first = QikberryHook(qikberry_conn_id=qikberry_conn)
+    second = QikberryHook(qikberry_conn_id=qikberry_conn)
+    refused = threading.Thread(target=first.poll_message, args=(ids[0],))
+    refused.start()
+    time.sleep(0.3)  # the 429 is in; its Retry-After holds the budget
+    assert [r.message_id for r in second.poll_message(ids[1])] == [ids[1]]
+    assert [r.message_id for r in second.poll_message(ids[2])] == [ids[2]]
+    refused.join()
+    log = status_requests(emulator)
+    assert [r["status"] for r in log] == [429, 200, 200, 200]
+    assert all(r["timestamp"] - log[0]["timestamp"] >= 1.9 for r in log[1:])
+    first.close()
+    second.close()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_get_budget_holds_past_its_burst(
+    qikberry_conn: str, emulator: Any, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """130 lookups against the default GET budget (1000/min: a burst of 100, then one every 0.06 s), from
+    the sync hook (threads wait in ``acquire``) and from the async hook (``acquire_async``); the emulator's
+    log shows every stretch of them within the budget."""
+    monkeypatch.setattr(_ratelimit, "_buckets", {})  # a full burst to start from, whatever ran before
+    calls = 130
+    if mode == "sync":
+        with QikberryHook(qikberry_conn_id=qikberry_conn) as hook:
+            for _ in range(calls):
+                hook.get_balance()
+    else:
+
+        async def lookups() -> None:
+            async with QikberryAsyncHook(qikberry_conn_id=qikberry_conn) as hook:
+                for _ in range(calls):
+                    await hook.get_balance()
+
+        asyncio.run(lookups())
+    log = [r for r in emulator.request_log()["requests"] if r["path"] == "finance/balance"]
+    assert len(log) == calls and all(r["status"] == 200 for r in log)
+    assert_within_budget([r["timestamp"] for r in log], 1000)
 
 
 def test_poll_page_refuses_an_empty_group_before_any_request(qikberry_conn: str, emulator: Any) -> None:
