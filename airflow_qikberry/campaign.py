@@ -44,6 +44,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
+from airflow_qikberry import phone, sms_text
 from airflow_qikberry import validation as v
 from airflow_qikberry.exceptions import QikberryInsufficientBalanceError, QikberryValidationError
 
@@ -98,7 +99,7 @@ _LONG_DIGITS = re.compile(r"\+?\d[\d ]{6,}\d")
 
 def _scrub(text: str, limit: int = 200) -> str:
     """Mask anything number-like (an error text may quote a row) and cut it short, for logs and errors."""
-    text = _LONG_DIGITS.sub(lambda m: v.mask_number(m.group()), " ".join(str(text).split()))
+    text = _LONG_DIGITS.sub(lambda m: phone.mask_number(m.group()), " ".join(str(text).split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -191,10 +192,10 @@ class CampaignOptions:
                 f"max_invalid_ratio: {ratio!r} is not a fraction from 0 to 1 (0.05 = 5% of rows).",
                 field="max_invalid_ratio",
             )
-        v.validate_encoding(self.encoding)
-        v.validate_max_units(self.max_units)
+        sms_text.validate_encoding(self.encoding)
+        sms_text.validate_max_units(self.max_units)
         if self.message is not None:
-            v.validate_message(self.message, encoding=self.encoding, max_units=self.max_units)  # type: ignore[arg-type]
+            sms_text.validate_message(self.message, encoding=self.encoding, max_units=self.max_units)  # type: ignore[arg-type]
         self._check_split()
 
     def _check_split(self) -> None:
@@ -307,7 +308,7 @@ def recipient_rows(
     items: Iterable[Any]
     recipients = literal_list(recipients, field)
     if isinstance(recipients, str):
-        items = v.split_recipients(recipients)
+        items = phone.split_recipients(recipients)
     elif isinstance(recipients, Mapping):
         items = [recipients]
     elif isinstance(recipients, (bytes, int, float)) or not isinstance(recipients, Iterable):
@@ -660,11 +661,11 @@ def prepare(
     offset = 0
     key: str | None = None
     static = (
-        v.validate_message(message, encoding=encoding, max_units=max_units)  # type: ignore[arg-type]
+        sms_text.validate_message(message, encoding=encoding, max_units=max_units)  # type: ignore[arg-type]
         if message is not None
         else None
     )
-    normalize, blake2b = v.normalize_number, hashlib.blake2b
+    normalize, blake2b = phone.normalize_number, hashlib.blake2b
     # json.dumps(..., ensure_ascii=False) builds an encoder per call; this is the same encoder, built once.
     encode = json.JSONEncoder(ensure_ascii=False).encode
     for number_in_source, row in enumerate(rows, start=1):
@@ -723,7 +724,7 @@ def prepare(
             out.sample.append(
                 {
                     "row": number_in_source,
-                    "mobile": v.mask_number(number),
+                    "mobile": phone.mask_number(number),
                     "message": message if static is not None else text,
                     "units": info.units,
                     "encoding": info.encoding,
@@ -735,21 +736,24 @@ def prepare(
     return out
 
 
-def measure_text(text: str, encoding: str, max_units: int | None) -> v.MessageLength | tuple[str, str]:
+def measure_text(text: str, encoding: str, max_units: int | None) -> sms_text.MessageLength | tuple[str, str]:
     """How a rendered text is billed, or why it cannot be sent: ``(reason, detail)``."""
     if not isinstance(text, str) or not text.strip():
         return EMPTY_MESSAGE, "the rendered text is empty"
-    if len(text) > v.MAX_MESSAGE_CHARS:
-        return MESSAGE_TOO_LONG, f"{len(text)} characters; the API accepts at most {v.MAX_MESSAGE_CHARS}"
+    if len(text) > sms_text.MAX_MESSAGE_CHARS:
+        return (
+            MESSAGE_TOO_LONG,
+            f"{len(text)} characters; the API accepts at most {sms_text.MAX_MESSAGE_CHARS}",
+        )
     try:
-        v.check_sendable(text)  # half an emoji or a NUL: this row is rejected, the campaign goes on
-        info = v.measure(text, encoding)  # type: ignore[arg-type]
+        sms_text.check_sendable(text)  # half an emoji or a NUL: this row is rejected, the campaign goes on
+        info = sms_text.measure(text, encoding)  # type: ignore[arg-type]
     except QikberryValidationError as exc:
         return INVALID_MESSAGE, exc.message
     if max_units is not None and info.units > max_units:
         detail = f"needs {info.units} SMS parts but max_units is {max_units}"
         try:  # for its advice: how much to cut, which character forced Unicode
-            v.validate_message(text, encoding=encoding, max_units=max_units)  # type: ignore[arg-type]
+            sms_text.validate_message(text, encoding=encoding, max_units=max_units)  # type: ignore[arg-type]
         except QikberryValidationError as exc:
             detail = exc.message
         return MESSAGE_TOO_LONG, detail
@@ -887,7 +891,7 @@ class NotSentRows:
         self.report.add(row, reason, number, detail)
         if len(self.listed) < NOT_SENT_LISTED:
             self.listed.append(
-                {"row": row, "mobile": v.mask_number(number), "reason": reason, "detail": _scrub(detail)}
+                {"row": row, "mobile": phone.mask_number(number), "reason": reason, "detail": _scrub(detail)}
             )
 
 
@@ -1243,8 +1247,8 @@ class _Resume:
         if canonical_number(row.mobile) != canonical_number(expected):
             raise QikberryValidationError(
                 f"{self.field}: row {position + 1} of chunk {chunk + 1} of this campaign was sent by an "
-                f"earlier try of this task to {v.mask_number(row.mobile)}, but that row is now "
-                f"{v.mask_number(expected)}: the recipients changed between tries (or came in another "
+                f"earlier try of this task to {phone.mask_number(row.mobile)}, but that row is now "
+                f"{phone.mask_number(expected)}: the recipients changed between tries (or came in another "
                 "order, e.g. from a SQL query without ORDER BY), so the campaign cannot be resumed safely. "
                 f"{_CHANGED_FIX}",
                 field=self.field,

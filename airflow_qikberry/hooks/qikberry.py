@@ -335,6 +335,7 @@ class QikberryHook(BaseHook):
         sends again on a retried task instead of returning what an earlier try sent.
         """
         from airflow_qikberry import idempotency as ido
+        from airflow_qikberry import phone
         from airflow_qikberry import protocol as p
         from airflow_qikberry import validation as v
         from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
@@ -342,7 +343,7 @@ class QikberryHook(BaseHook):
 
         s = self.settings
         resend = v.validate_flag(resend, field="resend")
-        numbers = v.normalize_numbers(to, default_region=s.default_region)
+        numbers = phone.normalize_numbers(to, default_region=s.default_region)
         p.check_request_size(len(numbers), "to")
         payload = p.build_common(
             s.send_defaults,
@@ -369,7 +370,7 @@ class QikberryHook(BaseHook):
         self.log.info(
             "Sending SMS to %d number(s) [%s] via service %s, custom id %s",
             len(numbers),
-            ", ".join(v.mask_number(n) for n in numbers[:5]) + (", ..." if len(numbers) > 5 else ""),
+            ", ".join(phone.mask_number(n) for n in numbers[:5]) + (", ..." if len(numbers) > 5 else ""),
             payload["service"],
             cid,
         )
