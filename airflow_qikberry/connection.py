@@ -260,7 +260,7 @@ def _region(value: object) -> str | None:
     mistake would only surface at the first national number, possibly deep into a campaign."""
     if value is None or value == "":
         return None
-    from airflow_qikberry.validation import validate_region
+    from airflow_qikberry.phone import validate_region
 
     return validate_region(str(value))
 

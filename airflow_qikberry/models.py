@@ -108,7 +108,7 @@ class SentMessage:
 
         ``charges`` is a float so templates can sum it; ``id`` feeds a delivery sensor directly.
         """
-        from airflow_qikberry.validation import mask_number
+        from airflow_qikberry.phone import mask_number
 
         return {
             "id": self.message_id,

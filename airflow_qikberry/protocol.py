@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
+from airflow_qikberry import phone, sms_text, validation
 from airflow_qikberry.exceptions import (
     QikberryAuthError,
     QikberryError,
@@ -361,13 +362,12 @@ def status_params(
 ) -> dict[str, str]:
     """Query of an ``sms/status`` lookup; combined keys AND. At least one key is required. Each key is checked
     before any request: a dict or a list would otherwise be sent as its repr."""
-    v = _validation()
     params = {
-        "id": v.validate_text_id(message_id, field="message_id"),
-        "cid": v.validate_text_id(custom_id, field="custom_id", allow_int=True),
+        "id": validation.validate_text_id(message_id, field="message_id"),
+        "cid": validation.validate_text_id(custom_id, field="custom_id", allow_int=True),
     }
     if mobile is not None and mobile != "":
-        params["mobile"] = v.normalize_number(mobile, default_region=default_region, field="mobile")
+        params["mobile"] = phone.normalize_number(mobile, default_region=default_region, field="mobile")
     if not any(params.values()):
         raise QikberryValidationError("get_status needs message_id, custom_id or mobile.", field="message_id")
     return {k: val for k, val in params.items() if val}
@@ -422,16 +422,8 @@ class SendDefaults(NamedTuple):
     timezone: str = "Asia/Kolkata"
 
 
-def _validation() -> Any:
-    # validation pulls in phonenumbers lazily already; imported here to keep this module's import cheap.
-    from airflow_qikberry import validation
-
-    return validation
-
-
 def _sender(value: str | None, defaults: SendDefaults, service: str, field: str) -> str:
-    v = _validation()
-    return v.validate_sender(
+    return validation.validate_sender(
         value, service=service, dlt=None if defaults.check_dlt_sender else False, field=field
     )
 
@@ -443,7 +435,7 @@ def _given(value: Any) -> bool:
 
 
 def _message_fields(text: str, encoding: EncodingChoice, max_units: int | None, field: str) -> dict[str, Any]:
-    length = _validation().validate_message(text, encoding=encoding, max_units=max_units, field=field)
+    length = sms_text.validate_message(text, encoding=encoding, max_units=max_units, field=field)
     return {"message": text, "type": API_TYPE[length.encoding]}
 
 
@@ -464,8 +456,7 @@ def build_common(
     require_message: bool = True,
 ) -> dict[str, Any]:
     """The parameters shared by every send endpoint, validated, in wire form (``root`` of a batch)."""
-    v = _validation()
-    service_value = v.validate_service(service if _given(service) else defaults.service)
+    service_value = validation.validate_service(service if _given(service) else defaults.service)
     payload: dict[str, Any] = {
         "sender": _sender(sender if _given(sender) else defaults.sender, defaults, service_value, "sender"),
         "service": service_value,
@@ -477,21 +468,21 @@ def build_common(
     if max_units is not None:
         payload["max_units"] = max_units
     ids = {
-        "template_id": v.validate_dlt_id(template_id, field="template_id"),
-        "entity_id": v.validate_dlt_id(
+        "template_id": validation.validate_dlt_id(template_id, field="template_id"),
+        "entity_id": validation.validate_dlt_id(
             entity_id if _given(entity_id) else defaults.entity_id, field="entity_id"
         ),
     }
     payload.update({k: val for k, val in ids.items() if val})
-    when = v.validate_schedule(schedule_at, timezone=defaults.timezone)
+    when = validation.validate_schedule(schedule_at, timezone=defaults.timezone)
     if when:
         payload["time"] = when
-    if v.validate_flag(flash, field="flash"):
+    if validation.validate_flag(flash, field="flash"):
         payload["flash"] = 1
-    hook_id = v.validate_text_id(webhook_id, field="webhook_id")
+    hook_id = validation.validate_text_id(webhook_id, field="webhook_id")
     if hook_id:
         payload["webhook_id"] = hook_id
-    tag_list = v.validate_tags(tags)
+    tag_list = validation.validate_tags(tags)
     if tag_list:
         payload["tags"] = tag_list
     return payload
@@ -527,7 +518,7 @@ def validated_batch_node(
 
     For a caller that validates a large batch once, in an earlier pass, and must not pay for it twice (the
     campaign engine, whose prepare pass spools exactly these parts). The caller vouches that ``number`` is
-    the output of ``validation.normalize_number``, that ``message`` (None: the root's text) was measured with
+    the output of ``phone.normalize_number``, that ``message`` (None: the root's text) was measured with
     the batch's ``encoding`` and ``max_units`` and ``api_type`` is ``API_TYPE`` of its encoding, and that
     ``custom_id`` passes ``validation.validate_custom_id``. A node with its own text always carries its
     ``type``, as :func:`build_batch_node` makes it; without a text it inherits the root's text and type.
@@ -558,7 +549,6 @@ def build_batch_node(
     A node whose text differs from the root's carries its own ``type``: a Hindi node under a GSM-7 root
     goes out as ``U``, not as question marks.
     """
-    v = _validation()
     prefix = f"nodes[{index}]"
     if not isinstance(node, Mapping):
         raise QikberryValidationError(f"{prefix} must be a mapping with a 'to' number.", field=prefix)
@@ -579,13 +569,13 @@ def build_batch_node(
             )
     if "to" not in node:
         raise QikberryValidationError(f"{prefix} needs a 'to' number.", field=f"{prefix}.to")
-    found = v.normalize_numbers(node["to"], default_region=defaults.default_region, field=f"{prefix}.to")
+    found = phone.normalize_numbers(node["to"], default_region=defaults.default_region, field=f"{prefix}.to")
     if len(found) != 1:
         raise QikberryValidationError(
             f"{prefix}.to must be exactly one number; use one node per recipient.", field=f"{prefix}.to"
         )
     out: dict[str, Any] = {"to": found[0]}
-    node_encoding: EncodingChoice = v.validate_encoding(
+    node_encoding: EncodingChoice = sms_text.validate_encoding(
         node.get("encoding", encoding), field=f"{prefix}.encoding"
     )
     node_units = node.get("max_units", max_units)
@@ -605,15 +595,15 @@ def build_batch_node(
         out["sender"] = _sender(node["sender"], defaults, str(root["service"]), f"{prefix}.sender")
     for key in ("template_id", "entity_id"):
         if _given(node.get(key)):
-            out[key] = v.validate_dlt_id(node[key], field=f"{prefix}.{key}")
+            out[key] = validation.validate_dlt_id(node[key], field=f"{prefix}.{key}")
     if "flash" in node:
-        out["flash"] = 1 if v.validate_flag(node["flash"], field=f"{prefix}.flash") else 0
+        out["flash"] = 1 if validation.validate_flag(node["flash"], field=f"{prefix}.flash") else 0
     if _given(node.get("tags")):
-        tags = v.validate_tags(node["tags"], field=f"{prefix}.tags")
+        tags = validation.validate_tags(node["tags"], field=f"{prefix}.tags")
         if tags:
             out["tags"] = tags
     given = node.get("custom_id")
-    given_id = v.validate_custom_id(given, field=f"{prefix}.custom_id") if _given(given) else None
+    given_id = validation.validate_custom_id(given, field=f"{prefix}.custom_id") if _given(given) else None
     return BatchNode(payload=out, number=found[0], given_custom_id=given_id)
 
 

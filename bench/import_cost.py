@@ -32,6 +32,8 @@ MODULES = (
     "airflow_qikberry.exceptions",
     "airflow_qikberry.protocol",
     "airflow_qikberry.validation",
+    "airflow_qikberry.phone",
+    "airflow_qikberry.sms_text",
     "airflow_qikberry.models",
     "airflow_qikberry.connection",
     "airflow_qikberry.idempotency",

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from airflow_qikberry._ratelimit import Budget
     from airflow_qikberry.connection import ConnectionSettings
     from airflow_qikberry.delivery import StatusPage
-    from airflow_qikberry.idempotency import ExactlyOnce, ReuseCheck, Verdict
+    from airflow_qikberry.idempotency import ExactlyOnce, Finding, ReuseCheck
     from airflow_qikberry.models import Balance, BatchResult, MessageStatus, SentMessage
     from airflow_qikberry.protocol import ApiResponse, BatchNode, EncodingChoice
     from airflow_qikberry.transport.sync import RequestsTransport
@@ -335,6 +335,7 @@ class QikberryHook(BaseHook):
         sends again on a retried task instead of returning what an earlier try sent.
         """
         from airflow_qikberry import idempotency as ido
+        from airflow_qikberry import phone
         from airflow_qikberry import protocol as p
         from airflow_qikberry import validation as v
         from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
@@ -342,7 +343,7 @@ class QikberryHook(BaseHook):
 
         s = self.settings
         resend = v.validate_flag(resend, field="resend")
-        numbers = v.normalize_numbers(to, default_region=s.default_region)
+        numbers = phone.normalize_numbers(to, default_region=s.default_region)
         p.check_request_size(len(numbers), "to")
         payload = p.build_common(
             s.send_defaults,
@@ -369,7 +370,7 @@ class QikberryHook(BaseHook):
         self.log.info(
             "Sending SMS to %d number(s) [%s] via service %s, custom id %s",
             len(numbers),
-            ", ".join(v.mask_number(n) for n in numbers[:5]) + (", ..." if len(numbers) > 5 else ""),
+            ", ".join(phone.mask_number(n) for n in numbers[:5]) + (", ..." if len(numbers) > 5 else ""),
             payload["service"],
             cid,
         )
@@ -379,7 +380,7 @@ class QikberryHook(BaseHook):
             ido.accounted_for(sent, numbers, "request")
             return sent
 
-        def lookup(check_reuse: bool) -> Verdict[list[SentMessage]]:
+        def lookup(check_reuse: bool) -> Finding[list[SentMessage]]:
             rows = list(self._status_rows({"cid": cid}))
             return ido.match_send_rows(rows, cid, numbers, self._reuse_check(check_reuse))
 
@@ -511,7 +512,7 @@ class QikberryHook(BaseHook):
         def rows_of_node(index: int) -> list[MessageStatus]:
             return [r for r in self._status_rows({"cid": cids[index]}) if r.custom_id == cids[index]]
 
-        def lookup_missing(check_reuse: bool) -> Verdict[BatchResult]:
+        def lookup_missing(check_reuse: bool) -> Finding[BatchResult]:
             # The answer's own rows are accepted messages; only the nodes it left out are looked up.
             found: dict[int, SentMessage] = dict(answered)
             missing = [i for i in range(len(cids)) if i not in found]
@@ -528,7 +529,7 @@ class QikberryHook(BaseHook):
             seen: list[MessageStatus] = []
             for index, rows in looked:
                 if len(rows) > 1 or any(p.canonical_number(r.mobile) != numbers[index] for r in rows):
-                    return ido.Verdict(
+                    return ido.Finding(
                         "unknown", reason=f"the rows of custom id {cids[index]!r} do not match the node sent"
                     )
                 if rows:
@@ -538,9 +539,9 @@ class QikberryHook(BaseHook):
                 return reused
             result = BatchResult(answered_group[0], tuple(found[i] for i in sorted(found)))
             if len(found) == len(cids):
-                return ido.Verdict("found", result)
+                return ido.Finding("found", result)
             missing = [i for i in range(len(cids)) if i not in found]
-            return ido.Verdict(
+            return ido.Finding(
                 "partial",
                 result,
                 reason=f"the batch's answer and lookups show {len(found)} of {len(cids)} nodes",
@@ -548,7 +549,7 @@ class QikberryHook(BaseHook):
                 keys=tuple(cids[i] for i in missing),
             )
 
-        def lookup(check_reuse: bool) -> Verdict[BatchResult]:
+        def lookup(check_reuse: bool) -> Finding[BatchResult]:
             if answered_group:
                 return lookup_missing(check_reuse)
             # Find the batch's group by a node that is there: the first node may be one the API refused or
@@ -560,7 +561,7 @@ class QikberryHook(BaseHook):
                 return ido.ABSENT
             group = anchor.group_id
             if group is None:
-                return ido.Verdict(
+                return ido.Finding(
                     "unknown",
                     reason=f"rows for custom id {anchor.custom_id!r} exist but carry no group id to find the "
                     "batch by",
@@ -569,8 +570,8 @@ class QikberryHook(BaseHook):
             verdict = ido.match_batch_rows(rows, cids, numbers, self._reuse_check(check_reuse))
             found = BatchResult(group_id=group, messages=tuple(verdict.result or ()))
             if verdict.kind == "found":
-                return ido.Verdict("found", found)
-            return ido.Verdict(
+                return ido.Finding("found", found)
+            return ido.Finding(
                 verdict.kind,
                 found if verdict.kind == "partial" else None,
                 reason=verdict.reason,
@@ -684,7 +685,7 @@ class QikberryHook(BaseHook):
                 )
             return count
 
-        def lookup(check_reuse: bool) -> Verdict[int]:
+        def lookup(check_reuse: bool) -> Finding[int]:
             verdict = ido.match_upload_rows(
                 list(self._status_rows({"cid": cid})), cid, self._reuse_check(check_reuse)
             )

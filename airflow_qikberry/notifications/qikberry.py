@@ -30,25 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["QikberryNotifier", "send_qikberry_notification"]
 
-#: Characters with a GSM-7 form: replacing them keeps a 1-part GSM-7 alert from becoming UCS-2 (70 chars
-#: per part instead of 160) because of one curly quote in an exception message.
-_TRANSLITERATE: dict[int, str] = str.maketrans(
-    {
-        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u00b4": "'",
-        "`": "'", "\u2039": "'", "\u203a": "'",
-        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"',
-        "\u00bb": '"',
-        "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-",
-        "\u2212": "-", "\u2022": "-", "\u00b7": "-",
-        "\u2026": "...",
-        "\u00a0": " ", "\u2002": " ", "\u2003": " ", "\u2004": " ", "\u2005": " ", "\u2006": " ",
-        "\u2007": " ", "\u2008": " ", "\u2009": " ", "\u200a": " ", "\u202f": " ", "\u205f": " ",
-        "\u3000": " ", "\t": " ",
-        "\u200b": "", "\u00ad": "", "\ufeff": "",
-        "\u00e7": "\u00c7", "\u20b9": "Rs", "\u00d7": "x", "\u2192": "->", "\u2190": "<-",
-    }
-)  # fmt: skip
-
 _STATE_WORDS = {
     "failed": "failed",
     "up_for_retry": "failed, will retry",
@@ -151,26 +132,14 @@ def default_message(context: Mapping[str, Any]) -> str:
 def fit_text(text: str, max_units: int) -> str:
     """Transliterate what has a GSM-7 form, then shorten to ``max_units`` parts without splitting a
     character. Text that still needs UCS-2 (emoji, Devanagari) is counted as UCS-2 and shortened to fit."""
-    import unicodedata
-
-    from airflow_qikberry import validation as v
+    from airflow_qikberry import sms_text
 
     # An exception text may hold half of a surrogate pair or a control character, which cannot be sent: an
     # alert replaces them rather than being lost (a send refuses such text).
-    text = v.replace_unsendable(text.translate(_TRANSLITERATE))
-    if not v.is_gsm7(text):
-        # Accented Latin letters outside GSM-7 (á, ô, ł...) lose their accent when that makes them GSM-7.
-        folded = []
-        for char in text:
-            if not v.is_gsm7(char):
-                base = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
-                if base and v.is_gsm7(base):
-                    char = base
-            folded.append(char)
-        text = "".join(folded)
+    text = sms_text.replace_unsendable(sms_text.transliterate(text))
     text = text.strip() or "[Airflow] alert"
-    fitted = v.truncate_to_units(text, max_units)
-    while fitted and v.measure(fitted).units > max_units:  # defensive: never send more than asked for
+    fitted = sms_text.truncate_to_units(text, max_units)
+    while fitted and sms_text.measure(fitted).units > max_units:  # defensive: never send more than asked for
         fitted = fitted[:-1]
     return fitted
 
@@ -285,6 +254,7 @@ class QikberryNotifier(BaseNotifier):
 
     def _numbers(self, default_region: str | None) -> list[str]:
         """Normalised recipients; a bad entry is logged and skipped, the others stay."""
+        from airflow_qikberry import phone
         from airflow_qikberry import validation as v
 
         to = self.to
@@ -294,7 +264,7 @@ class QikberryNotifier(BaseNotifier):
         # A templated list renders to its repr ("['9198...', ...]"): read it back as a list.
         to = v.rendered_literal(to, "to")
         if isinstance(to, str):
-            entries = v.split_recipients(to)
+            entries = phone.split_recipients(to)
         elif isinstance(to, Number):
             entries = [to]
         else:
@@ -305,7 +275,7 @@ class QikberryNotifier(BaseNotifier):
                 # A number value goes to the validator as it is (not str()-ed, which turns a float into
                 # "919876543210.0"): the same rule as every send, an int exact, a float refused.
                 one = entry if isinstance(entry, str) else [entry]
-                numbers.update(dict.fromkeys(v.normalize_numbers(one, default_region=default_region)))
+                numbers.update(dict.fromkeys(phone.normalize_numbers(one, default_region=default_region)))
             except Exception as err:
                 self.log.error("Qikberry alert: recipient %d skipped: %s", position, err)
         return list(numbers)
@@ -330,7 +300,8 @@ class QikberryNotifier(BaseNotifier):
         from pathlib import Path
 
         from airflow_qikberry.notifications._dedupe import claim, default_lock_dir
-        from airflow_qikberry.validation import mask_number, measure
+        from airflow_qikberry.phone import mask_number
+        from airflow_qikberry.sms_text import measure
 
         masked = mask_number(number)
         now = time.time()

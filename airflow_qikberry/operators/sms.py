@@ -226,7 +226,7 @@ class QikberrySendSmsOperator(BaseOperator):
         # Arguments that are not templated are checked here, so a typo fails the DAG file's import. The
         # defaults need no check, and DAG files that keep them do not pay for importing validation at parse.
         if encoding != "auto" or max_units is not None:
-            from airflow_qikberry.validation import validate_encoding, validate_max_units
+            from airflow_qikberry.sms_text import validate_encoding, validate_max_units
 
             validate_encoding(encoding)
             validate_max_units(max_units)
@@ -298,17 +298,18 @@ class QikberrySendSmsOperator(BaseOperator):
 
     def _dry_run(self, to: str | list[Any], arguments: dict[str, Any]) -> dict[str, Any]:
         """Everything a send checks and measures, then a balance lookup; no POST is made."""
+        from airflow_qikberry import phone, sms_text
         from airflow_qikberry import protocol as p
         from airflow_qikberry import validation as v
         from airflow_qikberry.exceptions import QikberryError
         from airflow_qikberry.models import estimate_cost
 
         settings = self.hook.settings  # reads the connection; no request
-        numbers = v.normalize_numbers(to, default_region=settings.default_region)
+        numbers = phone.normalize_numbers(to, default_region=settings.default_region)
         p.check_request_size(len(numbers), "to")
         custom_id = v.validate_custom_id(arguments.pop("custom_id"))
         payload = p.build_common(settings.send_defaults, message=self.message, **arguments)
-        length = v.validate_message(self.message, encoding=self.encoding, max_units=self.max_units)
+        length = sms_text.validate_message(self.message, encoding=self.encoding, max_units=self.max_units)
         total_units = length.units * len(numbers)
         service = payload["service"]
 
@@ -322,7 +323,7 @@ class QikberrySendSmsOperator(BaseOperator):
             warnings.append(f"credits would not cover this send: {estimate.shortfall_message()}")
 
         sample: list[dict[str, Any]] = [
-            {"mobile": v.mask_number(n), "text": self.message, "units": length.units}
+            {"mobile": phone.mask_number(n), "text": self.message, "units": length.units}
             for n in numbers[:SAMPLE_SIZE]
         ]
         result: dict[str, Any] = {

@@ -20,7 +20,7 @@ from airflow_qikberry.notifications.qikberry import (
     default_message,
     send_qikberry_notification,
 )
-from airflow_qikberry.validation import measure
+from airflow_qikberry.sms_text import measure
 from tests.helpers import (
     TEST_TOKEN,
     all_log_text,

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from airflow_qikberry import phone, sms_text
 from airflow_qikberry import protocol as p
 from airflow_qikberry import validation as v
 from airflow_qikberry.exceptions import QikberryError
@@ -194,9 +195,9 @@ def test_validators_raise_only_typed_errors(
     number: Any, text: Any, sender: Any, service: Any, tags: Any, custom_id: Any, max_units: Any
 ) -> None:
     calls = [
-        lambda: v.normalize_numbers(number, default_region="IN"),
-        lambda: v.normalize_number(number, default_region=None),
-        lambda: v.validate_message(text, max_units=max_units),
+        lambda: phone.normalize_numbers(number, default_region="IN"),
+        lambda: phone.normalize_number(number, default_region=None),
+        lambda: sms_text.validate_message(text, max_units=max_units),
         lambda: v.validate_sender(sender, service=service or "T"),
         lambda: v.validate_service(service),
         lambda: v.validate_tags(tags),
