@@ -515,7 +515,7 @@ class Api:
         elif not isinstance(data, dict):
             errors.add("data", "The data must be an object.")
             data = {}
-        if template is not None:
+        if template is not None and not errors.has("data"):
             opts.text = self._render(template, data, errors)
         errors.raise_if_any()
         assert template is not None  # errors were raised otherwise
