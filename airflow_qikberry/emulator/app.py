@@ -105,7 +105,8 @@ class Emulator:
 
     # ------------------------------------------------------------------ controls
     def reset(self, timeout: float = RESET_TIMEOUT_SECONDS) -> bool:
-        """Forget messages, requests, faults, webhooks, internal errors and clock offset; restore the config.
+        """Forget messages, requests, faults, push faults, webhooks, subscriptions, internal errors and clock
+        offset; restore the config (and the senders and templates it seeds).
 
         First waits (at most ``timeout`` seconds) until no API request is being handled, so a request in
         flight finishes against the old state and one arriving meanwhile starts against the new state.

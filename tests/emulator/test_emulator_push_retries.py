@@ -199,7 +199,7 @@ def page_of(client: Client, **params: Any) -> dict[str, Any]:
 def test_lost_pushes_are_recovered_from_status_by_date(
     client: Client, emu: Emulator, receiver: Receiver
 ) -> None:
-    """Every push fails for good; a catch-up reader that pages ``sms/status?date=`` still sees every report."""
+    """Every push fails for good; a catch-up reader paging ``sms/status?date=`` still sees every report."""
     hook_id = webhook(client, receiver.url, subscribe=False)
     emu.set_push_faults([{"webhook_id": hook_id, "kind": "unreachable"}])
     nodes = [{"to": f"9198765{i:05d}", "custom": f"row-{i}"} for i in range(130)]

@@ -394,8 +394,9 @@ def test_cli_seeds_dlt_mode_and_unavailable_templates(tmp_path: Path) -> None:
     path = tmp_path / "dlt.json"
     path.write_text(json.dumps(SEEDS), encoding="utf-8")
     args = build_parser().parse_args(
-        ["--templates-file", str(path), "--dlt-mode", "--templates-unavailable", "403", "--webhook-verification", "off",
-         "--webhook-routing", "both", "--webhook-retries", "1", "--webhook-retry-interval", "60"]
+        ["--templates-file", str(path), "--dlt-mode", "--templates-unavailable", "403",
+         "--webhook-verification", "off", "--webhook-routing", "both", "--webhook-retries", "1",
+         "--webhook-retry-interval", "60"]
     )  # fmt: skip
     config = config_from_args(args)
     assert config.senders == SEEDS["senders"] and config.templates == SEEDS["templates"]
