@@ -7,6 +7,7 @@ seed and the same request sequence always produce the same faults.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -153,7 +154,7 @@ def parse_rules(raw: Any, emulator_seed: int) -> list[FaultRule]:
     return [parse_rule(item, i, emulator_seed) for i, item in enumerate(raw)]
 
 
-def pick(rules: list[FaultRule], method: str, endpoint: str) -> FaultRule | None:
+def pick(rules: Sequence[FaultRule], method: str, endpoint: str) -> FaultRule | None:
     """The first matching rule that fires for this request, if any (the caller holds the state lock)."""
     for rule in rules:
         if rule.matches(method, endpoint) and rule.fires():

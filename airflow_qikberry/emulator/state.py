@@ -317,7 +317,7 @@ class EmulatorState:
     def pick_push_fault(self, push: str, webhook_id: str) -> FaultRule | None:
         """The push fault (``push``: "dlr" or "challenge") that applies to this call to a webhook, if any."""
         with self.lock:
-            return pick(list(self.push_faults), push, webhook_id) if self.push_faults else None
+            return pick(self.push_faults, push, webhook_id) if self.push_faults else None
 
     def pick_fault(self, method: str, endpoint: str) -> FaultRule | None:
         if not self.faults:  # unlocked fast path: a stale empty list only delays a new rule by one request
