@@ -24,12 +24,12 @@ from airflow_qikberry.get_provider_info import CONN_TYPE
 if TYPE_CHECKING:
     import requests
 
-    from airflow_qikberry._ratelimit import Budget
     from airflow_qikberry.connection import ConnectionSettings
     from airflow_qikberry.delivery import StatusPage
     from airflow_qikberry.idempotency import ExactlyOnce, ReuseCheck, Verdict
     from airflow_qikberry.models import Balance, BatchResult, MessageStatus, SentMessage
     from airflow_qikberry.protocol import ApiResponse, BatchNode, EncodingChoice
+    from airflow_qikberry.ratelimit import Budget
     from airflow_qikberry.transport.sync import RequestsTransport
 
 __all__ = ["QikberryHook"]
@@ -236,16 +236,16 @@ class QikberryHook(BaseHook):
 
     @cached_property
     def transport(self) -> RequestsTransport:
-        from airflow_qikberry._ratelimit import bucket_for
+        """Every call's transport, within the token's process-wide GET budget."""
         from airflow_qikberry.transport.sync import RequestsTransport
 
-        s = self.settings
-        return RequestsTransport(
-            s,
-            policy=self.policy,
-            bucket=bucket_for(s.base_url, s.token, s.rate_limit_per_minute),
-            timeout=self.timeout_override,
-        )
+        return RequestsTransport(self.settings, policy=self.policy, timeout=self.timeout_override)
+
+    @cached_property
+    def _polls(self) -> RequestsTransport:
+        """The transport of delivery polls (:meth:`poll_page`, :meth:`poll_message`): this one's session and
+        retry policy, within the poll budget as well; a 429 holds the poll budget of the whole process."""
+        return self.transport.for_polls()
 
     @property
     def _bucket(self) -> Budget:
@@ -265,6 +265,7 @@ class QikberryHook(BaseHook):
         return self.session
 
     def close(self) -> None:
+        self.__dict__.pop("_polls", None)  # it shares the transport's session, closed here
         if "transport" in self.__dict__:
             self.transport.close()
 
@@ -761,26 +762,6 @@ class QikberryHook(BaseHook):
 
     # -- delivery polling (QikberryDeliverySensor)
 
-    @cached_property
-    def _poll_transport(self) -> RequestsTransport:
-        """Status lookups of delivery sensors: this hook's session and retry policy, within both the token's
-        GET budget and its poll budget (connection extra ``poll_budget_per_minute``); a 429 holds the poll
-        budget of the whole process for its ``Retry-After``, as the async hook's polls do."""
-        from airflow_qikberry._ratelimit import polling_bucket_for
-        from airflow_qikberry.transport.retry import PollPolicy
-        from airflow_qikberry.transport.sync import RequestsTransport
-
-        s = self.settings
-        chain = polling_bucket_for(s.base_url, s.token, s.rate_limit_per_minute, s.poll_budget_per_minute)
-        transport = RequestsTransport(
-            s,
-            policy=PollPolicy(self.policy, chain.buckets[-1].hold),
-            bucket=chain,
-            timeout=self.timeout_override,
-        )
-        transport.session = self.session  # one pooled session per hook, closed by close()
-        return transport
-
     def poll_page(self, group_id: str, page: int = 1) -> StatusPage:
         """One 100-row page of a group's statuses, as a delivery sensor polls it (within the poll budget)."""
         from airflow_qikberry.delivery import StatusPage
@@ -788,7 +769,7 @@ class QikberryHook(BaseHook):
         from airflow_qikberry.protocol import Paths, status_page
 
         params = {"group_id": _group_id(group_id), "page": page if page > 1 else None}
-        rows, following = status_page(self._poll_transport.get(Paths.STATUS, params), page)
+        rows, following = status_page(self._polls.get(Paths.STATUS, params), page)
         return StatusPage([MessageStatus.from_api(row) for row in rows], following)
 
     def poll_message(self, message_id: str) -> list[MessageStatus]:
@@ -800,7 +781,7 @@ class QikberryHook(BaseHook):
         out: list[MessageStatus] = []
         page: int | None = 1
         while page is not None:
-            response = self._poll_transport.get(Paths.STATUS, {**params, "page": page if page > 1 else None})
+            response = self._polls.get(Paths.STATUS, {**params, "page": page if page > 1 else None})
             rows, page = status_page(response, page)
             out.extend(MessageStatus.from_api(row) for row in rows)
         return out

@@ -22,7 +22,7 @@ from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_TYPE
 from airflow_qikberry.models import Balance, MessageStatus
 from airflow_qikberry.protocol import ApiResponse, Paths, rows_of, status_page, status_params
-from airflow_qikberry.transport.retry import PollPolicy, RetryPolicy
+from airflow_qikberry.transport.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from airflow_qikberry.delivery import StatusPage
@@ -103,39 +103,19 @@ class QikberryAsyncHook(BaseHook):
         return self._settings
 
     async def get_transport(self) -> HttpxTransport:
+        """Every call's transport, within the token's process-wide GET budget (created on first use)."""
         if self._transport is None:
-            from airflow_qikberry._ratelimit import bucket_for
             from airflow_qikberry.transport.aio import HttpxTransport
 
             s = await self.get_settings()
-            self._transport = HttpxTransport(
-                s,
-                policy=self.policy,
-                bucket=bucket_for(s.base_url, s.token, s.rate_limit_per_minute),
-                timeout=self.timeout_override,
-            )
+            self._transport = HttpxTransport(s, policy=self.policy, timeout=self.timeout_override)
         return self._transport
 
     async def get_poll_transport(self) -> HttpxTransport:
         """The transport of delivery polls: this hook's client and retry policy, within both the token's GET
-        budget and its poll budget."""
+        budget and its poll budget; a 429 holds the poll budget of the whole process."""
         if self._poll_transport is None:
-            from airflow_qikberry._ratelimit import polling_bucket_for
-            from airflow_qikberry.transport.aio import HttpxTransport
-
-            main = await self.get_transport()
-            s = await self.get_settings()
-            chain = polling_bucket_for(s.base_url, s.token, s.rate_limit_per_minute, s.poll_budget_per_minute)
-            poll_budget = chain.buckets[-1]
-            transport = HttpxTransport(
-                s,
-                policy=PollPolicy(self.policy, poll_budget.hold),
-                bucket=chain,
-                timeout=self.timeout_override,
-            )
-            # One connection pool per hook: the poll transport borrows the main client, closed by close().
-            transport._client = main.client
-            self._poll_transport = transport
+            self._poll_transport = (await self.get_transport()).for_polls()
         return self._poll_transport
 
     async def close(self) -> None:
