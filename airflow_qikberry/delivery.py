@@ -33,7 +33,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple
 
 from airflow_qikberry.exceptions import (
     QikberryConnectionError,
@@ -42,6 +42,7 @@ from airflow_qikberry.exceptions import (
     QikberryServerError,
     QikberryValidationError,
 )
+from airflow_qikberry.models import StatusPage, StatusRow
 from airflow_qikberry.protocol import DELIVERED, PENDING_STATUSES
 
 __all__ = [
@@ -73,23 +74,6 @@ SUMMARY_XCOM_KEY = "delivery_summary"
 
 Outcome = Literal["pending", "delivered", "failed"]
 Mode = Literal["message_ids", "group_id"]
-
-
-class StatusRow(Protocol):
-    """What a tracker reads from a status row (:class:`~airflow_qikberry.models.MessageStatus` is one)."""
-
-    @property
-    def message_id(self) -> str: ...
-
-    @property
-    def status(self) -> str: ...
-
-
-class StatusPage(NamedTuple):
-    """One page of a group's statuses and the number of the page after it (None: it was the last)."""
-
-    rows: Sequence[StatusRow]
-    next_page: int | None
 
 
 # -- status vocabulary
@@ -731,9 +715,9 @@ def event_payload(
 
 # -- executing a sweep
 
-FetchPage = Callable[[str, int], StatusPage]
+FetchPage = Callable[[str, int], StatusPage[StatusRow]]
 FetchMessage = Callable[[str], Sequence[StatusRow]]
-AsyncFetchPage = Callable[[str, int], Awaitable[StatusPage]]
+AsyncFetchPage = Callable[[str, int], Awaitable[StatusPage[StatusRow]]]
 AsyncFetchMessage = Callable[[str], Awaitable[Sequence[StatusRow]]]
 
 
@@ -753,7 +737,7 @@ def run_sweep(tracker: DeliveryTracker, fetch_page: FetchPage, fetch_message: Fe
     """Run one sweep with blocking lookups (the sensor on a worker); returns how many lookups it made."""
     lookups = 0
 
-    def page(group_id: str, number: int) -> StatusPage:
+    def page(group_id: str, number: int) -> StatusPage[StatusRow]:
         nonlocal lookups
         lookups += 1
         try:
@@ -808,7 +792,7 @@ async def arun_sweep(
     gate = asyncio.Semaphore(max(1, concurrency))
     lookups = 0
 
-    async def page(group_id: str, number: int) -> StatusPage:
+    async def page(group_id: str, number: int) -> StatusPage[StatusRow]:
         nonlocal lookups
         async with gate:
             lookups += 1

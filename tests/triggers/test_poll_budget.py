@@ -351,14 +351,24 @@ def test_the_get_budget_holds_past_its_burst(
     assert_within_budget([r["timestamp"] for r in log], 1000)
 
 
-def test_poll_page_refuses_an_empty_group_before_any_request(qikberry_conn: str, emulator: Any) -> None:
-    with pytest.raises(QikberryValidationError):
-        QikberryHook(qikberry_conn_id=qikberry_conn).poll_page(" ")
+def test_group_lookups_refuse_a_bad_group_id_before_any_request(qikberry_conn: str, emulator: Any) -> None:
+    """One check for every group lookup, sync and async: a blank id, or a list (which would be sent as its
+    repr). Seen failing before the check was written once: the async hook sent ``['g']`` to the API."""
+    bad: list[Any] = [" ", "", ["11111111-1111-1111-1111-111111111111"]]
+    sync_hook = QikberryHook(qikberry_conn_id=qikberry_conn)
+    for group in bad:
+        for lookup in (sync_hook.poll_page, sync_hook.group_page, sync_hook.iter_group_status):
+            with pytest.raises(QikberryValidationError) as info:
+                lookup(group)
+            assert info.value.field == "group_id"
 
     async def main() -> None:
         async with QikberryAsyncHook(qikberry_conn_id=qikberry_conn) as hook:
-            with pytest.raises(QikberryValidationError):
-                await hook.poll_page("")
+            for group in bad:
+                with pytest.raises(QikberryValidationError):
+                    await hook.poll_page(group)
+                with pytest.raises(QikberryValidationError):
+                    hook.iter_group_status(group)
 
     asyncio.run(main())
     assert status_calls(emulator) == 0
