@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseSensorOperator, conf
 
 if TYPE_CHECKING:
-    from airflow_qikberry.delivery import DeliveryTracker, StatusSets, Verdict
+    from airflow_qikberry.delivery.inputs import StatusSets
+    from airflow_qikberry.delivery.tracker import DeliveryTracker, DeliveryVerdict
     from airflow_qikberry.hooks.qikberry import QikberryHook
 
 __all__ = ["QikberryDeliverySensor"]
@@ -84,7 +85,7 @@ class QikberryDeliverySensor(BaseSensorOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
-        from airflow_qikberry.delivery import StatusSets, check_ratio
+        from airflow_qikberry.delivery.inputs import StatusSets, check_expected_count, check_ratio
         from airflow_qikberry.exceptions import QikberryValidationError
 
         super().__init__(**kwargs)
@@ -98,8 +99,6 @@ class QikberryDeliverySensor(BaseSensorOperator):
         self.group_id = group_id
         self.success_ratio = check_ratio(success_ratio)
         if expected_count is not None and not (isinstance(expected_count, str) and "{{" in expected_count):
-            from airflow_qikberry.delivery import check_expected_count
-
             check_expected_count(expected_count)
             if message_ids is not None:
                 raise QikberryValidationError(
@@ -116,12 +115,8 @@ class QikberryDeliverySensor(BaseSensorOperator):
 
     def _new_tracker(self) -> DeliveryTracker:
         """The rendered inputs, checked (a typed error naming the field, before any request)."""
-        from airflow_qikberry.delivery import (
-            DeliveryTracker,
-            check_expected_count,
-            parse_group_ids,
-            parse_message_ids,
-        )
+        from airflow_qikberry.delivery.inputs import check_expected_count, parse_group_ids, parse_message_ids
+        from airflow_qikberry.delivery.tracker import DeliveryTracker
 
         expected = check_expected_count(self.expected_count)
         if self.message_ids is not None:
@@ -145,9 +140,10 @@ class QikberryDeliverySensor(BaseSensorOperator):
 
     # -- one check
 
-    def _check(self, hook: QikberryHook, tracker: DeliveryTracker) -> Verdict:
+    def _check(self, hook: QikberryHook, tracker: DeliveryTracker) -> DeliveryVerdict:
         """Sweep once; a transient API error (429, 5xx, dropped connection) leaves the verdict pending."""
-        from airflow_qikberry.delivery import describe, is_transient, run_sweep
+        from airflow_qikberry.delivery.report import describe
+        from airflow_qikberry.delivery.sweep import is_transient, run_sweep
         from airflow_qikberry.exceptions import QikberryError
 
         try:
@@ -162,7 +158,7 @@ class QikberryDeliverySensor(BaseSensorOperator):
         return verdict
 
     def _push(self, context: Any, summary: dict[str, Any]) -> None:
-        from airflow_qikberry.delivery import SUMMARY_XCOM_KEY
+        from airflow_qikberry.delivery.report import SUMMARY_XCOM_KEY
 
         context["ti"].xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
 
@@ -170,7 +166,7 @@ class QikberryDeliverySensor(BaseSensorOperator):
         """Push the summary, then fail without retries (final statuses do not change); skip with soft_fail."""
         from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 
-        from airflow_qikberry.delivery import failure_message
+        from airflow_qikberry.delivery.report import failure_message
 
         self._push(context, summary)
         message = failure_message(summary)
@@ -193,7 +189,7 @@ class QikberryDeliverySensor(BaseSensorOperator):
         if verdict.state == "failure":
             from airflow.providers.common.compat.sdk import AirflowFailException
 
-            from airflow_qikberry.delivery import failure_message
+            from airflow_qikberry.delivery.report import failure_message
 
             # BaseSensorOperator turns this into a skip under soft_fail.
             self._push(context, verdict.summary)
@@ -212,7 +208,7 @@ class QikberryDeliverySensor(BaseSensorOperator):
         except (AirflowSensorTimeout, AirflowSkipException) as exc:
             if not isinstance(exc, AirflowSensorTimeout) and "timed out" not in str(exc):
                 raise
-            from airflow_qikberry.delivery import timeout_message
+            from airflow_qikberry.delivery.report import timeout_message
 
             summary = self._tracker.summary()
             self._push(context, summary)
