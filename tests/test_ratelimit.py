@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from airflow_qikberry import _ratelimit
-from airflow_qikberry._ratelimit import TokenBucket, bucket_for
+from airflow_qikberry import ratelimit
 from airflow_qikberry.hooks.qikberry import QikberryHook
+from airflow_qikberry.ratelimit import BucketChain, Budget, BudgetRegistry, TokenBucket
 from tests.helpers import TEST_TOKEN
 
 
@@ -196,8 +196,9 @@ def test_threads_and_tasks_share_one_budget(monkeypatch: pytest.MonkeyPatch) -> 
 # -- the registry
 
 
-def test_bucket_for_keys_never_hold_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_ratelimit, "_buckets", {})
+def test_registry_keys_never_hold_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ratelimit, "GET_BUDGETS", BudgetRegistry())
+    bucket_for = ratelimit.GET_BUDGETS.bucket  # what every hook's transport draws from
     token = "sk-live-9f8e7d6c5b4a"
     first = bucket_for("https://alerts.example.com/api/v2/", token, 1000)
     assert bucket_for("https://alerts.example.com/api/v2", token, 1000) is first  # trailing slash alike
@@ -205,11 +206,11 @@ def test_bucket_for_keys_never_hold_the_token(monkeypatch: pytest.MonkeyPatch) -
     assert bucket_for("https://other.example.com/api/v2/", token, 1000) is not first
     replaced = bucket_for("https://alerts.example.com/api/v2/", token, 500)  # a changed rate: new bucket
     assert replaced is not first and replaced.rate_per_minute == 500
-    assert len(_ratelimit._buckets) == 3
-    for key, bucket in _ratelimit._buckets.items():
+    assert len(ratelimit.GET_BUDGETS) == 3
+    for key, bucket in ratelimit.GET_BUDGETS.items():
         assert all(token not in part for part in key)
         assert all(token not in repr(value) for value in vars(bucket).values())
-    assert token not in repr(_ratelimit._buckets)
+    assert token not in repr(ratelimit.GET_BUDGETS.items())
 
 
 def test_hooks_on_one_token_share_a_bucket(make_qikberry_conn: Any) -> None:
@@ -218,8 +219,8 @@ def test_hooks_on_one_token_share_a_bucket(make_qikberry_conn: Any) -> None:
     other = QikberryHook(qikberry_conn_id=make_qikberry_conn("c1", password="another-token"))
     assert a._bucket is b._bucket
     assert a._bucket is not other._bucket
-    assert all(TEST_TOKEN not in "".join(key) for key in _ratelimit._buckets)
-    assert bucket_for("u", "t", 10).rate_per_minute == 10
+    assert all(TEST_TOKEN not in "".join(key) for key, _ in ratelimit.GET_BUDGETS.items())
+    assert ratelimit.GET_BUDGETS.bucket("u", "t", 10).rate_per_minute == 10
 
 
 def test_hook_gets_are_rate_limited(make_qikberry_conn: Any, emulator: Any) -> None:
@@ -243,8 +244,6 @@ def test_a_chain_waits_for_its_slower_bucket_in_threads_and_coroutines(
     """Sync sensors wait in ``acquire``, triggers in ``acquire_async``: past the burst, both wait for the
     slower member, whichever it is. (A chain that could not wait crashed the poke-mode sensor of any
     campaign larger than the poll burst with an AttributeError.)"""
-    from airflow_qikberry._ratelimit import BucketChain, Budget
-
     clock = FakeClock()
     fast = TokenBucket(6000, burst=20, clock=clock)  # 100 a second
     slow = TokenBucket(600, burst=5, clock=clock)  # 10 a second
@@ -273,8 +272,6 @@ def test_a_chain_waits_for_its_slower_bucket_in_threads_and_coroutines(
 
 
 def test_a_cancelled_chain_wait_gives_back_every_members_token() -> None:
-    from airflow_qikberry._ratelimit import BucketChain
-
     clock = FakeClock()
     get, poll = TokenBucket(600, burst=2, clock=clock), TokenBucket(60, burst=1, clock=clock)
     chain = BucketChain(get, poll)

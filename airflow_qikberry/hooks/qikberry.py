@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.common.compat.sdk import BaseHook
 
@@ -24,15 +24,17 @@ from airflow_qikberry.get_provider_info import CONN_TYPE
 if TYPE_CHECKING:
     import requests
 
-    from airflow_qikberry._ratelimit import Budget
     from airflow_qikberry.connection import ConnectionSettings
-    from airflow_qikberry.delivery import StatusPage
     from airflow_qikberry.idempotency import ExactlyOnce, Finding, ReuseCheck
-    from airflow_qikberry.models import Balance, BatchResult, MessageStatus, SentMessage
+    from airflow_qikberry.lookups import Lookup
+    from airflow_qikberry.models import Balance, BatchResult, MessageStatus, SentMessage, StatusPage
     from airflow_qikberry.protocol import ApiResponse, BatchNode, EncodingChoice
+    from airflow_qikberry.ratelimit import Budget
     from airflow_qikberry.transport.sync import RequestsTransport
 
 __all__ = ["QikberryHook"]
+
+T = TypeVar("T")
 
 _REEXPORTED = {
     "ConnectionSettings": "airflow_qikberry.connection",
@@ -236,16 +238,16 @@ class QikberryHook(BaseHook):
 
     @cached_property
     def transport(self) -> RequestsTransport:
-        from airflow_qikberry._ratelimit import bucket_for
+        """Every call's transport, within the token's process-wide GET budget."""
         from airflow_qikberry.transport.sync import RequestsTransport
 
-        s = self.settings
-        return RequestsTransport(
-            s,
-            policy=self.policy,
-            bucket=bucket_for(s.base_url, s.token, s.rate_limit_per_minute),
-            timeout=self.timeout_override,
-        )
+        return RequestsTransport(self.settings, policy=self.policy, timeout=self.timeout_override)
+
+    @cached_property
+    def _polls(self) -> RequestsTransport:
+        """The transport of delivery polls (:meth:`poll_page`, :meth:`poll_message`): this one's session and
+        retry policy, within the poll budget as well; a 429 holds the poll budget of the whole process."""
+        return self.transport.for_polls()
 
     @property
     def _bucket(self) -> Budget:
@@ -265,6 +267,7 @@ class QikberryHook(BaseHook):
         return self.session
 
     def close(self) -> None:
+        self.__dict__.pop("_polls", None)  # it shares the transport's session, closed here
         if "transport" in self.__dict__:
             self.transport.close()
 
@@ -295,17 +298,20 @@ class QikberryHook(BaseHook):
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> ApiResponse:
         return self.transport.get(path, params)
 
-    def _status_rows(self, params: Mapping[str, str]) -> Iterator[MessageStatus]:
-        """Every row of a status query, following the API's pages (any query may be paged)."""
-        from airflow_qikberry.models import MessageStatus
-        from airflow_qikberry.protocol import Paths, status_page
+    def _run(self, lookup: Lookup[T], transport: RequestsTransport | None = None) -> T:
+        """Carry out a lookup of :mod:`airflow_qikberry.lookups` over ``transport`` (default: the hook's)."""
+        from airflow_qikberry.sansio import drive
 
-        page: int | None = 1
-        while page is not None:
-            response = self._get(Paths.STATUS, {**params, "page": page if page > 1 else None})
-            rows, following = status_page(response, page)
-            yield from (MessageStatus.from_api(row) for row in rows)
-            page = following
+        via = transport or self.transport
+        return drive(lookup, lambda request: via.get(*request))
+
+    def _status_rows(self, params: Mapping[str, str]) -> Iterator[MessageStatus]:
+        """Every row of a status query, following the API's pages lazily (any query may be paged)."""
+        from airflow_qikberry.lookups import StatusQuery
+
+        query = StatusQuery(params)
+        while query.request is not None:
+            yield from query.read(self._get(*query.request)).rows
 
     # -- sending
 
@@ -740,8 +746,9 @@ class QikberryHook(BaseHook):
 
     def iter_group_status(self, group_id: str) -> Iterator[MessageStatus]:
         """Every message of a request or campaign, walking the API's 100-row pages lazily."""
+        from airflow_qikberry.lookups import group_query
 
-        return self._status_rows({"group_id": _group_id(group_id)})
+        return self._status_rows(group_query(group_id))
 
     def group_page(self, group_id: str, page: int = 1) -> tuple[list[MessageStatus], int | None, int | None]:
         """One 100-row page of a group's statuses: its rows, the next page's number (None: it was the last)
@@ -751,76 +758,30 @@ class QikberryHook(BaseHook):
 
             rows, following, total = hook.group_page(result.group_id)
         """
-        from airflow_qikberry.models import MessageStatus
-        from airflow_qikberry.protocol import Paths, status_page, status_total
+        from airflow_qikberry.lookups import group_query, page_of
 
-        if not group_id or not str(group_id).strip():
-            raise QikberryValidationError("group_id must not be empty.", field="group_id")
-        response = self._get(Paths.STATUS, {"group_id": str(group_id), "page": page if page > 1 else None})
-        rows, following = status_page(response, page)
-        return [MessageStatus.from_api(row) for row in rows], following, status_total(response)
+        found = self._run(page_of(group_query(group_id), page))
+        return list(found.rows), found.next_page, found.total
 
     # -- delivery polling (QikberryDeliverySensor)
 
-    @cached_property
-    def _poll_transport(self) -> RequestsTransport:
-        """Status lookups of delivery sensors: this hook's session and retry policy, within both the token's
-        GET budget and its poll budget (connection extra ``poll_budget_per_minute``); a 429 holds the poll
-        budget of the whole process for its ``Retry-After``, as the async hook's polls do."""
-        from airflow_qikberry._ratelimit import polling_bucket_for
-        from airflow_qikberry.transport.retry import PollPolicy
-        from airflow_qikberry.transport.sync import RequestsTransport
-
-        s = self.settings
-        chain = polling_bucket_for(s.base_url, s.token, s.rate_limit_per_minute, s.poll_budget_per_minute)
-        transport = RequestsTransport(
-            s,
-            policy=PollPolicy(self.policy, chain.buckets[-1].hold),
-            bucket=chain,
-            timeout=self.timeout_override,
-        )
-        transport.session = self.session  # one pooled session per hook, closed by close()
-        return transport
-
-    def poll_page(self, group_id: str, page: int = 1) -> StatusPage:
+    def poll_page(self, group_id: str, page: int = 1) -> StatusPage[MessageStatus]:
         """One 100-row page of a group's statuses, as a delivery sensor polls it (within the poll budget)."""
-        from airflow_qikberry.delivery import StatusPage
-        from airflow_qikberry.models import MessageStatus
-        from airflow_qikberry.protocol import Paths, status_page
+        from airflow_qikberry.lookups import group_query, page_of
 
-        params = {"group_id": _group_id(group_id), "page": page if page > 1 else None}
-        rows, following = status_page(self._poll_transport.get(Paths.STATUS, params), page)
-        return StatusPage([MessageStatus.from_api(row) for row in rows], following)
+        return self._run(page_of(group_query(group_id), page), self._polls)
 
     def poll_message(self, message_id: str) -> list[MessageStatus]:
         """The status of one message, as a delivery sensor polls it (within the poll budget)."""
-        from airflow_qikberry.models import MessageStatus
-        from airflow_qikberry.protocol import Paths, status_page, status_params
+        from airflow_qikberry.lookups import message_query, status_rows
 
-        params = status_params(message_id=message_id, custom_id=None, mobile=None, default_region=None)
-        out: list[MessageStatus] = []
-        page: int | None = 1
-        while page is not None:
-            response = self._poll_transport.get(Paths.STATUS, {**params, "page": page if page > 1 else None})
-            rows, page = status_page(response, page)
-            out.extend(MessageStatus.from_api(row) for row in rows)
-        return out
+        return self._run(status_rows(message_query(message_id)), self._polls)
 
     def get_balance(self, service: str | None = None) -> list[Balance]:
         """Credits per service (``finance/balance``; falls back to the legacy ``account/balance``)."""
-        from airflow_qikberry import validation as v
-        from airflow_qikberry.models import Balance
-        from airflow_qikberry.protocol import Paths, rows_of
+        from airflow_qikberry.lookups import balance
 
-        wanted = v.validate_service(service) if service is not None else None
-        params = {"service": wanted} if wanted else None
-        try:
-            response = self._get(Paths.BALANCE, params)
-        except QikberryValidationError as exc:
-            if exc.status_code != 404:
-                raise
-            response = self._get(Paths.BALANCE_LEGACY, params)
-        return Balance.list_from(rows_of(response, what="finance/balance"), wanted)
+        return self._run(balance(service))
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the token with ``auth/me``: never sends, never spends."""
@@ -851,18 +812,6 @@ class QikberryHook(BaseHook):
         from airflow_qikberry.connection import ui_field_behaviour
 
         return ui_field_behaviour()
-
-
-def _group_id(group_id: object) -> str:
-    """A group id to look up: a non-blank string, checked before any request (a list would be sent as its
-    repr)."""
-    from airflow_qikberry.validation import validate_text_id
-
-    if group_id is None or (isinstance(group_id, str) and not group_id.strip()):
-        raise QikberryValidationError("group_id must not be empty.", field="group_id")
-    checked = validate_text_id(group_id, field="group_id")
-    assert checked is not None  # None and "" were refused above
-    return checked
 
 
 def _answer_rows(

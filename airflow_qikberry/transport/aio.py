@@ -30,12 +30,15 @@ if TYPE_CHECKING:
     from airflow_qikberry.connection import ConnectionSettings
 
 
+__all__ = ["HttpxTransport"]
+
+
 class HttpxTransport(Transport):
     """Async GETs over a pooled ``httpx.AsyncClient``.
 
     Example::
 
-        transport = HttpxTransport(settings, policy=RetryPolicy(), bucket=bucket)
+        transport = HttpxTransport(settings, policy=RetryPolicy())
         response = await transport.get("sms/status", {"id": message_id})
         await transport.aclose()
     """
@@ -59,6 +62,9 @@ class HttpxTransport(Transport):
                 limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
             )
         return self._client
+
+    def _open_pool(self) -> None:
+        self.client  # noqa: B018  (a property that creates the client)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -94,7 +100,7 @@ class HttpxTransport(Transport):
                 raise get_failed(exc) from None
             return get_answered(raw)
 
-        return await self.policy.run_async(attempt, deadline)
+        return await self.policy.run_async(attempt, deadline, hold=self.hold)
 
 
 def _classified(exc: BaseException, what: str, token: str) -> TransportFailure:

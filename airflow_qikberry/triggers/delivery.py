@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 if TYPE_CHECKING:
-    from airflow_qikberry.delivery import DeliveryTracker
+    from airflow_qikberry.delivery.tracker import DeliveryTracker
     from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
 
 __all__ = ["QikberryDeliveryTrigger"]
@@ -79,7 +79,7 @@ class QikberryDeliveryTrigger(BaseTrigger):
         max_wait: float | None = None,
         qikberry_conn_id: str = "qikberry_default",
     ) -> None:
-        from airflow_qikberry.delivery import StatusSets, unpack_ids
+        from airflow_qikberry.delivery.inputs import StatusSets, unpack_ids
 
         super().__init__()
         if isinstance(message_ids, Mapping):
@@ -97,7 +97,7 @@ class QikberryDeliveryTrigger(BaseTrigger):
         self._tracker()  # every input is checked here, where the sensor defers, not later in the triggerer
 
     def _tracker(self) -> DeliveryTracker:
-        from airflow_qikberry.delivery import DeliveryTracker
+        from airflow_qikberry.delivery.tracker import DeliveryTracker
 
         return DeliveryTracker(
             message_ids=self.message_ids,
@@ -108,7 +108,7 @@ class QikberryDeliveryTrigger(BaseTrigger):
         )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        from airflow_qikberry.delivery import pack_ids
+        from airflow_qikberry.delivery.inputs import pack_ids
 
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
@@ -145,7 +145,8 @@ class QikberryDeliveryTrigger(BaseTrigger):
         return target - now
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_qikberry.delivery import describe, event_payload, is_transient
+        from airflow_qikberry.delivery.report import describe, event_payload
+        from airflow_qikberry.delivery.sweep import is_transient
         from airflow_qikberry.exceptions import QikberryError
         from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
 
@@ -192,7 +193,7 @@ class QikberryDeliveryTrigger(BaseTrigger):
 
     @staticmethod
     async def _sweep(hook: QikberryAsyncHook, tracker: DeliveryTracker, max_age: float) -> int:
-        from airflow_qikberry.delivery import arun_sweep
+        from airflow_qikberry.delivery.sweep import arun_sweep
 
         return await arun_sweep(
             tracker,

@@ -12,7 +12,7 @@ import json
 import urllib.request
 from typing import Any
 
-from airflow_qikberry import _ratelimit
+from airflow_qikberry import ratelimit
 from tests.helpers import TEST_TOKEN
 
 _numbers = itertools.count(1)
@@ -79,8 +79,7 @@ def run_trigger(trigger: Any) -> dict[str, Any]:
 
 def fresh_poll_budgets() -> None:
     """Forget the process-wide poll budgets: a test that holds or drains one must not slow the next."""
-    with _ratelimit._buckets_lock:
-        _ratelimit._poll_buckets.clear()
+    ratelimit.POLL_BUDGETS = ratelimit.BudgetRegistry()
 
 
 def assert_within_budget(stamps: list[float], per_minute: float, *, latency: float = 0.25) -> None:

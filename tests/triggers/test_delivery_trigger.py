@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from airflow_qikberry.delivery import DeliveryTracker, arun_sweep, pack_ids
+from airflow_qikberry.delivery.inputs import pack_ids
+from airflow_qikberry.delivery.sweep import arun_sweep
+from airflow_qikberry.delivery.tracker import DeliveryTracker
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
 from airflow_qikberry.triggers.delivery import QikberryDeliveryTrigger

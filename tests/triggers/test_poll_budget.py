@@ -13,19 +13,15 @@ from typing import Any
 
 import pytest
 
-from airflow_qikberry import _ratelimit
-from airflow_qikberry._ratelimit import (
-    BucketChain,
-    TokenBucket,
-    bucket_for,
-    poll_bucket_for,
-    polling_bucket_for,
-)
+from airflow_qikberry import ratelimit
 from airflow_qikberry.connection import ConnectionSettings
 from airflow_qikberry.exceptions import QikberryServerError, QikberryValidationError
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
+from airflow_qikberry.ratelimit import BucketChain, BudgetRegistry, TokenBucket
 from airflow_qikberry.transport.coalesce import Coalescer, request_key
+from airflow_qikberry.transport.retry import RetryPolicy
+from airflow_qikberry.transport.sync import RequestsTransport
 from tests.helpers import TEST_TOKEN
 from tests.triggers.support import (
     assert_within_budget,
@@ -102,20 +98,24 @@ def test_a_chain_takes_from_every_bucket_and_waits_for_the_slowest() -> None:
 
 def test_poll_budgets_are_per_token_apart_from_the_get_budget() -> None:
     url = "http://127.0.0.1:1/api/v2/"
+    poll_bucket_for, bucket_for = ratelimit.POLL_BUDGETS.bucket, ratelimit.GET_BUDGETS.bucket
     poll = poll_bucket_for(url, "tok-a", 500)
     assert poll is poll_bucket_for(url, "tok-a", 500) and poll is not poll_bucket_for(url, "tok-b", 500)
     assert poll is not bucket_for(url, "tok-a", 500)
-    chain = polling_bucket_for(url, "tok-a", 1000, 500)
-    assert chain.buckets == (bucket_for(url, "tok-a", 1000), poll)
-    assert not any("tok-a" in str(key) for key in _ratelimit._poll_buckets)
+    # What a poll draws from: both budgets of its token; a 429 holds the poll budget.
+    polls = RequestsTransport(settings(base_url=url, token="tok-a"), policy=RetryPolicy()).for_polls()
+    assert isinstance(polls.bucket, BucketChain)
+    assert polls.bucket.buckets == (bucket_for(url, "tok-a", 1000), poll)
+    assert polls.hold == poll.hold
+    assert not any("tok-a" in str(key) for key, _ in ratelimit.POLL_BUDGETS.items())
 
 
 # -- the connection extra
 
 
-def settings(**extra: Any) -> ConnectionSettings:
+def settings(base_url: str | None = None, token: str = "tok-1", **extra: Any) -> ConnectionSettings:
     conn = types.SimpleNamespace(
-        conn_id="c", host=None, port=None, schema=None, password="tok-1", extra_dejson=extra
+        conn_id="c", host=base_url, port=None, schema=None, password=token, extra_dejson=extra
     )
     return ConnectionSettings.from_connection(conn)
 
@@ -263,7 +263,7 @@ def test_poll_methods_draw_from_the_poll_budget(make_qikberry_conn: Any, emulato
     assert sync_hook.poll_page(group).next_page is None
     assert [r.message_id for r in sync_hook.poll_message(ids[0])] == [ids[0]]
     assert sync_hook.poll_message(f"{group}:99") == []
-    poll = poll_bucket_for(emulator.base_url, TEST_TOKEN, 60)
+    poll = ratelimit.POLL_BUDGETS.bucket(emulator.base_url, TEST_TOKEN, 60)
     assert poll._tokens == pytest.approx(2, abs=0.2)  # 4 of 6 spent, by the sync hook
 
     async def lookups() -> None:
@@ -332,7 +332,7 @@ def test_the_get_budget_holds_past_its_burst(
     """130 lookups against the default GET budget (1000/min: a burst of 100, then one every 0.06 s), from
     the sync hook (threads wait in ``acquire``) and from the async hook (``acquire_async``); the emulator's
     log shows every stretch of them within the budget."""
-    monkeypatch.setattr(_ratelimit, "_buckets", {})  # a full burst to start from, whatever ran before
+    monkeypatch.setattr(ratelimit, "GET_BUDGETS", BudgetRegistry())  # a full burst, whatever ran before
     calls = 130
     if mode == "sync":
         with QikberryHook(qikberry_conn_id=qikberry_conn) as hook:
@@ -351,14 +351,24 @@ def test_the_get_budget_holds_past_its_burst(
     assert_within_budget([r["timestamp"] for r in log], 1000)
 
 
-def test_poll_page_refuses_an_empty_group_before_any_request(qikberry_conn: str, emulator: Any) -> None:
-    with pytest.raises(QikberryValidationError):
-        QikberryHook(qikberry_conn_id=qikberry_conn).poll_page(" ")
+def test_group_lookups_refuse_a_bad_group_id_before_any_request(qikberry_conn: str, emulator: Any) -> None:
+    """One check for every group lookup, sync and async: a blank id, or a list (which would be sent as its
+    repr). Seen failing before the check was written once: the async hook sent ``['g']`` to the API."""
+    bad: list[Any] = [" ", "", ["11111111-1111-1111-1111-111111111111"]]
+    sync_hook = QikberryHook(qikberry_conn_id=qikberry_conn)
+    for group in bad:
+        for lookup in (sync_hook.poll_page, sync_hook.group_page, sync_hook.iter_group_status):
+            with pytest.raises(QikberryValidationError) as info:
+                lookup(group)
+            assert info.value.field == "group_id"
 
     async def main() -> None:
         async with QikberryAsyncHook(qikberry_conn_id=qikberry_conn) as hook:
-            with pytest.raises(QikberryValidationError):
-                await hook.poll_page("")
+            for group in bad:
+                with pytest.raises(QikberryValidationError):
+                    await hook.poll_page(group)
+                with pytest.raises(QikberryValidationError):
+                    hook.iter_group_status(group)
 
     asyncio.run(main())
     assert status_calls(emulator) == 0

@@ -1,13 +1,17 @@
-"""Client-side rate limiting: one token bucket per (base URL, token) per process.
+"""Client-side rate limiting: token buckets per (base URL, token), shared by every hook of a process.
 
 The API allows 1000 GET requests per minute per token. Every hook, sync or async (and so every sensor and
-trigger) in a process that uses the same token draws from the same bucket, so together they stay under the
-limit. The bucket waits rather than fails; the server's 429 is still handled by the transports' retries.
+trigger) in a process that uses the same token draws from the same bucket (:data:`GET_BUDGETS`), so together
+they stay under the limit. A bucket waits rather than fails; the server's 429 is still handled by the
+transports' retries.
 
-Delivery polling (sensors and triggers) draws from a second, smaller bucket per token as well - the poll
-budget, ``poll_budget_per_minute`` on the connection - so that waiting on deliveries can never take the whole
-API allowance from the rest of a customer's traffic. :func:`polling_bucket_for` chains both: one poll takes
-a token from each, and waits for the slower.
+Delivery polling (sensors and triggers) draws from a second, smaller bucket per token as well
+(:data:`POLL_BUDGETS`) - the poll budget, ``poll_budget_per_minute`` on the connection - so that waiting on
+deliveries can never take the whole API allowance from the rest of a customer's traffic. A
+:class:`BucketChain` of both is what a poll draws from: one token from each, waiting for the slower
+(:meth:`airflow_qikberry.transport.base.Transport.for_polls` builds it).
+
+Registries and caches key a (server, token) by :func:`token_key`, a digest: they never hold the token.
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["BucketChain", "Budget", "TokenBucket", "bucket_for", "poll_bucket_for", "polling_bucket_for"]
+__all__ = [
+    "GET_BUDGETS",
+    "POLL_BUDGETS",
+    "BucketChain",
+    "Budget",
+    "BudgetRegistry",
+    "TokenBucket",
+    "token_key",
+]
 
 
 class Budget(Protocol):
@@ -174,41 +186,44 @@ class BucketChain:
             bucket.hold(seconds)
 
 
-def _key(base_url: str, token: str) -> tuple[str, str]:
-    # Key on a digest so the registries never hold the token itself.
+def token_key(base_url: str, token: str) -> tuple[str, str]:
+    """The identity of a (server, token) that may be kept in memory: the base URL without its trailing slash
+    and a SHA-256 digest of the token, never the token itself."""
     return base_url.rstrip("/"), hashlib.sha256(token.encode()).hexdigest()
 
 
-_buckets: dict[tuple[str, str], TokenBucket] = {}
-_poll_buckets: dict[tuple[str, str], TokenBucket] = {}
-_buckets_lock = threading.Lock()
+class BudgetRegistry:
+    """The process-wide buckets of one kind of budget, one per (base URL, token).
+
+    Example::
+
+        bucket = GET_BUDGETS.bucket(settings.base_url, settings.token, 1000)
+        assert bucket is GET_BUDGETS.bucket(settings.base_url + "/", settings.token, 1000)
+    """
+
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def bucket(self, base_url: str, token: str, rate_per_minute: float) -> TokenBucket:
+        """The bucket of a (base URL, token); a changed rate replaces it."""
+        key = token_key(base_url, token)
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None or bucket.rate_per_minute != float(rate_per_minute):
+                bucket = self._buckets[key] = TokenBucket(rate_per_minute)
+            return bucket
+
+    def items(self) -> list[tuple[tuple[str, str], TokenBucket]]:
+        """Every (key, bucket) held: keys are :func:`token_key` digests."""
+        with self._lock:
+            return list(self._buckets.items())
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
-def _registered(
-    registry: dict[tuple[str, str], TokenBucket], key: tuple[str, str], rate: float
-) -> TokenBucket:
-    with _buckets_lock:
-        bucket = registry.get(key)
-        if bucket is None or bucket.rate_per_minute != float(rate):
-            bucket = TokenBucket(rate)
-            registry[key] = bucket
-        return bucket
-
-
-def bucket_for(base_url: str, token: str, rate_per_minute: float) -> TokenBucket:
-    """The process-wide bucket of a (base URL, token); a changed rate replaces the bucket."""
-    return _registered(_buckets, _key(base_url, token), rate_per_minute)
-
-
-def poll_bucket_for(base_url: str, token: str, rate_per_minute: float) -> TokenBucket:
-    """The process-wide poll budget of a (base URL, token), shared by every delivery sensor and trigger."""
-    return _registered(_poll_buckets, _key(base_url, token), rate_per_minute)
-
-
-def polling_bucket_for(
-    base_url: str, token: str, rate_per_minute: float, poll_per_minute: float
-) -> BucketChain:
-    """What a delivery poll draws from: the token's GET budget and its poll budget, both."""
-    return BucketChain(
-        bucket_for(base_url, token, rate_per_minute), poll_bucket_for(base_url, token, poll_per_minute)
-    )
+#: The token's GET budget (``rate_limit_per_minute``): every GET of every hook draws from it.
+GET_BUDGETS = BudgetRegistry()
+#: The token's poll budget (``poll_budget_per_minute``): delivery sensors and triggers draw from it as well.
+POLL_BUDGETS = BudgetRegistry()
