@@ -644,12 +644,12 @@ def prepare(
 
     Spool lines are JSON ``[number]`` (one ``message`` for all) or ``[number, text, type]``: what the send
     pass needs to build each node without validating it again (the number canonical, the text measured, and
-    its API ``type`` for the campaign's encoding; see :func:`airflow_qikberry.protocol.validated_batch_node`).
+    its API ``type`` for the campaign's encoding; see :func:`airflow_qikberry.payloads.validated_batch_node`).
     Exact duplicates (same canonical number and text) are recognised by an 8-byte BLAKE2b digest of the line
     kept in a set: about 70-100 bytes per accepted row, the only memory that grows with the campaign
     (docs/campaign.md). More than 500,000 accepted messages stop the pass with an error at once.
     """
-    from airflow_qikberry.protocol import API_TYPE
+    from airflow_qikberry.payloads import API_TYPE
 
     if (message is None) == (render is None):
         raise ValueError("prepare needs exactly one of message and render")
@@ -1131,7 +1131,7 @@ class _ChunkSender:
 
     def _post(self, chunk: Chunk, rows: list[list[str]], batch: Sequence[int]) -> Any:
         from airflow_qikberry import idempotency as ido
-        from airflow_qikberry import protocol as p
+        from airflow_qikberry import payloads as p
 
         node, cid, key, k = p.validated_batch_node, ido.campaign_custom_id, self.key, chunk.index
         # Pass 1 validated every number and measured every text: the nodes go to the hook as validated
@@ -1446,15 +1446,14 @@ def run_campaign(
     import tempfile
 
     from airflow_qikberry import idempotency as ido
-    from airflow_qikberry import protocol as p
+    from airflow_qikberry.payloads import root_payload
+    from airflow_qikberry.send_options import SendOptions
 
     log = log if log is not None else logging.getLogger(__name__)
     ident: TaskIdentity | None = ido.task_identity() if identity is _CURRENT_TASK else identity
     settings = hook.settings  # reads the connection; no request
     # Every send parameter is checked now, with the connection's defaults, not at the first chunk.
-    root = p.build_common(
-        settings.send_defaults,
-        message=options.message,
+    send_options = SendOptions(
         sender=options.sender,
         service=options.service,
         template_id=options.template_id,
@@ -1464,8 +1463,8 @@ def run_campaign(
         webhook_id=options.webhook_id,
         max_units=options.max_units,
         tags=options.tags,
-        require_message=False,
     )
+    root, _ = root_payload(send_options, settings, options.message, require_message=False)
     service = str(root["service"])
     plan = ChunkPlan(options.chunk_size, options.batch_size)
     began = time.monotonic()

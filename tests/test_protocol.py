@@ -200,10 +200,12 @@ def test_endless_paging_is_an_error() -> None:
 
 
 def test_batch_node_carries_its_own_encoding() -> None:
-    from airflow_qikberry.protocol import SendDefaults, build_batch_nodes, build_common
+    from airflow_qikberry.connection import ConnectionSettings
+    from airflow_qikberry.payloads import build_batch_nodes, root_payload
+    from airflow_qikberry.send_options import SendOptions
 
-    defaults = SendDefaults(sender="QIKBRY", service="T", default_region="IN")
-    root = build_common(defaults, message="Hello", require_message=False)
+    defaults = ConnectionSettings("http://x/", "t", sender="QIKBRY", service="T", default_region="IN")
+    root, _ = root_payload(SendOptions(), defaults, "Hello", require_message=False)
     nodes = build_batch_nodes(
         [
             {"to": "9876543210"},
@@ -223,10 +225,12 @@ def test_batch_node_carries_its_own_encoding() -> None:
 
 @pytest.mark.parametrize("key", ["service", "webhook_id", "schedule_at", "time"])
 def test_batch_node_cannot_override_batch_wide_parameters(key: str) -> None:
-    from airflow_qikberry.protocol import SendDefaults, build_batch_nodes, build_common
+    from airflow_qikberry.connection import ConnectionSettings
+    from airflow_qikberry.payloads import build_batch_nodes, root_payload
+    from airflow_qikberry.send_options import SendOptions
 
-    defaults = SendDefaults(sender="QIKBRY", service="T", default_region="IN")
-    root = build_common(defaults, message="Hello", require_message=False)
+    defaults = ConnectionSettings("http://x/", "t", sender="QIKBRY", service="T", default_region="IN")
+    root, _ = root_payload(SendOptions(), defaults, "Hello", require_message=False)
     with pytest.raises(QikberryValidationError) as info:
         build_batch_nodes([{"to": "9876543210", key: "x"}], root, defaults, encoding="auto", max_units=None)
     assert info.value.field == f"nodes[0].{key}"
