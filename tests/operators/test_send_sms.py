@@ -260,6 +260,10 @@ HEAVY = (
     "airflow_qikberry.phone",
     "airflow_qikberry.sms_text",
     "airflow_qikberry.protocol",
+    "airflow_qikberry.payloads",
+    "airflow_qikberry.send_options",
+    "airflow_qikberry.sends",
+    "airflow_qikberry.recipients",
 )
 
 
