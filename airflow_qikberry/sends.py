@@ -115,7 +115,7 @@ class SmsRequest(NamedTuple):
             ido.accounted_for(sent, numbers, "request")
             return sent
 
-        def lookup(check_reuse: bool) -> ido.Verdict[list[SentMessage]]:
+        def lookup(check_reuse: bool) -> ido.Finding[list[SentMessage]]:
             rows = list(io.status_rows({"cid": cid}))
             return ido.match_send_rows(rows, cid, numbers, io.reuse_check(check_reuse))
 
@@ -211,7 +211,7 @@ class _BatchReader:
         cid = self.cids[index]
         return [r for r in self.io.status_rows({"cid": cid}) if r.custom_id == cid]
 
-    def lookup_missing(self, check_reuse: bool) -> ido.Verdict[BatchResult]:
+    def lookup_missing(self, check_reuse: bool) -> ido.Finding[BatchResult]:
         # The answer's own rows are accepted messages; only the nodes it left out are looked up.
         cids, numbers = self.cids, self.numbers
         found: dict[int, SentMessage] = dict(self.answered)
@@ -229,7 +229,7 @@ class _BatchReader:
         seen: list[MessageStatus] = []
         for index, rows in looked:
             if len(rows) > 1 or any(canonical_number(r.mobile) != numbers[index] for r in rows):
-                return ido.Verdict(
+                return ido.Finding(
                     "unknown", reason=f"the rows of custom id {cids[index]!r} do not match the node sent"
                 )
             if rows:
@@ -239,9 +239,9 @@ class _BatchReader:
             return reused
         result = BatchResult(self.answered_group[0], tuple(found[i] for i in sorted(found)))
         if len(found) == len(cids):
-            return ido.Verdict("found", result)
+            return ido.Finding("found", result)
         missing = [i for i in range(len(cids)) if i not in found]
-        return ido.Verdict(
+        return ido.Finding(
             "partial",
             result,
             reason=f"the batch's answer and lookups show {len(found)} of {len(cids)} nodes",
@@ -249,7 +249,7 @@ class _BatchReader:
             keys=tuple(cids[i] for i in missing),
         )
 
-    def lookup(self, check_reuse: bool) -> ido.Verdict[BatchResult]:
+    def lookup(self, check_reuse: bool) -> ido.Finding[BatchResult]:
         if self.answered_group:
             return self.lookup_missing(check_reuse)
         # Find the batch's group by a node that is there: the first node may be one the API refused or
@@ -261,7 +261,7 @@ class _BatchReader:
             return ido.ABSENT
         group = anchor.group_id
         if group is None:
-            return ido.Verdict(
+            return ido.Finding(
                 "unknown",
                 reason=f"rows for custom id {anchor.custom_id!r} exist but carry no group id to find the "
                 "batch by",
@@ -270,8 +270,8 @@ class _BatchReader:
         verdict = ido.match_batch_rows(rows, self.cids, self.numbers, self.io.reuse_check(check_reuse))
         found = BatchResult(group_id=group, messages=tuple(verdict.result or ()))
         if verdict.kind == "found":
-            return ido.Verdict("found", found)
-        return ido.Verdict(
+            return ido.Finding("found", found)
+        return ido.Finding(
             verdict.kind,
             found if verdict.kind == "partial" else None,
             reason=verdict.reason,
@@ -361,7 +361,7 @@ class BulkUpload(NamedTuple):
                 )
             return count
 
-        def lookup(check_reuse: bool) -> ido.Verdict[int]:
+        def lookup(check_reuse: bool) -> ido.Finding[int]:
             rows = list(io.status_rows({"cid": cid}))
             verdict = ido.match_upload_rows(rows, cid, io.reuse_check(check_reuse))
             if verdict.kind == "found":

@@ -12,7 +12,7 @@ import json
 import logging
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,3 +320,17 @@ def recording_warnings() -> Iterator[list[RecordedWarning]]:
         finally:
             warnings._showwarnmsg = show  # type: ignore[attr-defined]
             logging.captureWarnings(False)
+
+
+def fake_task_identity(monkeypatch: pytest.MonkeyPatch, identity: Callable[[], Any]) -> None:
+    """Make the provider see ``identity()`` as the running task's (dag, task, run, map index, try).
+
+    ``task_identity`` is read in two places: through the package face (``idempotency.task_identity``, as the
+    hook calls it) and inside :mod:`airflow_qikberry.idempotency.keys` (``derive_custom_id``'s default), so
+    both are replaced.
+    """
+    from airflow_qikberry import idempotency
+    from airflow_qikberry.idempotency import keys
+
+    monkeypatch.setattr(idempotency, "task_identity", identity)
+    monkeypatch.setattr(keys, "task_identity", identity)

@@ -21,7 +21,7 @@ import pytest
 from airflow_qikberry import phone, sms_text
 from airflow_qikberry import validation as v
 from airflow_qikberry.exceptions import QikberryValidationError
-from tests.helpers import all_log_text, count
+from tests.helpers import all_log_text, count, fake_task_identity
 
 NUMBER = "919876543210"
 CUT = "\ud83d"  # the first half of 😀 (U+1F600), its second half lost upstream
@@ -82,11 +82,10 @@ def test_resend_false_as_text_does_not_send_again_on_a_task_retry(
     qikberry_conn: str, emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Before: bool("false") is True, so resend="false" on a retried task sent everything again.
-    from airflow_qikberry import idempotency
     from airflow_qikberry.hooks.qikberry import QikberryHook
 
     identity = ["dag", "task", "run-1", "-1", "1"]
-    monkeypatch.setattr(idempotency, "task_identity", lambda: tuple(identity))
+    fake_task_identity(monkeypatch, lambda: tuple(identity))
     first = QikberryHook().send_sms(NUMBER, "Your order has shipped", resend="false")
     identity[4] = "2"  # the task's next try
     again = QikberryHook().send_sms(NUMBER, "Your order has shipped", resend="false")

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from airflow_qikberry import idempotency
 from airflow_qikberry.exceptions import (
     QikberryCustomIdReusedError,
     QikberryDeliveryUnknownError,
@@ -30,7 +29,7 @@ from airflow_qikberry.exceptions import (
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.idempotency import ReuseCheck, match_batch_rows, match_send_rows, submitted_before
 from airflow_qikberry.models import MessageStatus
-from tests.helpers import Sleeps, all_log_text, count
+from tests.helpers import Sleeps, all_log_text, count, fake_task_identity
 
 A, B, C = "919876543210", "919876543211", "919876543212"
 # Lookups of an unknown outcome wait 1, 2, 4, 8, 8 s and then the rest of the 30 s default window.
@@ -458,7 +457,7 @@ def test_task_retry_returns_an_earlier_try_older_than_clock_skew(
 ) -> None:
     # On a retried task the rows of try 1 are older than this call by nature: that is not reuse.
     identity = ["dag", "task", "run-1", "-1", "1"]
-    monkeypatch.setattr(idempotency, "task_identity", lambda: tuple(identity))
+    fake_task_identity(monkeypatch, lambda: tuple(identity))
     first = QikberryHook(qikberry_conn_id=qikberry_conn, clock_skew=1.0).send_sms(A, "once per run")
     wait_past_next_second()
     identity[4] = "2"

@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 
-from airflow_qikberry import idempotency
 from airflow_qikberry.exceptions import QikberryDeliveryUnknownError, QikberryPartialSendError
 from airflow_qikberry.hooks.qikberry import QikberryHook
-from tests.helpers import Sleeps, count
+from tests.helpers import Sleeps, count, fake_task_identity
 
 NUMBERS = [f"9198766{i:05d}" for i in range(250)]  # more than two 100-row status pages
 WINDOW_30 = [1.0, 2.0, 4.0, 8.0, 8.0, 7.0]
@@ -113,7 +112,7 @@ def test_a_late_node_that_shows_up_in_the_window_is_accepted(
 @pytest.fixture
 def as_task(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
     identity = [TRY_1]
-    monkeypatch.setattr(idempotency, "task_identity", lambda: identity[0])
+    fake_task_identity(monkeypatch, lambda: identity[0])
     return identity
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from airflow_qikberry import idempotency
 from airflow_qikberry.hooks.qikberry import QikberryHook
-from tests.helpers import count
+from tests.helpers import count, fake_task_identity
 
 NUMBERS = [f"9198765{i:05d}" for i in range(12)]
 TRY_1 = ("identity_dag", "send", "manual__2026-12-01", "-1", "1")
@@ -72,7 +72,7 @@ def test_a_set_of_numbers_retried_in_a_new_process_is_not_sent_again(
 def as_task(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
     """Run the hook as the task of ``identity[0]`` (try 1; set it to TRY_2 for the retry)."""
     identity = [TRY_1]
-    monkeypatch.setattr(idempotency, "task_identity", lambda: identity[0])
+    fake_task_identity(monkeypatch, lambda: identity[0])
     return identity
 
 

@@ -149,7 +149,7 @@ def test_lookups_are_logarithmic_in_the_chunk_count(
     def counting(total: int, accepted: Callable[[int], bool], *, start: int = 0) -> int:
         return search(total, lambda k: probed.append(k) or accepted(k), start=start)
 
-    monkeypatch.setattr(ido, "accepted_prefix", counting)
+    monkeypatch.setattr("airflow_qikberry.idempotency.resume.accepted_prefix", counting)
     summary = run(hook, TRY_2, rows=rows, chunk_size=1)
     assert summary["resumed_from_chunk"] == 75
     assert len(probed) <= log_bound(100) < 20, probed
