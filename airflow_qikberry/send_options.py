@@ -82,7 +82,6 @@ class BulkParams(SendParams, total=False):
 _TEXT_PARAMS = frozenset(
     {"sender", "service", "template_id", "entity_id", "webhook_id", "tags", "name", "custom_id"}
 )
-_UNSET = object()
 
 
 def is_given(value: Any) -> bool:
@@ -186,17 +185,20 @@ class SendOptions:
         return cls(**params)
 
     @classmethod
+    def rendered(cls, **values: Any) -> SendOptions:
+        """The options of values a template may have rendered: what rendering turned into another type is
+        undone first. A number given for a text parameter (``"123456"`` rendered natively) is text again,
+        ``""`` is "not given", and tags rendered as a list's text are read back as a list."""
+        return cls(**{key: _unrendered(key, val) for key, val in values.items()})
+
+    @classmethod
     def from_operator(cls, task: object, **overrides: Any) -> SendOptions:
-        """The options of an operator or notifier: each parameter is read from ``task``'s instance attribute
-        of the same name (its rendered template field; a method or class attribute of that name is not a
-        parameter), ``overrides`` win. What rendering may have turned into another type is undone: a number
-        given for a text parameter (``"123456"`` rendered natively) is text again, ``""`` is "not given",
-        and tags rendered as a list's text are read back as a list.
-        """
+        """The options of an operator or notifier, :meth:`rendered`: each parameter is read from ``task``'s
+        instance attribute of the same name (its rendered template field; a method or class attribute of
+        that name is not a parameter); ``overrides`` win."""
         attributes = vars(task)
-        given = {f.name: attributes.get(f.name, _UNSET) for f in fields(cls)}
-        given.update(overrides)
-        return cls(**{key: _unrendered(key, val) for key, val in given.items() if val is not _UNSET})
+        given = {f.name: attributes[f.name] for f in fields(cls) if f.name in attributes}
+        return cls.rendered(**{**given, **overrides})
 
     def replace(self, **changes: Any) -> SendOptions:
         """A copy with ``changes``, checked like a new value."""

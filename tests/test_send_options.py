@@ -168,3 +168,39 @@ def test_the_dry_run_shows_what_the_send_posts(qikberry_conn: str, emulator: Any
     assert summary["custom_id"] == body["custom"] == "order-7"
     assert {"U": "ucs2", "N": "gsm7"}[body["type"]] == summary["encoding"]
     assert sum(m["units"] for m in emulator.messages()) == summary["units"]
+
+
+def test_a_campaign_reads_its_send_parameters_once_into_send_options() -> None:
+    from airflow_qikberry import campaign as c
+
+    options = c.CampaignOptions.checked(
+        name=" diwali ", message="Hi", sender=123456, service="G", tags="['promo', 'otp']", schedule_at=""
+    )
+    assert options.send == SendOptions(sender="123456", service="G", tags=["promo", "otp"], name="diwali")
+    assert options.name == "diwali"
+    operator_like = _Rendered(sender="OFFERS", tags="promo", name="ignored")
+    options = c.CampaignOptions.checked(
+        send=SendOptions.from_operator(operator_like, name=None), name="camp", message="Hi"
+    )
+    assert (options.send.sender, options.send.tags, options.name) == ("OFFERS", ("promo",), "camp")
+
+
+def test_a_campaign_checks_its_schedule_per_batch_saying_which(qikberry_conn: str, emulator: Any) -> None:
+    # The campaign's root is checked before any row is read, without its schedule: the time of each batch
+    # still to be sent is batch_times', whose error names the batch and says that nothing was sent.
+    # Break: check the root with options.send as it is -> the plain schedule error, not "nothing was sent".
+    from airflow_qikberry import campaign as c
+
+    soon = datetime.now(timezone.utc) + timedelta(minutes=1)
+    options = c.CampaignOptions.checked(name="soon", message="Hi", schedule_at=soon)
+    with pytest.raises(QikberryValidationError) as caught:
+        c.run_campaign(
+            options,
+            source=c.Source("recipients", lambda: c.recipient_rows([A])),
+            hook=QikberryHook(qikberry_conn_id=qikberry_conn),
+            identity=None,
+        )
+    assert caught.value.field == "schedule_at" and str(caught.value).endswith(
+        "(schedule_at); nothing was sent."
+    )
+    assert emulator.messages() == []
