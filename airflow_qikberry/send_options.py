@@ -153,25 +153,33 @@ class SendOptions:
         name: str | None = None,
         custom_id: str | None = None,
     ) -> None:
-        checked = {
-            # Sender and service are checked by wire(): the DLT rule depends on the route, and either may
-            # come from the connection.
-            "sender": sender if is_given(sender) else None,
-            "service": service if is_given(service) else None,
-            "encoding": sms_text.validate_encoding(encoding),
-            "max_units": sms_text.validate_max_units(max_units),
-            "template_id": validation.validate_dlt_id(template_id, field="template_id"),
-            "entity_id": validation.validate_dlt_id(entity_id, field="entity_id"),
-            "schedule_at": validation.parse_schedule(schedule_at),
-            "flash": validation.validate_flag(flash, field="flash"),
-            "webhook_id": validation.validate_text_id(webhook_id, field="webhook_id"),
-            "tags": tuple(validation.validate_tags(tags)),
-            "name": _name(name),
-            # Only a custom id given is checked: a batch's per-node ids are checked once, by their builder.
-            "custom_id": None if custom_id is None else validation.validate_custom_id(custom_id),
-        }
-        for key, value in checked.items():
-            object.__setattr__(self, key, value)
+        # Sender and service are checked by wire(): the DLT rule depends on the route, and either may come
+        # from the connection. A send builds one of these every time: the values left out (None, the
+        # defaults) skip their check, and the fields are set one by one rather than through a dict.
+        v, setattr_ = validation, object.__setattr__
+        setattr_(self, "sender", sender if is_given(sender) else None)
+        setattr_(self, "service", service if is_given(service) else None)
+        setattr_(self, "encoding", encoding if encoding == "auto" else sms_text.validate_encoding(encoding))
+        setattr_(self, "max_units", None if max_units is None else sms_text.validate_max_units(max_units))
+        setattr_(
+            self,
+            "template_id",
+            None if template_id is None else v.validate_dlt_id(template_id, field="template_id"),
+        )
+        setattr_(
+            self, "entity_id", None if entity_id is None else v.validate_dlt_id(entity_id, field="entity_id")
+        )
+        setattr_(self, "schedule_at", None if schedule_at is None else v.parse_schedule(schedule_at))
+        setattr_(self, "flash", flash if flash is False else v.validate_flag(flash, field="flash"))
+        setattr_(
+            self,
+            "webhook_id",
+            None if webhook_id is None else v.validate_text_id(webhook_id, field="webhook_id"),
+        )
+        setattr_(self, "tags", () if tags is None else tuple(v.validate_tags(tags)))
+        setattr_(self, "name", None if name is None else _name(name))
+        # A batch's per-node custom ids are checked once, by their builder: its root has none to check.
+        setattr_(self, "custom_id", None if custom_id is None else v.validate_custom_id(custom_id))
 
     @classmethod
     def from_keywords(cls, method: str, params: Mapping[str, Any], allowed: Any) -> SendOptions:
@@ -197,7 +205,7 @@ class SendOptions:
         instance attribute of the same name (its rendered template field; a method or class attribute of
         that name is not a parameter); ``overrides`` win."""
         attributes = vars(task)
-        given = {f.name: attributes[f.name] for f in fields(cls) if f.name in attributes}
+        given = {key: attributes[key] for key in _NAMES if key in attributes}
         return cls.rendered(**{**given, **overrides})
 
     def replace(self, **changes: Any) -> SendOptions:
@@ -207,10 +215,10 @@ class SendOptions:
     def refuse_unless(self, allowed: Any, path: str) -> None:
         """Refuse a parameter that the endpoint ``path`` does not take (``allowed``: its ``*Params``), rather
         than dropping it from the request."""
-        for f in fields(self):
-            if f.name not in allowed.__optional_keys__ and getattr(self, f.name) not in (None, ()):
+        for key in _NAMES - allowed.__optional_keys__:
+            if getattr(self, key) not in (None, ()):
                 raise QikberryValidationError(
-                    f"{f.name}: {path} does not take this parameter; leave it out.", field=f.name
+                    f"{key}: {path} does not take this parameter; leave it out.", field=key
                 )
 
     def wire(self, settings: ConnectionSettings) -> dict[str, Any]:
@@ -243,6 +251,9 @@ class SendOptions:
         if self.name is not None:
             out["name"] = self.name
         return out
+
+
+_NAMES = frozenset(f.name for f in fields(SendOptions))
 
 
 def _unrendered(key: str, value: Any) -> Any:
