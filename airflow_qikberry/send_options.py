@@ -112,8 +112,9 @@ class SendOptions:
     :meth:`wire`, against the connection (left out, they are the connection's).
 
     ``SendOptions(**kwargs)`` checks every argument that needs no connection and raises
-    :class:`~airflow_qikberry.exceptions.QikberryValidationError` naming the field; ``None`` and ``""`` mean
-    "not given". Tags are kept as a tuple, the schedule as an aware datetime.
+    :class:`~airflow_qikberry.exceptions.QikberryValidationError` naming the field. ``None`` means "not
+    given", and so does ``""`` but for ``schedule_at`` (not a time) and ``name`` (blank), which are refused.
+    Tags are kept as a tuple, the schedule as an aware datetime.
 
     Example::
 
@@ -226,7 +227,8 @@ class SendOptions:
 
         Checks the service, the sender for that route (a DLT header on Indian DLT routes), the connection's
         entity id, and the schedule's window (more than 5 minutes, less than 92 days ahead), written in the
-        API's time zone. The text, its type and the custom id are the payload's (:mod:`.payloads`).
+        API's time zone. The text and its type are the payload's (:mod:`.payloads`), the custom id the
+        send's (:mod:`.sends`).
         """
         service = validation.validate_service(self.service if is_given(self.service) else settings.service)
         sender = self.sender if is_given(self.sender) else settings.sender

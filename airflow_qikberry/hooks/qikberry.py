@@ -412,7 +412,8 @@ class QikberryHook(BaseHook):
     def send_prepared(self, prepared: PreparedSend[T]) -> T:
         """Run a send that :mod:`airflow_qikberry.sends` prepared (``prepare_sms``, ``prepare_batch``,
         ``prepare_upload``), exactly once: what the send methods above do after checking their arguments,
-        and what an operator does after showing the same prepared send in a dry run.
+        and what the send operator runs (the very value its dry run would show), the notifier and the
+        campaign too.
 
         Example::
 
