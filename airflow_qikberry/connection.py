@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_FIELDS, CONN_TYPE, UI_FIELD_BEHAVIOUR
-from airflow_qikberry.protocol import DEFAULT_BASE_URL, SendDefaults
+from airflow_qikberry.protocol import DEFAULT_BASE_URL
 
 __all__ = [
     "DEFAULT_RETRY_DEADLINE",
@@ -111,18 +111,6 @@ class ConnectionSettings:
     poll_budget_per_minute: int = 500
     # Seconds bounding each call, retries and lookups included; None: derived from the window and timeout.
     retry_deadline: float | None = None
-
-    @property
-    def send_defaults(self) -> SendDefaults:
-        """What this connection supplies to a send that leaves a parameter out."""
-        return SendDefaults(
-            sender=self.sender,
-            service=self.service,
-            entity_id=self.entity_id,
-            default_region=self.default_region,
-            check_dlt_sender=self.check_dlt_sender,
-            timezone=self.api_timezone,
-        )
 
     @classmethod
     def from_connection(cls, conn: Any) -> ConnectionSettings:

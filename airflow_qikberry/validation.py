@@ -32,6 +32,8 @@ __all__ = [
     "MAX_CUSTOM_ID_CHARS",
     "MAX_TAGS",
     "fail",
+    "parse_schedule",
+    "rendered_list",
     "rendered_literal",
     "shown",
     "validate_custom_id",
@@ -110,6 +112,26 @@ def rendered_literal(value: Any, field: str) -> Any:
                 "comma-separated string",
             )
     return list(parsed) if isinstance(parsed, tuple) else parsed
+
+
+def rendered_list(
+    value: Any, field: str, *, dicts: bool = False, hint: str = "pass a list of strings"
+) -> Any:
+    """A list that a template rendered to its text form, read back as a list; any other value as it is.
+
+    The one reader of lists rendered as text (recipients, tags, a campaign's rows): see
+    :func:`rendered_literal`. The text must hold a list or tuple (with ``dicts``, a dict too, one row);
+    anything else is a typed error naming ``field``, ending with ``hint``.
+
+    Example::
+
+        >>> rendered_list("['919876543210', '919876543211']", "to")
+        ['919876543210', '919876543211']
+    """
+    parsed = rendered_literal(value, field)
+    if parsed is value or isinstance(parsed, list) or (dicts and isinstance(parsed, dict)):
+        return parsed
+    fail(field, f"the rendered value is a {type(parsed).__name__}, not a list; {hint}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -371,26 +393,15 @@ def _describe(delta: timedelta) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def validate_schedule(
-    when: datetime | str | None,
-    *,
-    now: datetime | None = None,
-    min_ahead: timedelta = timedelta(minutes=5),
-    max_ahead: timedelta = timedelta(days=92),
-    timezone: str = "Asia/Kolkata",
-    field: str = "schedule_at",
-) -> str | None:
-    """Check a send time and return it in the API's wire format, ``YYYY-mm-dd HH:MM:SS`` in ``timezone``.
-
-    ``None`` means send now. Naive datetimes and offset-less strings are refused (which zone would they be
-    in?). The time must be more than ``min_ahead`` and less than ``max_ahead`` from ``now``; the defaults
-    follow the documented "more than 5 minutes and less than 3 months" (the help page says 30 days: pass
-    ``max_ahead=timedelta(days=30)`` to be strict). Seconds are kept, fractions dropped.
+def parse_schedule(when: datetime | str | None, *, field: str = "schedule_at") -> datetime | None:
+    """A send time as an aware datetime, its form checked: an aware datetime, or an ISO-8601 string with a UTC
+    offset (``Z`` too). ``None`` means send now. Its window and the API's time zone are
+    :func:`validate_schedule`'s, which needs the connection's zone.
 
     Example::
 
-        >>> validate_schedule("2030-01-01T09:00:00+05:30", now=datetime(2029, 12, 1, tzinfo=dt_timezone.utc))
-        '2030-01-01 09:00:00'
+        >>> parse_schedule("2030-01-01T09:00:00Z")
+        datetime.datetime(2030, 1, 1, 9, 0, tzinfo=datetime.timezone.utc)
     """
     if when is None:
         return None
@@ -413,6 +424,33 @@ def validate_schedule(
             f"{when.isoformat()} is a naive datetime (no timezone), which is ambiguous; pass an aware "
             "datetime, e.g. pendulum.datetime(..., tz='Asia/Kolkata') or datetime(..., tzinfo=timezone.utc)",
         )
+    return when
+
+
+def validate_schedule(
+    when: datetime | str | None,
+    *,
+    now: datetime | None = None,
+    min_ahead: timedelta = timedelta(minutes=5),
+    max_ahead: timedelta = timedelta(days=92),
+    timezone: str = "Asia/Kolkata",
+    field: str = "schedule_at",
+) -> str | None:
+    """Check a send time and return it in the API's wire format, ``YYYY-mm-dd HH:MM:SS`` in ``timezone``.
+
+    ``None`` means send now. Naive datetimes and offset-less strings are refused (which zone would they be
+    in?). The time must be more than ``min_ahead`` and less than ``max_ahead`` from ``now``; the defaults
+    follow the documented "more than 5 minutes and less than 3 months" (the help page says 30 days: pass
+    ``max_ahead=timedelta(days=30)`` to be strict). Seconds are kept, fractions dropped.
+
+    Example::
+
+        >>> validate_schedule("2030-01-01T09:00:00+05:30", now=datetime(2029, 12, 1, tzinfo=dt_timezone.utc))
+        '2030-01-01 09:00:00'
+    """
+    when = parse_schedule(when, field=field)
+    if when is None:
+        return None
     if now is None:
         now = datetime.now(dt_timezone.utc)
     elif now.tzinfo is None or now.utcoffset() is None:

@@ -174,8 +174,8 @@ def test_options_accept_a_split_schedule() -> None:
     options = c.CampaignOptions.checked(
         name="camp", message="Hi", batch_size=1000, interval=600, schedule_at="2099-01-01T10:00:00+05:30"
     )
-    assert options.interval == timedelta(minutes=10) and options.schedule_at is not None
-    assert options.schedule_at.utcoffset() == timedelta(hours=5, minutes=30)
+    assert options.interval == timedelta(minutes=10) and options.send.schedule_at is not None
+    assert options.send.schedule_at.utcoffset() == timedelta(hours=5, minutes=30)
 
 
 # --- planning

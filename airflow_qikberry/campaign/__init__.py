@@ -25,7 +25,7 @@ Example::
     from airflow_qikberry.campaign import CampaignOptions, Source, recipient_rows, run_campaign
 
     summary = run_campaign(
-        CampaignOptions(name="welcome", message="Welcome to Qikberry!"),
+        CampaignOptions.checked(name="welcome", message="Welcome to Qikberry!"),
         source=Source("recipients", lambda: recipient_rows(["919876543210", "919876543211"])),
         hook=QikberryHook(),
     )

@@ -173,7 +173,9 @@ class ChunkSender:
         times: Sequence[datetime | None],
         log: Any,
     ) -> None:
-        self.options, self.hook, self.key, self.times, self.log = options, hook, key, times, log
+        self.options, self.hook, self.key, self.log = options, hook, key, log
+        # The send parameters of each split-schedule batch: the campaign's, at the batch's time.
+        self.batch_options = [options.send.replace(schedule_at=when) for when in times]
         # What differs from row to row: the number, and with per-row texts the text and its encoding.
         self.row_fields = {"to"} if options.message is not None else {"to", "message", "type", "max_units"}
 
@@ -235,7 +237,8 @@ class ChunkSender:
 
     def _post(self, chunk: Chunk, rows: list[list[str]], batch: Sequence[int]) -> Any:
         from airflow_qikberry import idempotency as ido
-        from airflow_qikberry import protocol as p
+        from airflow_qikberry import payloads as p
+        from airflow_qikberry import sends
 
         node, cid, key, k = p.validated_batch_node, ido.campaign_custom_id, self.key, chunk.index
         # Pass 1 validated every number and measured every text: the nodes go to the hook as validated
@@ -244,25 +247,16 @@ class ChunkSender:
             nodes = [node(rows[i][0], cid(key, k, i)) for i in batch]
         else:
             nodes = [node(rows[i][0], cid(key, k, i), message=rows[i][1], api_type=rows[i][2]) for i in batch]
-        options = self.options
         # Whether these rows went out is established (a first try; a retry's search; a 422, which accepts
         # nothing), so no lookup before posting.
-        return self.hook.send_batch(
+        prepared = sends.prepare_batch(
+            self.hook.settings,
             nodes,
-            name=options.name,
-            message=options.message,
-            sender=options.sender,
-            service=options.service,
-            template_id=options.template_id,
-            entity_id=options.entity_id,
-            schedule_at=self.times[chunk.batch],
-            encoding=options.encoding,  # type: ignore[arg-type]
-            flash=options.flash,
-            webhook_id=options.webhook_id,
-            max_units=options.max_units,
-            tags=options.tags or None,
+            self.batch_options[chunk.batch],
+            message=self.options.message,
             check_first=False,
         )
+        return self.hook.send_prepared(prepared)
 
     def _left_out(self, chunk: Chunk, batch: Sequence[int], error: Any, outcome: ChunkOutcome) -> None:
         from airflow_qikberry import idempotency as ido

@@ -90,25 +90,15 @@ def run_campaign(
     import tempfile
 
     from airflow_qikberry import idempotency as ido
-    from airflow_qikberry import protocol as p
+    from airflow_qikberry.payloads import root_payload
 
     log = log if log is not None else logging.getLogger(__name__)
     ident: TaskIdentity | None = ido.task_identity() if identity is _CURRENT_TASK else identity
     settings = hook.settings  # reads the connection; no request
-    # Every send parameter is checked now, with the connection's defaults, not at the first chunk.
-    root = p.build_common(
-        settings.send_defaults,
-        message=options.message,
-        sender=options.sender,
-        service=options.service,
-        template_id=options.template_id,
-        entity_id=options.entity_id,
-        encoding=options.encoding,  # type: ignore[arg-type]
-        flash=options.flash,
-        webhook_id=options.webhook_id,
-        max_units=options.max_units,
-        tags=options.tags,
-        require_message=False,
+    # Every send parameter is checked now, with the connection's defaults, not at the first chunk; the
+    # schedule of each batch still to be sent is checked by batch_times, which names the batch.
+    root, _ = root_payload(
+        options.send.replace(schedule_at=None), settings, options.message, require_message=False
     )
     service = str(root["service"])
     plan = ChunkPlan(options.chunk_size, options.batch_size)
@@ -125,8 +115,8 @@ def run_campaign(
                 render=render,
                 phone_column=phone_column,
                 default_region=settings.default_region,
-                encoding=options.encoding,
-                max_units=options.max_units,
+                encoding=options.send.encoding,
+                max_units=options.send.max_units,
                 field_name=source.field,
             )
         check_limits(prepared, report, max_invalid_ratio=options.max_invalid_ratio, field=source.field)

@@ -7,17 +7,14 @@ See :mod:`airflow_qikberry.campaign` and docs/campaign.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from airflow_qikberry import sms_text
 from airflow_qikberry import validation as v
-from airflow_qikberry.campaign.sources import literal_list
 from airflow_qikberry.exceptions import QikberryValidationError
-
-if TYPE_CHECKING:
-    pass
+from airflow_qikberry.send_options import SendOptions
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -48,58 +45,63 @@ MIN_BATCH_SIZE, MAX_BATCH_SIZE = 1_000, 500_000  # split schedule limits (refere
 
 MIN_INTERVAL, MAX_INTERVAL = timedelta(minutes=5), timedelta(hours=1)
 
+_SEND_PARAMS = frozenset(f.name for f in fields(SendOptions))
+
 
 @dataclass(frozen=True)
 class CampaignOptions:
     """What to send and how; :meth:`checked` validates every field before anything is read or sent.
 
-    ``message`` is one text for every row; otherwise ``render`` (see
-    :func:`~airflow_qikberry.campaign.preparation.compile_row_template`) makes each row's text. Send
-    parameters (``sender``, ``service``, ``template_id``, ...) left ``None`` come from the connection, as
-    for every send.
+    ``send`` holds the send parameters (:class:`~airflow_qikberry.send_options.SendOptions`), the campaign
+    ``name`` among them; left out, sender, service and entity id come from the connection, as for every
+    send. ``message`` is one text for every row; otherwise ``render`` (see
+    :func:`~airflow_qikberry.campaign.preparation.compile_row_template`) makes each row's text. The other
+    fields are the campaign's own: its split schedule, chunks, limits and mode.
+
+    Example::
+
+        options = CampaignOptions.checked(name="welcome", message="Welcome!", sender="QIKBRY", chunk_size=500)
+        options.send.sender, options.chunk_size
     """
 
-    name: str
+    send: SendOptions
     message: str | None = None
-    sender: str | None = None
-    service: str | None = None
-    template_id: str | None = None
-    entity_id: str | None = None
-    schedule_at: datetime | None = None
     batch_size: int | None = None
     interval: timedelta | None = None
-    tags: list[str] = field(default_factory=list)
-    encoding: str = "auto"
-    max_units: int | None = None
-    flash: bool = False
-    webhook_id: str | None = None
     chunk_size: int = DEFAULT_CHUNK_SIZE
     max_invalid_ratio: float = 0.05
     check_balance: bool = True
     dry_run: bool = False
     resend: bool = False
 
+    @property
+    def name(self) -> str:
+        """The campaign's name (the ``name`` of its send parameters)."""
+        return str(self.send.name)
+
     @classmethod
     def checked(
         cls,
         *,
-        name: str,
+        name: str | None = None,
         message: str | None = None,
         has_template: bool = False,
-        schedule_at: datetime | str | None = None,
+        send: SendOptions | None = None,
         interval: timedelta | float | None = None,
-        tags: Sequence[str] | str | None = None,
         **kwargs: Any,
     ) -> CampaignOptions:
-        """Validate and build. ``has_template`` says a per-row template was given instead of ``message``."""
+        """Validate and build. ``has_template`` says a per-row template was given instead of ``message``.
+
+        The send parameters are ``send`` (an operator's, read from its fields) and any send parameter among
+        ``kwargs`` (``sender=``, ``tags=``, ...; a value rendered as text is read back as a
+        :class:`SendOptions` operator's is); ``name`` is the campaign's (default: ``send``'s).
+        """
+        params = {key: kwargs.pop(key) for key in _SEND_PARAMS & kwargs.keys()}
+        if name is None and send is not None:
+            name = send.name
         if not isinstance(name, str) or not name.strip():
             raise QikberryValidationError("name: the campaign needs a non-blank name.", field="name")
         v.validate_text_id(name, field="name")
-        for flag in ("flash", "check_balance", "dry_run", "resend"):
-            if flag in kwargs:
-                kwargs[flag] = v.validate_flag(kwargs[flag], field=flag)
-        if "webhook_id" in kwargs:
-            kwargs["webhook_id"] = v.validate_text_id(kwargs["webhook_id"], field="webhook_id")
         if (message is None) == (not has_template):
             given = (
                 "both message and message_template"
@@ -111,14 +113,12 @@ class CampaignOptions:
                 "message_template (a Jinja template rendered per row, with `row` in scope).",
                 field="message",
             )
-        options = cls(
-            name=name.strip(),
-            message=message,
-            schedule_at=_aware(schedule_at),
-            interval=_interval(interval),
-            tags=v.validate_tags(literal_list(tags, "tags")),
-            **kwargs,
-        )
+        params["name"] = name.strip()
+        send = SendOptions.rendered(**params) if send is None else send.replace(**params)
+        for flag in ("check_balance", "dry_run", "resend"):
+            if flag in kwargs:
+                kwargs[flag] = v.validate_flag(kwargs[flag], field=flag)
+        options = cls(send=send, message=message, interval=_interval(interval), **kwargs)
         options._check()
         return options
 
@@ -136,10 +136,10 @@ class CampaignOptions:
                 f"max_invalid_ratio: {ratio!r} is not a fraction from 0 to 1 (0.05 = 5% of rows).",
                 field="max_invalid_ratio",
             )
-        sms_text.validate_encoding(self.encoding)
-        sms_text.validate_max_units(self.max_units)
         if self.message is not None:
-            sms_text.validate_message(self.message, encoding=self.encoding, max_units=self.max_units)  # type: ignore[arg-type]
+            sms_text.validate_message(
+                self.message, encoding=self.send.encoding, max_units=self.send.max_units
+            )
         self._check_split()
 
     def _check_split(self) -> None:
@@ -168,23 +168,12 @@ class CampaignOptions:
                 "between batches (a timedelta or seconds).",
                 field="interval",
             )
-        if self.schedule_at is None:
+        if self.send.schedule_at is None:
             raise QikberryValidationError(
                 "schedule_at: a split schedule needs the time of its first batch (timezone-aware, more than "
                 "5 minutes ahead); the others follow every `interval`.",
                 field="schedule_at",
             )
-
-
-def _aware(when: datetime | str | None) -> datetime | None:
-    """``schedule_at`` as an aware datetime; its window is checked later, per batch, by validate_schedule."""
-    if when is None or when == "":
-        return None
-    v.validate_schedule(when, min_ahead=timedelta(days=-36500), max_ahead=timedelta(days=36500))
-    if isinstance(when, str):
-        text = when.strip()
-        return datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" else text)
-    return when
 
 
 def _interval(value: timedelta | float | None) -> timedelta | None:
@@ -234,10 +223,11 @@ def batch_times(
     schedule, none without ``schedule_at``). Every batch still to be sent (those of ``chunks[start:]``) must
     lie in the API's schedule window: all are checked before the first chunk goes out."""
     batches = chunks[-1].batch + 1 if chunks else 0
-    if options.schedule_at is None:
+    first = options.send.schedule_at
+    if first is None:
         return [None] * batches
     step = options.interval if options.batch_size and options.interval else timedelta(0)
-    times: list[datetime | None] = [options.schedule_at + i * step for i in range(batches)]
+    times: list[datetime | None] = [first + i * step for i in range(batches)]
     for i in sorted({c.batch for c in chunks[start:]}):
         where = "schedule_at" if i == 0 else f"schedule_at + {i} x interval, batch {i + 1} of {batches}"
         try:

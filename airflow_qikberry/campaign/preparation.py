@@ -242,12 +242,12 @@ def prepare(
 
     Spool lines are JSON ``[number]`` (one ``message`` for all) or ``[number, text, type]``: what the send
     pass needs to build each node without validating it again (the number canonical, the text measured, and
-    its API ``type`` for the campaign's encoding; see :func:`airflow_qikberry.protocol.validated_batch_node`).
+    its API ``type`` for the campaign's encoding; see :func:`airflow_qikberry.payloads.validated_batch_node`).
     Exact duplicates (same canonical number and text) are recognised by an 8-byte BLAKE2b digest of the line
     kept in a set: about 70-100 bytes per accepted row, the only memory that grows with the campaign
     (docs/campaign.md). More than 500,000 accepted messages stop the pass with an error at once.
     """
-    from airflow_qikberry.protocol import API_TYPE
+    from airflow_qikberry.payloads import API_TYPE
 
     if (message is None) == (render is None):
         raise ValueError("prepare needs exactly one of message and render")

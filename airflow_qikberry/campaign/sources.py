@@ -27,7 +27,6 @@ __all__ = [
     "check_csv_file",
     "choose_source",
     "csv_rows",
-    "literal_list",
     "phone_key",
     "recipient_rows",
     "sql_rows",
@@ -76,19 +75,6 @@ def choose_source(**given: Any) -> str:
     )
 
 
-def literal_list(value: Any, field: str) -> Any:
-    """A list (or one dict) that a template rendered to its text form, read back (never evaluated): see
-    :func:`airflow_qikberry.validation.rendered_literal`. Any other value is returned as is."""
-    parsed = v.rendered_literal(value, field)
-    if parsed is value or isinstance(parsed, (list, dict)):
-        return parsed
-    raise QikberryValidationError(
-        f"{field}: the rendered value is a {type(parsed).__name__}; pass a list of numbers or of dicts (one "
-        "per row).",
-        field=field,
-    )
-
-
 def recipient_rows(
     recipients: Any, *, phone_column: str | None = None, field: str = "recipients"
 ) -> Iterator[Mapping[str, Any]]:
@@ -98,7 +84,9 @@ def recipient_rows(
     A bare number becomes ``{"mobile": number}`` (``{phone_column: number}`` when that is given).
     """
     items: Iterable[Any]
-    recipients = literal_list(recipients, field)
+    recipients = v.rendered_list(
+        recipients, field, dicts=True, hint="pass a list of numbers or of dicts (one per row)."
+    )
     if isinstance(recipients, str):
         items = phone.split_recipients(recipients)
     elif isinstance(recipients, Mapping):

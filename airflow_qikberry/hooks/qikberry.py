@@ -1,6 +1,9 @@
-"""QikberryHook: the public sync hook. Thin: it validates through :mod:`airflow_qikberry.protocol`, speaks
-HTTP through :mod:`airflow_qikberry.transport` and sends exactly once through
-:mod:`airflow_qikberry.idempotency`.
+"""QikberryHook: the public sync hook. It reads the connection, owns the HTTP transport and the retry policy,
+and hands the work to the modules that do it: a send's keyword arguments become one
+:class:`~airflow_qikberry.send_options.SendOptions`, :mod:`airflow_qikberry.sends` checks and builds the
+request, and :mod:`airflow_qikberry.idempotency` runs it exactly once through the transport
+(:mod:`airflow_qikberry.transport`). Status and balance lookups read the wire format of
+:mod:`airflow_qikberry.protocol`.
 
 DAG files import this module at every parse, so it imports only what defining the class needs; the modules
 that do the work are imported on first use.
@@ -8,12 +11,9 @@ that do the work are imported on first use.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
 from functools import cached_property
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.common.compat.sdk import BaseHook
@@ -23,33 +23,22 @@ from airflow_qikberry.get_provider_info import CONN_TYPE
 
 if TYPE_CHECKING:
     import requests
+    from typing_extensions import Unpack
 
     from airflow_qikberry.connection import ConnectionSettings
-    from airflow_qikberry.idempotency import ExactlyOnce, Finding, ReuseCheck
+    from airflow_qikberry.idempotency import ExactlyOnce, ReuseCheck
     from airflow_qikberry.lookups import Lookup
     from airflow_qikberry.models import Balance, BatchResult, MessageStatus, SentMessage, StatusPage
-    from airflow_qikberry.protocol import ApiResponse, BatchNode, EncodingChoice
+    from airflow_qikberry.payloads import BatchNode
+    from airflow_qikberry.protocol import ApiResponse
     from airflow_qikberry.ratelimit import Budget
+    from airflow_qikberry.send_options import BatchParams, BulkParams, SmsParams
+    from airflow_qikberry.sends import PreparedSend
     from airflow_qikberry.transport.sync import RequestsTransport
-
-__all__ = ["QikberryHook"]
 
 T = TypeVar("T")
 
-_REEXPORTED = {
-    "ConnectionSettings": "airflow_qikberry.connection",
-    "derive_custom_id": "airflow_qikberry.idempotency",
-    "redact": "airflow_qikberry.protocol",
-}
-
-
-def __getattr__(name: str) -> Any:
-    # Names this module has always offered, now at home elsewhere; resolved lazily to keep the import cheap.
-    if name in _REEXPORTED:
-        import importlib
-
-        return getattr(importlib.import_module(_REEXPORTED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["QikberryHook"]
 
 
 class QikberryHook(BaseHook):
@@ -313,122 +302,51 @@ class QikberryHook(BaseHook):
         while query.request is not None:
             yield from query.read(self._get(*query.request)).rows
 
-    # -- sending
+    # -- sending: each method checks its arguments into one SendOptions and runs the send sends.py prepares
 
     def send_sms(
-        self,
-        to: str | Iterable[str],
-        message: str,
-        *,
-        sender: str | None = None,
-        service: str | None = None,
-        template_id: str | None = None,
-        entity_id: str | None = None,
-        schedule_at: datetime | str | None = None,
-        encoding: EncodingChoice = "auto",
-        flash: bool = False,
-        custom_id: str | None = None,
-        webhook_id: str | None = None,
-        max_units: int | None = None,
-        tags: Sequence[str] | str | None = None,
-        resend: bool = False,
+        self, to: str | Iterable[str], message: str, *, resend: bool = False, **params: Unpack[SmsParams]
     ) -> list[SentMessage]:
         """Send one text to one or more numbers (``sms/send``); returns one :class:`SentMessage` per number.
+
+        The keyword arguments are the send parameters of ``sms/send``
+        (:class:`~airflow_qikberry.send_options.SmsParams`): ``sender``, ``service``, ``template_id``,
+        ``entity_id``, ``schedule_at``, ``encoding``, ``flash``, ``webhook_id``, ``max_units``, ``tags`` and
+        ``custom_id``; left out, sender, service and entity id are the connection's.
 
         Every argument is validated before any request. Numbers may be written in any common format; numbers
         without a country code need ``default_region`` on the connection. ``custom_id`` is an idempotency
         key: one id, one send (a reused id is reported, not returned as this send's result). ``resend=True``
         sends again on a retried task instead of returning what an earlier try sent.
         """
-        from airflow_qikberry import idempotency as ido
-        from airflow_qikberry import phone
-        from airflow_qikberry import protocol as p
-        from airflow_qikberry import validation as v
-        from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
-        from airflow_qikberry.models import SentMessage
+        from airflow_qikberry import sends
+        from airflow_qikberry.send_options import SendOptions, SmsParams
 
-        s = self.settings
-        resend = v.validate_flag(resend, field="resend")
-        numbers = phone.normalize_numbers(to, default_region=s.default_region)
-        p.check_request_size(len(numbers), "to")
-        payload = p.build_common(
-            s.send_defaults,
-            message=message,
-            sender=sender,
-            service=service,
-            template_id=template_id,
-            entity_id=entity_id,
-            schedule_at=schedule_at,
-            encoding=encoding,
-            flash=flash,
-            webhook_id=webhook_id,
-            max_units=max_units,
-            tags=tags,
-        )
-        identity = ido.task_identity()
-        # The identity of the send is its set of numbers: a set given as `to` iterates in another order in
-        # every process, so in every try of a task (docs/guarantees.md).
-        cid = v.validate_custom_id(custom_id) or ido.derive_custom_id(
-            ido.send_fingerprint(numbers, payload), identity, fresh=resend
-        )
-        payload["to"] = ",".join(numbers)
-        payload["custom"] = cid
-        self.log.info(
-            "Sending SMS to %d number(s) [%s] via service %s, custom id %s",
-            len(numbers),
-            ", ".join(phone.mask_number(n) for n in numbers[:5]) + (", ..." if len(numbers) > 5 else ""),
-            payload["service"],
-            cid,
-        )
-
-        def parse(response: ApiResponse) -> list[SentMessage]:
-            sent = [SentMessage.from_api(row) for row in p.rows_of(response, what="sms/send")]
-            ido.accounted_for(sent, numbers, "request")
-            return sent
-
-        def lookup(check_reuse: bool) -> Finding[list[SentMessage]]:
-            rows = list(self._status_rows({"cid": cid}))
-            return ido.match_send_rows(rows, cid, numbers, self._reuse_check(check_reuse))
-
-        send = ido.Send(
-            what=f"POST {p.Paths.SEND}",
-            post=lambda: self.transport.request("POST", p.Paths.SEND, json=payload),
-            parse=parse,
-            lookup=lookup,
-            unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cid),
-        )
-        return self._exactly_once().run(send, task_retry=ido.is_task_retry(identity) and not resend)
+        settings = self.settings
+        options = SendOptions.from_keywords("send_sms", params, SmsParams)
+        return self.send_prepared(sends.prepare_sms(settings, to, message, options, resend=resend))
 
     def send_batch(
         self,
         nodes: Sequence[Mapping[str, Any] | BatchNode],
         *,
-        name: str | None = None,
         message: str | None = None,
-        sender: str | None = None,
-        service: str | None = None,
-        template_id: str | None = None,
-        entity_id: str | None = None,
-        schedule_at: datetime | str | None = None,
-        encoding: EncodingChoice = "auto",
-        flash: bool = False,
-        webhook_id: str | None = None,
-        max_units: int | None = None,
-        tags: Sequence[str] | str | None = None,
         resend: bool = False,
         check_first: bool | None = None,
+        **params: Unpack[BatchParams],
     ) -> BatchResult:
         """Send per-recipient texts in one request (``sms/send/json``).
 
         Each node is a mapping with ``to`` (one number) and optionally any send parameter the API lets a
         node override: ``message``, ``sender``, ``template_id``, ``entity_id``, ``encoding``, ``flash``,
-        ``max_units``, ``tags`` and ``custom_id``. The keyword arguments are the defaults for every node
-        (``root``); ``service``, ``schedule_at`` and ``webhook_id`` apply to the whole batch only. Each node
-        carries its own encoding: a Hindi node under an English root goes out as unicode. With ``name`` the
-        API groups the batch as a campaign and returns its ``group_id``.
+        ``max_units``, ``tags`` and ``custom_id``. ``message`` and the keyword arguments (the send parameters
+        of :class:`~airflow_qikberry.send_options.BatchParams`) are the defaults for every node (``root``);
+        ``service``, ``schedule_at`` and ``webhook_id`` apply to the whole batch only. Each node carries its
+        own encoding: a Hindi node under an English root goes out as unicode. With ``name`` the API groups
+        the batch as a campaign and returns its ``group_id``.
 
-        A node may also be a :class:`~airflow_qikberry.protocol.BatchNode`, the validated form that
-        ``protocol`` builds (``protocol.validated_batch_node``): it is sent as it is, not validated again, for
+        A node may also be a :class:`~airflow_qikberry.payloads.BatchNode`, the validated form that
+        ``payloads`` builds (``payloads.validated_batch_node``): it is sent as it is, not validated again, for
         callers that validated their nodes once already (the campaign engine). Mappings are always validated.
 
         ``check_first`` decides whether the batch is looked up (by its first, last or middle node's custom id,
@@ -449,153 +367,16 @@ class QikberryHook(BaseHook):
             )
             result.group_id, result.accepted
         """
-        from airflow_qikberry import idempotency as ido
-        from airflow_qikberry import protocol as p
-        from airflow_qikberry import validation as v
-        from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
-        from airflow_qikberry.models import BatchResult, SentMessage
+        from airflow_qikberry import sends
+        from airflow_qikberry.send_options import BatchParams, SendOptions
 
-        s = self.settings
-        resend = v.validate_flag(resend, field="resend")
-        if check_first is not None:
-            check_first = v.validate_flag(check_first, field="check_first")
-        if not nodes:
-            raise QikberryValidationError("nodes is empty: give at least one recipient.", field="nodes")
-        p.check_request_size(len(nodes), "nodes")
-        root = p.build_common(
-            s.send_defaults,
-            message=message,
-            sender=sender,
-            service=service,
-            template_id=template_id,
-            entity_id=entity_id,
-            schedule_at=schedule_at,
-            encoding=encoding,
-            flash=flash,
-            webhook_id=webhook_id,
-            max_units=max_units,
-            tags=tags,
-            require_message=False,
-        )
-        if name is not None:
-            if isinstance(name, str) and not name.strip():
-                raise QikberryValidationError("name must not be blank.", field="name")
-            root["name"] = v.validate_text_id(name, field="name", allow_int=True)
-        built = p.build_batch_nodes(nodes, root, s.send_defaults, encoding=encoding, max_units=max_units)
-        numbers = [b.number for b in built]
-        identity = ido.task_identity()
-        if all(b.given_custom_id for b in built):
-            cids = [str(b.given_custom_id) for b in built]
-        else:  # derived ids only where the caller gave none; they follow the node, not its position
-            batch, ranks = ido.batch_identity([b.payload for b in built], root)
-            base = ido.derive_custom_id(batch, identity, fresh=resend)
-            cids = [b.given_custom_id or f"{base}-{rank + 1}" for b, rank in zip(built, ranks, strict=True)]
-        api_nodes = [{**b.payload, "custom": cid} for b, cid in zip(built, cids, strict=True)]
-        self.log.info(
-            "Sending a batch of %d message(s) via service %s%s",
-            len(api_nodes),
-            root["service"],
-            f" as campaign {name!r}" if name else "",
-        )
-
-        # What a 2xx answer that left nodes out did say: its group and the rows it gave, by node index.
-        answered: dict[int, SentMessage] = {}
-        answered_group: list[str] = []
-
-        def parse(response: ApiResponse) -> BatchResult:
-            sent = tuple(SentMessage.from_api(row) for row in p.rows_of(response, what="sms/send/json"))
-            group = response.body.get("group_id") or (sent[0].group_id if sent else None)
-            try:
-                ido.accounted_for(sent, numbers, "batch")
-            except ido.Unaccounted:
-                rows = _answer_rows(sent, cids, numbers)
-                if rows is not None and group:
-                    answered.update(rows)
-                    answered_group.append(str(group))
-                raise
-            return BatchResult(group_id=str(group) if group else None, messages=sent)
-
-        def rows_of_node(index: int) -> list[MessageStatus]:
-            return [r for r in self._status_rows({"cid": cids[index]}) if r.custom_id == cids[index]]
-
-        def lookup_missing(check_reuse: bool) -> Finding[BatchResult]:
-            # The answer's own rows are accepted messages; only the nodes it left out are looked up.
-            found: dict[int, SentMessage] = dict(answered)
-            missing = [i for i in range(len(cids)) if i not in found]
-            if len(missing) > len(cids) // 100 + 1:
-                # Many left out: the group's pages (100 rows each) cost fewer lookups than one per node.
-                index_of = {cids[i]: i for i in missing}
-                in_group: dict[int, list[MessageStatus]] = {}
-                for row in self._status_rows({"group_id": answered_group[0]}):
-                    if row.custom_id in index_of:
-                        in_group.setdefault(index_of[row.custom_id], []).append(row)
-                looked = [(i, in_group.get(i, [])) for i in missing]
-            else:
-                looked = [(i, rows_of_node(i)) for i in missing]
-            seen: list[MessageStatus] = []
-            for index, rows in looked:
-                if len(rows) > 1 or any(p.canonical_number(r.mobile) != numbers[index] for r in rows):
-                    return ido.Finding(
-                        "unknown", reason=f"the rows of custom id {cids[index]!r} do not match the node sent"
-                    )
-                if rows:
-                    seen.append(rows[0])
-                    found[index] = SentMessage.from_status(rows[0])
-            if (reused := ido.reused(seen, self._reuse_check(check_reuse))) is not None:
-                return reused
-            result = BatchResult(answered_group[0], tuple(found[i] for i in sorted(found)))
-            if len(found) == len(cids):
-                return ido.Finding("found", result)
-            missing = [i for i in range(len(cids)) if i not in found]
-            return ido.Finding(
-                "partial",
-                result,
-                reason=f"the batch's answer and lookups show {len(found)} of {len(cids)} nodes",
-                numbers=tuple(numbers[i] for i in missing),
-                keys=tuple(cids[i] for i in missing),
+        settings = self.settings
+        options = SendOptions.from_keywords("send_batch", params, BatchParams)
+        return self.send_prepared(
+            sends.prepare_batch(
+                settings, nodes, options, message=message, resend=resend, check_first=check_first
             )
-
-        def lookup(check_reuse: bool) -> Finding[BatchResult]:
-            if answered_group:
-                return lookup_missing(check_reuse)
-            # Find the batch's group by a node that is there: the first node may be one the API refused or
-            # left out, so its absence alone does not prove the batch absent.
-            anchor = next(
-                (rows[0] for rows in map(rows_of_node, ido.sample_positions(len(cids))) if rows), None
-            )
-            if anchor is None:
-                return ido.ABSENT
-            group = anchor.group_id
-            if group is None:
-                return ido.Finding(
-                    "unknown",
-                    reason=f"rows for custom id {anchor.custom_id!r} exist but carry no group id to find the "
-                    "batch by",
-                )
-            rows = list(self._status_rows({"group_id": group}))
-            verdict = ido.match_batch_rows(rows, cids, numbers, self._reuse_check(check_reuse))
-            found = BatchResult(group_id=group, messages=tuple(verdict.result or ()))
-            if verdict.kind == "found":
-                return ido.Finding("found", found)
-            return ido.Finding(
-                verdict.kind,
-                found if verdict.kind == "partial" else None,
-                reason=verdict.reason,
-                numbers=verdict.numbers,
-                keys=verdict.keys,
-            )
-
-        send = ido.Send(
-            what=f"POST {p.Paths.SEND_JSON}",
-            post=lambda: self.transport.request(
-                "POST", p.Paths.SEND_JSON, json={"root": root, "nodes": api_nodes}
-            ),
-            parse=parse,
-            lookup=lookup,
-            unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cids[0]),
         )
-        look_first = (ido.is_task_retry(identity) and not resend) if check_first is None else check_first
-        return self._exactly_once().run(send, task_retry=look_first)
 
     def upload_bulk(
         self,
@@ -603,123 +384,54 @@ class QikberryHook(BaseHook):
         message: str,
         *,
         column: str | None = None,
-        sender: str | None = None,
-        service: str | None = None,
-        template_id: str | None = None,
-        entity_id: str | None = None,
-        schedule_at: datetime | str | None = None,
-        encoding: EncodingChoice = "auto",
-        flash: bool = False,
-        custom_id: str | None = None,
-        webhook_id: str | None = None,
-        max_units: int | None = None,
         filename: str | None = None,
         resend: bool = False,
+        **params: Unpack[BulkParams],
     ) -> int:
         """Send one text to every number in a TXT/CSV file (``sms/bulk``); returns the accepted count.
 
-        The file (a path, or a seekable binary file object) is streamed in blocks with a
-        ``Content-Length``, never read into memory whole. ``column`` names the CSV column holding the
-        numbers. Numbers inside the file are checked by the API, not here. An upload whose outcome is
-        unknown (a timeout while the server may still be processing it) is never uploaded again
-        automatically: unless a lookup of its custom id proves it was accepted,
-        :class:`QikberryDeliveryUnknownError` says what is known and how to check.
+        The keyword arguments are the send parameters of ``sms/bulk``
+        (:class:`~airflow_qikberry.send_options.BulkParams`: no ``tags``, no ``name``). The file (a path, or a
+        seekable binary file object) is streamed in blocks with a ``Content-Length``, never read into memory
+        whole. ``column`` names the CSV column holding the numbers. Numbers inside the file are checked by
+        the API, not here. An upload whose outcome is unknown (a timeout while the server may still be
+        processing it) is never uploaded again automatically: unless a lookup of its custom id proves it was
+        accepted, :class:`QikberryDeliveryUnknownError` says what is known and how to check.
 
         Example::
 
             accepted = hook.upload_bulk("/data/customers.csv", "Sale ends tonight", column="mobile")
         """
+        from airflow_qikberry import sends
+        from airflow_qikberry.send_options import BulkParams, SendOptions
 
-        from airflow_qikberry import idempotency as ido
-        from airflow_qikberry import protocol as p
-        from airflow_qikberry import validation as v
-        from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
-
-        s = self.settings
-        resend = v.validate_flag(resend, field="resend")
-        payload = p.build_common(
-            s.send_defaults,
-            message=message,
-            sender=sender,
-            service=service,
-            template_id=template_id,
-            entity_id=entity_id,
-            schedule_at=schedule_at,
-            encoding=encoding,
-            flash=flash,
-            webhook_id=webhook_id,
-            max_units=max_units,
-            tags=None,
-        )
-        if column is not None:
-            if isinstance(column, str) and not column.strip():
-                raise QikberryValidationError("column must not be blank.", field="column")
-            column = v.validate_text_id(column, field="column", allow_int=True)
-            payload["column"] = column
-        source = _BulkSource.of(file, v.validate_text_id(filename, field="filename"))
-        if source.size > p.MAX_BULK_BYTES:
-            raise QikberryValidationError(
-                f"file is {source.size} bytes; the API accepts at most {p.MAX_BULK_BYTES} (200 MB). "
-                "Split it.",
-                field="file",
+        settings = self.settings
+        options = SendOptions.from_keywords("upload_bulk", params, BulkParams)
+        return self.send_prepared(
+            sends.prepare_upload(
+                settings, file, message, options, column=column, filename=filename, resend=resend
             )
-        if column is not None and source.name.lower().endswith(".csv"):
-            source.check_csv_column(str(column))
-        identity = ido.task_identity()
-        cid = v.validate_custom_id(custom_id) or ido.derive_custom_id(
-            ido.fingerprint("upload_bulk", source.name, source.size, sorted(payload.items())),
-            identity,
-            fresh=resend,
         )
-        payload["custom"] = cid
-        fields = p.multipart_fields(payload)
-        content_type = "text/csv" if source.name.lower().endswith(".csv") else "text/plain"
-        self.log.info("Uploading %s (%s bytes) for a bulk send, custom id %s", source.name, source.size, cid)
 
-        def post() -> Any:
-            with source.open() as handle:
-                return self.transport.post_multipart(
-                    p.Paths.BULK, fields, file_field="file", filename=source.name, fileobj=handle,
-                    content_type=content_type,
-                )  # fmt: skip
+    def send_prepared(self, prepared: PreparedSend[T]) -> T:
+        """Run a send that :mod:`airflow_qikberry.sends` prepared (``prepare_sms``, ``prepare_batch``,
+        ``prepare_upload``), exactly once: what the send methods above do after checking their arguments,
+        and what the send operator runs (the very value its dry run would show), the notifier and the
+        campaign too.
 
-        def parse(response: ApiResponse) -> int:
-            count = p.accepted_count(response.message)
-            if count is None:
-                raise ido.Unaccounted(
-                    f"the API accepted the upload without saying how many: {response.message!r}"
-                )
-            return count
+        Example::
 
-        def lookup(check_reuse: bool) -> Finding[int]:
-            verdict = ido.match_upload_rows(
-                list(self._status_rows({"cid": cid})), cid, self._reuse_check(check_reuse)
-            )
-            if verdict.kind == "found":
-                self.log.warning(
-                    "The upload was accepted: %d message(s) with its custom id are visible so far; the API "
-                    "may still be processing the rest of the file",
-                    verdict.result,
-                )
-            return verdict
+            from airflow_qikberry import sends
+            from airflow_qikberry.send_options import SendOptions
 
-        def unknown(msg: str) -> QikberryDeliveryUnknownError:
-            return QikberryDeliveryUnknownError(
-                f"Bulk upload of {source.name!r} (custom id {cid}): {msg} Before uploading it again, check "
-                f"whether it was accepted: hook.get_status(custom_id={cid!r}) (if the API keeps the custom "
-                "id per bulk row), the sms/status report for today's date, or the Qikberry panel.",
-                custom_id=cid,
-            )
+            prepared = sends.prepare_sms(hook.settings, "919876543210", "Hi", SendOptions(sender="QIKBRY"))
+            sent = hook.send_prepared(prepared)
+        """
+        from airflow_qikberry.sends import SendIO
 
-        send = ido.Send(
-            what=f"POST {p.Paths.BULK} ({source.name})",
-            post=post,
-            parse=parse,
-            lookup=lookup,
-            unknown=unknown,
-            resend_after_ambiguity=False,
-        )
-        return self._exactly_once().run(send, task_retry=ido.is_task_retry(identity) and not resend)
+        io = SendIO(self.transport, self._status_rows, self._reuse_check, self.log)
+        send, look_first = prepared.to_send(io)
+        return self._exactly_once().run(send, task_retry=look_first)
 
     # -- lookups
 
@@ -814,86 +526,9 @@ class QikberryHook(BaseHook):
         return ui_field_behaviour()
 
 
-def _answer_rows(
-    sent: Sequence[SentMessage], cids: Sequence[str], numbers: Sequence[str]
-) -> dict[int, SentMessage] | None:
-    """The rows of a batch's answer by node index (by custom id, else by number), or None when a row names
-    a node that was not sent (an answer that cannot be trusted row by row)."""
-    by_cid = {cid: i for i, cid in enumerate(cids)}
-    by_number: dict[str, list[int]] = {}
-    for i, n in enumerate(numbers):
-        by_number.setdefault(n, []).append(i)
-    out: dict[int, SentMessage] = {}
-    for row in sent:
-        index = by_cid.get(row.custom_id or "")
-        if index is None:
-            free = [i for i in by_number.get(row.mobile, []) if i not in out]
-            index = free[0] if free else None
-        if index is None or index in out or numbers[index] != row.mobile:
-            return None
-        out[index] = row
-    return out
-
-
 def _positive_or_none(value: float | None, name: str) -> float | None:
     if value is not None and not value > 0:
         raise QikberryValidationError(
             f"{name} must be a positive number of seconds, got {value!r}.", field=name
         )
     return value
-
-
-class _BulkSource:
-    """The file of a bulk upload: a path (reopened per attempt) or a seekable file object (rewound)."""
-
-    def __init__(self, name: str, size: int, opener: Callable[[], Any]) -> None:
-        self.name, self.size, self.open = name, size, opener
-
-    @classmethod
-    def of(cls, file: str | os.PathLike[str] | IO[bytes], filename: str | None) -> _BulkSource:
-        import contextlib
-
-        if isinstance(file, (str, os.PathLike)):
-            path = Path(file)
-            if not path.is_file():
-                raise QikberryValidationError(
-                    f"file {str(path)!r} does not exist or is not a file.", field="file"
-                )
-            return cls(filename or path.name, path.stat().st_size, lambda: path.open("rb"))
-        if not hasattr(file, "read"):
-            raise QikberryValidationError("file must be a path or a binary file object.", field="file")
-        if isinstance(file, io.TextIOBase) or isinstance(file.read(0), str):
-            # Text mode would fail mid-upload (the multipart writer needs bytes) after the POST has begun.
-            raise QikberryValidationError(
-                "file is open in text mode; open it in binary mode, open(path, 'rb'), or pass the path.",
-                field="file",
-            )
-        seekable = getattr(file, "seekable", None)
-        if not (callable(seekable) and seekable()):
-            raise QikberryValidationError(
-                "file is a stream that cannot be rewound (not seekable): its length is unknown and a retry "
-                "could not read it again. Pass a path, or a seekable binary file such as open(path, 'rb').",
-                field="file",
-            )
-        start = file.tell()
-        end = file.seek(0, os.SEEK_END)
-        file.seek(start)
-
-        @contextlib.contextmanager
-        def rewound() -> Iterator[IO[bytes]]:
-            file.seek(start)
-            yield file  # the caller's object: rewound, never closed
-
-        name = filename or Path(str(getattr(file, "name", "numbers.txt"))).name
-        return cls(name, end - start, rewound)
-
-    def check_csv_column(self, column: str) -> None:
-        import csv
-
-        with self.open() as handle:
-            header_line = handle.readline(65536).decode("utf-8-sig", errors="replace")
-        header = [h.strip() for h in next(csv.reader([header_line]), [])]
-        if column not in header:
-            raise QikberryValidationError(
-                f"column {column!r} is not in the CSV header {header!r}.", field="column"
-            )

@@ -18,15 +18,15 @@ import asyncio
 import hashlib
 import time
 from collections import ChainMap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from functools import cached_property
-from numbers import Number
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.notifier import BaseNotifier
 
 if TYPE_CHECKING:
     from airflow_qikberry.hooks.qikberry import QikberryHook
+    from airflow_qikberry.send_options import SendOptions
 
 __all__ = ["QikberryNotifier", "send_qikberry_notification"]
 
@@ -253,28 +253,20 @@ class QikberryNotifier(BaseNotifier):
         return int((time.time() if now is None else now) // max(self.dedupe_window, 1e-9))
 
     def _numbers(self, default_region: str | None) -> list[str]:
-        """Normalised recipients; a bad entry is logged and skipped, the others stay."""
+        """Normalised recipients; a bad entry is logged and skipped, the others stay. No recipients at all
+        (``to`` empty, a mapping, ...) is an error: the alert is not sent, and says so."""
         from airflow_qikberry import phone
-        from airflow_qikberry import validation as v
+        from airflow_qikberry.recipients import recipient_entry, recipient_list
 
-        to = self.to
-        if to is None:
-            raise ValueError("no recipients: 'to' is empty")
-        entries: Sequence[Any]
-        # A templated list renders to its repr ("['9198...', ...]"): read it back as a list.
-        to = v.rendered_literal(to, "to")
-        if isinstance(to, str):
-            entries = phone.split_recipients(to)
-        elif isinstance(to, Number):
-            entries = [to]
-        else:
-            entries = list(to)
+        to = recipient_list(self.to)
+        entries = phone.split_recipients(to) if isinstance(to, str) else to
         numbers: dict[str, None] = {}
         for position, entry in enumerate(entries, start=1):
             try:
                 # A number value goes to the validator as it is (not str()-ed, which turns a float into
                 # "919876543210.0"): the same rule as every send, an int exact, a float refused.
-                one = entry if isinstance(entry, str) else [entry]
+                one = recipient_entry(entry, position)
+                one = one if isinstance(one, str) else [one]
                 numbers.update(dict.fromkeys(phone.normalize_numbers(one, default_region=default_region)))
             except Exception as err:
                 self.log.error("Qikberry alert: recipient %d skipped: %s", position, err)
@@ -282,9 +274,13 @@ class QikberryNotifier(BaseNotifier):
 
     def notify(self, context: Any) -> None:
         """Send the alert to every recipient (sync). Never raises."""
+        from airflow_qikberry.send_options import SendOptions
+
         try:
             text = self.render_text(context or {})
             numbers = self._numbers(self.hook.settings.default_region)
+            # The send parameters (sender, max_units) are this notifier's attributes of the same names.
+            options = SendOptions.from_operator(self)
         except Exception as err:
             self.log.error(
                 "Qikberry alert was not sent (connection %r): %s: %s",
@@ -294,11 +290,12 @@ class QikberryNotifier(BaseNotifier):
             )
             return
         for number in numbers:
-            self._send_one(number, text)
+            self._send_one(number, text, options)
 
-    def _send_one(self, number: str, text: str) -> None:
+    def _send_one(self, number: str, text: str, options: SendOptions) -> None:
         from pathlib import Path
 
+        from airflow_qikberry import sends
         from airflow_qikberry.notifications._dedupe import claim, default_lock_dir
         from airflow_qikberry.phone import mask_number
         from airflow_qikberry.sms_text import measure
@@ -324,9 +321,8 @@ class QikberryNotifier(BaseNotifier):
                         cid,
                     )
                     return
-                self.hook.send_sms(
-                    number, text, sender=self.sender or None, custom_id=cid, max_units=self.max_units
-                )
+                prepared = sends.prepare_sms(self.hook.settings, number, text, options.replace(custom_id=cid))
+                self.hook.send_prepared(prepared)
                 alert.mark_sent()
         except Exception as err:
             self.log.error(

@@ -29,11 +29,13 @@ from airflow.providers.common.compat.sdk import BaseOperator
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import XComArg
 
+    from airflow_qikberry.sms_text import EncodingOption
+
 __all__ = ["QikberryBulkCampaignOperator"]
 
 
 def _text(value: Any) -> Any:
-    # Native rendering turns "123456" (a numeric sender, a DLT id) into an int; the API wants text.
+    # Native rendering turns "123456" (a number in a name or a path) into an int; the API wants text.
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return value if value != "" else None
@@ -184,7 +186,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
         batch_size: int | None = None,
         interval: timedelta | float | None = None,
         tags: Sequence[str] | str | None = None,
-        encoding: str = "auto",
+        encoding: EncodingOption = "auto",
         max_units: int | None = None,
         flash: bool = False,
         webhook_id: str | None = None,
@@ -252,24 +254,19 @@ class QikberryBulkCampaignOperator(BaseOperator):
         from airflow_qikberry import campaign as c
         from airflow_qikberry import idempotency as ido
         from airflow_qikberry.hooks.qikberry import QikberryHook
+        from airflow_qikberry.send_options import SendOptions
 
         identity = ido.task_identity()
+        name = _text(self.name)
         options = c.CampaignOptions.checked(
-            name=self._default_name(context) if _text(self.name) is None else _text(self.name),
+            # The send parameters are this operator's attributes of the same names, as rendered; the name
+            # is the campaign's, checked (and defaulted) as such.
+            send=SendOptions.from_operator(self, name=None),
+            name=self._default_name(context) if name is None else name,
             message=None if self.message is None else str(self.message),
             has_template=self.message_template is not None,
-            sender=_text(self.sender),
-            service=_text(self.service),
-            template_id=_text(self.template_id),
-            entity_id=_text(self.entity_id),
-            schedule_at=_text(self.schedule_at),
             batch_size=self.batch_size,
             interval=self.interval,
-            tags=_text(self.tags),
-            encoding=self.encoding,
-            max_units=self.max_units,
-            flash=self.flash,
-            webhook_id=_text(self.webhook_id),
             chunk_size=self.chunk_size,
             max_invalid_ratio=self.max_invalid_ratio,
             check_balance=self.check_balance,

@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 
+from airflow_qikberry.connection import ConnectionSettings
 from airflow_qikberry.exceptions import QikberryError, QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_FIELDS
-from airflow_qikberry.hooks.qikberry import ConnectionSettings, QikberryHook, derive_custom_id, redact
+from airflow_qikberry.hooks.qikberry import QikberryHook
+from airflow_qikberry.idempotency import derive_custom_id
+from airflow_qikberry.protocol import redact
 from tests.helpers import TEST_TOKEN, all_log_text, count, fake_task_identity
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from airflow_qikberry import idempotency as ido
+from airflow_qikberry import payloads as p
 from airflow_qikberry import phone, sms_text, validation
-from airflow_qikberry import protocol as p
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from tests.helpers import SentRequests, Sleeps, count

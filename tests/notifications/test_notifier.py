@@ -105,6 +105,37 @@ def test_notify_sends_one_message_per_recipient_and_a_bad_number_does_not_stop_t
     assert "919876543211" not in logs.replace("9198XXXXX211", "")
 
 
+@pytest.mark.parametrize(
+    ("to", "said"),
+    [
+        ("", "to: is empty"),
+        ("  ", "to: is empty"),
+        ([], "to: is an empty list"),
+        ({"mobile": NUMBER}, "to: got a dict"),
+        ("{'mobile': '919876543210'}", "to: the rendered value is a dict, not a list"),
+    ],
+)
+def test_no_recipients_at_all_is_reported_not_silent(
+    qikberry_conn: str, emulator: Any, caplog: Any, capfd: Any, to: Any, said: str
+) -> None:
+    # The send operator's reader of `to` (recipients.recipient_list): an alert with no recipient says so.
+    # Break: split an empty string into no entries, as the notifier once did -> nothing is logged, fails.
+    QikberryNotifier(to=to, message="disk full")(_task_context())
+    logs = all_log_text(caplog, capfd)
+    assert "Qikberry alert was not sent" in logs and said in logs
+    assert NUMBER not in logs
+    assert emulator.messages() == []
+
+
+def test_a_record_among_the_recipients_is_skipped_with_a_hint(
+    qikberry_conn: str, emulator: Any, caplog: Any, capfd: Any
+) -> None:
+    QikberryNotifier(to=[{"mobile": "919876543211"}, NUMBER], message="disk full")(_task_context())
+    assert [m["mobile"] for m in emulator.messages()] == [NUMBER]
+    logs = all_log_text(caplog, capfd)
+    assert "recipient 1 skipped" in logs and "map(attribute='mobile')" in logs
+
+
 def test_templated_fields_are_rendered(qikberry_conn: str, emulator: Any) -> None:
     # Break: drop "to"/"message" from template_fields -> the literal "{{ ... }}" text is refused / sent.
     notifier = QikberryNotifier(to="{{ params.oncall }}", message="{{ ti.task_id }} broke")
