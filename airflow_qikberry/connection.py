@@ -1,4 +1,5 @@
-"""The ``qikberry`` connection: its fields, how they are parsed and checked, and its legacy UI form.
+"""
+The ``qikberry`` connection: its fields, how they are parsed and checked, and its legacy UI form.
 
 The declarative form (``conn-fields``) lives in :mod:`airflow_qikberry.get_provider_info`, which Airflow
 reads without importing the hook; this module turns a stored connection into :class:`ConnectionSettings`
@@ -40,10 +41,13 @@ SETTLE_MARGIN = 10.0
 
 
 def settle_time(timeout: float, window: float) -> float:
-    """The longest a send may need to settle one unknown outcome and be posted again: its first post may use
-    a whole read ``timeout`` before the outcome is known to be unknown, the lookups then take the reconcile
-    ``window``, and the lookups' round trips and the backoff before the resend take up to
-    :data:`SETTLE_MARGIN`. A retry deadline shorter than this ends such a send as unknown, every time."""
+    """
+    Return the longest a send may need to settle one unknown outcome and be posted again.
+
+    Its first post may use a whole read ``timeout`` before the outcome is known to be unknown, the lookups
+    then take the reconcile ``window``, and the lookups' round trips and the backoff before the resend take up
+    to :data:`SETTLE_MARGIN`. A retry deadline shorter than this ends such a send as unknown, every time.
+    """
     return timeout + window + SETTLE_MARGIN
 
 
@@ -56,7 +60,8 @@ def fitted_retry_deadline(
     window_from: str = "reconcile_window",
     timeout_from: str = "timeout",
 ) -> float:
-    """The retry deadline to use with this reconcile ``window`` and read ``timeout``.
+    """
+    Return the retry deadline to use with this reconcile ``window`` and read ``timeout``.
 
     Unset (``None``), it is derived: :data:`DEFAULT_RETRY_DEADLINE`, or :func:`settle_time` when the window
     and timeout need more. Set, it must leave room for :func:`settle_time`, or the combination is refused
@@ -85,7 +90,8 @@ def fitted_retry_deadline(
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    """The `qikberry` connection, parsed and checked. ``token`` is excluded from ``repr``.
+    """
+    The `qikberry` connection, parsed and checked. ``token`` is excluded from ``repr``.
 
     ``reconcile_window`` is how long (seconds) an ambiguous send is looked for by its custom id before it
     is taken as not accepted; ``api_timezone`` is the zone of the API's ``submitted_at`` timestamps;
@@ -214,7 +220,7 @@ def _source(value: Any, name: str) -> str:
 
 
 def _poll_budget(value: Any, rate: int) -> int:
-    """The poll budget: half the GET budget unless set; never above it, since every poll draws from both."""
+    """Return the poll budget: half the GET budget unless set; never above it (every poll draws from both)."""
     if value is None:
         return max(1, rate // 2)
     budget = _whole_number(value, "poll_budget_per_minute", 1)
@@ -244,8 +250,11 @@ def _boolean(value: Any, name: str, *, default: bool) -> bool:
 
 
 def _region(value: object) -> str | None:
-    """The connection's default region, refused at once when phonenumbers does not know it: otherwise the
-    mistake would only surface at the first national number, possibly deep into a campaign."""
+    """
+    Return the connection's default region, refused at once when phonenumbers does not know it.
+
+    Otherwise the mistake would only surface at the first national number, possibly deep into a campaign.
+    """
     if value is None or value == "":
         return None
     from airflow_qikberry.phone import validate_region
@@ -339,7 +348,7 @@ def connection_form_widgets() -> dict[str, Any]:
 
 
 def _at_least(minimum: float) -> Any:
-    """A WTForms validator: the text is a number >= ``minimum``."""
+    """Return a WTForms validator: the text is a number >= ``minimum``."""
     from wtforms.validators import ValidationError
 
     def check(form: Any, field: Any) -> None:

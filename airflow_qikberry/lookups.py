@@ -1,4 +1,5 @@
-"""Status and balance lookups, written once for the sync and the async hook, without I/O.
+"""
+Status and balance lookups, written once for the sync and the async hook, without I/O.
 
 Each lookup here is a sans-IO core (:mod:`airflow_qikberry.sansio`): it yields :class:`Request` values (a
 GET's path and query) and receives the parsed :class:`~airflow_qikberry.protocol.ApiResponse`. The sync
@@ -48,8 +49,11 @@ Lookup = Core[Request, ApiResponse, T]
 
 
 def group_query(group_id: object) -> dict[str, str]:
-    """The ``sms/status`` query of a group (request or campaign), its id checked before any request: a blank
-    value or a list (which would be sent as its repr) is a :class:`QikberryValidationError`."""
+    """
+    Return the ``sms/status`` query of a group (request or campaign), its id checked before any request.
+
+    A blank value or a list (which would be sent as its repr) is a :class:`QikberryValidationError`.
+    """
     # Imported here: validation costs about 6 ms to import, which the async hook (and so every trigger
     # module import) would pay up front; the check itself runs before any request either way.
     from airflow_qikberry.validation import validate_text_id
@@ -62,14 +66,16 @@ def group_query(group_id: object) -> dict[str, str]:
 
 
 def message_query(message_id: str) -> dict[str, str]:
-    """The ``sms/status`` query of one message, as delivery polls ask for it."""
+    """Return the ``sms/status`` query of one message, as delivery polls ask for it."""
     return status_params(message_id=message_id, custom_id=None, mobile=None, default_region=None)
 
 
 class StatusQuery:
-    """One ``sms/status`` query, page after page: ``request`` is the next GET to make (None once the last
-    page was read); :meth:`read` turns that GET's answer into a :class:`~airflow_qikberry.models.StatusPage`
-    and moves on to the page it names as the next.
+    """
+    One ``sms/status`` query, page after page.
+
+    ``request`` is the next GET to make (None once the last page was read); :meth:`read` turns that GET's
+    answer into a :class:`~airflow_qikberry.models.StatusPage` and moves on to the page it names as the next.
 
     Example::
 
@@ -90,7 +96,7 @@ class StatusQuery:
         return Request(Paths.STATUS, {**self.params, "page": page if page > 1 else None})
 
     def read(self, response: ApiResponse) -> StatusPage[MessageStatus]:
-        """The rows of the page just asked for, the next page's number and the query's total, if given."""
+        """Return the rows of the page asked for, the next page's number and the query's total (if any)."""
         if self.page is None:
             raise ValueError("read() after the last page")
         rows, following = status_page(response, self.page)
@@ -115,8 +121,11 @@ def status_rows(params: Mapping[str, Any]) -> Lookup[list[MessageStatus]]:
 
 
 def balance(service: str | None = None) -> Lookup[list[Balance]]:
-    """Credits per service (``finance/balance``), only ``service``'s when given; an API that answers 404
-    there is asked at the legacy ``account/balance`` instead."""
+    """
+    Credits per service (``finance/balance``), only ``service``'s when given.
+
+    An API that answers 404 there is asked at the legacy ``account/balance`` instead.
+    """
     from airflow_qikberry.validation import validate_service  # see group_query
 
     wanted = validate_service(service) if service is not None else None

@@ -1,4 +1,5 @@
-"""Typed results of Qikberry API calls (data only: parsing lives here, transport in the hook).
+"""
+Typed results of Qikberry API calls (data only: parsing lives here, transport in the hook).
 
 Example::
 
@@ -53,7 +54,7 @@ def _opt_str(value: Any) -> str | None:
 
 
 def group_of(message_id: str) -> str | None:
-    """The request/campaign uuid of a ``<uuid>:<n>`` message id."""
+    """Return the request/campaign uuid of a ``<uuid>:<n>`` message id."""
     head, sep, _ = message_id.rpartition(":")
     return head if sep else None
 
@@ -64,7 +65,8 @@ def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class SentMessage:
-    """One recipient row of an accepted send (``sms/send``, ``sms/send/json``).
+    """
+    One recipient row of an accepted send (``sms/send``, ``sms/send/json``).
 
     ``mobile`` is in one canonical form, digits with the country code, however the API wrote it.
     """
@@ -113,7 +115,8 @@ class SentMessage:
         return _jsonable(asdict(self))
 
     def to_xcom(self) -> dict[str, Any]:
-        """What an operator returns for this message: JSON-safe, the number masked (it is personal data).
+        """
+        Return what an operator returns for this message: JSON-safe, the number masked (it is personal data).
 
         ``charges`` is a float so templates can sum it; ``id`` feeds a delivery sensor directly.
         """
@@ -210,8 +213,11 @@ Row = TypeVar("Row", bound=StatusRow, covariant=True)
 
 @dataclass(frozen=True)
 class StatusPage(Generic[Row]):
-    """One page of ``sms/status`` rows, the number of the page after it (None: it was the last) and, when
-    the API says, how many rows the query has in all (``meta.total``).
+    """
+    One page of ``sms/status`` rows.
+
+    With the number of the page after it (None: it was the last) and, when the API says, how many rows the
+    query has in all (``meta.total``).
 
     Example::
 
@@ -247,7 +253,7 @@ class Balance:
 
     @classmethod
     def list_from(cls, rows: Iterable[Mapping[str, Any]], service: str | None = None) -> list[Balance]:
-        """The balance rows of a response, only ``service``'s when given."""
+        """Return the balance rows of a response, only ``service``'s when given."""
         balances = [cls.from_api(row) for row in rows]
         return [b for b in balances if service is None or b.service == service]
 
@@ -257,7 +263,8 @@ class Balance:
 
 @dataclass(frozen=True)
 class CostEstimate:
-    """What a send is expected to cost on one service, against what the account has.
+    """
+    What a send is expected to cost on one service, against what the account has.
 
     ``credits_needed`` is ``units`` times the service's per-unit ``charges`` (reference section 4.10); a
     postpaid service is always covered. Example::
@@ -293,7 +300,8 @@ class CostEstimate:
 
 
 def estimate_cost(units: int, balances: Iterable[Balance], service: str) -> CostEstimate:
-    """Price ``units`` SMS parts on ``service`` from the account's balance rows.
+    """
+    Price ``units`` SMS parts on ``service`` from the account's balance rows.
 
     Raises :class:`~airflow_qikberry.exceptions.QikberryValidationError` (field ``service``) when the account
     has no balance row for the service, naming the services it has.

@@ -1,4 +1,5 @@
-"""Client-side rate limiting: token buckets per (base URL, token), shared by every hook of a process.
+"""
+Client-side rate limiting: token buckets per (base URL, token), shared by every hook of a process.
 
 The API allows 1000 GET requests per minute per token. Every hook, sync or async (and so every sensor and
 trigger) in a process that uses the same token draws from the same bucket (:data:`GET_BUDGETS`), so together
@@ -34,8 +35,11 @@ __all__ = [
 
 
 class Budget(Protocol):
-    """What a transport draws from before each request: one :class:`TokenBucket`, or a :class:`BucketChain`
-    of several used as one."""
+    """
+    What a transport draws from before each request.
+
+    One :class:`TokenBucket`, or a :class:`BucketChain` of several used as one.
+    """
 
     rate_per_minute: float
     capacity: float
@@ -74,7 +78,8 @@ async def _acquire_async(budget: Budget) -> float:
 
 
 class TokenBucket:
-    """A thread-safe token bucket refilling ``rate_per_minute`` tokens per minute, holding at most ``burst``.
+    """
+    A thread-safe token bucket refilling ``rate_per_minute`` tokens per minute, holding at most ``burst``.
 
     Example::
 
@@ -121,8 +126,12 @@ class TokenBucket:
             return max(wait, self._not_before - now)
 
     def hold(self, seconds: float) -> None:
-        """Hand out no token for ``seconds`` from now (a server's ``Retry-After``): every caller in the
-        process waits it out, instead of each one spending a request to learn about the 429 again."""
+        """
+        Hand out no token for ``seconds`` from now (a server's ``Retry-After``).
+
+        Every caller in the process waits it out, instead of each one spending a request to learn about the
+        429 again.
+        """
         if seconds > 0:
             with self._lock:
                 self._not_before = max(self._not_before, self._clock() + seconds)
@@ -132,7 +141,8 @@ class TokenBucket:
         return _acquire(self, self._sleep)
 
     async def acquire_async(self) -> float:
-        """Wait, without blocking the event loop, until a token is available; returns the seconds waited.
+        """
+        Wait, without blocking the event loop, until a token is available; returns the seconds waited.
 
         Draws from the same budget as :meth:`acquire`, so threads and coroutines of one process share it.
         A cancelled wait gives its token back.
@@ -146,7 +156,8 @@ class TokenBucket:
 
 
 class BucketChain:
-    """Several buckets used as one: each acquire takes a token from every bucket and waits for the slowest.
+    """
+    Several buckets used as one: each acquire takes a token from every bucket and waits for the slowest.
 
     It owns no tokens, only its members do; ``sleep`` is how :meth:`acquire` waits (threads),
     :meth:`acquire_async` waits on the event loop.
@@ -187,13 +198,17 @@ class BucketChain:
 
 
 def token_key(base_url: str, token: str) -> tuple[str, str]:
-    """The identity of a (server, token) that may be kept in memory: the base URL without its trailing slash
-    and a SHA-256 digest of the token, never the token itself."""
+    """
+    Return the identity of a (server, token) that may be kept in memory.
+
+    The base URL without its trailing slash and a SHA-256 digest of the token, never the token itself.
+    """
     return base_url.rstrip("/"), hashlib.sha256(token.encode()).hexdigest()
 
 
 class BudgetRegistry:
-    """The process-wide buckets of one kind of budget, one per (base URL, token).
+    """
+    The process-wide buckets of one kind of budget, one per (base URL, token).
 
     Example::
 
@@ -206,7 +221,7 @@ class BudgetRegistry:
         self._lock = threading.Lock()
 
     def bucket(self, base_url: str, token: str, rate_per_minute: float) -> TokenBucket:
-        """The bucket of a (base URL, token); a changed rate replaces it."""
+        """Return the bucket of a (base URL, token); a changed rate replaces it."""
         key = token_key(base_url, token)
         with self._lock:
             bucket = self._buckets.get(key)

@@ -1,5 +1,8 @@
-"""Sends, prepared: the requests of ``sms/send``, ``sms/send/json`` and ``sms/bulk`` built and checked, and
-how each one's answer is read and its custom id looked up.
+"""
+Sends, prepared.
+
+The requests of ``sms/send``, ``sms/send/json`` and ``sms/bulk`` built and checked, and how each one's answer
+is read and its custom id looked up.
 
 ``prepare_sms``, ``prepare_batch`` and ``prepare_upload`` check every argument against the connection and
 build the request; they make no request (an upload's file is opened to read its size and, for a CSV with a
@@ -60,8 +63,12 @@ T = TypeVar("T")
 
 
 class SendIO(NamedTuple):
-    """What running a prepared send needs from its hook: the transport to post through, a reader of every
-    ``sms/status`` row of a query (all pages), the reused-custom-id check of a lookup, and the logger."""
+    """
+    What running a prepared send needs from its hook.
+
+    The transport to post through, a reader of every ``sms/status`` row of a query (all pages), the
+    reused-custom-id check of a lookup, and the logger.
+    """
 
     transport: RequestsTransport
     status_rows: Callable[[Mapping[str, str]], Iterable[MessageStatus]]
@@ -70,8 +77,12 @@ class SendIO(NamedTuple):
 
 
 class PreparedSend(Protocol[T]):
-    """A send checked and built, ready to run: :meth:`to_send` gives what ``ExactlyOnce`` runs and whether
-    to look it up before posting it (a task retry)."""
+    """
+    A send checked and built, ready to run.
+
+    :meth:`to_send` gives what ``ExactlyOnce`` runs and whether to look it up before posting it (a task
+    retry).
+    """
 
     def to_send(self, io: SendIO) -> tuple[ido.Send[T], bool]: ...
 
@@ -84,8 +95,12 @@ def _flag(value: object, field: str) -> bool:
 
 
 class SmsRequest(NamedTuple):
-    """A checked ``sms/send``: its numbers, its parameters in wire form (text and type included; the numbers
-    and the custom id are added when it runs) and how its text is billed."""
+    """
+    A checked ``sms/send``.
+
+    Its numbers, its parameters in wire form (text and type included; the numbers and the custom id are added
+    when it runs) and how its text is billed.
+    """
 
     numbers: list[str]
     payload: dict[str, Any]
@@ -283,8 +298,11 @@ class _BatchReader:
 def _answer_rows(
     sent: Sequence[SentMessage], cids: Sequence[str], numbers: Sequence[str]
 ) -> dict[int, SentMessage] | None:
-    """The rows of a batch's answer by node index (by custom id, else by number), or None when a row names
-    a node that was not sent (an answer that cannot be trusted row by row)."""
+    """
+    Return the rows of a batch's answer by node index (by custom id, else by number).
+
+    None when a row names a node that was not sent (an answer that cannot be trusted row by row).
+    """
     by_cid = {cid: i for i, cid in enumerate(cids)}
     by_number: dict[str, list[int]] = {}
     for i, n in enumerate(numbers):
@@ -310,8 +328,11 @@ def prepare_batch(
     resend: bool = False,
     check_first: bool | None = None,
 ) -> BatchRequest:
-    """Check and build a batch of per-recipient texts (``sms/send/json``); ``message`` is the nodes' default
-    text. See ``QikberryHook.send_batch``."""
+    """
+    Check and build a batch of per-recipient texts (``sms/send/json``).
+
+    ``message`` is the nodes' default text. See ``QikberryHook.send_batch``.
+    """
     resend = _flag(resend, "resend")
     if check_first is not None:
         check_first = _flag(check_first, "check_first")
@@ -401,8 +422,11 @@ def prepare_upload(
     filename: str | None = None,
     resend: bool = False,
 ) -> BulkUpload:
-    """Check and build a bulk upload of one text to every number in a TXT/CSV file (``sms/bulk``). See
-    ``QikberryHook.upload_bulk``."""
+    """
+    Check and build a bulk upload of one text to every number in a TXT/CSV file (``sms/bulk``).
+
+    See ``QikberryHook.upload_bulk``.
+    """
     resend = _flag(resend, "resend")
     options.refuse_unless(BulkParams, Paths.BULK)
     payload, _ = root_payload(options, settings, message)

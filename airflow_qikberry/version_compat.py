@@ -1,4 +1,5 @@
-"""Which Airflow this process runs, for the few places that must differ between Airflow 2.11 and 3.x.
+"""
+Which Airflow this process runs, for the few places that must differ between Airflow 2.11 and 3.x.
 
 As in the official providers: prefer ``airflow.providers.common.compat`` imports (they pick the right path
 on every version); branch on these flags only where behaviour, not an import path, differs.

@@ -241,7 +241,8 @@ class SentRequests(list[Any]):
 
 def _provider_dir() -> str:
     spec = importlib.util.find_spec("airflow_qikberry")  # where it is installed; importing it is not needed
-    assert spec is not None and spec.origin is not None
+    assert spec is not None
+    assert spec.origin is not None
     return str(Path(spec.origin).resolve().parent) + "/"
 
 

@@ -187,7 +187,8 @@ def test_threads_and_tasks_share_one_budget(monkeypatch: pytest.MonkeyPatch) -> 
     # 240 grants at one instant: 10 free, then one every 0.1 s - the budget of 600/min, whoever asked.
     assert sorted(delays) == pytest.approx([0.0] * 10 + [k / 10 for k in range(1, total - 10 + 1)])
     assert len(thread_waits) + len(task_waits) == total - 10  # each positive delay was waited, once
-    assert thread_waits and task_waits  # both kinds queued in the one schedule
+    assert thread_waits
+    assert task_waits
     # Later on, the refill never exceeds the rate: 1 s after the last slot, one burst of 10 at most.
     clock.now += (total - 10) / 10 + 1.0
     assert [bucket.reserve() for _ in range(11)][-2:] == [0.0, pytest.approx(0.1)]
@@ -205,7 +206,8 @@ def test_registry_keys_never_hold_the_token(monkeypatch: pytest.MonkeyPatch) -> 
     assert bucket_for("https://alerts.example.com/api/v2/", token + "x", 1000) is not first
     assert bucket_for("https://other.example.com/api/v2/", token, 1000) is not first
     replaced = bucket_for("https://alerts.example.com/api/v2/", token, 500)  # a changed rate: new bucket
-    assert replaced is not first and replaced.rate_per_minute == 500
+    assert replaced is not first
+    assert replaced.rate_per_minute == 500
     assert len(ratelimit.GET_BUDGETS) == 3
     for key, bucket in ratelimit.GET_BUDGETS.items():
         assert all(token not in part for part in key)
@@ -250,7 +252,8 @@ def test_a_chain_waits_for_its_slower_bucket_in_threads_and_coroutines(
     get, poll = (slow, fast) if slower == "get" else (fast, slow)
     chain = BucketChain(get, poll, sleep=clock.sleep)
     budget: Budget = chain  # both kinds satisfy the one protocol transports are typed with
-    assert budget.capacity == 5 and budget.rate_per_minute == 600
+    assert budget.capacity == 5
+    assert budget.rate_per_minute == 600
     waits = [chain.acquire() for _ in range(8)]
     assert waits[:5] == [0.0] * 5
     assert waits[5:] == pytest.approx([0.1] * 3)  # one slow token each, the clock moved by each sleep
@@ -285,4 +288,5 @@ def test_a_cancelled_chain_wait_gives_back_every_members_token() -> None:
             await waiter
 
     asyncio.run(main())
-    assert get._tokens == pytest.approx(1) and poll._tokens == pytest.approx(0)
+    assert get._tokens == pytest.approx(1)
+    assert poll._tokens == pytest.approx(0)

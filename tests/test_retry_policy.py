@@ -47,7 +47,8 @@ def test_retry_after_waits_never_run_past_the_deadline() -> None:
     with pytest.raises(QikberryRateLimitError):
         policy(fake, deadline=60.0, max_attempts=10, max_retry_after=60.0).run(attempt)
     # One 50 s wait fits in 60 s; a second would end at 100 s, so it is never started.
-    assert fake.sleeps == [50.0] and calls == [0.0, 50.0]
+    assert fake.sleeps == [50.0]
+    assert calls == [0.0, 50.0]
 
 
 def test_max_retry_after_caps_the_server_wait() -> None:

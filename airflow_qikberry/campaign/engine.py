@@ -1,5 +1,7 @@
-"""The whole campaign: prepare, check, and send (or, in a dry run, only report), with a progress line per
-chunk; returns the summary the operator pushes to XCom.
+"""
+The whole campaign: prepare, check, and send (or, in a dry run, only report), with a progress line per chunk.
+
+Returns the summary the operator pushes to XCom.
 
 See :mod:`airflow_qikberry.campaign` and docs/campaign.md.
 """
@@ -17,10 +19,10 @@ from airflow_qikberry.campaign.chunks import ChunkOutcome, ChunkSender, NotSentR
 from airflow_qikberry.campaign.options import CampaignOptions, Chunk, ChunkPlan, batch_times
 from airflow_qikberry.campaign.preparation import Prepared, RejectedReport, Spool, check_limits, prepare
 from airflow_qikberry.campaign.resume import STORE_PAGE, ProgressRecord, Resume
-from airflow_qikberry.campaign.sources import Source
 from airflow_qikberry.exceptions import QikberryInsufficientBalanceError
 
 if TYPE_CHECKING:
+    from airflow_qikberry.campaign.sources import Source
     from airflow_qikberry.hooks.qikberry import QikberryHook
     from airflow_qikberry.idempotency import TaskIdentity
 
@@ -79,7 +81,8 @@ def run_campaign(
     identity: Any = _CURRENT_TASK,
     log: Any = None,
 ) -> dict[str, Any]:
-    """Prepare, check, and send (or, with ``dry_run``, only report) a campaign; returns its summary.
+    """
+    Prepare, check, and send (or, with ``dry_run``, only report) a campaign; returns its summary.
 
     ``store`` is Airflow's ``task_state_store`` (3.3+) or None; ``identity`` defaults to the running task's.
     The summary is JSON-safe and holds no phone number: ``campaign, group_ids, accepted,
@@ -282,8 +285,10 @@ def _send(
     log: Any,
     summary: dict[str, Any],
 ) -> int:
-    """Pass 2: send chunks ``start..`` in order (of chunk ``start`` only the ``pending`` rows, when an earlier
-    try sent the rest); returns how many messages this try got accepted.
+    """
+    Pass 2: send chunks ``start..`` in order; return how many messages this try got accepted.
+
+    Of chunk ``start`` only the ``pending`` rows are sent, when an earlier try sent the rest.
 
     ``scan`` (a retry without task state): when a chunk this try sent comes out with no row accepted, an
     earlier try may have sent it the same way and gone on, leaving no trace to search by; so the next chunk
@@ -364,8 +369,12 @@ def _finish(
     rejected_path: str | None,
     log: Any,
 ) -> dict[str, Any]:
-    """The summary with the rows the API did not take; a typed error when, with the rows rejected before
-    sending, they are more than ``max_invalid_ratio`` allows (everything else was sent by then)."""
+    """
+    Return the summary with the rows the API did not take.
+
+    A typed error when, with the rows rejected before sending, they are more than ``max_invalid_ratio`` allows
+    (everything else was sent by then).
+    """
     from airflow_qikberry.exceptions import QikberryRowsNotSentError
 
     not_sent = sum(reasons.values())

@@ -1,4 +1,5 @@
-"""What a delivery wait tells people: one-line descriptions, failure and timeout messages, trigger events.
+"""
+What a delivery wait tells people: one-line descriptions, failure and timeout messages, trigger events.
 
 Example::
 
@@ -53,7 +54,7 @@ def timeout_message(summary: Mapping[str, Any]) -> str:
 def event_payload(
     status: Literal["success", "failure", "timeout", "error"], summary: Mapping[str, Any], message: str = ""
 ) -> dict[str, Any]:
-    """The payload of every delivery trigger event (and of any future push-driven trigger)."""
+    """Return the payload of every delivery trigger event (and of any future push-driven trigger)."""
     if not message:
         if status == "failure":
             message = failure_message(summary)

@@ -1,9 +1,11 @@
-"""QikberryHook: the public sync hook. It reads the connection, owns the HTTP transport and the retry policy,
-and hands the work to the modules that do it: a send's keyword arguments become one
-:class:`~airflow_qikberry.send_options.SendOptions`, :mod:`airflow_qikberry.sends` checks and builds the
-request, and :mod:`airflow_qikberry.idempotency` runs it exactly once through the transport
-(:mod:`airflow_qikberry.transport`). Status and balance lookups read the wire format of
-:mod:`airflow_qikberry.protocol`.
+"""
+QikberryHook: the public sync hook.
+
+It reads the connection, owns the HTTP transport and the retry policy, and hands the work to the modules that
+do it: a send's keyword arguments become one :class:`~airflow_qikberry.send_options.SendOptions`,
+:mod:`airflow_qikberry.sends` checks and builds the request, and :mod:`airflow_qikberry.idempotency` runs it
+exactly once through the transport (:mod:`airflow_qikberry.transport`). Status and balance lookups read the
+wire format of :mod:`airflow_qikberry.protocol`.
 
 DAG files import this module at every parse, so it imports only what defining the class needs; the modules
 that do the work are imported on first use.
@@ -42,7 +44,8 @@ __all__ = ["QikberryHook"]
 
 
 class QikberryHook(BaseHook):
-    """Talk to the Qikberry SMS API (MOBtexting v2): send, look up delivery status, check balance.
+    """
+    Talk to the Qikberry SMS API (MOBtexting v2): send, look up delivery status, check balance.
 
     The connection (conn type ``qikberry``) holds the access token in its password, the base URL in its
     host and defaults (sender, service, DLT entity id, default region, ...) in its extras. It is read
@@ -193,7 +196,8 @@ class QikberryHook(BaseHook):
         return settings
 
     def _fit_to(self, s: ConnectionSettings) -> None:
-        """Check this hook's arguments together with the connection's extras, and set the retry deadline.
+        """
+        Check this hook's arguments together with the connection's extras, and set the retry deadline.
 
         A send must be able to settle an unknown outcome within its deadline: refused here, before any
         request, when an explicit ``retry_deadline`` is too short for the reconcile window and timeout in
@@ -234,8 +238,12 @@ class QikberryHook(BaseHook):
 
     @cached_property
     def _polls(self) -> RequestsTransport:
-        """The transport of delivery polls (:meth:`poll_page`, :meth:`poll_message`): this one's session and
-        retry policy, within the poll budget as well; a 429 holds the poll budget of the whole process."""
+        """
+        The transport of delivery polls (:meth:`poll_page`, :meth:`poll_message`).
+
+        This one's session and retry policy, within the poll budget as well; a 429 holds the poll budget of
+        the whole process.
+        """
         return self.transport.for_polls()
 
     @property
@@ -307,7 +315,8 @@ class QikberryHook(BaseHook):
     def send_sms(
         self, to: str | Iterable[str], message: str, *, resend: bool = False, **params: Unpack[SmsParams]
     ) -> list[SentMessage]:
-        """Send one text to one or more numbers (``sms/send``); returns one :class:`SentMessage` per number.
+        """
+        Send one text to one or more numbers (``sms/send``); returns one :class:`SentMessage` per number.
 
         The keyword arguments are the send parameters of ``sms/send``
         (:class:`~airflow_qikberry.send_options.SmsParams`): ``sender``, ``service``, ``template_id``,
@@ -335,7 +344,8 @@ class QikberryHook(BaseHook):
         check_first: bool | None = None,
         **params: Unpack[BatchParams],
     ) -> BatchResult:
-        """Send per-recipient texts in one request (``sms/send/json``).
+        """
+        Send per-recipient texts in one request (``sms/send/json``).
 
         Each node is a mapping with ``to`` (one number) and optionally any send parameter the API lets a
         node override: ``message``, ``sender``, ``template_id``, ``entity_id``, ``encoding``, ``flash``,
@@ -388,7 +398,8 @@ class QikberryHook(BaseHook):
         resend: bool = False,
         **params: Unpack[BulkParams],
     ) -> int:
-        """Send one text to every number in a TXT/CSV file (``sms/bulk``); returns the accepted count.
+        """
+        Send one text to every number in a TXT/CSV file (``sms/bulk``); returns the accepted count.
 
         The keyword arguments are the send parameters of ``sms/bulk``
         (:class:`~airflow_qikberry.send_options.BulkParams`: no ``tags``, no ``name``). The file (a path, or a
@@ -414,10 +425,12 @@ class QikberryHook(BaseHook):
         )
 
     def send_prepared(self, prepared: PreparedSend[T]) -> T:
-        """Run a send that :mod:`airflow_qikberry.sends` prepared (``prepare_sms``, ``prepare_batch``,
-        ``prepare_upload``), exactly once: what the send methods above do after checking their arguments,
-        and what the send operator runs (the very value its dry run would show), the notifier and the
-        campaign too.
+        """
+        Run a send that :mod:`airflow_qikberry.sends` prepared, exactly once.
+
+        The send comes from ``prepare_sms``, ``prepare_batch`` or ``prepare_upload``. This is what the send
+        methods above do after checking their arguments, and what the send operator runs (the very value its
+        dry run would show), the notifier and the campaign too.
 
         Example::
 
@@ -442,7 +455,8 @@ class QikberryHook(BaseHook):
         custom_id: str | None = None,
         mobile: str | None = None,
     ) -> list[MessageStatus]:
-        """Delivery status by message id, custom id and/or number (``sms/status``); combined keys AND.
+        """
+        Delivery status by message id, custom id and/or number (``sms/status``); combined keys AND.
 
         Follows the API's pages, so a custom id naming many messages returns all of them.
         """
@@ -463,8 +477,11 @@ class QikberryHook(BaseHook):
         return self._status_rows(group_query(group_id))
 
     def group_page(self, group_id: str, page: int = 1) -> tuple[list[MessageStatus], int | None, int | None]:
-        """One 100-row page of a group's statuses: its rows, the next page's number (None: it was the last)
-        and the group's row count in all when the API gives it (``meta.total``), else None.
+        """
+        One 100-row page of a group's statuses.
+
+        Its rows, the next page's number (None: it was the last) and the group's row count in all when the API
+        gives it (``meta.total``), else None.
 
         Example::
 
@@ -484,7 +501,7 @@ class QikberryHook(BaseHook):
         return self._run(page_of(group_query(group_id), page), self._polls)
 
     def poll_message(self, message_id: str) -> list[MessageStatus]:
-        """The status of one message, as a delivery sensor polls it (within the poll budget)."""
+        """Return the status of one message, as a delivery sensor polls it (within the poll budget)."""
         from airflow_qikberry.lookups import message_query, status_rows
 
         return self._run(status_rows(message_query(message_id)), self._polls)

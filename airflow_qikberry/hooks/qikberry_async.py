@@ -1,4 +1,5 @@
-"""QikberryAsyncHook: delivery-status and balance lookups for triggers, over the httpx transport.
+"""
+QikberryAsyncHook: delivery-status and balance lookups for triggers, over the httpx transport.
 
 It only reads (status, balance): sends happen on workers through :class:`QikberryHook`, never in the
 triggerer, whose restarts would repeat them. Its lookups are the sync hook's, written once in
@@ -31,12 +32,12 @@ from airflow_qikberry.lookups import (
     page_of,
     status_rows,
 )
-from airflow_qikberry.models import Balance, MessageStatus, StatusPage
 from airflow_qikberry.protocol import ApiResponse, status_params
 from airflow_qikberry.sansio import adrive
 from airflow_qikberry.transport.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from airflow_qikberry.models import Balance, MessageStatus, StatusPage
     from airflow_qikberry.transport.aio import HttpxTransport
 
 __all__ = ["QikberryAsyncHook"]
@@ -45,7 +46,8 @@ T = TypeVar("T")
 
 
 class QikberryAsyncHook(BaseHook):
-    """Async twin of :class:`~airflow_qikberry.hooks.qikberry.QikberryHook` for lookups (status, balance).
+    """
+    Async twin of :class:`~airflow_qikberry.hooks.qikberry.QikberryHook` for lookups (status, balance).
 
     The connection is fetched with common.compat's async-safe helper on first use; one pooled
     ``httpx.AsyncClient`` serves every call until :meth:`close`.
@@ -102,7 +104,7 @@ class QikberryAsyncHook(BaseHook):
         self._poll_transport: HttpxTransport | None = None
 
     async def get_settings(self) -> ConnectionSettings:
-        """The parsed connection, fetched once without blocking the event loop."""
+        """Return the parsed connection, fetched once without blocking the event loop."""
         if self._settings is None:
             from airflow.providers.common.compat.connection import get_async_connection
             from airflow.providers.common.compat.sdk import mask_secret
@@ -125,8 +127,12 @@ class QikberryAsyncHook(BaseHook):
         return self._transport
 
     async def get_poll_transport(self) -> HttpxTransport:
-        """The transport of delivery polls: this hook's client and retry policy, within both the token's GET
-        budget and its poll budget; a 429 holds the poll budget of the whole process."""
+        """
+        Return the transport of delivery polls.
+
+        This hook's client and retry policy, within both the token's GET budget and its poll budget; a 429
+        holds the poll budget of the whole process.
+        """
         if self._poll_transport is None:
             self._poll_transport = (await self.get_transport()).for_polls()
         return self._poll_transport
@@ -184,8 +190,12 @@ class QikberryAsyncHook(BaseHook):
     # -- delivery polling (triggers)
 
     def _poll(self, max_age: float) -> Callable[[Request], Awaitable[ApiResponse]]:
-        """A delivery trigger's GET: within the poll budget, and made once for every identical GET of this
-        event loop (an answer up to ``max_age`` seconds old is reused)."""
+        """
+        Return a delivery trigger's GET.
+
+        Within the poll budget, and made once for every identical GET of this event loop (an answer up to
+        ``max_age`` seconds old is reused).
+        """
         from airflow_qikberry.transport.coalesce import coalescer, request_key
 
         async def get(request: Request) -> ApiResponse:
@@ -199,8 +209,11 @@ class QikberryAsyncHook(BaseHook):
     async def poll_page(
         self, group_id: str, page: int = 1, *, max_age: float = 0.0
     ) -> StatusPage[MessageStatus]:
-        """One page of a group's statuses, as a delivery trigger polls it: within the poll budget, and made
-        once for every identical poll of this event loop (an answer up to ``max_age`` seconds old is reused).
+        """
+        One page of a group's statuses, as a delivery trigger polls it.
+
+        Within the poll budget, and made once for every identical poll of this event loop (an answer up to
+        ``max_age`` seconds old is reused).
 
         Example::
 
@@ -210,5 +223,5 @@ class QikberryAsyncHook(BaseHook):
         return await self._run(page_of(group_query(group_id), page), self._poll(max_age))
 
     async def poll_message(self, message_id: str, *, max_age: float = 0.0) -> list[MessageStatus]:
-        """The status of one message, as a delivery trigger polls it (see :meth:`poll_page`)."""
+        """Return the status of one message, as a delivery trigger polls it (see :meth:`poll_page`)."""
         return await self._run(status_rows(message_query(message_id)), self._poll(max_age))

@@ -1,6 +1,8 @@
-"""The send state machine: :class:`ExactlyOnce` runs a prepared :class:`Send` so that it is accepted once,
-or reported as not sent or as an unknown outcome, settling an unknown outcome by looking its custom id up
-over the reconcile window.
+"""
+The send state machine.
+
+:class:`ExactlyOnce` runs a prepared :class:`Send` so that it is accepted once, or reported as not sent or as
+an unknown outcome, settling an unknown outcome by looking its custom id up over the reconcile window.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def accounted_for(sent: Sequence[SentMessage], numbers: Sequence[str], what: str
 
 
 class Send(Generic[T]):
-    """One send, prepared: how to post it, read its answer, look it up, and describe an unknown outcome.
+    """
+    One send, prepared: how to post it, read its answer, look it up, and describe an unknown outcome.
 
     ``lookup(check_reuse)``: when ``check_reuse`` is true, rows submitted before this call began count as a
     reused custom id. ``resend_after_ambiguity`` is False for uploads: an ambiguous upload is never posted
@@ -71,7 +74,8 @@ class Send(Generic[T]):
 
 
 class ExactlyOnce:
-    """Runs a :class:`Send` so that it is accepted once, or reported as not sent or unknown.
+    """
+    Runs a :class:`Send` so that it is accepted once, or reported as not sent or unknown.
 
     Example::
 
@@ -126,8 +130,8 @@ class ExactlyOnce:
             raise error
 
     def look_until_settled(self, lookup: Callable[[], Finding[T]], deadline: Deadline) -> Finding[T]:
-        """Call ``lookup`` with backoff (1, 2, 4, 8, 8 ... s) until its finding is settled or the window
-        closes.
+        """
+        Call ``lookup`` with backoff (1, 2, 4, 8, 8 ... s) until its finding is settled or the window closes.
 
         When the call's deadline ends the lookups before the window has closed, "nothing found yet" proves
         nothing: the verdict is then ``unknown``, never ``absent``.
@@ -233,7 +237,7 @@ class ExactlyOnce:
 
 
 def _accepted_rows(result: Any) -> tuple[list[SentMessage], str | None]:
-    """The messages of a partial verdict's result (a batch's or a send's) and their group id."""
+    """Return the messages of a partial verdict's result (a batch's or a send's) and their group id."""
     if isinstance(result, BatchResult):
         return list(result.messages), result.group_id
     messages = list(result) if isinstance(result, (list, tuple)) else []

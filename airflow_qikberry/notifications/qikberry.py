@@ -1,4 +1,5 @@
-"""QikberryNotifier: SMS alerts from task callbacks, DAG callbacks and Deadline Alerts.
+"""
+QikberryNotifier: SMS alerts from task callbacks, DAG callbacks and Deadline Alerts.
 
 DAG files import notifiers at every parse, so this module imports only the base class: the hook and the
 validation helpers are imported when an alert is actually sent, and the hook (which reads the connection)
@@ -64,7 +65,7 @@ def _state_value(state: Any) -> str | None:
 
 
 def _when(context: Mapping[str, Any]) -> str:
-    """The logical date as ``2026-11-27T02:00Z`` (UTC) or ISO with offset; else the run id."""
+    """Return the logical date as ``2026-11-27T02:00Z`` (UTC) or ISO with offset; else the run id."""
     dag_run = context.get("dag_run")
     date = context.get("logical_date") or _get(dag_run, "logical_date")
     if date is not None and hasattr(date, "strftime"):
@@ -90,7 +91,8 @@ def _first_line(error: Any) -> str:
 
 
 def default_message(context: Mapping[str, Any]) -> str:
-    """``[Airflow] sales_etl.load failed (try 2/3) 2026-11-27T02:00Z: KeyError 'amount'``.
+    """
+    ``[Airflow] sales_etl.load failed (try 2/3) 2026-11-27T02:00Z: KeyError 'amount'``.
 
     Task callbacks name the task and the try; DAG-level callbacks (their context carries ``reason``) name
     the DAG only. Every context key is optional.
@@ -130,8 +132,11 @@ def default_message(context: Mapping[str, Any]) -> str:
 
 
 def fit_text(text: str, max_units: int) -> str:
-    """Transliterate what has a GSM-7 form, then shorten to ``max_units`` parts without splitting a
-    character. Text that still needs UCS-2 (emoji, Devanagari) is counted as UCS-2 and shortened to fit."""
+    """
+    Transliterate what has a GSM-7 form, then shorten to ``max_units`` parts without splitting a character.
+
+    Text that still needs UCS-2 (emoji, Devanagari) is counted as UCS-2 and shortened to fit.
+    """
     from airflow_qikberry import sms_text
 
     # An exception text may hold half of a surrogate pair or a control character, which cannot be sent: an
@@ -145,7 +150,8 @@ def fit_text(text: str, max_units: int) -> str:
 
 
 class QikberryNotifier(BaseNotifier):
-    """Send an SMS alert through the Qikberry API from an Airflow callback.
+    """
+    Send an SMS alert through the Qikberry API from an Airflow callback.
 
     Use it as ``on_failure_callback`` / ``on_retry_callback`` / ``on_success_callback`` of a task or a DAG,
     or (through ``async_notify``) as the callback of a Deadline Alert. It never raises: an alert that cannot
@@ -236,25 +242,28 @@ class QikberryNotifier(BaseNotifier):
             self.log.error("Qikberry alert was not sent: %s: %s", type(err).__name__, err)
 
     def render_text(self, context: Mapping[str, Any]) -> str:
-        """The final SMS text: the message (or the default one), transliterated and shortened."""
+        """Return the final SMS text: the message (or the default one), transliterated and shortened."""
         text = self.message if isinstance(self.message, str) and self.message.strip() else None
         if text is None:
             text = default_message(context)
         return fit_text(text, self.max_units)
 
     def custom_id(self, number: str, text: str, now: float | None = None) -> str:
-        """Custom id for (number, text, dedupe window): the same within a window in every process."""
+        """Return the custom id of (number, text, dedupe window): the same in every process."""
         window = self._window(now)
         digest = hashlib.sha256(f"{number}\x1f{text}\x1f{window}".encode()).hexdigest()
         return "an-" + digest[:24]
 
     def _window(self, now: float | None = None) -> int:
-        """The dedupe window ``now`` falls in: windows are a fixed grid of ``dedupe_window`` seconds."""
+        """Return the dedupe window ``now`` falls in (windows: a fixed grid of ``dedupe_window`` seconds)."""
         return int((time.time() if now is None else now) // max(self.dedupe_window, 1e-9))
 
     def _numbers(self, default_region: str | None) -> list[str]:
-        """Normalised recipients; a bad entry is logged and skipped, the others stay. No recipients at all
-        (``to`` empty, a mapping, ...) is an error: the alert is not sent, and says so."""
+        """
+        Normalised recipients; a bad entry is logged and skipped, the others stay.
+
+        No recipients at all (``to`` empty, a mapping, ...) is an error: the alert is not sent, and says so.
+        """
         from airflow_qikberry import phone
         from airflow_qikberry.recipients import recipient_entry, recipient_list
 
@@ -343,7 +352,8 @@ class QikberryNotifier(BaseNotifier):
         )
 
     async def async_notify(self, context: Any) -> None:
-        """Send the alert from the triggerer (Deadline Alerts' ``AsyncCallback``). Never raises.
+        """
+        Send the alert from the triggerer (Deadline Alerts' ``AsyncCallback``). Never raises.
 
         The async hook deliberately cannot send (a send in the triggerer would be repeated on every triggerer
         restart). An alert is a one-shot callback whose repeats are already deduplicated by its custom id

@@ -1,4 +1,5 @@
-"""The only modules of the provider that speak HTTP: a requests transport and an httpx transport.
+"""
+The only modules of the provider that speak HTTP: a requests transport and an httpx transport.
 
 Both turn one request into a :class:`RawResponse` or a :class:`TransportFailure` that says whether the
 request can have reached the server, share the retry policy of :mod:`airflow_qikberry.transport.retry`, and

@@ -1,4 +1,5 @@
-"""The async transport: one ``httpx.AsyncClient`` per hook, for lookups made from the triggerer.
+"""
+The async transport: one ``httpx.AsyncClient`` per hook, for lookups made from the triggerer.
 
 It never sends messages (sends happen on workers, never in a trigger, which a triggerer restart would
 repeat); it speaks the same protocol, with the same retry policy and the same per-token GET budget as the
@@ -21,20 +22,21 @@ from airflow_qikberry.transport.base import (
     get_failed,
     install_log_filter,
 )
-from airflow_qikberry.transport.retry import Deadline
 from airflow_qikberry.transport.sync import USER_AGENT
 
 if TYPE_CHECKING:
     import httpx
 
     from airflow_qikberry.connection import ConnectionSettings
+    from airflow_qikberry.transport.retry import Deadline
 
 
 __all__ = ["HttpxTransport"]
 
 
 class HttpxTransport(Transport):
-    """Async GETs over a pooled ``httpx.AsyncClient``.
+    """
+    Async GETs over a pooled ``httpx.AsyncClient``.
 
     Example::
 

@@ -1,4 +1,5 @@
-"""Single-flight and short reuse of identical async GETs made in one event loop (one triggerer).
+"""
+Single-flight and short reuse of identical async GETs made in one event loop (one triggerer).
 
 Every deferred Qikberry sensor of a triggerer runs its trigger in the same event loop. When two of them wait
 on the same group they ask for the same pages: the first request for a key makes the call, identical
@@ -32,7 +33,7 @@ MAX_REUSE_SECONDS = 10.0
 
 
 def request_key(base_url: str, token: str, path: str, params: Mapping[str, Any] | None) -> Key:
-    """The identity of a GET: base URL, token digest, path and the non-empty parameters, in sorted order."""
+    """Return the identity of a GET: base URL, token digest, path and the non-empty parameters, sorted."""
     query = tuple(sorted((str(k), str(v)) for k, v in (params or {}).items() if v is not None))
     return (*token_key(base_url, token), path, query)
 
@@ -45,7 +46,8 @@ def _cancelled_from_outside() -> bool:
 
 
 class Coalescer:
-    """Shares identical in-flight GETs and recent answers among the coroutines of one event loop.
+    """
+    Shares identical in-flight GETs and recent answers among the coroutines of one event loop.
 
     Example::
 
@@ -117,7 +119,7 @@ _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Coalescer] = weak
 
 
 def coalescer() -> Coalescer:
-    """The coalescer of the running event loop (futures belong to one loop; a triggerer has one)."""
+    """Return the coalescer of the running event loop (futures belong to one loop; a triggerer has one)."""
     loop = asyncio.get_running_loop()
     found = _by_loop.get(loop)
     if found is None:

@@ -1,4 +1,5 @@
-"""How long and how often to retry: one policy, used by the sync and the async transports alike.
+"""
+How long and how often to retry: one policy, used by the sync and the async transports alike.
 
 A call gets a :class:`Deadline` when it starts; every wait (backoff, ``Retry-After``, reconciliation
 lookups) is taken from it, so ``retry_deadline`` bounds the whole call, not each attempt. A caller may ask
@@ -64,8 +65,11 @@ _BACKOFF = tenacity.wait_exponential(multiplier=0.5, max=30.0) + tenacity.wait_r
 
 
 class RetryPolicy:
-    """Attempts, deadline and ``Retry-After`` cap of every call; ``sleep``, ``async_sleep`` and ``clock`` are
-    seams for tests (recorded instead of waited)."""
+    """
+    Attempts, deadline and ``Retry-After`` cap of every call.
+
+    ``sleep``, ``async_sleep`` and ``clock`` are seams for tests (recorded instead of waited).
+    """
 
     def __init__(
         self,
@@ -88,7 +92,7 @@ class RetryPolicy:
         self.clock = clock
 
     def start(self) -> Deadline:
-        """A new deadline, or the enclosing call's when this call runs inside one (see :func:`bounded_by`)."""
+        """Return a new deadline, or the enclosing call's inside one (see :func:`bounded_by`)."""
         return _current_deadline.get() or Deadline(self.deadline, self.clock)
 
     def wait_for(self, retry_state: tenacity.RetryCallState) -> float:
@@ -112,7 +116,7 @@ class RetryPolicy:
         return wait
 
     def _retrying(self, deadline: Deadline, hold: Callable[[float], None] | None) -> dict[str, Any]:
-        """The tenacity arguments of one call, sync or async (only the sleep differs)."""
+        """Return the tenacity arguments of one call, sync or async (only the sleep differs)."""
 
         def stop(retry_state: tenacity.RetryCallState) -> bool:
             upcoming = getattr(retry_state, "upcoming_sleep", 0.0) or 0.0
@@ -144,9 +148,12 @@ class RetryPolicy:
         *,
         hold: Callable[[float], None] | None = None,
     ) -> T:
-        """Call ``attempt`` until it returns, raises anything but :class:`Retry`, or the policy gives up
-        (then the last :class:`Retry`'s error is raised). ``hold`` is told the wait after each 429 (a
-        transport of delivery polls holds its poll budget for it: see :class:`~.base.Transport`)."""
+        """
+        Call ``attempt`` until it returns, raises anything but :class:`Retry`, or the policy gives up.
+
+        When the policy gives up, the last :class:`Retry`'s error is raised. ``hold`` is told the wait after
+        each 429 (a transport of delivery polls holds its poll budget for it: see :class:`~.base.Transport`).
+        """
         # Nearly every call succeeds at once: only a failure pays for tenacity's bookkeeping. The first
         # failure is replayed as tenacity's attempt 1 so its wait (and Retry-After) logic sees it.
         try:
@@ -176,7 +183,7 @@ class RetryPolicy:
         *,
         hold: Callable[[float], None] | None = None,
     ) -> T:
-        """The same policy for coroutines (the async hook's GETs), with the same fast path as :meth:`run`."""
+        """Run ``attempt``, a coroutine function (the async hook's GETs), as :meth:`run` runs a function."""
         deadline = deadline or self.start()
         try:
             return await attempt()

@@ -19,12 +19,12 @@ from airflow_qikberry.transport.base import (
     get_failed,
     install_log_filter,
 )
-from airflow_qikberry.transport.retry import Deadline
 
 if TYPE_CHECKING:
     import requests
 
     from airflow_qikberry.connection import ConnectionSettings
+    from airflow_qikberry.transport.retry import Deadline
 
 __all__ = ["USER_AGENT", "RequestsTransport"]
 
@@ -32,7 +32,8 @@ USER_AGENT = f"airflow-provider-qikberry/{__version__}"
 
 
 class RequestsTransport(Transport):
-    """Sends one request at a time over a pooled keep-alive session; retries are the caller's business.
+    """
+    Sends one request at a time over a pooled keep-alive session; retries are the caller's business.
 
     Example::
 
@@ -107,8 +108,11 @@ class RequestsTransport(Transport):
     def get(
         self, path: str, params: Mapping[str, Any] | None = None, deadline: Deadline | None = None
     ) -> ApiResponse:
-        """GET within the rate budget, retried on connection errors, 408, 429 (honouring Retry-After) and
-        5xx; errors that cannot heal fail at once."""
+        """
+        GET within the rate budget, retried on connection errors, 408, 429 (honouring Retry-After) and 5xx.
+
+        Errors that cannot heal fail at once.
+        """
 
         def attempt() -> ApiResponse:
             self.bucket.acquire()
@@ -180,7 +184,8 @@ def _classified(exc: BaseException, what: str, token: str) -> TransportFailure:
 
 
 class _FromHere:
-    """A seekable file's bytes from its current position to its end, as the multipart encoder reads them.
+    """
+    A seekable file's bytes from its current position to its end, as the multipart encoder reads them.
 
     The encoder would send a ``BytesIO`` whole (``getvalue()``) and size a real file by ``fstat``, both
     ignoring the position; this wrapper offers only ``read`` and a ``len`` that shrinks as it is read.

@@ -63,7 +63,8 @@ def test_flagship_dag_defers_its_sensor_to_the_triggerer(emulator: Any, tmp_path
     assert any("Trigger fired event" in e for e in trigger_events)
     # Everything the campaign accepted went through the emulator once.
     messages = emulator.messages()
-    assert len(messages) == 60 and len({m["mobile"] for m in messages}) == 60
+    assert len(messages) == 60
+    assert len({m["mobile"] for m in messages}) == 60
     # No task or trigger log reports a warning the provider (or the example DAG) caused: a deployment's task
     # process shows those (Airflow's "default" filter for module regex "airflow" matches airflow_qikberry).
     logs_folder = stack.home / "logs" / f"dag_id={FLAGSHIP}" / f"run_id={run_id}"

@@ -84,9 +84,11 @@ def test_get_status_by_each_key(qikberry_conn: str, sync_hook: QikberryHook, emu
 
     for rows in with_hook(qikberry_conn, body):
         assert [type(r) for r in rows] == [MessageStatus]
-        assert rows[0].message_id == message_id and rows[0].custom_id == "async-cid-1"
+        assert rows[0].message_id == message_id
+        assert rows[0].custom_id == "async-cid-1"
         assert rows[0].mobile == "919876543210"
-        assert rows[0].status == "AWAITING-DLR" and not rows[0].is_final
+        assert rows[0].status == "AWAITING-DLR"
+        assert not rows[0].is_final
     emulator.flush_dlrs()
 
     async def after(hook: QikberryAsyncHook) -> tuple[list[MessageStatus], list[MessageStatus]]:
@@ -96,7 +98,9 @@ def test_get_status_by_each_key(qikberry_conn: str, sync_hook: QikberryHook, emu
         )
 
     (final,), unknown = with_hook(qikberry_conn, after)
-    assert final.is_final and final.is_delivered and final.delivered_at
+    assert final.is_final
+    assert final.is_delivered
+    assert final.delivered_at
     assert unknown == []
 
 
@@ -118,7 +122,8 @@ def test_get_status_needs_a_key_and_validates_before_any_request(qikberry_conn: 
 def test_iter_group_status_walks_pages(qikberry_conn: str, sync_hook: QikberryHook, emulator: Any) -> None:
     nodes = [{"to": f"9198765{i:05d}", "message": f"m{i}"} for i in range(150)]
     result = sync_hook.send_batch(nodes, name="async-pages")
-    assert result.group_id and result.accepted == 150
+    assert result.group_id
+    assert result.accepted == 150
 
     async def body(hook: QikberryAsyncHook) -> list[MessageStatus]:
         return [row async for row in hook.iter_group_status(result.group_id or "")]
@@ -137,7 +142,8 @@ def test_get_balance(qikberry_conn: str, sync_hook: QikberryHook, emulator: Any)
     everything, (only_t,) = with_hook(qikberry_conn, body)
     by_service = {b.service: b for b in everything}
     assert set(by_service) >= {"T", "P"}
-    assert isinstance(only_t.credits, Decimal) and only_t == by_service["T"]
+    assert isinstance(only_t.credits, Decimal)
+    assert only_t == by_service["T"]
     sync_hook.send_sms("919876543210", "x" * 170)  # 2 units
 
     async def again(hook: QikberryAsyncHook) -> list[Balance]:
@@ -155,7 +161,8 @@ def test_get_balance_falls_back_to_legacy_path(qikberry_conn: str, emulator: Any
 
     (balance,) = with_hook(qikberry_conn, body)
     assert balance.service == "T"
-    assert calls(emulator, "GET finance/balance") == 1 and calls(emulator, "GET account/balance") == 1
+    assert calls(emulator, "GET finance/balance") == 1
+    assert calls(emulator, "GET account/balance") == 1
 
 
 # -- typed errors and retries
@@ -167,7 +174,8 @@ def test_bad_token_is_auth_error(make_qikberry_conn: Any, emulator: Any) -> None
     async def body(hook: QikberryAsyncHook) -> None:
         with pytest.raises(QikberryAuthError) as info:
             await hook.get_balance()
-        assert info.value.status_code == 401 and "Token not found" in info.value.message
+        assert info.value.status_code == 401
+        assert "Token not found" in info.value.message
 
     with_hook(conn_id, body)
     assert calls(emulator, "GET finance/balance") == 1  # an auth failure is not retried
@@ -199,7 +207,8 @@ def test_rate_limit_error_carries_retry_after(qikberry_conn: str, emulator: Any)
         with pytest.raises(QikberryRateLimitError) as info:
             await hook.get_balance()
         assert info.value.status_code == 429
-        assert info.value.retry_after is not None and info.value.retry_after >= 1
+        assert info.value.retry_after is not None
+        assert info.value.retry_after >= 1
 
     with_hook(qikberry_conn, body, max_attempts=1)
 
@@ -227,7 +236,8 @@ def test_5xx_is_retried_then_raised(qikberry_conn: str, emulator: Any) -> None:
         return list(hook.policy.async_sleep)
 
     sleeps = with_hook(qikberry_conn, body, max_attempts=3)
-    assert len(sleeps) == 2 and all(0 < s <= 30.5 for s in sleeps)  # exponential backoff with jitter
+    assert len(sleeps) == 2
+    assert all(0 < s <= 30.5 for s in sleeps)
     assert calls(emulator, "GET finance/balance") == 3
 
 
@@ -268,8 +278,10 @@ def test_connection_is_read_lazily_with_get_async_connection(
         assert fetched == []
         settings = await hook.get_settings()
         assert settings is await hook.get_settings()
-        assert settings.base_url == emulator.base_url and settings.token == TEST_TOKEN
-        assert settings.timeout == 12 and settings.rate_limit_per_minute == 300
+        assert settings.base_url == emulator.base_url
+        assert settings.token == TEST_TOKEN
+        assert settings.timeout == 12
+        assert settings.rate_limit_per_minute == 300
         assert await hook.get_balance()
 
     with_hook(conn_id, body)
@@ -334,7 +346,8 @@ def test_status_is_empty_until_the_message_becomes_visible(
     assert with_hook(qikberry_conn, body) == []
     emulator.advance_clock(2)
     (row,) = with_hook(qikberry_conn, body)
-    assert row.message_id == sent.message_id and row.custom_id == "async-late"
+    assert row.message_id == sent.message_id
+    assert row.custom_id == "async-late"
 
 
 # -- the shared rate budget

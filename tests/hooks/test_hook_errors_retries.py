@@ -54,7 +54,8 @@ def test_bad_token_is_auth_error(make_qikberry_conn: Any) -> None:
     hook = QikberryHook(qikberry_conn_id=make_qikberry_conn("bad", password="not-the-token"))
     with pytest.raises(QikberryAuthError) as info:
         hook.get_balance()
-    assert info.value.status_code == 401 and "Token not found" in info.value.message
+    assert info.value.status_code == 401
+    assert "Token not found" in info.value.message
 
 
 def test_html_login_page_is_auth_error(make_qikberry_conn: Any) -> None:
@@ -68,7 +69,8 @@ def test_server_side_validation_names_the_field(hook: QikberryHook) -> None:
     with pytest.raises(QikberryValidationError) as info:
         hook.send_sms("919876543210", "hi", webhook_id="no-such-webhook")
     assert info.value.status_code == 422
-    assert info.value.field == "webhook_id" and "webhook_id" in info.value.errors
+    assert info.value.field == "webhook_id"
+    assert "webhook_id" in info.value.errors
 
 
 def test_insufficient_balance(hook: QikberryHook, emulator: Any) -> None:
@@ -87,7 +89,8 @@ def test_rate_limit_error_carries_retry_after(hook: QikberryHook, emulator: Any)
     hook.get_balance()
     with pytest.raises(QikberryRateLimitError) as info:
         hook.get_balance()
-    assert info.value.retry_after is not None and info.value.retry_after >= 1
+    assert info.value.retry_after is not None
+    assert info.value.retry_after >= 1
 
 
 def test_server_error_after_retries(hook: QikberryHook, emulator: Any, sleeps: Sleeps) -> None:
@@ -214,7 +217,8 @@ def test_batch_drop_after_accept_is_reconciled(hook: QikberryHook, emulator: Any
     emulator.set_faults([{"endpoint": "sms/send/json", "kind": "drop_after_accept", "times": 1}])
     nodes = [{"to": f"91987654{i:04d}", "message": f"hello {i}"} for i in range(120)]
     result = hook.send_batch(nodes, name="reconciled")
-    assert result.accepted == 120 and result.group_id
+    assert result.accepted == 120
+    assert result.group_id
     assert len(emulator.messages()) == 120
     assert emulator.request_log()["counts"]["POST sms/send/json"] == 1
 
@@ -243,7 +247,8 @@ def test_random_faults_never_duplicate_or_lose(qikberry_conn: str, emulator: Any
     results = [hook.send_sms(f"91987650{i:04d}", f"message {i}") for i in range(150)]
     assert all(len(r) == 1 for r in results)
     per_number = Counter(m["mobile"] for m in emulator.messages())
-    assert len(per_number) == 150 and set(per_number.values()) == {1}
+    assert len(per_number) == 150
+    assert set(per_number.values()) == {1}
     counts = emulator.request_log()["counts"]
     assert counts["POST sms/send"] > 150  # faults really happened
 
@@ -343,7 +348,8 @@ def test_requests_that_can_never_work_fail_at_once(
     with pytest.raises(QikberryServerError):
         hook.send_sms("919876543210", "never")
     assert sleeps == []
-    assert count(emulator, "GET finance/balance") == 1 and count(emulator, "POST sms/send") == 1
+    assert count(emulator, "GET finance/balance") == 1
+    assert count(emulator, "POST sms/send") == 1
     assert count(emulator, "GET sms/status") == 0
 
 
@@ -429,7 +435,8 @@ def test_tls_verification_failure_fails_at_once(
     with pytest.raises(QikberryConnectionError) as info:
         hook.get_balance() if call == "get" else hook.send_sms("919876543210", "never over bad TLS")
     assert not info.value.retryable
-    assert "TLS verification failed" in info.value.message and "REQUESTS_CA_BUNDLE" in info.value.message
+    assert "TLS verification failed" in info.value.message
+    assert "REQUESTS_CA_BUNDLE" in info.value.message
     assert sleeps == []  # no retry wait, and for a send no reconcile lookup
     assert tls_server.connections == ["accepted"]  # one attempt
 
@@ -455,7 +462,8 @@ def test_invalid_url_fails_at_once(
         assert error.field == "host"
     else:
         assert isinstance(error, QikberryConnectionError)
-        assert not error.retryable and "fix the connection's host" in error.message
+        assert not error.retryable
+        assert "fix the connection's host" in error.message
     assert sleeps == []
     assert api_counts(emulator) == {}
 
@@ -466,7 +474,8 @@ def test_non_http_scheme_is_refused_before_any_request(
     hook, sleeps = timed_hook(make_qikberry_conn("ftp", host="ftp://alerts.qikberry.com/api/v2/"))
     with pytest.raises(QikberryValidationError) as info:
         hook.send_sms("919876543210", "never")
-    assert info.value.field == "host" and "'ftp'" in info.value.message
+    assert info.value.field == "host"
+    assert "'ftp'" in info.value.message
     assert sleeps == []
 
 
@@ -493,9 +502,11 @@ def test_5xx_html_page_with_a_login_link_is_a_server_error() -> None:
     for status in (500, 502, 503, 504, 522):
         with pytest.raises(QikberryServerError) as info:
             parse_response(status, page, headers)
-        assert not isinstance(info.value, QikberryAuthError) and info.value.status_code == status
+        assert not isinstance(info.value, QikberryAuthError)
+        assert info.value.status_code == status
         error = RawResponse(status, page, headers).error()  # what a send's classification raises
-        assert type(error) is QikberryServerError and error.status_code == status
+        assert type(error) is QikberryServerError
+        assert error.status_code == status
     # The same page answered with 200 (a followed redirect to the portal) is the bad-token signal.
     with pytest.raises(QikberryAuthError):
         parse_response(200, page, headers)

@@ -84,7 +84,8 @@ def test_query_tokens_are_redacted_in_urllib3_debug_logs(
     assert all("access_token=***" in line for line in request_lines)
     assert not any(TEST_TOKEN in line for line in logged)
     # The token itself still went out in the query: the emulator authenticated both requests.
-    assert count(emulator, "GET sms/status") == 1 and count(emulator, "GET finance/balance") == 1
+    assert count(emulator, "GET sms/status") == 1
+    assert count(emulator, "GET finance/balance") == 1
 
 
 LOG_FILTER_PROBE = """
@@ -167,7 +168,9 @@ def test_proxy_environment_is_honoured_except_for_no_proxy(
 def test_connection_settings_parsing(make_qikberry_conn: Any) -> None:
     hook = QikberryHook(qikberry_conn_id=make_qikberry_conn("c", timeout=12, rate_limit_per_minute=300))
     s = hook.settings
-    assert s.timeout == 12 and s.rate_limit_per_minute == 300 and s.default_region == "IN"
+    assert s.timeout == 12
+    assert s.rate_limit_per_minute == 300
+    assert s.default_region == "IN"
     assert hook._timeouts == (10.0, 12.0)
     assert TEST_TOKEN not in repr(s)
     with pytest.raises(QikberryValidationError) as info:

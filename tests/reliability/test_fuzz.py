@@ -173,7 +173,8 @@ def test_huge_pages_parse_or_fail_typed(page: list[dict[str, Any]]) -> None:
     text = _dump({"status": "OK", "data": page, "meta": {"last_page": 2}})
     with contextlib.suppress(QikberryError):
         rows_, following = p.status_page(p.parse_response(200, text), 1)
-        assert len(rows_) == len(page) and following == (2 if page else None)
+        assert len(rows_) == len(page)
+        assert following == (2 if page else None)
 
 
 # -- validators
@@ -274,7 +275,8 @@ def test_fuzz_figures(figure: Any) -> None:
         pytest.skip("run together with the fuzz tests of this module")
     # Not vacuous: every level saw answers it could read as well as ones it refused.
     for kind in ("parsers", "validators", "hook over HTTP"):
-        assert OUTCOMES[f"{kind}: parsed"] > 0 and OUTCOMES[f"{kind}: typed error"] > 0, OUTCOMES
+        assert OUTCOMES[f"{kind}: parsed"] > 0, OUTCOMES
+        assert OUTCOMES[f"{kind}: typed error"] > 0, OUTCOMES
     figure(
         "fuzzing",
         untyped_escapes=0,
