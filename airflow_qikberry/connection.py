@@ -59,13 +59,14 @@ def fitted_retry_deadline(
     deadline_from: str = "the connection's retry_deadline extra",
     window_from: str = "reconcile_window",
     timeout_from: str = "timeout",
+    least: float = DEFAULT_RETRY_DEADLINE,
 ) -> float:
     """
     Return the retry deadline to use with this reconcile ``window`` and read ``timeout``.
 
-    Unset (``None``), it is derived: :data:`DEFAULT_RETRY_DEADLINE`, or :func:`settle_time` when the window
-    and timeout need more. Set, it must leave room for :func:`settle_time`, or the combination is refused
-    with an error that names the settings (``*_from`` says where each one came from) and the fix.
+    Unset (``None``), it is derived: ``least`` (:data:`DEFAULT_RETRY_DEADLINE`), or :func:`settle_time` when
+    the window and timeout need more. Set, it must leave room for :func:`settle_time`, or the combination is
+    refused with an error that names the settings (``*_from`` says where each one came from) and the fix.
 
     Example::
 
@@ -74,7 +75,7 @@ def fitted_retry_deadline(
     """
     need = settle_time(timeout, window)
     if deadline is None:
-        return max(DEFAULT_RETRY_DEADLINE, need)
+        return max(least, need)
     if deadline < need:
         raise QikberryValidationError(
             f"{deadline_from} ({deadline:g} s) is too short for {window_from} ({window:g} s) and "

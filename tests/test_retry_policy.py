@@ -6,30 +6,31 @@ import asyncio
 
 import pytest
 
+from airflow_qikberry.clock import Clock
 from airflow_qikberry.exceptions import QikberryRateLimitError, QikberryServerError
 from airflow_qikberry.transport.retry import Retry, RetryPolicy, bounded_by
 
 
-class FakeTime:
+class FakeTime(Clock):
     """A clock that only moves when the policy sleeps."""
 
     def __init__(self) -> None:
         self.now = 0.0
         self.sleeps: list[float] = []
 
-    def clock(self) -> float:
+    def monotonic(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
 
-    async def async_sleep(self, seconds: float) -> None:
+    async def asleep(self, seconds: float) -> None:
         self.sleep(seconds)
 
 
 def policy(fake: FakeTime, **kwargs: float) -> RetryPolicy:
-    return RetryPolicy(sleep=fake.sleep, async_sleep=fake.async_sleep, clock=fake.clock, **kwargs)  # type: ignore[arg-type]
+    return RetryPolicy(clock=fake, **kwargs)  # type: ignore[arg-type]
 
 
 def limited(after: float) -> Retry:

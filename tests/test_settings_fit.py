@@ -193,12 +193,6 @@ def sleeps(emulator: Any) -> Sleeps:
     return Sleeps(emulator)
 
 
-def timed(hook: QikberryHook, sleeps: Sleeps) -> QikberryHook:
-    hook._sleep = sleeps
-    hook.policy.clock = sleeps.clock
-    return hook
-
-
 @pytest.mark.parametrize("where", ["extra", "argument"])
 @pytest.mark.parametrize(
     ("fault", "visibility"),
@@ -220,10 +214,10 @@ def test_a_150s_window_settles_an_unknown_send(
     emulator.configure(visibility_delay_seconds=visibility)
     emulator.set_faults([{"endpoint": "sms/send", "method": "POST", "kind": fault, "times": 1}])
     if where == "extra":
-        hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(reconcile_window=150))
+        hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(reconcile_window=150), clock=sleeps)
     else:
-        hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(), reconcile_window=150)
-    sent = timed(hook, sleeps).send_sms(A, "slow account")
+        hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(), reconcile_window=150, clock=sleeps)
+    sent = hook.send_sms(A, "slow account")
     assert [m.mobile for m in sent] == [A]
     assert [m["mobile"] for m in emulator.messages()] == [A]
     assert sum(sleeps) >= (150 if fault == "drop_before" else 140)
@@ -242,7 +236,7 @@ def test_a_campaign_retry_with_a_150s_window_resumes(
     try_1 = ("campaign_dag", "send", "manual__2026-11-28", "-1", "1")
     try_2 = (*try_1[:4], "2")
     numbers = [f"9198765{i:05d}" for i in range(20)]
-    hook = timed(QikberryHook(qikberry_conn_id=make_qikberry_conn(reconcile_window=150)), sleeps)
+    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(reconcile_window=150), clock=sleeps)
 
     def run(identity: Any) -> dict[str, Any]:
         options = c.CampaignOptions.checked(name="slow-account", has_template=True, chunk_size=2)

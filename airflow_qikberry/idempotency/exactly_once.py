@@ -156,7 +156,7 @@ class ExactlyOnce:
                 return verdict
             wait = min(delay, left)
             if wait > 0:
-                self.policy.sleep(wait)
+                self.policy.clock.sleep(wait)
             waited += max(wait, 0.25)  # a zero first delay still moves the window on
             verdict = lookup()
             if verdict.settled:

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.notifier import BaseNotifier
 
+from airflow_qikberry.clock import SYSTEM_CLOCK, Clock
+
 if TYPE_CHECKING:
     from airflow_qikberry.hooks.qikberry import QikberryHook
     from airflow_qikberry.send_options import SendOptions
@@ -169,6 +171,8 @@ class QikberryNotifier(BaseNotifier):
         custom id encodes number, text and window; see docs/notifier.md for where that ends).
     :param lock_dir: directory of the same-machine alert claims (default: one per user under the system
         temp directory). Processes that share it never send the same alert twice within the window.
+    :param clock: how the notifier's hook reads time and waits (default: the real clock; see
+        :mod:`airflow_qikberry.clock`).
     :param max_attempts: attempts per API call (the hook's retries), kept low so a callback does not hang.
     :param retry_deadline: seconds bounding each API call, retries and lookups included. Default: the
         shortest that lets one unknown outcome (a 502, a timeout, a dropped connection) be looked up over
@@ -191,6 +195,7 @@ class QikberryNotifier(BaseNotifier):
         max_attempts: int = 3,
         retry_deadline: float | None = None,
         lock_dir: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -203,22 +208,21 @@ class QikberryNotifier(BaseNotifier):
         self.max_attempts = max_attempts
         self.retry_deadline = retry_deadline
         self.lock_dir = lock_dir
+        self.clock = clock
 
     @cached_property
     def hook(self) -> QikberryHook:
-        """Built on first use, after the templates are rendered (never at DAG parse time)."""
-        from airflow_qikberry.connection import settle_time
+        """Return the hook, built on first use, after the templates are rendered (never at DAG parse time)."""
         from airflow_qikberry.hooks.qikberry import QikberryHook
 
-        hook = QikberryHook(
+        return QikberryHook(
             qikberry_conn_id=self.qikberry_conn_id,
             max_attempts=self.max_attempts,
             retry_deadline=self.retry_deadline,
+            # Not the hook's 120 s: a callback should not hang longer than one unknown outcome needs.
+            least_derived_deadline=0.0,
+            clock=self.clock,
         )
-        if self.retry_deadline is None and hook.settings.retry_deadline is None:
-            # Not the hook's 120 s default: a callback should not hang longer than one unknown outcome needs.
-            hook.retry_deadline = settle_time(hook.settings.timeout, hook.reconcile_window)
-        return hook
 
     def get_template_env(self, dag: Any = None) -> Any:
         # Under dag.test() a DAG-level callback gets a SerializedDAG without get_template_env

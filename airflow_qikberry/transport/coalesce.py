@@ -14,12 +14,12 @@ Only typed API errors are shared with the callers that joined a flight; if the f
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+from airflow_qikberry.clock import SYSTEM_CLOCK, Clock
 from airflow_qikberry.exceptions import QikberryError
 from airflow_qikberry.ratelimit import token_key
 
@@ -57,7 +57,7 @@ class Coalescer:
     ``calls`` counts requests actually made, ``shared`` those answered by another caller's request.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
         self._flights: dict[Key, asyncio.Task[Any]] = {}
         self._done: OrderedDict[Key, tuple[float, Any]] = OrderedDict()
@@ -74,7 +74,7 @@ class Coalescer:
 
     async def run(self, key: Key, fetch: Callable[[], Awaitable[T]], *, max_age: float = 0.0) -> T:
         """``await fetch()``, unless an identical request is in flight or finished within ``max_age`` s."""
-        now = self._clock()
+        now = self._clock.monotonic()
         self._evict(now)
         if max_age > 0 and key in self._done:
             finished, value = self._done[key]
@@ -104,7 +104,7 @@ class Coalescer:
 
     async def _fly(self, key: Key, fetch: Callable[[], Awaitable[T]]) -> T:
         value = await fetch()
-        self._done[key] = (self._clock(), value)
+        self._done[key] = (self._clock.monotonic(), value)
         self._done.move_to_end(key)
         return value
 

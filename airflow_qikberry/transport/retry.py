@@ -8,16 +8,15 @@ to be told each 429's wait (``hold``): the transport of delivery polls holds the
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import tenacity
 
+from airflow_qikberry.clock import SYSTEM_CLOCK, Clock
 from airflow_qikberry.exceptions import QikberryError, QikberryRateLimitError
 
 __all__ = ["Deadline", "Retry", "RetryPolicy", "bounded_by"]
@@ -37,13 +36,13 @@ class Retry(Exception):
 class Deadline:
     """A point in time after which a call makes no new attempt and starts no new wait."""
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, seconds: float, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
         self.seconds = seconds
-        self.end = clock() + seconds
+        self.end = clock.monotonic() + seconds
 
     def remaining(self) -> float:
-        return max(0.0, self.end - self._clock())
+        return max(0.0, self.end - self._clock.monotonic())
 
 
 # The deadline of the call in progress: the GETs a send makes to settle its outcome share the send's deadline.
@@ -66,9 +65,12 @@ _BACKOFF = tenacity.wait_exponential(multiplier=0.5, max=30.0) + tenacity.wait_r
 
 class RetryPolicy:
     """
-    Attempts, deadline and ``Retry-After`` cap of every call.
+    Attempts, deadline and ``Retry-After`` cap of every call; ``clock`` measures time and waits it out.
 
-    ``sleep``, ``async_sleep`` and ``clock`` are seams for tests (recorded instead of waited).
+    Example::
+
+        policy = RetryPolicy(max_attempts=3, deadline=60)
+        response = policy.run(attempt)  # again while attempt() raises Retry (its request was not processed)
     """
 
     def __init__(
@@ -78,17 +80,13 @@ class RetryPolicy:
         deadline: float = 120.0,
         max_retry_after: float = 60.0,
         log: Any = None,
-        sleep: Callable[[float], None] = time.sleep,
-        async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.max_attempts = max(1, max_attempts)
         self.deadline = deadline
         self.max_retry_after = max_retry_after
         # Any logger with .warning(msg, *args): stdlib, or the structlog-backed one of Airflow 3 hooks.
         self.log = log if log is not None else logging.getLogger(__name__)
-        self.sleep = sleep
-        self.async_sleep = async_sleep
         self.clock = clock
 
     def start(self) -> Deadline:
@@ -168,7 +166,7 @@ class RetryPolicy:
             return attempt()
 
         try:
-            retrying = tenacity.Retrying(sleep=self.sleep, **self._retrying(deadline, hold))
+            retrying = tenacity.Retrying(sleep=self.clock.sleep, **self._retrying(deadline, hold))
             for try_ in retrying:
                 with try_:
                     return again()
@@ -196,7 +194,7 @@ class RetryPolicy:
             return await attempt()
 
         try:
-            retrying = tenacity.AsyncRetrying(sleep=self.async_sleep, **self._retrying(deadline, hold))
+            retrying = tenacity.AsyncRetrying(sleep=self.clock.asleep, **self._retrying(deadline, hold))
             async for try_ in retrying:
                 with try_:
                     return await again()

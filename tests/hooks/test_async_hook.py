@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from airflow_qikberry.clock import Clock
 from airflow_qikberry.exceptions import (
     QikberryAuthError,
     QikberryConnectionError,
@@ -27,15 +28,15 @@ from airflow_qikberry.exceptions import (
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
 from airflow_qikberry.models import Balance, MessageStatus
-from tests.helpers import TEST_TOKEN
+from tests.helpers import TEST_TOKEN, NoWaits
 
 T = TypeVar("T")
 
 
-class AsyncSleeps(list[float]):
-    """Stands in for ``asyncio.sleep`` in a hook's retry policy: records each wait instead of waiting."""
+class AsyncSleeps(list[float], Clock):
+    """The real clock, except that each wait on the event loop is recorded instead of waited."""
 
-    async def __call__(self, seconds: float) -> None:
+    async def asleep(self, seconds: float) -> None:
         self.append(seconds)
 
 
@@ -43,11 +44,17 @@ def with_hook(conn_id: str, body: Callable[[QikberryAsyncHook], Awaitable[T]], *
     """Run ``body(hook)`` on a fresh event loop with an async hook whose retry waits are not waited."""
 
     async def main() -> T:
-        async with QikberryAsyncHook(qikberry_conn_id=conn_id, **kwargs) as hook:
-            hook.policy.async_sleep = AsyncSleeps()
+        async with QikberryAsyncHook(qikberry_conn_id=conn_id, clock=AsyncSleeps(), **kwargs) as hook:
             return await body(hook)
 
     return asyncio.run(main())
+
+
+class Frozen(Clock):
+    """A clock whose time stands still."""
+
+    def monotonic(self) -> float:
+        return 1000.0
 
 
 def calls(emulator: Any, key: str) -> int:
@@ -62,8 +69,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def sync_hook(qikberry_conn: str) -> QikberryHook:
-    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0)
-    hook._sleep = lambda seconds: None
+    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0, clock=NoWaits())
     return hook
 
 
@@ -191,8 +197,8 @@ def test_retry_after_is_honoured_and_capped(
 
     async def body(hook: QikberryAsyncHook) -> list[float]:
         assert await hook.get_balance()
-        assert isinstance(hook.policy.async_sleep, AsyncSleeps)
-        return list(hook.policy.async_sleep)
+        assert isinstance(hook.policy.clock, AsyncSleeps)
+        return list(hook.policy.clock)
 
     assert with_hook(qikberry_conn, body, max_retry_after=cap) == [waited]
     assert calls(emulator, "GET finance/balance") == 2
@@ -218,8 +224,8 @@ def test_5xx_is_retried_then_succeeds(qikberry_conn: str, emulator: Any) -> None
 
     async def body(hook: QikberryAsyncHook) -> tuple[list[MessageStatus], int]:
         rows = await hook.get_status(custom_id="nothing-here")
-        assert isinstance(hook.policy.async_sleep, AsyncSleeps)
-        return rows, len(hook.policy.async_sleep)
+        assert isinstance(hook.policy.clock, AsyncSleeps)
+        return rows, len(hook.policy.clock)
 
     assert with_hook(qikberry_conn, body) == ([], 2)
     assert calls(emulator, "GET sms/status") == 3
@@ -232,8 +238,8 @@ def test_5xx_is_retried_then_raised(qikberry_conn: str, emulator: Any) -> None:
         with pytest.raises(QikberryServerError) as info:
             await hook.get_balance()
         assert info.value.status_code == 500
-        assert isinstance(hook.policy.async_sleep, AsyncSleeps)
-        return list(hook.policy.async_sleep)
+        assert isinstance(hook.policy.clock, AsyncSleeps)
+        return list(hook.policy.clock)
 
     sleeps = with_hook(qikberry_conn, body, max_attempts=3)
     assert len(sleeps) == 2
@@ -248,8 +254,8 @@ def test_refused_connection_is_retried_then_connection_error(make_qikberry_conn:
         with pytest.raises(QikberryConnectionError) as info:
             await hook.get_balance()
         assert "GET finance/balance failed" in info.value.message
-        assert isinstance(hook.policy.async_sleep, AsyncSleeps)
-        return list(hook.policy.async_sleep)
+        assert isinstance(hook.policy.clock, AsyncSleeps)
+        return list(hook.policy.clock)
 
     assert len(with_hook(conn_id, body, max_attempts=2)) == 1
 
@@ -260,7 +266,7 @@ def test_refused_connection_is_retried_then_connection_error(make_qikberry_conn:
 def test_connection_is_read_lazily_with_get_async_connection(
     make_qikberry_conn: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow.providers.common.compat import connection as compat
+    from airflow_qikberry.hooks import qikberry_async as compat  # where the hook looks the helper up
 
     real = compat.get_async_connection
     fetched: list[str] = []
@@ -364,12 +370,12 @@ def test_sync_and_async_hooks_share_one_bucket(
         return (await hook.get_transport()).bucket
 
     bucket = with_hook(conn_id, bucket_of)
-    assert bucket is sync_hook._bucket
+    assert bucket is sync_hook.transport.bucket
     assert with_hook(other_token, bucket_of) is not bucket
 
     # Freeze the bucket's clock: every GET, from either hook, takes exactly one token from the same budget.
     # (monkeypatch: the bucket is process-wide, later tests must get it back running on the real clock.)
-    monkeypatch.setattr(bucket, "_clock", lambda: 1000.0)
+    monkeypatch.setattr(bucket, "clock", Frozen())
     monkeypatch.setattr(bucket, "_updated", 1000.0)
     monkeypatch.setattr(bucket, "_tokens", bucket.capacity)
 

@@ -46,9 +46,7 @@ def make_hook(qikberry_conn: str, sleeps: Sleeps) -> Callable[..., QikberryHook]
     """A hook whose waits are recorded (moving the emulator clock) and whose deadline runs on them."""
 
     def make(conn_id: str = qikberry_conn, **kwargs: Any) -> QikberryHook:
-        hook = QikberryHook(qikberry_conn_id=conn_id, **kwargs)
-        hook._sleep = sleeps
-        hook.policy.clock = sleeps.clock
+        hook = QikberryHook(qikberry_conn_id=conn_id, clock=sleeps, **kwargs)
         return hook
 
     return make

@@ -13,7 +13,7 @@ import pytest
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.models import BatchResult, MessageStatus, SentMessage
-from tests.helpers import SentRequests
+from tests.helpers import NoWaits, SentRequests
 
 
 def api_calls(emulator: Any) -> dict[str, int]:
@@ -22,8 +22,7 @@ def api_calls(emulator: Any) -> dict[str, int]:
 
 @pytest.fixture
 def hook(qikberry_conn: str) -> QikberryHook:
-    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0)
-    hook._sleep = lambda seconds: None
+    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0, clock=NoWaits())
     return hook
 
 

@@ -28,7 +28,7 @@ from airflow_qikberry.exceptions import (
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.protocol import parse_response
 from airflow_qikberry.transport.base import RawResponse
-from tests.helpers import Sleeps, api_counts, count
+from tests.helpers import NoWaits, Sleeps, api_counts, count
 
 
 @pytest.fixture
@@ -38,8 +38,8 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture
 def hook(qikberry_conn: str, sleeps: Sleeps) -> QikberryHook:
-    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0)
-    hook._sleep = sleeps  # retries are recorded, not waited: the assertions are on what the hook decided
+    # Retries are recorded, not waited: the assertions are on what the hook decided.
+    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0, clock=sleeps)
     return hook
 
 
@@ -83,7 +83,7 @@ def test_insufficient_balance(hook: QikberryHook, emulator: Any) -> None:
 
 
 def test_rate_limit_error_carries_retry_after(hook: QikberryHook, emulator: Any) -> None:
-    hook.max_attempts = 1
+    hook.policy.max_attempts = 1
     emulator.configure(rate_limit_per_minute=2)
     hook.get_balance()
     hook.get_balance()
@@ -94,7 +94,7 @@ def test_rate_limit_error_carries_retry_after(hook: QikberryHook, emulator: Any)
 
 
 def test_server_error_after_retries(hook: QikberryHook, emulator: Any, sleeps: Sleeps) -> None:
-    hook.max_attempts = 3
+    hook.policy.max_attempts = 3
     emulator.set_faults([{"endpoint": "auth/me", "kind": "error", "status": 500, "times": 10}])
     with pytest.raises(QikberryServerError) as info:
         hook._get("auth/me")
@@ -137,7 +137,7 @@ def test_retry_after_is_honoured(hook: QikberryHook, emulator: Any, sleeps: Slee
 
 
 def test_retry_after_is_capped(hook: QikberryHook, emulator: Any, sleeps: Sleeps) -> None:
-    hook.max_retry_after = 5
+    hook.policy.max_retry_after = 5
     emulator.set_faults([{"endpoint": "auth/me", "kind": "rate_limit", "seconds": 600, "times": 1}])
     assert hook.test_connection()[0]
     assert sleeps == [5.0]
@@ -169,8 +169,7 @@ def test_drop_after_accept_is_reconciled_not_resent(hook: QikberryHook, emulator
 
 
 def test_slow_response_past_timeout_is_reconciled(qikberry_conn: str, emulator: Any) -> None:
-    hook = QikberryHook(qikberry_conn_id=qikberry_conn, timeout=0.3, reconcile_delay=0)
-    hook._sleep = lambda s: None
+    hook = QikberryHook(qikberry_conn_id=qikberry_conn, timeout=0.3, reconcile_delay=0, clock=NoWaits())
     emulator.set_faults([{"endpoint": "sms/send", "kind": "slow_response", "seconds": 1.0, "times": 1}])
     sent = hook.send_sms("919876543210", "slow")
     assert len(sent) == 1
@@ -199,7 +198,7 @@ def test_ambiguous_failure_without_record_is_resent_once(
 
 
 def test_unknown_outcome_when_lookup_fails(hook: QikberryHook, emulator: Any) -> None:
-    hook.max_attempts = 2
+    hook.policy.max_attempts = 2
     emulator.set_faults(
         [
             {"endpoint": "sms/send", "kind": "drop_after_accept", "times": 1},
@@ -233,8 +232,7 @@ def test_bulk_drop_after_accept_is_reconciled(hook: QikberryHook, emulator: Any,
 
 
 def test_random_faults_never_duplicate_or_lose(qikberry_conn: str, emulator: Any) -> None:
-    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0, max_attempts=8)
-    hook._sleep = lambda s: None
+    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0, max_attempts=8, clock=NoWaits())
     emulator.set_faults(
         [
             {"endpoint": "sms/send", "kind": "drop_after_accept", "probability": 0.08},
@@ -282,9 +280,7 @@ def timed_hook(qikberry_conn: str, emulator: Any) -> Callable[..., tuple[Qikberr
 
     def make(conn_id: str = qikberry_conn, **kwargs: Any) -> tuple[QikberryHook, Sleeps]:
         sleeps = Sleeps(emulator)
-        hook = QikberryHook(qikberry_conn_id=conn_id, **kwargs)
-        hook._sleep = sleeps
-        hook.policy.clock = sleeps.clock
+        hook = QikberryHook(qikberry_conn_id=conn_id, clock=sleeps, **kwargs)
         return hook, sleeps
 
     return make

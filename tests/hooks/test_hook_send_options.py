@@ -26,8 +26,7 @@ TEMPLATE, ENTITY = "1107160000000012345", "1101160000000012345"
 def hook(qikberry_conn: str, emulator: Any) -> QikberryHook:
     # Nothing becomes final (and no DLR is pushed to a webhook) while a test runs.
     emulator.configure(dlr_delay_seconds=3600)
-    hook = QikberryHook(qikberry_conn_id=qikberry_conn)
-    hook._sleep = Sleeps()
+    hook = QikberryHook(qikberry_conn_id=qikberry_conn, clock=Sleeps())
     return hook
 
 

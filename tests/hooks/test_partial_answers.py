@@ -33,9 +33,7 @@ def sleeps(emulator: Any) -> Sleeps:
 @pytest.fixture
 def make_hook(qikberry_conn: str, sleeps: Sleeps) -> Callable[..., QikberryHook]:
     def make(**kwargs: Any) -> QikberryHook:
-        hook = QikberryHook(qikberry_conn_id=qikberry_conn, **kwargs)
-        hook._sleep = sleeps
-        hook.policy.clock = sleeps.clock
+        hook = QikberryHook(qikberry_conn_id=qikberry_conn, clock=sleeps, **kwargs)
         return hook
 
     return make

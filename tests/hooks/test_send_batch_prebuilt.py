@@ -26,8 +26,7 @@ A, B, C = "919876543210", "919876543211", "919876543212"
 @pytest.fixture
 def hook(qikberry_conn: str, emulator: Any) -> QikberryHook:
     emulator.configure(dlr_delay_seconds=3600)
-    hook = QikberryHook(qikberry_conn_id=qikberry_conn)
-    hook._sleep = Sleeps()
+    hook = QikberryHook(qikberry_conn_id=qikberry_conn, clock=Sleeps())
     return hook
 
 

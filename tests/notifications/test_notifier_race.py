@@ -57,10 +57,8 @@ def test_one_transient_error_on_the_send_still_delivers_the_alert_once(
     Seen failing with the notifier's old fixed 30 s deadline: the window used it all and the 502, 504 and
     dropped-before cases ended with no alert at all ("was not sent")."""
     emulator.set_faults([{"endpoint": "sms/send", "method": "POST", "times": 1, **fault}])
-    notifier = QikberryNotifier(to=NUMBER, message=TEXT)
     sleeps = Sleeps(emulator)  # waits recorded, the emulator clock and the deadline moved by them
-    notifier.hook._sleep = sleeps
-    notifier.hook.policy.clock = sleeps.clock
+    notifier = QikberryNotifier(to=NUMBER, message=TEXT, clock=sleeps)
     assert notifier.hook.retry_deadline == 70  # timeout 30 + window 30 + 10
     notifier.notify(_context())
     assert [(m["mobile"], m["message"]) for m in emulator.messages()] == [(NUMBER, TEXT)]

@@ -56,9 +56,7 @@ def sleeps(emulator: Any) -> Sleeps:
 
 @pytest.fixture
 def hook(make_qikberry_conn: Callable[..., str], sleeps: Sleeps) -> QikberryHook:
-    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(reconcile_window=10))
-    hook._sleep = sleeps
-    hook.policy.clock = sleeps.clock
+    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(reconcile_window=10), clock=sleeps)
     return hook
 
 

@@ -25,6 +25,7 @@ from airflow_qikberry import protocol as p
 from airflow_qikberry import validation as v
 from airflow_qikberry.exceptions import QikberryError
 from airflow_qikberry.models import Balance, MessageStatus, SentMessage
+from tests.helpers import NoWaits
 
 # -- bodies: JSON of the right and the wrong shapes, truncated JSON, HTML, empty, huge pages
 
@@ -257,8 +258,7 @@ def test_the_hook_turns_garbled_answers_into_typed_errors(
     # Retry-After sent by the scripted server is never honoured for long: no sleeping in a fuzz loop.
     _Scripted.answer = (status, text.encode("utf-8", "surrogatepass"), {"Content-Type": "application/json"})
     conn_id = make_qikberry_conn("fuzz_conn", host=scripted_server, reconcile_window=0.01)
-    hook = QikberryHook(qikberry_conn_id=conn_id, max_attempts=1)
-    hook._sleep = lambda seconds: None
+    hook = QikberryHook(qikberry_conn_id=conn_id, max_attempts=1, clock=NoWaits())
     for call in (
         lambda: hook.get_status(message_id="g:1"),
         lambda: list(hook.iter_group_status("g")),
