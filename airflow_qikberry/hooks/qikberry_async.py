@@ -92,7 +92,9 @@ class QikberryAsyncHook(QikberryBaseHook):
         """Every call's transport, within the token's process-wide GET budget (created on first use)."""
         if self._transport is None:
             s = await self.get_settings()
-            self._transport = HttpxTransport(s, policy=self.policy, timeout=self.timeout_override)
+            # Checked again after the await: concurrent first lookups each opened a client, one never closed.
+            if self._transport is None:
+                self._transport = HttpxTransport(s, policy=self.policy, timeout=self.timeout_override)
         return self._transport
 
     async def get_poll_transport(self) -> HttpxTransport:
@@ -103,7 +105,9 @@ class QikberryAsyncHook(QikberryBaseHook):
         holds the poll budget of the whole process.
         """
         if self._poll_transport is None:
-            self._poll_transport = (await self.get_transport()).for_polls()
+            transport = await self.get_transport()
+            if self._poll_transport is None:
+                self._poll_transport = transport.for_polls()
         return self._poll_transport
 
     async def close(self) -> None:
