@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["CONN_FIELDS", "CONN_TYPE", "UI_FIELD_BEHAVIOUR", "get_provider_info"]
+
 CONN_TYPE = "qikberry"
 
 # Extra fields of the `qikberry` connection: name -> {label, description, schema}.

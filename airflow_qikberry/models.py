@@ -59,17 +59,9 @@ def group_of(message_id: str) -> str | None:
     return head if sep else None
 
 
-def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    return {key: (str(val) if isinstance(val, Decimal) else val) for key, val in data.items()}
-
-
 @dataclass(frozen=True)
-class SentMessage:
-    """
-    One recipient row of an accepted send (``sms/send``, ``sms/send/json``).
-
-    ``mobile`` is in one canonical form, digits with the country code, however the API wrote it.
-    """
+class _Row:
+    """The fields a send result and a status row share, and the group (request or campaign) of the message."""
 
     message_id: str
     mobile: str
@@ -78,24 +70,47 @@ class SentMessage:
     length: int
     charges: Decimal
     custom_id: str | None
-    submitted_at: str | None
 
     @property
     def group_id(self) -> str | None:
         return group_of(self.message_id)
 
+
+def _row_fields(row: Mapping[str, Any], *custom_keys: str) -> dict[str, Any]:
+    """
+    Return the fields a send result and a status row read alike from an API row.
+
+    The custom id is the first of ``custom_keys`` the row has (each endpoint spells it its own way first).
+    """
+    custom = next((row[key] for key in custom_keys if key in row), None)
+    return {
+        "message_id": str(row.get("id", "")),
+        "mobile": canonical_number(row.get("mobile")),
+        "status": str(row.get("status", "")),
+        "units": _int(row.get("units")),
+        "length": _int(row.get("length")),
+        "charges": _decimal(row.get("charges")),
+        "custom_id": _opt_str(custom),
+    }
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: (str(val) if isinstance(val, Decimal) else val) for key, val in data.items()}
+
+
+@dataclass(frozen=True)
+class SentMessage(_Row):
+    """
+    One recipient row of an accepted send (``sms/send``, ``sms/send/json``).
+
+    ``mobile`` is in one canonical form, digits with the country code, however the API wrote it.
+    """
+
+    submitted_at: str | None
+
     @classmethod
     def from_api(cls, row: Mapping[str, Any]) -> SentMessage:
-        return cls(
-            message_id=str(row.get("id", "")),
-            mobile=canonical_number(row.get("mobile")),
-            status=str(row.get("status", "")),
-            units=_int(row.get("units")),
-            length=_int(row.get("length")),
-            charges=_decimal(row.get("charges")),
-            custom_id=_opt_str(row.get("customid", row.get("custom"))),
-            submitted_at=_opt_str(row.get("submitted_at")),
-        )
+        return cls(**_row_fields(row, "customid", "custom"), submitted_at=_opt_str(row.get("submitted_at")))
 
     @classmethod
     def from_status(cls, status: MessageStatus) -> SentMessage:
@@ -148,16 +163,9 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
-class MessageStatus:
+class MessageStatus(_Row):
     """A delivery-status row from ``sms/status``."""
 
-    message_id: str
-    mobile: str
-    status: str
-    units: int
-    length: int
-    charges: Decimal
-    custom_id: str | None
     service: str | None
     sender: str | None
     submitted_at: str | None
@@ -171,20 +179,10 @@ class MessageStatus:
     def is_delivered(self) -> bool:
         return is_delivered(self.status)
 
-    @property
-    def group_id(self) -> str | None:
-        return group_of(self.message_id)
-
     @classmethod
     def from_api(cls, row: Mapping[str, Any]) -> MessageStatus:
         return cls(
-            message_id=str(row.get("id", "")),
-            mobile=canonical_number(row.get("mobile")),
-            status=str(row.get("status", "")),
-            units=_int(row.get("units")),
-            length=_int(row.get("length")),
-            charges=_decimal(row.get("charges")),
-            custom_id=_opt_str(row.get("custom", row.get("customid"))),
+            **_row_fields(row, "custom", "customid"),
             service=_opt_str(row.get("service")),
             sender=_opt_str(row.get("sender")),
             submitted_at=_opt_str(row.get("submitted_at")),

@@ -13,17 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_qikberry.protocol import ApiResponse, auth_headers, query_params
-from airflow_qikberry.transport.base import (
-    RawResponse,
-    Transport,
-    TransportFailure,
-    caused_by,
-    failure,
-    get_answered,
-    get_failed,
-    install_log_filter,
-)
-from airflow_qikberry.transport.sync import USER_AGENT
+from airflow_qikberry.transport import base
 
 if TYPE_CHECKING:
     import httpx
@@ -57,7 +47,7 @@ class _Pool:
         self.in_flight: set[asyncio.Future[None]] = set()
 
 
-class HttpxTransport(Transport):
+class HttpxTransport(base.Transport):
     """
     Async GETs over a pooled ``httpx.AsyncClient``.
 
@@ -71,8 +61,8 @@ class HttpxTransport(Transport):
     def __init__(self, settings: ConnectionSettings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         self._pool = _Pool()
-        install_log_filter("httpx")
-        install_log_filter("httpcore")
+        base.install_log_filter("httpx")
+        base.install_log_filter("httpcore")
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -85,7 +75,7 @@ class HttpxTransport(Transport):
 
             s = self.settings
             pool.client = httpx.AsyncClient(
-                headers=auth_headers(s.token, s.auth_in, USER_AGENT),
+                headers=auth_headers(s.token, s.auth_in, base.USER_AGENT),
                 timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout),
                 verify=s.verify_ssl,
                 limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
@@ -115,7 +105,7 @@ class HttpxTransport(Transport):
 
     async def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None
-    ) -> RawResponse:
+    ) -> base.RawResponse:
         import httpx
 
         s = self.settings
@@ -131,7 +121,7 @@ class HttpxTransport(Transport):
         finally:
             self._pool.in_flight.discard(answered)
             answered.set_result(None)
-        return RawResponse(
+        return base.RawResponse(
             response.status_code, response.content.decode("utf-8", "replace"), response.headers
         )
 
@@ -144,22 +134,22 @@ class HttpxTransport(Transport):
             await self.bucket.acquire_async()
             try:
                 raw = await self.request("GET", path, params=params)
-            except TransportFailure as exc:
-                raise get_failed(exc) from None
-            return get_answered(raw)
+            except base.TransportFailure as exc:
+                raise base.get_failed(exc) from None
+            return base.get_answered(raw)
 
         return await self.policy.run_async(attempt, deadline, hold=self.hold)
 
 
-def _classified(exc: BaseException, what: str, token: str) -> TransportFailure:
+def _classified(exc: BaseException, what: str, token: str) -> base.TransportFailure:
     import ssl
 
     import httpx
 
     if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
-        return failure("fatal", what, exc, token, "not retried: fix the connection's host")
-    if caused_by(exc, (ssl.SSLCertVerificationError,)):
-        return failure(
+        return base.failure("fatal", what, exc, token, "not retried: fix the connection's host")
+    if base.caused_by(exc, (ssl.SSLCertVerificationError,)):
+        return base.failure(
             "fatal",
             what,
             exc,
@@ -168,5 +158,5 @@ def _classified(exc: BaseException, what: str, token: str) -> TransportFailure:
             "or set verify_ssl false for a sandbox",
         )
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        return failure("not_sent", what, exc, token)
-    return failure("ambiguous", what, exc, token)
+        return base.failure("not_sent", what, exc, token)
+    return base.failure("ambiguous", what, exc, token)

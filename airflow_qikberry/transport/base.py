@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
 
-from airflow_qikberry import ratelimit
+from airflow_qikberry import __version__, ratelimit
 from airflow_qikberry.exceptions import QikberryConnectionError, QikberryError
 from airflow_qikberry.protocol import ApiResponse, classify, decode_body, error_for, parse_response, redact
 from airflow_qikberry.transport.retry import Retry
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from airflow_qikberry.transport.retry import RetryPolicy
 
 __all__ = [
+    "USER_AGENT",
     "FailureKind",
     "RawResponse",
     "Transport",
@@ -34,6 +35,9 @@ __all__ = [
     "get_failed",
     "install_log_filter",
 ]
+
+#: How both transports introduce themselves to the API.
+USER_AGENT = f"airflow-provider-qikberry/{__version__}"
 
 TransportT = TypeVar("TransportT", bound="Transport")
 

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any
 
-from airflow_qikberry import __version__
 from airflow_qikberry.protocol import ApiResponse, auth_headers, query_params
 from airflow_qikberry.transport.base import (
+    USER_AGENT,
     RawResponse,
     Transport,
     TransportFailure,
@@ -26,9 +26,7 @@ if TYPE_CHECKING:
     from airflow_qikberry.connection import ConnectionSettings
     from airflow_qikberry.transport.retry import Deadline
 
-__all__ = ["USER_AGENT", "RequestsTransport"]
-
-USER_AGENT = f"airflow-provider-qikberry/{__version__}"
+__all__ = ["RequestsTransport"]
 
 
 class RequestsTransport(Transport):
