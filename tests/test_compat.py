@@ -16,10 +16,18 @@ from pathlib import Path
 import pytest
 
 import airflow_qikberry
+from tests.helpers import AIRFLOW_V_3_0_PLUS, AIRFLOW_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKED = [REPO_ROOT / "airflow_qikberry", REPO_ROOT / "example_dags"]
 ONLY_ON_AIRFLOW_3 = ("airflow.sdk",)
+
+
+def test_version_flag_matches_the_installed_airflow() -> None:
+    from airflow_qikberry import version_compat
+
+    assert version_compat.get_base_airflow_version_tuple()[:2] == AIRFLOW_VERSION
+    assert version_compat.AIRFLOW_V_3_0_PLUS is AIRFLOW_V_3_0_PLUS
 
 
 def _modules() -> list[str]:
