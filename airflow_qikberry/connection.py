@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_FIELDS, CONN_TYPE, UI_FIELD_BEHAVIOUR
+from airflow_qikberry.phone import validate_region
 from airflow_qikberry.protocol import DEFAULT_BASE_URL
+from airflow_qikberry.validation import validate_flag
 
 __all__ = [
     "DEFAULT_RETRY_DEADLINE",
@@ -240,7 +242,6 @@ def _poll_budget(value: Any, rate: int) -> int:
 def _boolean(value: Any, name: str, *, default: bool) -> bool:
     if value is None:
         return default
-    from airflow_qikberry.validation import validate_flag  # the one reader of yes/no values
 
     try:
         return validate_flag(value, field=name)
@@ -258,7 +259,6 @@ def _region(value: object) -> str | None:
     """
     if value is None or value == "":
         return None
-    from airflow_qikberry.phone import validate_region
 
     return validate_region(str(value))
 

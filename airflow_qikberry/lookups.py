@@ -22,6 +22,7 @@ from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.models import Balance, MessageStatus, StatusPage
 from airflow_qikberry.protocol import ApiResponse, Paths, rows_of, status_page, status_params, status_total
 from airflow_qikberry.sansio import Core
+from airflow_qikberry.validation import validate_service, validate_text_id
 
 __all__ = [
     "Lookup",
@@ -56,7 +57,6 @@ def group_query(group_id: object) -> dict[str, str]:
     """
     # Imported here: validation costs about 6 ms to import, which the async hook (and so every trigger
     # module import) would pay up front; the check itself runs before any request either way.
-    from airflow_qikberry.validation import validate_text_id
 
     if group_id is None or (isinstance(group_id, str) and not group_id.strip()):
         raise QikberryValidationError("group_id must not be empty.", field="group_id")
@@ -126,8 +126,6 @@ def balance(service: str | None = None) -> Lookup[list[Balance]]:
 
     An API that answers 404 there is asked at the legacy ``account/balance`` instead.
     """
-    from airflow_qikberry.validation import validate_service  # see group_query
-
     wanted = validate_service(service) if service is not None else None
     params = {"service": wanted} if wanted else None
     try:

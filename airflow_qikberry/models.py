@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, Protocol, TypeVar
 
+from airflow_qikberry.exceptions import QikberryValidationError
+from airflow_qikberry.phone import mask_number
 from airflow_qikberry.protocol import canonical_number, is_delivered, is_final
 
 __all__ = [
@@ -135,8 +137,6 @@ class SentMessage(_Row):
 
         ``charges`` is a float so templates can sum it; ``id`` feeds a delivery sensor directly.
         """
-        from airflow_qikberry.phone import mask_number
-
         return {
             "id": self.message_id,
             "mobile": mask_number(self.mobile),
@@ -315,7 +315,6 @@ def estimate_cost(units: int, balances: Iterable[Balance], service: str) -> Cost
                 credits_available=row.credits,
                 postpaid=row.postpaid,
             )
-    from airflow_qikberry.exceptions import QikberryValidationError
 
     known = ", ".join(sorted(repr(r.service) for r in rows)) or "none"
     raise QikberryValidationError(

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_qikberry import phone
+from airflow_qikberry import idempotency as ido
+from airflow_qikberry import payloads as p
+from airflow_qikberry import phone, sends
 from airflow_qikberry import validation as v
 from airflow_qikberry.campaign.preparation import RejectedReport, scrub
-from airflow_qikberry.exceptions import QikberryValidationError
+from airflow_qikberry.exceptions import QikberryPartialSendError, QikberryValidationError
 
 if TYPE_CHECKING:
     from airflow_qikberry.campaign.options import CampaignOptions, Chunk
@@ -203,8 +205,6 @@ class ChunkSender:
     def send(
         self, chunk: Chunk, rows: list[list[str]], positions: Sequence[int] | None = None
     ) -> ChunkOutcome:
-        from airflow_qikberry import idempotency as ido
-        from airflow_qikberry.exceptions import QikberryPartialSendError
 
         # Every id is made the same way and the last is the longest: checking it checks them all.
         v.validate_custom_id(ido.campaign_custom_id(self.key, chunk.index, chunk.size - 1), field="custom_id")
@@ -257,9 +257,6 @@ class ChunkSender:
         return outcome
 
     def _post(self, chunk: Chunk, rows: list[list[str]], batch: Sequence[int]) -> Any:
-        from airflow_qikberry import idempotency as ido
-        from airflow_qikberry import payloads as p
-        from airflow_qikberry import sends
 
         node, cid, key, k = p.validated_batch_node, ido.campaign_custom_id, self.key, chunk.index
         # Pass 1 validated every number and measured every text: the nodes go to the hook as validated
@@ -280,7 +277,6 @@ class ChunkSender:
         return self.hook.send_prepared(prepared)
 
     def _left_out(self, chunk: Chunk, batch: Sequence[int], error: Any, outcome: ChunkOutcome) -> None:
-        from airflow_qikberry import idempotency as ido
 
         prefix = ido.campaign_custom_id(self.key, chunk.index, 0)[:-1]
         missing = sorted(

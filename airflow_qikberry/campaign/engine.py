@@ -15,11 +15,14 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_qikberry import idempotency as ido
 from airflow_qikberry.campaign.chunks import ChunkOutcome, ChunkSender, NotSentRows
 from airflow_qikberry.campaign.options import CampaignOptions, Chunk, ChunkPlan, batch_times
 from airflow_qikberry.campaign.preparation import Prepared, RejectedReport, Spool, check_limits, prepare
 from airflow_qikberry.campaign.resume import STORE_PAGE, ProgressRecord, Resume
-from airflow_qikberry.exceptions import QikberryInsufficientBalanceError
+from airflow_qikberry.exceptions import QikberryInsufficientBalanceError, QikberryRowsNotSentError
+from airflow_qikberry.models import estimate_cost
+from airflow_qikberry.payloads import root_payload
 
 if TYPE_CHECKING:
     from airflow_qikberry.campaign.sources import Source
@@ -91,9 +94,6 @@ def run_campaign(
     """
     import logging
     import tempfile
-
-    from airflow_qikberry import idempotency as ido
-    from airflow_qikberry.payloads import root_payload
 
     log = log if log is not None else logging.getLogger(__name__)
     ident: TaskIdentity | None = ido.task_identity() if identity is _CURRENT_TASK else identity
@@ -209,8 +209,6 @@ def run_campaign(
                 )
             times = batch_times(options, chunks, start, settings.api_timezone)
             if options.check_balance and start < len(chunks):
-                from airflow_qikberry.models import estimate_cost
-
                 balances = hook.get_balance(service)
                 summary["estimated_credits"] = float(
                     estimate_cost(prepared.units, balances, service).credits_needed
@@ -246,8 +244,6 @@ def _dry_run(
     log: Any,
 ) -> dict[str, Any]:
     if options.check_balance:
-        from airflow_qikberry.models import estimate_cost
-
         estimate = estimate_cost(prepared.units, hook.get_balance(service), service)
         summary["estimated_credits"] = float(estimate.credits_needed)
         summary["balance_covers"] = estimate.covered
@@ -296,8 +292,6 @@ def _send(
     there. The API refuses or leaves out the same rows in every try, so a chunk it accepts rows of now was
     never sent before: the scan costs nothing then.
     """
-    from airflow_qikberry import idempotency as ido
-
     if start >= len(chunks):
         log.info("Campaign %r: every chunk was already settled; nothing left to send", options.name)
         return 0
@@ -375,8 +369,6 @@ def _finish(
     A typed error when, with the rows rejected before sending, they are more than ``max_invalid_ratio`` allows
     (everything else was sent by then).
     """
-    from airflow_qikberry.exceptions import QikberryRowsNotSentError
-
     not_sent = sum(reasons.values())
     summary["not_sent"] = not_sent
     summary["not_sent_by_reason"] = dict(reasons.most_common())

@@ -23,6 +23,7 @@ from airflow_qikberry import phone, sms_text
 from airflow_qikberry.campaign.options import MAX_CAMPAIGN_MESSAGES, Chunk, ChunkPlan
 from airflow_qikberry.campaign.sources import phone_key
 from airflow_qikberry.exceptions import QikberryValidationError
+from airflow_qikberry.payloads import API_TYPE
 
 __all__ = [
     "EMPTY_MESSAGE",
@@ -254,8 +255,6 @@ def prepare(
     kept in a set: about 70-100 bytes per accepted row, the only memory that grows with the campaign
     (docs/campaign.md). More than 500,000 accepted messages stop the pass with an error at once.
     """
-    from airflow_qikberry.payloads import API_TYPE
-
     if (message is None) == (render is None):
         raise ValueError("prepare needs exactly one of message and render")
     out = Prepared()

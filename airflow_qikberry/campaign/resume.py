@@ -12,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_qikberry import idempotency as ido
 from airflow_qikberry import phone
 from airflow_qikberry.campaign.chunks import EARLIER_LEFT_OUT, NOT_ACCEPTED_EARLIER, ChunkOutcome, runs
-from airflow_qikberry.exceptions import QikberryValidationError
+from airflow_qikberry.exceptions import QikberryDeliveryUnknownError, QikberryValidationError
+from airflow_qikberry.protocol import canonical_number
 
 if TYPE_CHECKING:
     from airflow_qikberry.campaign.options import Chunk, ChunkPlan
     from airflow_qikberry.campaign.preparation import Spool
-    from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
     from airflow_qikberry.hooks.qikberry import QikberryHook
     from airflow_qikberry.models import MessageStatus
 
@@ -153,7 +154,6 @@ class Resume:
         field: str,
         log: Any,
     ) -> None:
-        from airflow_qikberry import idempotency as ido
 
         self.hook, self.key, self.chunks, self.spool, self.outcomes = hook, key, chunks, spool, outcomes
         self.field, self.log = field, log
@@ -162,7 +162,6 @@ class Resume:
         )
 
     def cid(self, chunk: int, position: int) -> str:
-        from airflow_qikberry import idempotency as ido
 
         return ido.campaign_custom_id(self.key, chunk, position)
 
@@ -183,7 +182,6 @@ class Resume:
         return None
 
     def check(self, chunk: int, position: int, row: MessageStatus) -> None:
-        from airflow_qikberry.protocol import canonical_number
 
         expected = (
             self.spool.first_number(chunk) if position == 0 else str(self.spool.rows(chunk)[position][0])
@@ -199,7 +197,6 @@ class Resume:
             )
 
     def unknown(self, chunk: int) -> Callable[[str], QikberryDeliveryUnknownError]:
-        from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
 
         return lambda msg: QikberryDeliveryUnknownError(
             f"Resuming the campaign: {msg.rstrip('.')}. Nothing more was sent in this try.",
@@ -220,8 +217,6 @@ class Resume:
         Every chunk before it is then settled from its rows: ``outcomes`` gets its group ids, accepted
         count and rows not sent; the last of them may be only partly sent.
         """
-        from airflow_qikberry import idempotency as ido
-
         anchors: dict[int, MessageStatus] = {}
 
         def accepted(index: int) -> bool:
@@ -268,8 +263,6 @@ class Resume:
         one was settled), or, for the ``last`` chunk, are confirmed absent over the reconcile window and
         sent again.
         """
-        from airflow_qikberry import idempotency as ido
-
         chunk = self.chunks[index]
         size = chunk.size
         found: dict[int, MessageStatus] = {}
@@ -348,8 +341,6 @@ class Resume:
         They are looked up by the ends and middle of each run of them; a row that shows up brings its
         request's group, and the rest is confirmed again.
         """
-        from airflow_qikberry import idempotency as ido
-
         shown: list[MessageStatus] = []
         probes: list[int] = []
 
