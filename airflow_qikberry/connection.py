@@ -21,10 +21,10 @@ from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_FIELDS, CONN_TYPE, UI_FIELD_BEHAVIOUR
 from airflow_qikberry.phone import validate_region
 from airflow_qikberry.protocol import DEFAULT_BASE_URL
+from airflow_qikberry.transport.retry import DEFAULT_RETRY_DEADLINE
 from airflow_qikberry.validation import validate_flag
 
 __all__ = [
-    "DEFAULT_RETRY_DEADLINE",
     "SETTLE_MARGIN",
     "ConnectionSettings",
     "connection_form_widgets",
@@ -35,8 +35,6 @@ __all__ = [
 
 AuthPlacement = Literal["header", "query"]
 
-#: The retry deadline of a call when nothing asks for another and the reconcile window does not need more.
-DEFAULT_RETRY_DEADLINE = 120.0
 #: Seconds a send needs, on top of a read timeout and the reconcile window, to settle an unknown outcome and
 #: post again: the lookups' own round trips and the backoff before the resend.
 SETTLE_MARGIN = 10.0

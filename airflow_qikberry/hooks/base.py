@@ -11,15 +11,17 @@ deadline to it is its own.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from airflow_qikberry.clock import SYSTEM_CLOCK, Clock
-from airflow_qikberry.connection import DEFAULT_RETRY_DEADLINE, ConnectionSettings
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_TYPE
-from airflow_qikberry.transport.retry import RetryPolicy
+from airflow_qikberry.transport.retry import DEFAULT_RETRY_DEADLINE, RetryPolicy
+
+if TYPE_CHECKING:
+    from airflow_qikberry.connection import ConnectionSettings
 
 __all__ = ["HookArgs", "QikberryBaseHook", "positive_seconds"]
 
@@ -86,6 +88,10 @@ class QikberryBaseHook(BaseHook):
     @staticmethod
     def settings_from(conn: Any) -> ConnectionSettings:
         """Return the connection parsed and checked, its token registered with the secrets masker first."""
+        # Imported here, not at the top: with the wire format it brings (protocol, phone, validation) it would
+        # add about 5 ms to every DAG parse that imports a hook (bench/import_cost.py).
+        from airflow_qikberry.connection import ConnectionSettings
+
         if conn.password:
             mask_secret(conn.password)
         return ConnectionSettings.from_connection(conn)

@@ -15,10 +15,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from airflow_qikberry.connection import DEFAULT_RETRY_DEADLINE, fitted_retry_deadline
 from airflow_qikberry.exceptions import QikberryError, QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_TYPE
 from airflow_qikberry.hooks.base import HookArgs, QikberryBaseHook
+from airflow_qikberry.transport.retry import DEFAULT_RETRY_DEADLINE
 
 if TYPE_CHECKING:
     import requests
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from airflow_qikberry.transport.sync import RequestsTransport
 
 # DAG files import this module at every parse, within the 15 ms budget of bench/import_cost.py. The modules
-# that do the work (sends, idempotency, lookups, the requests transport: about 15-30 ms with what they import)
-# are imported by the methods that use them, on the first call.
+# that do the work (connection, sends, idempotency, lookups, the requests transport: about 15-30 ms with what
+# they import) are imported by the methods that use them, on the first call.
 
 T = TypeVar("T")
 
@@ -157,6 +157,7 @@ class QikberryHook(QikberryBaseHook):
         request, when an explicit ``retry_deadline`` is too short for the reconcile window and timeout in
         force; derived from them when none is given.
         """
+        from airflow_qikberry.connection import fitted_retry_deadline
 
         def source(argument: object, name: str) -> str:
             if argument is not None:

@@ -19,7 +19,10 @@ import tenacity
 from airflow_qikberry.clock import SYSTEM_CLOCK, Clock
 from airflow_qikberry.exceptions import QikberryError, QikberryRateLimitError
 
-__all__ = ["Deadline", "Retry", "RetryPolicy", "bounded_by"]
+__all__ = ["DEFAULT_RETRY_DEADLINE", "Deadline", "Retry", "RetryPolicy", "bounded_by"]
+
+#: The retry deadline of a call when nothing asks for another and the reconcile window does not need more.
+DEFAULT_RETRY_DEADLINE = 120.0
 
 T = TypeVar("T")
 
@@ -77,7 +80,7 @@ class RetryPolicy:
         self,
         *,
         max_attempts: int = 5,
-        deadline: float = 120.0,
+        deadline: float = DEFAULT_RETRY_DEADLINE,
         max_retry_after: float = 60.0,
         log: Any = None,
         clock: Clock = SYSTEM_CLOCK,
