@@ -205,10 +205,15 @@ def _run_child(emulator: Any, text: str, window: float = 600.0) -> None:
 
 def test_dedupe_across_two_processes(emulator: Any) -> None:
     # Break: put os.getpid()/uuid into the custom id, or skip the get_status lookup -> two messages, fails.
-    _run_child(emulator, "nightly load failed")
-    _run_child(emulator, "nightly load failed")
+    # Windows are counted from the epoch (time // window): with the default 600 s, two children that straddle
+    # a 10-minute boundary (each takes seconds, more on a busy machine) are rightly two alerts; a run across
+    # 21:30:00 failed so. With a window of 10**6 s a boundary between them is all but impossible; the window's
+    # own length is test_dedupe_window_is_configurable's business.
+    window = 10.0**6
+    _run_child(emulator, "nightly load failed", window)
+    _run_child(emulator, "nightly load failed", window)
     assert _texts(emulator) == ["nightly load failed"]
-    _run_child(emulator, "nightly load failed again")  # a different text is a different alert
+    _run_child(emulator, "nightly load failed again", window)  # a different text is a different alert
     assert _texts(emulator) == ["nightly load failed", "nightly load failed again"]
 
 
