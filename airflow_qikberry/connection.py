@@ -18,11 +18,69 @@ from typing import Any, Literal
 
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_FIELDS, CONN_TYPE, UI_FIELD_BEHAVIOUR
-from airflow_qikberry.protocol import DEFAULT_BASE_URL, SendDefaults
+from airflow_qikberry.protocol import DEFAULT_BASE_URL
 
-__all__ = ["ConnectionSettings", "connection_form_widgets", "ui_field_behaviour"]
+__all__ = [
+    "DEFAULT_RETRY_DEADLINE",
+    "SETTLE_MARGIN",
+    "ConnectionSettings",
+    "connection_form_widgets",
+    "fitted_retry_deadline",
+    "settle_time",
+    "ui_field_behaviour",
+]
 
 AuthPlacement = Literal["header", "query"]
+
+#: The retry deadline of a call when nothing asks for another and the reconcile window does not need more.
+DEFAULT_RETRY_DEADLINE = 120.0
+#: Seconds a send needs, on top of a read timeout and the reconcile window, to settle an unknown outcome and
+#: post again: the lookups' own round trips and the backoff before the resend.
+SETTLE_MARGIN = 10.0
+
+
+def settle_time(timeout: float, window: float) -> float:
+    """The longest a send may need to settle one unknown outcome and be posted again: its first post may use
+    a whole read ``timeout`` before the outcome is known to be unknown, the lookups then take the reconcile
+    ``window``, and the lookups' round trips and the backoff before the resend take up to
+    :data:`SETTLE_MARGIN`. A retry deadline shorter than this ends such a send as unknown, every time."""
+    return timeout + window + SETTLE_MARGIN
+
+
+def fitted_retry_deadline(
+    deadline: float | None,
+    *,
+    window: float,
+    timeout: float,
+    deadline_from: str = "the connection's retry_deadline extra",
+    window_from: str = "reconcile_window",
+    timeout_from: str = "timeout",
+) -> float:
+    """The retry deadline to use with this reconcile ``window`` and read ``timeout``.
+
+    Unset (``None``), it is derived: :data:`DEFAULT_RETRY_DEADLINE`, or :func:`settle_time` when the window
+    and timeout need more. Set, it must leave room for :func:`settle_time`, or the combination is refused
+    with an error that names the settings (``*_from`` says where each one came from) and the fix.
+
+    Example::
+
+        fitted_retry_deadline(None, window=150, timeout=30)  # 190.0: derived
+        fitted_retry_deadline(120, window=150, timeout=30)  # QikberryValidationError
+    """
+    need = settle_time(timeout, window)
+    if deadline is None:
+        return max(DEFAULT_RETRY_DEADLINE, need)
+    if deadline < need:
+        raise QikberryValidationError(
+            f"{deadline_from} ({deadline:g} s) is too short for {window_from} ({window:g} s) and "
+            f"{timeout_from} ({timeout:g} s): a send whose outcome is unknown (a timeout, a 5xx, a dropped "
+            f"connection) needs up to timeout + reconcile window + {SETTLE_MARGIN:g} s = {need:g} s to be "
+            "looked up and sent again, so with these settings every such send would end unknown and a "
+            f"campaign retry could not resume. Set retry_deadline to at least {need:g}, or leave it unset "
+            "(it is then derived from the other two), or lower reconcile_window or timeout.",
+            field="retry_deadline",
+        )
+    return deadline
 
 
 @dataclass(frozen=True)
@@ -30,7 +88,10 @@ class ConnectionSettings:
     """The `qikberry` connection, parsed and checked. ``token`` is excluded from ``repr``.
 
     ``reconcile_window`` is how long (seconds) an ambiguous send is looked for by its custom id before it
-    is taken as not accepted; ``api_timezone`` is the zone of the API's ``submitted_at`` timestamps.
+    is taken as not accepted; ``api_timezone`` is the zone of the API's ``submitted_at`` timestamps;
+    ``retry_deadline`` bounds each call (``None``: derived, see :func:`fitted_retry_deadline`). Settings
+    that must fit together are checked together when the connection is read: a ``retry_deadline`` too short
+    for ``reconcile_window`` and ``timeout``, a ``poll_budget_per_minute`` above ``rate_limit_per_minute``.
     """
 
     base_url: str
@@ -48,18 +109,8 @@ class ConnectionSettings:
     api_timezone: str = "Asia/Kolkata"
     # Delivery polls (sensors, triggers) per minute, per token and process; on top of rate_limit_per_minute.
     poll_budget_per_minute: int = 500
-
-    @property
-    def send_defaults(self) -> SendDefaults:
-        """What this connection supplies to a send that leaves a parameter out."""
-        return SendDefaults(
-            sender=self.sender,
-            service=self.service,
-            entity_id=self.entity_id,
-            default_region=self.default_region,
-            check_dlt_sender=self.check_dlt_sender,
-            timezone=self.api_timezone,
-        )
+    # Seconds bounding each call, retries and lookups included; None: derived from the window and timeout.
+    retry_deadline: float | None = None
 
     @classmethod
     def from_connection(cls, conn: Any) -> ConnectionSettings:
@@ -103,25 +154,34 @@ class ConnectionSettings:
         region = get("default_region")
         zone = str(get("api_timezone") or "Asia/Kolkata")
         _check_zone(zone)
+        timeout = _positive_number(get("timeout"), "timeout", 30.0)
+        window = _positive_number(get("reconcile_window"), "reconcile_window", 30.0)
+        deadline = get("retry_deadline")
+        if deadline is not None:
+            deadline = fitted_retry_deadline(
+                _positive_number(deadline, "retry_deadline", 0.0),
+                window=window,
+                timeout=timeout,
+                window_from=_source(get("reconcile_window"), "reconcile_window"),
+                timeout_from=_source(get("timeout"), "timeout"),
+            )
+        rate = int(_positive_number(get("rate_limit_per_minute"), "rate_limit_per_minute", 1000))
         return cls(
             base_url=_base_url(host, port, schema),
             token=token,
             sender=get("sender"),
             service=str(get("service") or "T"),
             entity_id=None if get("entity_id") is None else str(get("entity_id")),
-            timeout=_positive_number(get("timeout"), "timeout", 30.0),
-            rate_limit_per_minute=int(
-                _positive_number(get("rate_limit_per_minute"), "rate_limit_per_minute", 1000)
-            ),
+            timeout=timeout,
+            rate_limit_per_minute=rate,
             auth_in="query" if auth_in == "query" else "header",
             default_region=_region(region),
             verify_ssl=_boolean(get("verify_ssl"), "verify_ssl", default=True),
             check_dlt_sender=_boolean(get("check_dlt_sender"), "check_dlt_sender", default=True),
-            reconcile_window=_positive_number(get("reconcile_window"), "reconcile_window", 30.0),
+            reconcile_window=window,
             api_timezone=zone,
-            poll_budget_per_minute=_whole_number(
-                get("poll_budget_per_minute"), "poll_budget_per_minute", 500
-            ),
+            poll_budget_per_minute=_poll_budget(get("poll_budget_per_minute"), rate),
+            retry_deadline=deadline,
         )
 
 
@@ -148,6 +208,28 @@ def _whole_number(value: Any, name: str, default: int) -> int:
     return int(number)
 
 
+def _source(value: Any, name: str) -> str:
+    """Where a setting's value came from, for error messages that name the settings to change."""
+    return f"the default {name}" if value is None else f"the connection's {name} extra"
+
+
+def _poll_budget(value: Any, rate: int) -> int:
+    """The poll budget: half the GET budget unless set; never above it, since every poll draws from both."""
+    if value is None:
+        return max(1, rate // 2)
+    budget = _whole_number(value, "poll_budget_per_minute", 1)
+    if budget > rate:
+        raise QikberryValidationError(
+            f"Connection extra poll_budget_per_minute ({budget}) is more than rate_limit_per_minute "
+            f"({rate}): every delivery poll draws from both budgets, so polls could never use more than "
+            f"{rate} a minute, and they could take all of it from sends and balance checks. Set "
+            f"poll_budget_per_minute to at most {rate}, or leave it empty for half of it "
+            f"({max(1, rate // 2)}).",
+            field="poll_budget_per_minute",
+        )
+    return budget
+
+
 def _boolean(value: Any, name: str, *, default: bool) -> bool:
     if value is None:
         return default
@@ -166,7 +248,7 @@ def _region(value: object) -> str | None:
     mistake would only surface at the first national number, possibly deep into a campaign."""
     if value is None or value == "":
         return None
-    from airflow_qikberry.validation import validate_region
+    from airflow_qikberry.phone import validate_region
 
     return validate_region(str(value))
 

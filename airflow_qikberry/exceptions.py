@@ -29,7 +29,9 @@ __all__ = [
     "QikberryDeliveryUnknownError",
     "QikberryError",
     "QikberryInsufficientBalanceError",
+    "QikberryPartialSendError",
     "QikberryRateLimitError",
+    "QikberryRowsNotSentError",
     "QikberryServerError",
     "QikberryValidationError",
 ]
@@ -137,3 +139,39 @@ class QikberryCustomIdReusedError(QikberryDeliveryUnknownError):
     are older than this call, they belong to an earlier send, so they cannot be returned as this call's
     result, and whether this call's own request was accepted is unknown. Use a fresh custom id per send.
     """
+
+
+class QikberryPartialSendError(QikberryDeliveryUnknownError):
+    """The API accepted only some messages of a send: it answered for part of the numbers, and the others
+    were still absent from ``sms/status`` when the reconcile window closed, so they were not accepted (a
+    number that opted out or is blocked is left out this way). They are not sent again automatically.
+
+    ``accepted`` holds the rows of the messages that were accepted (``SentMessage``), ``group_id`` their
+    request's group; ``numbers`` and ``missing_custom_ids`` name the messages that were not accepted.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        numbers: Sequence[str] = (),
+        custom_id: str | None = None,
+        accepted: Sequence[object] = (),
+        group_id: str | None = None,
+        missing_custom_ids: Sequence[str] = (),
+    ) -> None:
+        self.accepted = list(accepted)
+        self.group_id = group_id
+        self.missing_custom_ids = list(missing_custom_ids)
+        super().__init__(message, numbers=numbers, custom_id=custom_id)
+
+
+class QikberryRowsNotSentError(QikberryError):
+    """A campaign sent everything it could, but more rows than ``max_invalid_ratio`` allows were not sent:
+    rejected before sending, or refused or left out by the API. ``summary`` is the campaign's summary (the
+    XCom it would have returned), with the rows not sent counted and listed (numbers masked).
+    """
+
+    def __init__(self, message: str, *, summary: dict[str, object] | None = None) -> None:
+        self.summary = dict(summary or {})
+        super().__init__(message)

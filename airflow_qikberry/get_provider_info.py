@@ -63,11 +63,17 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "How long an ambiguous send is looked up by custom id before it counts as not sent.",
         "schema": {"type": ["number", "null"], "minimum": 1, "default": 30},
     },
+    "retry_deadline": {
+        "label": "Retry deadline (seconds)",
+        "description": "Bounds each API call, retries, waits and lookups included. Empty: derived, 120 or "
+        "timeout + reconcile window + 10 if that is more; a value below that is refused.",
+        "schema": {"type": ["number", "null"], "minimum": 1},
+    },
     "poll_budget_per_minute": {
         "label": "Delivery polls per minute",
         "description": "Status polls of every delivery sensor and trigger on this token, per process; on top "
-        "of the GET budget. Default: half the API's 1000/min.",
-        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 500},
+        "of the GET budget, at most as many. Empty: half the GET budget (500 with the default 1000).",
+        "schema": {"type": ["integer", "null"], "minimum": 1},
     },
     "api_timezone": {
         "label": "API time zone",

@@ -9,14 +9,23 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from airflow_qikberry.protocol import canonical_number, is_delivered, is_final
 
-__all__ = ["Balance", "BatchResult", "CostEstimate", "MessageStatus", "SentMessage", "estimate_cost"]
+__all__ = [
+    "Balance",
+    "BatchResult",
+    "CostEstimate",
+    "MessageStatus",
+    "SentMessage",
+    "StatusPage",
+    "StatusRow",
+    "estimate_cost",
+]
 
 
 def _decimal(value: Any) -> Decimal:
@@ -108,7 +117,7 @@ class SentMessage:
 
         ``charges`` is a float so templates can sum it; ``id`` feeds a delivery sensor directly.
         """
-        from airflow_qikberry.validation import mask_number
+        from airflow_qikberry.phone import mask_number
 
         return {
             "id": self.message_id,
@@ -184,6 +193,36 @@ class MessageStatus:
         data["is_final"] = self.is_final
         data["is_delivered"] = self.is_delivered
         return data
+
+
+class StatusRow(Protocol):
+    """What delivery tracking reads from a status row (:class:`MessageStatus` is one)."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+
+Row = TypeVar("Row", bound=StatusRow, covariant=True)
+
+
+@dataclass(frozen=True)
+class StatusPage(Generic[Row]):
+    """One page of ``sms/status`` rows, the number of the page after it (None: it was the last) and, when
+    the API says, how many rows the query has in all (``meta.total``).
+
+    Example::
+
+        page = hook.poll_page(group_id)
+        while page.next_page is not None:
+            page = hook.poll_page(group_id, page.next_page)
+    """
+
+    rows: Sequence[Row]
+    next_page: int | None
+    total: int | None = None
 
 
 @dataclass(frozen=True)

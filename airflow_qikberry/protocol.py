@@ -1,18 +1,18 @@
-"""The Qikberry v2 wire protocol in one place: API paths, status vocabulary, envelopes, error mapping,
-what an HTTP outcome means for a retry, and the pure builders of every request payload.
+"""The Qikberry v2 wire format in one place: API paths, status vocabulary, envelopes, error mapping, what an
+HTTP outcome means for a retry, paging, accepted counts, numbers as the API writes them, and redaction.
 
 Both transports (requests and httpx) and both hooks go through this module, so they can never disagree
-about what a request looks like or what a response means. This module does no I/O.
+about what a response means. This module does no I/O. Request bodies are :mod:`airflow_qikberry.payloads`'s.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
+from airflow_qikberry import phone, validation
 from airflow_qikberry.exceptions import (
     QikberryAuthError,
     QikberryError,
@@ -21,6 +21,35 @@ from airflow_qikberry.exceptions import (
     QikberryServerError,
     QikberryValidationError,
 )
+
+__all__ = [
+    "AWAITING_DLR",
+    "DEFAULT_BASE_URL",
+    "DELIVERED",
+    "FAILED_STATUSES",
+    "MAX_STATUS_PAGES",
+    "PENDING_STATUSES",
+    "ApiResponse",
+    "Disposition",
+    "Paths",
+    "accepted_count",
+    "auth_headers",
+    "canonical_number",
+    "classify",
+    "decode_body",
+    "error_for",
+    "is_delivered",
+    "is_final",
+    "next_page",
+    "parse_response",
+    "parse_retry_after",
+    "query_params",
+    "redact",
+    "rows_of",
+    "status_page",
+    "status_params",
+    "status_total",
+]
 
 DEFAULT_BASE_URL = "https://alerts.qikberry.com/api/v2/"
 
@@ -343,18 +372,30 @@ def status_page(response: ApiResponse, page: int) -> tuple[list[Mapping[str, Any
     return rows, following
 
 
+def status_total(response: ApiResponse) -> int | None:
+    """How many rows a paginated ``sms/status`` query has in all (``meta.total``, or a flat paginator's
+    ``total``), or None when the answer does not say."""
+    data = response.data
+    container: Mapping[str, Any] = response.body
+    if isinstance(data, Mapping) and isinstance(data.get("data"), list):
+        container = data
+    meta = container.get("meta")
+    meta = meta if isinstance(meta, Mapping) else container
+    total = meta.get("total")
+    return total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
+
+
 def status_params(
     *, message_id: str | None, custom_id: str | None, mobile: str | None, default_region: str | None
 ) -> dict[str, str]:
     """Query of an ``sms/status`` lookup; combined keys AND. At least one key is required. Each key is checked
     before any request: a dict or a list would otherwise be sent as its repr."""
-    v = _validation()
     params = {
-        "id": v.validate_text_id(message_id, field="message_id"),
-        "cid": v.validate_text_id(custom_id, field="custom_id", allow_int=True),
+        "id": validation.validate_text_id(message_id, field="message_id"),
+        "cid": validation.validate_text_id(custom_id, field="custom_id", allow_int=True),
     }
     if mobile is not None and mobile != "":
-        params["mobile"] = v.normalize_number(mobile, default_region=default_region, field="mobile")
+        params["mobile"] = phone.normalize_number(mobile, default_region=default_region, field="mobile")
     if not any(params.values()):
         raise QikberryValidationError("get_status needs message_id, custom_id or mobile.", field="message_id")
     return {k: val for k, val in params.items() if val}
@@ -364,281 +405,3 @@ def accepted_count(message: str) -> int | None:
     """The count in ``"<N> numbers accepted for delivery."``, or None when the message has none."""
     match = re.match(r"\s*(\d+)", message)
     return int(match.group(1)) if match else None
-
-
-# --- request payloads
-
-EncodingChoice = Literal["auto", "gsm7", "ucs2"]
-API_TYPE: dict[str, str] = {"gsm7": "N", "ucs2": "U"}
-MAX_NUMBERS_PER_REQUEST = 50_000  # the quick-campaign limit (reference section 3.9)
-MAX_BULK_BYTES = 200 * 1024 * 1024  # campaign file limit (reference section 3.9)
-
-# Per-node keys of sms/send/json: every send parameter except webhook_id, service and time (reference 4.2).
-NODE_KEYS = frozenset(
-    {
-        "to",
-        "message",
-        "sender",
-        "template_id",
-        "entity_id",
-        "encoding",
-        "flash",
-        "max_units",
-        "tags",
-        "custom_id",
-    }
-)
-_ROOT_ONLY = {
-    "service": "service",
-    "webhook_id": "webhook_id",
-    "schedule_at": "schedule_at",
-    "time": "schedule_at",
-}
-
-
-# NamedTuples, not dataclasses, for these records: DAG files import this module at every parse, and a
-# dataclass costs about a millisecond to build.
-class SendDefaults(NamedTuple):
-    """What a connection supplies when a call leaves a send parameter out."""
-
-    sender: str | None = None
-    service: str = "T"
-    entity_id: str | None = None
-    default_region: str | None = None
-    check_dlt_sender: bool = True
-    timezone: str = "Asia/Kolkata"
-
-
-def _validation() -> Any:
-    # validation pulls in phonenumbers lazily already; imported here to keep this module's import cheap.
-    from airflow_qikberry import validation
-
-    return validation
-
-
-def _sender(value: str | None, defaults: SendDefaults, service: str, field: str) -> str:
-    v = _validation()
-    return v.validate_sender(
-        value, service=service, dlt=None if defaults.check_dlt_sender else False, field=field
-    )
-
-
-def _given(value: Any) -> bool:
-    """Whether a caller gave a parameter: ``None`` and ``""`` mean "use the default"; anything else, even an
-    empty dict or list, is given and gets checked (and refused) rather than quietly replaced."""
-    return value is not None and not (isinstance(value, str) and value == "")
-
-
-def _message_fields(text: str, encoding: EncodingChoice, max_units: int | None, field: str) -> dict[str, Any]:
-    length = _validation().validate_message(text, encoding=encoding, max_units=max_units, field=field)
-    return {"message": text, "type": API_TYPE[length.encoding]}
-
-
-def build_common(
-    defaults: SendDefaults,
-    *,
-    message: str | None,
-    sender: str | None = None,
-    service: str | None = None,
-    template_id: str | None = None,
-    entity_id: str | None = None,
-    schedule_at: datetime | str | None = None,
-    encoding: EncodingChoice = "auto",
-    flash: bool = False,
-    webhook_id: str | None = None,
-    max_units: int | None = None,
-    tags: Sequence[str] | str | None = None,
-    require_message: bool = True,
-) -> dict[str, Any]:
-    """The parameters shared by every send endpoint, validated, in wire form (``root`` of a batch)."""
-    v = _validation()
-    service_value = v.validate_service(service if _given(service) else defaults.service)
-    payload: dict[str, Any] = {
-        "sender": _sender(sender if _given(sender) else defaults.sender, defaults, service_value, "sender"),
-        "service": service_value,
-    }
-    if message is not None or require_message:
-        payload.update(_message_fields(message or "", encoding, max_units, "message"))
-    elif encoding != "auto":
-        payload["type"] = API_TYPE[encoding]
-    if max_units is not None:
-        payload["max_units"] = max_units
-    ids = {
-        "template_id": v.validate_dlt_id(template_id, field="template_id"),
-        "entity_id": v.validate_dlt_id(
-            entity_id if _given(entity_id) else defaults.entity_id, field="entity_id"
-        ),
-    }
-    payload.update({k: val for k, val in ids.items() if val})
-    when = v.validate_schedule(schedule_at, timezone=defaults.timezone)
-    if when:
-        payload["time"] = when
-    if v.validate_flag(flash, field="flash"):
-        payload["flash"] = 1
-    hook_id = v.validate_text_id(webhook_id, field="webhook_id")
-    if hook_id:
-        payload["webhook_id"] = hook_id
-    tag_list = v.validate_tags(tags)
-    if tag_list:
-        payload["tags"] = tag_list
-    return payload
-
-
-def check_request_size(count: int, field: str) -> None:
-    if count > MAX_NUMBERS_PER_REQUEST:
-        raise QikberryValidationError(
-            f"{field}: {count} numbers; the API accepts at most {MAX_NUMBERS_PER_REQUEST} per request. "
-            "Split the list (or use upload_bulk for one text to many numbers).",
-            field=field,
-        )
-
-
-class BatchNode(NamedTuple):
-    """One validated node of a batch: its wire form, its number and the custom id the caller gave.
-
-    A BatchNode is validated by definition: only this module's builders make one (:func:`build_batch_node`
-    from a caller's mapping, :func:`validated_batch_node` from parts validated elsewhere), and
-    ``QikberryHook.send_batch`` sends it as it is, without checking it again. Build it for the root it is
-    sent with: its ``type`` is relative to that root's.
-    """
-
-    payload: dict[str, Any]
-    number: str
-    given_custom_id: str | None
-
-
-def validated_batch_node(
-    number: str, custom_id: str | None, *, message: str | None = None, api_type: str | None = None
-) -> BatchNode:
-    """A :class:`BatchNode` from parts the caller has already validated; nothing is checked again.
-
-    For a caller that validates a large batch once, in an earlier pass, and must not pay for it twice (the
-    campaign engine, whose prepare pass spools exactly these parts). The caller vouches that ``number`` is
-    the output of ``validation.normalize_number``, that ``message`` (None: the root's text) was measured with
-    the batch's ``encoding`` and ``max_units`` and ``api_type`` is ``API_TYPE`` of its encoding, and that
-    ``custom_id`` passes ``validation.validate_custom_id``. A node with its own text always carries its
-    ``type``, as :func:`build_batch_node` makes it; without a text it inherits the root's text and type.
-
-    Example::
-
-        node = validated_batch_node("919876543210", "order-1", message="Hi Asha", api_type="N")
-        hook.send_batch([node], name="welcome")
-    """
-    payload: dict[str, Any] = {"to": number}
-    if message is not None:
-        payload["message"] = message
-        payload["type"] = api_type
-    return BatchNode(payload, number, custom_id)
-
-
-def build_batch_node(
-    node: Mapping[str, Any],
-    index: int,
-    root: Mapping[str, Any],
-    defaults: SendDefaults,
-    *,
-    encoding: EncodingChoice,
-    max_units: int | None,
-) -> BatchNode:
-    """Validate one ``sms/send/json`` node and give it every parameter it overrides, its encoding included.
-
-    A node whose text differs from the root's carries its own ``type``: a Hindi node under a GSM-7 root
-    goes out as ``U``, not as question marks.
-    """
-    v = _validation()
-    prefix = f"nodes[{index}]"
-    if not isinstance(node, Mapping):
-        raise QikberryValidationError(f"{prefix} must be a mapping with a 'to' number.", field=prefix)
-    node = dict(node)
-    if "custom" in node and "custom_id" not in node:
-        node["custom_id"] = node.pop("custom")
-    for key in node:
-        if key in _ROOT_ONLY:
-            raise QikberryValidationError(
-                f"{prefix}.{key}: the API applies {key} to the whole batch only; pass it as the "
-                f"{_ROOT_ONLY[key]} argument instead.",
-                field=f"{prefix}.{key}",
-            )
-        if key not in NODE_KEYS:
-            raise QikberryValidationError(
-                f"{prefix}.{key} is not a node parameter; use one of {', '.join(sorted(NODE_KEYS))}.",
-                field=f"{prefix}.{key}",
-            )
-    if "to" not in node:
-        raise QikberryValidationError(f"{prefix} needs a 'to' number.", field=f"{prefix}.to")
-    found = v.normalize_numbers(node["to"], default_region=defaults.default_region, field=f"{prefix}.to")
-    if len(found) != 1:
-        raise QikberryValidationError(
-            f"{prefix}.to must be exactly one number; use one node per recipient.", field=f"{prefix}.to"
-        )
-    out: dict[str, Any] = {"to": found[0]}
-    node_encoding: EncodingChoice = v.validate_encoding(
-        node.get("encoding", encoding), field=f"{prefix}.encoding"
-    )
-    node_units = node.get("max_units", max_units)
-    text = node.get("message", root.get("message"))
-    if text is None:
-        raise QikberryValidationError(
-            f"{prefix} has no message and no default message was given.", field=f"{prefix}.message"
-        )
-    fields = _message_fields(text, node_encoding, node_units, f"{prefix}.message")
-    if "message" in node:
-        out["message"] = text
-    if "message" in node or fields["type"] != root.get("type"):
-        out["type"] = fields["type"]
-    if "max_units" in node:
-        out["max_units"] = node_units
-    if _given(node.get("sender")):
-        out["sender"] = _sender(node["sender"], defaults, str(root["service"]), f"{prefix}.sender")
-    for key in ("template_id", "entity_id"):
-        if _given(node.get(key)):
-            out[key] = v.validate_dlt_id(node[key], field=f"{prefix}.{key}")
-    if "flash" in node:
-        out["flash"] = 1 if v.validate_flag(node["flash"], field=f"{prefix}.flash") else 0
-    if _given(node.get("tags")):
-        tags = v.validate_tags(node["tags"], field=f"{prefix}.tags")
-        if tags:
-            out["tags"] = tags
-    given = node.get("custom_id")
-    given_id = v.validate_custom_id(given, field=f"{prefix}.custom_id") if _given(given) else None
-    return BatchNode(payload=out, number=found[0], given_custom_id=given_id)
-
-
-def build_batch_nodes(
-    nodes: Iterable[Mapping[str, Any] | BatchNode],
-    root: Mapping[str, Any],
-    defaults: SendDefaults,
-    *,
-    encoding: EncodingChoice,
-    max_units: int | None,
-) -> list[BatchNode]:
-    """Validate every mapping of ``nodes`` with :func:`build_batch_node`; a :class:`BatchNode` is already
-    validated and is taken as it is. The batch itself is checked whatever its nodes: not empty, within the
-    per-request limit, no custom id twice, and a text for every node."""
-    built = [
-        node
-        if isinstance(node, BatchNode)
-        else build_batch_node(node, i, root, defaults, encoding=encoding, max_units=max_units)
-        for i, node in enumerate(nodes)
-    ]
-    if not built:
-        raise QikberryValidationError("nodes is empty: give at least one recipient.", field="nodes")
-    check_request_size(len(built), "nodes")
-    if "message" not in root:
-        # A mapping without a text failed above; a prebuilt node made for a root with a text fails here,
-        # before the request, not as the API's 422 after it.
-        for i, b in enumerate(built):
-            if "message" not in b.payload:
-                raise QikberryValidationError(
-                    f"nodes[{i}] has no message and no default message was given.",
-                    field=f"nodes[{i}].message",
-                )
-    explicit = [b.given_custom_id for b in built if b.given_custom_id]
-    if len(set(explicit)) != len(explicit):
-        raise QikberryValidationError("nodes carry duplicate custom ids; each must be unique.", field="nodes")
-    return built
-
-
-def multipart_fields(payload: Mapping[str, Any]) -> dict[str, str]:
-    """Form fields of a multipart upload: lists become comma-separated values."""
-    return {k: (",".join(map(str, val)) if isinstance(val, list) else str(val)) for k, val in payload.items()}

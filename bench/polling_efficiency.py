@@ -112,7 +112,8 @@ Row = tuple[int, float, int, int, int, int]  # sweep, t, pending, per-id, id mod
 async def run_layout(
     emulator: Emulator, layout: str, order: str, measure_naive: bool
 ) -> tuple[list[Row], str]:
-    from airflow_qikberry.delivery import DeliveryTracker, arun_sweep
+    from airflow_qikberry.delivery.sweep import arun_sweep
+    from airflow_qikberry.delivery.tracker import DeliveryTracker
     from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
 
     emulator.reset(

@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from airflow_qikberry.validation import mask_number
+from airflow_qikberry.phone import mask_number
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO_ROOT / ".demo"

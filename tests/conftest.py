@@ -96,6 +96,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_alert_claims(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The notifier remembers the alerts it sent, in the process and in lock files on the machine: each test
+    starts with none, so one test's alert never silences another's (nor a later session's)."""
+    import uuid
+
+    from airflow_qikberry.notifications import _dedupe
+
+    claims = tmp_path_factory.getbasetemp() / "alert-claims" / uuid.uuid4().hex  # created when first used
+    monkeypatch.setattr(_dedupe, "default_lock_dir", lambda: claims)
+    monkeypatch.setattr(_dedupe, "_sent_here", {})
+    monkeypatch.setattr(_dedupe, "_locks", {})
+
+
 # Modules under these folders keep state across their tests (the reliability figures): one worker runs each
 # such module whole, in file order. Every other test is its own unit of work.
 WHOLE_MODULE_FOLDERS = ("tests/reliability/",)

@@ -13,7 +13,7 @@ import json
 import logging
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,7 +166,11 @@ class Sleeps(list[float]):
 
     Each recorded wait also moves :meth:`clock` (give it to ``hook.policy.clock`` so ``retry_deadline`` is
     spent by simulated waits) and, when an emulator is given, the emulator's clock, so messages accepted
-    with ``visibility_delay_seconds`` become visible while the hook "waits".
+    with ``visibility_delay_seconds`` become visible while the hook "waits". Time passes for the emulator
+    too: before the clock moves, the requests it is still handling finish (a send the client gave up on
+    after its read timeout is then accepted before the lookups that follow, as it would be within a real
+    wait; without this, a busy machine could run a whole simulated reconcile window before the emulator
+    has processed the request it is about).
 
     Example::
 
@@ -184,6 +188,7 @@ class Sleeps(list[float]):
         self.append(seconds)
         self.now += seconds
         if self.emulator is not None and seconds > 0:
+            self.emulator.wait_requests_done()
             self.emulator.advance_clock(seconds)
 
     def clock(self) -> float:
@@ -326,3 +331,17 @@ def recording_warnings() -> Iterator[list[RecordedWarning]]:
         finally:
             warnings._showwarnmsg = show  # type: ignore[attr-defined]
             logging.captureWarnings(False)
+
+
+def fake_task_identity(monkeypatch: pytest.MonkeyPatch, identity: Callable[[], Any]) -> None:
+    """Make the provider see ``identity()`` as the running task's (dag, task, run, map index, try).
+
+    ``task_identity`` is read in two places: through the package face (``idempotency.task_identity``, as the
+    hook calls it) and inside :mod:`airflow_qikberry.idempotency.keys` (``derive_custom_id``'s default), so
+    both are replaced.
+    """
+    from airflow_qikberry import idempotency
+    from airflow_qikberry.idempotency import keys
+
+    monkeypatch.setattr(idempotency, "task_identity", identity)
+    monkeypatch.setattr(keys, "task_identity", identity)

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from airflow_qikberry import phone, sms_text
 from airflow_qikberry import validation as v
 from airflow_qikberry.exceptions import QikberryValidationError
-from tests.helpers import all_log_text, count
+from tests.helpers import all_log_text, count, fake_task_identity
 
 NUMBER = "919876543210"
 CUT = "\ud83d"  # the first half of 😀 (U+1F600), its second half lost upstream
@@ -81,11 +82,10 @@ def test_resend_false_as_text_does_not_send_again_on_a_task_retry(
     qikberry_conn: str, emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Before: bool("false") is True, so resend="false" on a retried task sent everything again.
-    from airflow_qikberry import idempotency
     from airflow_qikberry.hooks.qikberry import QikberryHook
 
     identity = ["dag", "task", "run-1", "-1", "1"]
-    monkeypatch.setattr(idempotency, "task_identity", lambda: tuple(identity))
+    fake_task_identity(monkeypatch, lambda: tuple(identity))
     first = QikberryHook().send_sms(NUMBER, "Your order has shipped", resend="false")
     identity[4] = "2"  # the task's next try
     again = QikberryHook().send_sms(NUMBER, "Your order has shipped", resend="false")
@@ -119,7 +119,7 @@ def test_connection_extras_use_the_same_reader(make_qikberry_conn: Any, emulator
 )
 def test_validate_message_refuses_text_that_cannot_be_sent(text: str, says: tuple[str, ...]) -> None:
     with pytest.raises(QikberryValidationError) as info:
-        v.validate_message(text, field="nodes[2].message")
+        sms_text.validate_message(text, field="nodes[2].message")
     assert info.value.field == "nodes[2].message"
     for phrase in says:
         assert phrase in info.value.message, info.value.message
@@ -127,13 +127,13 @@ def test_validate_message_refuses_text_that_cannot_be_sent(text: str, says: tupl
 
 @pytest.mark.parametrize("text", ["Hi 😀", "Tab\tand\nlines\r\n", "Form\ffeed", "नमस्ते 🇮🇳"])
 def test_validate_message_takes_whole_characters_and_layout_controls(text: str) -> None:
-    v.validate_message(text)
-    assert v.replace_unsendable(text) == text
+    sms_text.validate_message(text)
+    assert sms_text.replace_unsendable(text) == text
 
 
 def test_replace_unsendable_keeps_an_alert_sendable() -> None:
-    assert v.replace_unsendable(f"disk {CUT} full\x00") == "disk ? full?"
-    v.validate_message(v.replace_unsendable(f"disk {CUT} full\x00"))
+    assert sms_text.replace_unsendable(f"disk {CUT} full\x00") == "disk ? full?"
+    sms_text.validate_message(sms_text.replace_unsendable(f"disk {CUT} full\x00"))
 
 
 def test_a_campaign_row_with_half_an_emoji_is_rejected_and_the_others_are_sent(
@@ -170,7 +170,7 @@ def test_a_campaign_row_with_half_an_emoji_is_rejected_and_the_others_are_sent(
 )
 def test_numbers_outside_8_to_15_digits_are_refused_naming_the_count(number: str, digits: int) -> None:
     with pytest.raises(QikberryValidationError) as info:
-        v.normalize_number(number, field="nodes[3].to")
+        phone.normalize_number(number, field="nodes[3].to")
     assert info.value.field == "nodes[3].to"
     assert f"has {digits} digits" in info.value.message and "8 to 15" in info.value.message
 

@@ -174,8 +174,8 @@ def test_options_accept_a_split_schedule() -> None:
     options = c.CampaignOptions.checked(
         name="camp", message="Hi", batch_size=1000, interval=600, schedule_at="2099-01-01T10:00:00+05:30"
     )
-    assert options.interval == timedelta(minutes=10) and options.schedule_at is not None
-    assert options.schedule_at.utcoffset() == timedelta(hours=5, minutes=30)
+    assert options.interval == timedelta(minutes=10) and options.send.schedule_at is not None
+    assert options.send.schedule_at.utcoffset() == timedelta(hours=5, minutes=30)
 
 
 # --- planning
@@ -276,7 +276,8 @@ def test_prepare_digest_changes_with_the_rows() -> None:
 
 
 def test_prepare_stops_past_the_message_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(c, "MAX_CAMPAIGN_MESSAGES", 3)  # the mechanism; 500,000 rows would take 30 s
+    # The mechanism; 500,000 rows would take 30 s.
+    monkeypatch.setattr("airflow_qikberry.campaign.preparation.MAX_CAMPAIGN_MESSAGES", 3)
     rows = [{"mobile": f"91987654{i:04d}"} for i in range(10)]
     with pytest.raises(QikberryValidationError) as err:
         _prepare(rows, field_name="csv_path")
@@ -433,6 +434,6 @@ def test_resume_point_confirms_the_boundary_and_goes_on_when_it_shows_up() -> No
 
 
 def test_digit_runs_are_masked_in_details() -> None:
-    assert c._scrub("number 919876543210 is bad") == "number 9198XXXXX210 is bad"
-    assert len(c._scrub("x" * 500)) == 200
+    assert c.scrub("number 919876543210 is bad") == "number 9198XXXXX210 is bad"
+    assert len(c.scrub("x" * 500)) == 200
     assert os.path.sep  # keep os imported for the sparse-file test on every platform

@@ -1,4 +1,4 @@
-"""The delivery tracker (pure): status vocabulary, input parsing, sweep plans, verdicts, summaries, sweeps.
+"""The delivery tracker (no I/O): status vocabulary, input parsing, sweep plans, verdicts, summaries, sweeps.
 
 No server: lookups are plain functions over an in-memory "API" (:class:`FakeApi`), which lists a group in
 submit order, 100 rows per page, as the emulator and the reference do. The same behaviours are exercised
@@ -14,23 +14,17 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from airflow_qikberry.delivery import (
-    MAX_LISTED_IDS,
-    DeliveryTracker,
-    StatusPage,
+from airflow_qikberry.delivery.inputs import (
     StatusSets,
-    Step,
-    arun_sweep,
-    describe,
-    event_payload,
-    failure_message,
     pack_ids,
     parse_group_ids,
     parse_message_ids,
-    run_sweep,
     split_id,
     unpack_ids,
 )
+from airflow_qikberry.delivery.report import describe, event_payload, failure_message
+from airflow_qikberry.delivery.sweep import arun_sweep, is_transient, run_sweep
+from airflow_qikberry.delivery.tracker import MAX_LISTED_IDS, DeliveryTracker, Step
 from airflow_qikberry.exceptions import (
     QikberryAuthError,
     QikberryConnectionError,
@@ -38,6 +32,7 @@ from airflow_qikberry.exceptions import (
     QikberryServerError,
     QikberryValidationError,
 )
+from airflow_qikberry.models import StatusPage
 
 G1 = "11111111-1111-1111-1111-111111111111"
 G2 = "22222222-2222-2222-2222-222222222222"
@@ -401,8 +396,6 @@ def test_async_sweep_keeps_what_it_learned_and_raises_the_worst_error() -> None:
 
 
 def test_transient_errors() -> None:
-    from airflow_qikberry.delivery import is_transient
-
     assert is_transient(QikberryRateLimitError("x"))
     assert is_transient(QikberryServerError("x", status_code=503))
     assert is_transient(QikberryConnectionError("x"))

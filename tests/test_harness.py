@@ -90,7 +90,7 @@ def test_a_warning_raised_in_the_provider_fails_the_test() -> None:
 
     for category in (DeprecationWarning, UserWarning, RuntimeWarning):
         with pytest.raises(category, match="probe"):
-            _warn_from("airflow_qikberry.campaign", PROVIDER_DIR + "campaign.py", category)
+            _warn_from("airflow_qikberry.campaign.engine", PROVIDER_DIR + "campaign/engine.py", category)
 
 
 def test_only_airflows_own_deprecations_are_filtered() -> None:

@@ -197,36 +197,3 @@ def test_endless_paging_is_an_error() -> None:
     body = {"data": [{"id": "g:1"}], "links": {"next": "u?page=next"}}
     with pytest.raises(QikberryServerError, match="next page"):
         status_page(ApiResponse(200, body), MAX_STATUS_PAGES)
-
-
-def test_batch_node_carries_its_own_encoding() -> None:
-    from airflow_qikberry.protocol import SendDefaults, build_batch_nodes, build_common
-
-    defaults = SendDefaults(sender="QIKBRY", service="T", default_region="IN")
-    root = build_common(defaults, message="Hello", require_message=False)
-    nodes = build_batch_nodes(
-        [
-            {"to": "9876543210"},
-            {"to": "9876543211", "message": "नमस्ते"},
-            {"to": "9876543212", "encoding": "ucs2"},
-        ],
-        root,
-        defaults,
-        encoding="auto",
-        max_units=None,
-    )
-    assert root["type"] == "N"
-    assert "type" not in nodes[0].payload  # inherits the root's N for the root's text
-    assert nodes[1].payload["type"] == "U"
-    assert nodes[2].payload["type"] == "U"
-
-
-@pytest.mark.parametrize("key", ["service", "webhook_id", "schedule_at", "time"])
-def test_batch_node_cannot_override_batch_wide_parameters(key: str) -> None:
-    from airflow_qikberry.protocol import SendDefaults, build_batch_nodes, build_common
-
-    defaults = SendDefaults(sender="QIKBRY", service="T", default_region="IN")
-    root = build_common(defaults, message="Hello", require_message=False)
-    with pytest.raises(QikberryValidationError) as info:
-        build_batch_nodes([{"to": "9876543210", key: "x"}], root, defaults, encoding="auto", max_units=None)
-    assert info.value.field == f"nodes[0].{key}"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from airflow_qikberry import _ratelimit
-from airflow_qikberry._ratelimit import TokenBucket, bucket_for
+from airflow_qikberry import ratelimit
 from airflow_qikberry.hooks.qikberry import QikberryHook
+from airflow_qikberry.ratelimit import BucketChain, Budget, BudgetRegistry, TokenBucket
 from tests.helpers import TEST_TOKEN
 
 
@@ -196,8 +196,9 @@ def test_threads_and_tasks_share_one_budget(monkeypatch: pytest.MonkeyPatch) -> 
 # -- the registry
 
 
-def test_bucket_for_keys_never_hold_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_ratelimit, "_buckets", {})
+def test_registry_keys_never_hold_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ratelimit, "GET_BUDGETS", BudgetRegistry())
+    bucket_for = ratelimit.GET_BUDGETS.bucket  # what every hook's transport draws from
     token = "sk-live-9f8e7d6c5b4a"
     first = bucket_for("https://alerts.example.com/api/v2/", token, 1000)
     assert bucket_for("https://alerts.example.com/api/v2", token, 1000) is first  # trailing slash alike
@@ -205,11 +206,11 @@ def test_bucket_for_keys_never_hold_the_token(monkeypatch: pytest.MonkeyPatch) -
     assert bucket_for("https://other.example.com/api/v2/", token, 1000) is not first
     replaced = bucket_for("https://alerts.example.com/api/v2/", token, 500)  # a changed rate: new bucket
     assert replaced is not first and replaced.rate_per_minute == 500
-    assert len(_ratelimit._buckets) == 3
-    for key, bucket in _ratelimit._buckets.items():
+    assert len(ratelimit.GET_BUDGETS) == 3
+    for key, bucket in ratelimit.GET_BUDGETS.items():
         assert all(token not in part for part in key)
         assert all(token not in repr(value) for value in vars(bucket).values())
-    assert token not in repr(_ratelimit._buckets)
+    assert token not in repr(ratelimit.GET_BUDGETS.items())
 
 
 def test_hooks_on_one_token_share_a_bucket(make_qikberry_conn: Any) -> None:
@@ -218,8 +219,8 @@ def test_hooks_on_one_token_share_a_bucket(make_qikberry_conn: Any) -> None:
     other = QikberryHook(qikberry_conn_id=make_qikberry_conn("c1", password="another-token"))
     assert a._bucket is b._bucket
     assert a._bucket is not other._bucket
-    assert all(TEST_TOKEN not in "".join(key) for key in _ratelimit._buckets)
-    assert bucket_for("u", "t", 10).rate_per_minute == 10
+    assert all(TEST_TOKEN not in "".join(key) for key, _ in ratelimit.GET_BUDGETS.items())
+    assert ratelimit.GET_BUDGETS.bucket("u", "t", 10).rate_per_minute == 10
 
 
 def test_hook_gets_are_rate_limited(make_qikberry_conn: Any, emulator: Any) -> None:
@@ -231,3 +232,57 @@ def test_hook_gets_are_rate_limited(make_qikberry_conn: Any, emulator: Any) -> N
     for _ in range(12):
         hook.test_connection()
     assert clock.slept == pytest.approx([1.0] * 6)  # a burst of 6 (a tenth of 60/min), then one per second
+
+
+# -- chains (a delivery poll draws from the GET budget and the poll budget at once)
+
+
+@pytest.mark.parametrize("slower", ["get", "poll"])
+def test_a_chain_waits_for_its_slower_bucket_in_threads_and_coroutines(
+    slower: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sync sensors wait in ``acquire``, triggers in ``acquire_async``: past the burst, both wait for the
+    slower member, whichever it is. (A chain that could not wait crashed the poke-mode sensor of any
+    campaign larger than the poll burst with an AttributeError.)"""
+    clock = FakeClock()
+    fast = TokenBucket(6000, burst=20, clock=clock)  # 100 a second
+    slow = TokenBucket(600, burst=5, clock=clock)  # 10 a second
+    get, poll = (slow, fast) if slower == "get" else (fast, slow)
+    chain = BucketChain(get, poll, sleep=clock.sleep)
+    budget: Budget = chain  # both kinds satisfy the one protocol transports are typed with
+    assert budget.capacity == 5 and budget.rate_per_minute == 600
+    waits = [chain.acquire() for _ in range(8)]
+    assert waits[:5] == [0.0] * 5
+    assert waits[5:] == pytest.approx([0.1] * 3)  # one slow token each, the clock moved by each sleep
+    assert clock.slept == pytest.approx([0.1] * 3)
+
+    async_waits: list[float] = []
+
+    async def recorded_sleep(seconds: float, *args: Any) -> None:
+        async_waits.append(seconds)
+        clock.now += seconds
+
+    monkeypatch.setattr(asyncio, "sleep", recorded_sleep)
+
+    async def draw() -> list[float]:
+        return [await chain.acquire_async() for _ in range(3)]
+
+    assert asyncio.run(draw()) == pytest.approx([0.1] * 3)
+    assert async_waits == pytest.approx([0.1] * 3)
+
+
+def test_a_cancelled_chain_wait_gives_back_every_members_token() -> None:
+    clock = FakeClock()
+    get, poll = TokenBucket(600, burst=2, clock=clock), TokenBucket(60, burst=1, clock=clock)
+    chain = BucketChain(get, poll)
+    chain.acquire()  # the poll bucket's only token
+
+    async def main() -> None:
+        waiter = asyncio.ensure_future(chain.acquire_async())  # 1 s for the poll bucket's next token
+        await asyncio.sleep(0.01)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+
+    asyncio.run(main())
+    assert get._tokens == pytest.approx(1) and poll._tokens == pytest.approx(0)

@@ -1,4 +1,4 @@
-"""Tests for airflow_qikberry.validation: pure functions, so no emulator and no mocks are needed."""
+"""Tests for airflow_qikberry.validation, .phone and .sms_text: pure functions, no emulator, no mocks."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import unicodedata
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
+from types import ModuleType
 from typing import Any
 
 import pendulum
@@ -18,24 +19,24 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from airflow_qikberry import validation
+from airflow_qikberry import phone, sms_text, validation
 from airflow_qikberry.exceptions import QikberryValidationError
-from airflow_qikberry.validation import (
+from airflow_qikberry.phone import mask_number, normalize_number, normalize_numbers
+from airflow_qikberry.sms_text import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     MAX_MESSAGE_CHARS,
-    MAX_TAGS,
     MessageLength,
     detect_encoding,
     is_gsm7,
-    mask_number,
     measure,
-    normalize_number,
-    normalize_numbers,
     truncate_to_units,
+    validate_message,
+)
+from airflow_qikberry.validation import (
+    MAX_TAGS,
     validate_custom_id,
     validate_dlt_id,
-    validate_message,
     validate_schedule,
     validate_sender,
     validate_service,
@@ -67,7 +68,7 @@ def expect_error(
 def test_import_does_not_load_phonenumbers() -> None:
     code = (
         "import sys\n"
-        "import airflow_qikberry.validation as v\n"
+        "import airflow_qikberry.phone as v\n"
         "print('phonenumbers' in sys.modules)\n"
         "v.normalize_number('+919876543210')\n"
         "print('phonenumbers' in sys.modules)\n"
@@ -85,7 +86,7 @@ def test_import_adds_no_airflow_module_beyond_the_exceptions() -> None:
         "import sys\n"
         "import airflow_qikberry.exceptions\n"
         "before = {m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')}\n"
-        "import airflow_qikberry.validation as v\n"
+        "import airflow_qikberry.phone, airflow_qikberry.sms_text as v, airflow_qikberry.validation\n"
         "v.validate_message('hello')\n"
         "after = {m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')}\n"
         "print(sorted(after - before))\n"
@@ -96,14 +97,16 @@ def test_import_adds_no_airflow_module_beyond_the_exceptions() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def test_docstring_examples_are_correct() -> None:
-    result = doctest.testmod(validation, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 10
+@pytest.mark.parametrize("module", [validation, phone, sms_text], ids=lambda m: m.__name__)
+def test_docstring_examples_are_correct(module: ModuleType) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 2
     assert result.failed == 0
 
 
-def test_no_placeholders_left() -> None:
-    source = inspect.getsource(validation)
+@pytest.mark.parametrize("module", [validation, phone, sms_text], ids=lambda m: m.__name__)
+def test_no_placeholders_left(module: ModuleType) -> None:
+    source = inspect.getsource(module)
     for marker in ("TODO", "FIXME", "NotImplementedError"):
         assert marker not in source
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
 import threading
 from types import FrameType
+from typing import Any
 
 from airflow_qikberry.emulator.app import Emulator
 from airflow_qikberry.emulator.config import (
@@ -18,6 +20,7 @@ from airflow_qikberry.emulator.config import (
     STATUS_ORDERS,
     EmulatorConfig,
 )
+from airflow_qikberry.emulator.developer import ROUTINGS, VERIFICATIONS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +85,76 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="store rows accepted through sms/bulk without their custom id",
     )
+    parser.add_argument(
+        "--suppressed-numbers",
+        default="",
+        metavar="N1,N2",
+        help="numbers (country code + digits) left out of every send silently, as opted out (default none)",
+    )
+    parser.add_argument(
+        "--refused-numbers",
+        default="",
+        metavar="N1,N2",
+        help="numbers whose send is refused with a 422 naming the node, as a blocked series (default none)",
+    )
+    parser.add_argument(
+        "--refusal-without-node",
+        action="store_true",
+        help="refuse those numbers with a 422 whose message names neither the node nor the number",
+    )
+    parser.add_argument(
+        "--webhook-retries",
+        type=int,
+        default=3,
+        help="retries after a failed delivery-report push (default 3)",
+    )
+    parser.add_argument(
+        "--webhook-retry-interval",
+        type=float,
+        default=1800.0,
+        help="emulator seconds between push attempts (default 1800)",
+    )
+    parser.add_argument(
+        "--webhook-verification",
+        choices=VERIFICATIONS,
+        default="challenge",
+        help="challenge on webhook creation: challenge (a failure saves it inactive), reject, off",
+    )
+    parser.add_argument(
+        "--webhook-routing",
+        choices=ROUTINGS,
+        default="webhook_id_first",
+        help="where a report goes when its send named a webhook_id and subscriptions exist too",
+    )
+    parser.add_argument(
+        "--templates-file",
+        default=None,
+        metavar="PATH",
+        help='JSON file {"senders": [...], "templates": [...]}: the DLT senders and templates to start with',
+    )
+    parser.add_argument(
+        "--dlt-mode",
+        action="store_true",
+        help="check sends carrying a template_id (and sends by template) like a DLT network does",
+    )
+    parser.add_argument(
+        "--templates-unavailable",
+        type=int,
+        default=None,
+        metavar="STATUS",
+        help="answer every sms/templates request with this HTTP error status (e.g. 403)",
+    )
     return parser
+
+
+def _templates_file(path: str | None) -> tuple[list[Any], list[Any]]:
+    if path is None:
+        return [], []
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected an object with 'senders' and 'templates' lists")
+    return data.get("senders", []), data.get("templates", [])
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -103,16 +175,26 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         dlr_spread_seconds=args.dlr_spread,
         dlr_spread_order=args.dlr_spread_order,
         status_order=args.status_order,
+        suppressed_numbers=[n.strip() for n in args.suppressed_numbers.split(",") if n.strip()],
+        refused_numbers=[n.strip() for n in args.refused_numbers.split(",") if n.strip()],
+        refusal_names_node=not args.refusal_without_node,
+        webhook_retries=args.webhook_retries,
+        webhook_retry_interval=args.webhook_retry_interval,
+        webhook_verification=args.webhook_verification,
+        webhook_routing=args.webhook_routing,
+        dlt_mode=args.dlt_mode,
+        templates_unavailable_status=args.templates_unavailable,
     )
+    config.senders, config.templates = _templates_file(args.templates_file)
     if args.credits is not None:
         config.credits = {code: args.credits for code in DEFAULT_SERVICES}
     return config
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = config_from_args(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
     try:
-        emulator = Emulator(config).start()
+        emulator = Emulator(config_from_args(args)).start()
     except (ValueError, OSError) as exc:
         print(f"Cannot start the Qikberry emulator: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -7,16 +7,32 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
 
+from airflow_qikberry.emulator.api_developer import DeveloperApi
+from airflow_qikberry.emulator.api_dlt import DltApi
+from airflow_qikberry.emulator.dlt import render
 from airflow_qikberry.emulator.encoding import encode
+from airflow_qikberry.emulator.envelope import (
+    ApiError,
+    ApiRequest,
+    ApiResult,
+    Errors,
+    attr,
+    ok,
+    page_number,
+    paginate,
+    required,
+    scalar,
+    split_list,
+    validation_error,
+)
 from airflow_qikberry.emulator.forms import UploadedFile
+from airflow_qikberry.emulator.registry import Template
 from airflow_qikberry.emulator.state import (
     AWAITING_DLR,
     EmulatorState,
@@ -32,112 +48,8 @@ NUMBER_RE = re.compile(r"^[1-9][0-9]{7,14}$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 ISO_PREFIXES = (("91", "IN"), ("44", "GB"), ("1", "US"))
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %I:%M%p", "%Y-%m-%d %I:%M %p", "%Y-%m-%d %H:%M")
-WEBHOOKS_PER_PAGE = 15
 ROOT_ONLY = ("service", "time", "webhook_id")
 MOBILE_HEADER_HINTS = ("mobile", "phone", "number")
-
-
-@dataclass
-class ApiRequest:
-    method: str
-    path: str
-    params: dict[str, Any]
-    query: dict[str, Any]
-    base_url: str
-    files: dict[str, UploadedFile] = field(default_factory=dict)
-    args: tuple[str, ...] = ()
-
-
-@dataclass
-class ApiResult:
-    status: int
-    body: Any
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-class ApiError(Exception):
-    """An error answer in the ``{"status":"ERROR","code":...,"message":...}`` envelope."""
-
-    def __init__(self, status: int, message: str, errors: dict[str, list[str]] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.errors = errors
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"status": "ERROR", "code": self.status, "message": self.message}
-        if self.errors:
-            out["errors"] = self.errors
-        return out
-
-
-class Errors:
-    """Laravel-style validation errors: first error's text becomes the message."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, list[str]] = {}
-
-    def add(self, field_name: str, text: str) -> None:
-        self.items.setdefault(field_name, []).append(text)
-
-    def has(self, field_name: str) -> bool:
-        return field_name in self.items
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            first = next(iter(self.items.values()))[0]
-            raise ApiError(422, first, self.items)
-
-
-def attr(field_name: str) -> str:
-    return field_name.replace("_", " ")
-
-
-def validation_error(field_name: str, text: str) -> ApiError:
-    return ApiError(422, text, {field_name: [text]})
-
-
-def ok(body: dict[str, Any], headers: list[tuple[str, str]] | None = None) -> ApiResult:
-    return ApiResult(200, body, headers or [])
-
-
-# ---------------------------------------------------------------------------- value helpers
-def scalar(params: dict[str, Any], key: str, field_name: str, errors: Errors) -> str | None:
-    """A string parameter (JSON numbers/bools accepted and stringified); None when absent or empty."""
-    value = params.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, str):
-        value = value.strip()
-        return value or None
-    errors.add(field_name, f"The {attr(field_name)} must be a string.")
-    return None
-
-
-def required(params: dict[str, Any], key: str, field_name: str, errors: Errors) -> str | None:
-    value = scalar(params, key, field_name, errors)
-    if value is None and not errors.has(field_name):
-        errors.add(field_name, f"The {attr(field_name)} field is required.")
-    return value
-
-
-def split_list(value: Any) -> list[str] | None:
-    """A list given as JSON array, PHP array or comma-separated string."""
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    if isinstance(value, dict):
-        return [str(v).strip() for v in value.values() if str(v).strip()]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return [str(value)]
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return None
 
 
 def iso_code(mobile: str) -> str | None:
@@ -178,8 +90,13 @@ class Api:
             "finance/balance": {"GET": self.balance},
             "account/balance": {"GET": self.balance},
             "auth/me": {"GET": self.me},
-            "developer/webhooks": {"GET": self.webhook_list, "POST": self.webhook_create},
+            "sms/send/template": {"POST": self.send_template},
         }
+        developer = DeveloperApi(state)
+        dlt = DltApi(state)
+        self._routes.update(developer.routes())
+        self._routes.update(dlt.routes())
+        self._item_routes = {**developer.item_routes(), **dlt.item_routes()}
 
     # ------------------------------------------------------------------ shared validation
     def _options(self, params: dict[str, Any], prefix: str, errors: Errors) -> Options:
@@ -366,6 +283,19 @@ class Api:
         except UnknownWebhook:
             raise validation_error(webhook_field, f"The selected {attr(webhook_field)} is invalid.") from None
 
+    def _refuse(self, errors: Errors, field_name: str, text: str) -> None:
+        """A refused (blocked) number: a 422 naming the field, or only a message that names neither the node
+        nor the number (``refusal_names_node=False``)."""
+        if self.state.config.refusal_names_node:
+            errors.add(field_name, text)
+        else:
+            raise ApiError(422, "The request contains a blocked number.")
+
+    def _not_suppressed(self, numbers: list[str]) -> list[str]:
+        """The numbers a send goes to: suppressed ones (opted out of everything) are left out silently."""
+        suppressed = set(self.state.config.suppressed_numbers)
+        return [n for n in numbers if n not in suppressed] if suppressed else numbers
+
     def _send_rows(self, messages: list[Message]) -> list[dict[str, Any]]:
         number_format = self.state.config.number_format
         return [
@@ -383,36 +313,53 @@ class Api:
             for m in messages
         ]
 
+    def _numbers(self, raw: Any, field_name: str, errors: Errors) -> list[str]:
+        """The recipients of a one-text send (``to``), checked; one bad number refuses the request whole."""
+        cfg = self.state.config
+        numbers = split_list(raw)
+        if not numbers:
+            errors.add(field_name, f"The {field_name} field is required.")
+            return []
+        bad = [n for n in numbers if not NUMBER_RE.match(n)]
+        blocked = set(cfg.refused_numbers)
+        refused = [n for n in numbers if n in blocked]
+        if bad:
+            errors.add(field_name, f"The {field_name} field contains an invalid number: {bad[0]}.")
+        elif refused:
+            self._refuse(
+                errors, field_name, f"The {field_name} field contains a blocked number: {refused[0]}."
+            )
+        elif len(numbers) > cfg.max_numbers_per_request:
+            errors.add(
+                field_name,
+                f"The {field_name} field must not have more than {cfg.max_numbers_per_request} numbers.",
+            )
+        return numbers
+
     # ------------------------------------------------------------------ sms/send
     def send(self, req: ApiRequest) -> ApiResult:
-        params, cfg, now = req.params, self.state.config, self.state.time()
+        params, now = req.params, self.state.time()
         errors = Errors()
-        numbers = split_list(params.get("to"))
-        if not numbers:
-            errors.add("to", "The to field is required.")
-            numbers = []
-        else:
-            bad = [n for n in numbers if not NUMBER_RE.match(n)]
-            if bad:
-                errors.add("to", f"The to field contains an invalid number: {bad[0]}.")
-            elif len(numbers) > cfg.max_numbers_per_request:
-                errors.add(
-                    "to", f"The to field must not have more than {cfg.max_numbers_per_request} numbers."
-                )
+        numbers = self._numbers(params.get("to"), "to", errors)
         opts = self._options(params, "", errors)
         service = self._service(params, "service", errors)
         webhook_id = self._webhook(params, "webhook_id", errors)
         scheduled = self._schedule(params, "time", now, errors)
         errors.raise_if_any()
-        accepted = self._accept_one_text(
-            opts,
-            service,
-            numbers,
-            errors,
-            webhook_id=webhook_id,
-            scheduled=scheduled,
-            now=now,
-            endpoint="sms/send",
+        numbers = self._not_suppressed(numbers)
+        accepted = (
+            self._accept_one_text(
+                opts,
+                service,
+                numbers,
+                errors,
+                webhook_id=webhook_id,
+                scheduled=scheduled,
+                now=now,
+                endpoint="sms/send",
+            )
+            if numbers
+            else []
         )
         return ok(
             {
@@ -445,6 +392,7 @@ class Api:
         scheduled = self._schedule(root, "root.time", now, errors)
         name = scalar(root, "name", "root.name", errors) or ""
         pending: list[tuple[int, Options, str]] = []
+        refused = set(cfg.refused_numbers)
         for i, node in enumerate(nodes):
             prefix = f"nodes.{i}."
             if not isinstance(node, dict):
@@ -459,6 +407,8 @@ class Api:
                 errors.add(f"{prefix}to", f"The {prefix}to field must contain a single number.")
             elif not NUMBER_RE.match(numbers[0]):
                 errors.add(f"{prefix}to", f"The {prefix}to field contains an invalid number: {numbers[0]}.")
+            elif numbers[0] in refused:
+                self._refuse(errors, f"{prefix}to", f"The {prefix}to number is blocked (series blocked).")
             else:
                 mobile = numbers[0]
             opts = self._options(merged, prefix, errors)
@@ -466,6 +416,9 @@ class Api:
         errors.raise_if_any()
         items = [self._build(opts, service, mobile, f"nodes.{i}.", errors) for i, opts, mobile in pending]
         errors.raise_if_any()
+        if cfg.suppressed_numbers:
+            suppressed = set(cfg.suppressed_numbers)
+            items = [item for item in items if item.mobile not in suppressed]
         group_id, accepted = self._accept(
             items,
             service=service,
@@ -505,17 +458,137 @@ class Api:
             raise validation_error(
                 "file", f"The file must not contain more than {cfg.max_bulk_numbers} numbers."
             )
-        accepted = self._accept_one_text(
-            opts,
-            service,
-            numbers,
-            errors,
-            webhook_id=webhook_id,
-            scheduled=scheduled,
-            now=now,
-            endpoint="sms/bulk",
+        numbers = self._not_suppressed(numbers)
+        accepted = (
+            self._accept_one_text(
+                opts,
+                service,
+                numbers,
+                errors,
+                webhook_id=webhook_id,
+                scheduled=scheduled,
+                now=now,
+                endpoint="sms/bulk",
+            )
+            if numbers
+            else []
         )
         return ok({"status": 200, "message": f"{len(accepted)} numbers accepted for delivery.", "data": []})
+
+    # ------------------------------------------------------------------ sms/send/template
+    def send_template(self, req: ApiRequest) -> ApiResult:
+        """Send a stored template (reference 4.6): ``alias`` or ``id``, ``recipient.to``, ``data`` (variable
+        values), optional ``meta`` {webhook_id, foreign_id, tags, flash}. ``foreign_id`` is the messages'
+        custom id: ``sms/status?cid=`` finds them by it and delivery reports carry it as ``cid``/``custom``.
+        """
+        params, cfg, now = req.params, self.state.config, self.state.time()
+        errors = Errors()
+        template = self._stored_template(params, errors)
+        recipient = params.get("recipient")
+        if not isinstance(recipient, dict):
+            recipient = {}
+            if params.get("recipient") is not None:
+                errors.add("recipient", "The recipient must be an object.")
+        numbers: list[str] = []
+        if recipient.get("to") is None and recipient.get("group_id") is not None:
+            errors.add("recipient.group_id", "Contact segments are not emulated: give recipient.to.")
+        elif not errors.has("recipient"):
+            numbers = self._numbers(recipient.get("to"), "recipient.to", errors)
+        meta = params.get("meta")
+        if meta is None:
+            meta = {}
+        elif not isinstance(meta, dict):
+            errors.add("meta", "The meta must be an object.")
+            meta = {}
+        opts = Options(sms_type="A")
+        opts.custom = scalar(meta, "foreign_id", "meta.foreign_id", errors) or ""
+        flash = scalar(meta, "flash", "meta.flash", errors) or "0"
+        if flash not in ("0", "1"):
+            errors.add("meta.flash", "The selected meta.flash is invalid.")
+        else:
+            opts.flash = int(flash)
+        self._tags({"meta": meta}, "", opts, errors)
+        webhook_id = self._webhook(meta, "meta.webhook_id", errors)
+        data = params.get("data")
+        if data is None:
+            data = {}
+        elif not isinstance(data, dict):
+            errors.add("data", "The data must be an object.")
+            data = {}
+        if template is not None and not errors.has("data"):
+            opts.text = self._render(template, data, errors)
+        errors.raise_if_any()
+        assert template is not None  # errors were raised otherwise
+        opts.sender, opts.template_id = template.sender, template.template_id
+        numbers = self._not_suppressed(numbers)
+        accepted: list[Message] = []
+        if numbers:
+            first = self._build(opts, template.service, numbers[0], "", errors)
+            errors.raise_if_any()
+            first.template_ref = template.id
+            items = [first] + [_with_mobile(first, n) for n in numbers[1:]]
+            _, accepted = self._accept(
+                items,
+                service=template.service,
+                webhook_id=webhook_id,
+                scheduled_at=None,
+                now=now,
+                endpoint="sms/send/template",
+                webhook_field="meta.webhook_id",
+            )
+        rows = [
+            {
+                "id": m.id,
+                "channel": "sms",
+                "from": m.sender,
+                "to": display_mobile(m.mobile, cfg.number_format),
+                "credits": str(m.charges),
+                "created_at": m.submitted_at,
+                "status": AWAITING_DLR,
+                "foreign_id": m.custom,
+            }
+            for m in accepted
+        ]
+        return ok({"status": "OK", "message": "Message(s) Queued successfully", "data": rows})
+
+    def _stored_template(self, params: dict[str, Any], errors: Errors) -> Template | None:
+        """The template named by ``id`` (its uuid; wins when both are given) or ``alias``."""
+        template_uuid = scalar(params, "id", "id", errors)
+        alias = scalar(params, "alias", "alias", errors)
+        state = self.state
+        with state.lock:
+            if template_uuid is not None:
+                found = state.registry.templates.get(template_uuid)
+                if found is None:
+                    errors.add("id", "The selected id is invalid.")
+                return found
+            if alias is not None:
+                found = state.registry.template_by_alias(alias)
+                if found is None:
+                    errors.add("alias", "The selected alias is invalid.")
+                return found
+        if not errors.has("id") and not errors.has("alias"):
+            errors.add("alias", "The alias field is required when id is not present.")
+        return None
+
+    def _render(self, template: Template, data: dict[str, Any], errors: Errors) -> str:
+        values: dict[str, str] = {}
+        for name in template.body.variables:
+            value = scalar(data, name, f"data.{name}", errors)
+            if value is None:
+                if not errors.has(f"data.{name}"):
+                    errors.add(f"data.{name}", f"The data.{name} field is required.")
+                continue
+            # A value is inserted as given (scalar() stripped it; keep the original string's spaces).
+            raw = data[name]
+            values[name] = raw if isinstance(raw, str) else value
+        if len(values) < len(template.body.variables):
+            return ""
+        text = render(template.body, values)
+        limit = self.state.config.max_message_chars
+        if len(text) > limit:
+            errors.add("data", f"The rendered message must not be greater than {limit} characters.")
+        return text
 
     # ------------------------------------------------------------------ sms/status
     def status(self, req: ApiRequest) -> ApiResult:
@@ -572,77 +645,6 @@ class Api:
             }
         )
 
-    # ------------------------------------------------------------------ developer/webhooks
-    def _webhook_fields(self, params: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-        errors = Errors()
-        changes: dict[str, Any] = {}
-        for key in ("name", "uri"):
-            value = (scalar if partial else required)(params, key, key, errors)
-            if value is not None:
-                changes[key] = value
-        uri = changes.get("uri")
-        if uri is not None and not _valid_url(uri):
-            errors.add("uri", "The uri must be a valid URL.")
-        status = scalar(params, "status", "status", errors)
-        if status is not None:
-            if status not in ("0", "1"):
-                errors.add("status", "The selected status is invalid.")
-            else:
-                changes["status"] = int(status)
-        for key in ("secret", "token"):
-            value = scalar(params, key, key, errors)
-            if value is not None:
-                changes[key] = value
-        errors.raise_if_any()
-        return changes
-
-    def webhook_create(self, req: ApiRequest) -> ApiResult:
-        fields = self._webhook_fields(req.params, partial=False)
-        hook = self.state.create_webhook(
-            name=fields["name"],
-            uri=fields["uri"],
-            status=fields.get("status", 1),
-            secret=fields.get("secret", ""),
-            token=fields.get("token", ""),
-        )
-        return ok({"status": "OK", "code": 200, "message": "Created successfully", "data": hook})
-
-    def webhook_list(self, req: ApiRequest) -> ApiResult:
-        name_filter = None
-        flt = req.params.get("filter")
-        if isinstance(flt, dict) and isinstance(flt.get("name"), str):
-            name_filter = flt["name"]
-        hooks = self.state.list_webhooks(name_filter)
-        page = page_number(req.params)
-        start = (page - 1) * WEBHOOKS_PER_PAGE
-        rows = hooks[start : start + WEBHOOKS_PER_PAGE]
-        extra = [("filter[name]", name_filter)] if name_filter else []
-        links, meta = paginate(
-            len(hooks), page, WEBHOOKS_PER_PAGE, len(rows), req.base_url + "developer/webhooks", extra
-        )
-        return ok({"status": "OK", "code": 200, "message": "OK", "data": rows, "links": links, "meta": meta})
-
-    def webhook_get(self, req: ApiRequest) -> ApiResult:
-        hook = self.state.get_webhook(req.args[0])
-        if hook is None:
-            raise ApiError(404, "Not Found.")
-        return ok({"status": "OK", "code": 200, "message": "OK", "data": hook})
-
-    def webhook_update(self, req: ApiRequest) -> ApiResult:
-        if self.state.get_webhook(req.args[0]) is None:
-            raise ApiError(404, "Not Found.")
-        changes = self._webhook_fields(req.params, partial=req.method == "PATCH")
-        hook = self.state.update_webhook(req.args[0], changes)
-        if hook is None:
-            raise ApiError(404, "Not Found.")
-        return ok({"status": "OK", "code": 200, "message": "Updated successfully", "data": hook})
-
-    def webhook_delete(self, req: ApiRequest) -> ApiResult:
-        # Soft delete, as documented: the webhook stays listed with status 0 and receives nothing.
-        if self.state.update_webhook(req.args[0], {"status": 0}) is None:
-            raise ApiError(404, "Not Found.")
-        return ok({"status": "OK", "code": 200, "message": "Deleted successfully", "data": []})
-
     # ------------------------------------------------------------------ text the API cannot store
     def check_text(self, req: ApiRequest) -> None:
         """Refuse a request whose parameters hold an unpaired UTF-16 surrogate (JSON can carry ``"\\ud83d"``
@@ -662,13 +664,9 @@ class Api:
         if handlers is not None:
             return handlers, ()
         head, _, tail = path.rpartition("/")
-        if head == "developer/webhooks" and tail:
-            return {
-                "GET": self.webhook_get,
-                "PUT": self.webhook_update,
-                "PATCH": self.webhook_update,
-                "DELETE": self.webhook_delete,
-            }, (tail,)
+        item = self._item_routes.get(head)
+        if item is not None and tail:
+            return item, (tail,)
         return None
 
 
@@ -716,6 +714,7 @@ def _with_mobile(template: NewMessage, mobile: str) -> NewMessage:
         template_id=template.template_id,
         port=template.port,
         tags=template.tags,
+        template_ref=template.template_ref,
     )
 
 
@@ -735,69 +734,6 @@ def _valid_date(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _valid_url(value: str) -> bool:
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-def page_number(params: dict[str, Any]) -> int:
-    raw = params.get("page")
-    try:
-        page = int(str(raw))
-    except (TypeError, ValueError):
-        return 1
-    return page if page >= 1 else 1
-
-
-def paginate(
-    total: int, page: int, per_page: int, count: int, path: str, query: list[tuple[str, str]]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Laravel API-resource ``links`` and ``meta`` for one page."""
-    last_page = max(1, math.ceil(total / per_page))
-
-    def url(n: int) -> str:
-        return f"{path}?{urlencode([*query, ('page', str(n))])}"
-
-    # As Laravel's paginator: a previous page exists for every page after the first, even past the end.
-    prev_url = url(page - 1) if page > 1 else None
-    next_url = url(page + 1) if page < last_page else None
-    links = {"first": url(1), "last": url(last_page), "prev": prev_url, "next": next_url}
-    meta_links: list[dict[str, Any]] = [{"url": prev_url, "label": "&laquo; Previous", "active": False}]
-    for item in _window(page, last_page):
-        if item is None:
-            meta_links.append({"url": None, "label": "...", "active": False})
-        else:
-            meta_links.append({"url": url(item), "label": str(item), "active": item == page})
-    meta_links.append({"url": next_url, "label": "Next &raquo;", "active": False})
-    start = (page - 1) * per_page
-    meta = {
-        "current_page": page,
-        "from": start + 1 if count else None,
-        "last_page": last_page,
-        "links": meta_links,
-        "path": path,
-        "per_page": per_page,
-        "to": start + count if count else None,
-        "total": total,
-    }
-    return links, meta
-
-
-def _window(page: int, last_page: int, on_each_side: int = 3) -> list[int | None]:
-    """Laravel's UrlWindow: every page when few, else a slider with ``...`` gaps (None)."""
-    window = on_each_side * 2
-    if last_page < window + 8:
-        return list(range(1, last_page + 1))
-    if page <= window:
-        return [*range(1, window + 3), None, last_page - 1, last_page]
-    if page > last_page - window:
-        return [1, 2, None, *range(last_page - (window + 2) + 1, last_page + 1)]
-    return [1, 2, None, *range(page - on_each_side, page + on_each_side + 1), None, last_page - 1, last_page]
 
 
 def read_numbers(upload: UploadedFile, column: str | None) -> list[str]:

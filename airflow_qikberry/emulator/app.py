@@ -105,7 +105,8 @@ class Emulator:
 
     # ------------------------------------------------------------------ controls
     def reset(self, timeout: float = RESET_TIMEOUT_SECONDS) -> bool:
-        """Forget messages, requests, faults, webhooks, internal errors and clock offset; restore the config.
+        """Forget messages, requests, faults, push faults, webhooks, subscriptions, internal errors and clock
+        offset; restore the config (and the senders and templates it seeds).
 
         First waits (at most ``timeout`` seconds) until no API request is being handled, so a request in
         flight finishes against the old state and one arriving meanwhile starts against the new state.
@@ -144,6 +145,14 @@ class Emulator:
         """The emulator clock (wall clock plus every ``advance_clock``) as an aware datetime."""
         return self.state.now()
 
+    def wait_requests_done(self, timeout: float = RESET_TIMEOUT_SECONDS) -> bool:
+        """Wait (at most ``timeout`` s) until no API request is being handled; False when the wait timed out.
+
+        For a client that simulates its waits: before it "waits" N seconds, the requests the emulator is still
+        handling (a send it already gave up on, say) finish, as they would within N real seconds.
+        """
+        return self.state.wait_requests_done(timeout)
+
     def advance_clock(self, seconds: float) -> None:
         """Move emulator time forward, then finalise due messages and make due webhook calls."""
         self.state.advance(seconds)
@@ -154,7 +163,23 @@ class Emulator:
         return self._dispatcher.process(wait=True, flush=True)
 
     def webhook_deliveries(self) -> list[dict[str, Any]]:
+        """Every push attempt, oldest first: webhook, source, message, attempt, status, outcome, times."""
         return self.state.webhook_deliveries()
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """Every webhook as stored (secrets masked), with its challenges, subscriptions and delivery counts:
+        ``attempts``, ``succeeded``, ``failed_attempts``, ``dropped``, ``skipped_inactive``, ``pending``."""
+        return self.state.inspect_webhooks()
+
+    def push_faults(self) -> list[dict[str, Any]]:
+        return self.state.push_fault_list()
+
+    def set_push_faults(self, faults: Any) -> list[dict[str, Any]]:
+        """Replace the rules that make the emulator's calls to webhooks fail (see docs/emulator.md)."""
+        return self.state.set_push_faults(faults)
+
+    def clear_push_faults(self) -> None:
+        self.state.set_push_faults([])
 
     def internal_errors(self) -> list[dict[str, Any]]:
         """Exceptions raised inside the emulator (answered as 500), oldest first, since the last reset.

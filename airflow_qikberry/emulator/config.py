@@ -9,6 +9,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_qikberry.emulator.developer import ROUTINGS, VERIFICATIONS
+from airflow_qikberry.emulator.registry import check_seed_lists
+
 DEFAULT_TOKEN = "emulator-token"
 NUMBER_FORMATS = ("plain", "plus")
 DLR_SPREAD_ORDERS = ("submit", "random")
@@ -40,6 +43,10 @@ def _credits() -> dict[str, float]:
 
 def _unit_charges() -> dict[str, float]:
     return {code: DEFAULT_UNIT_CHARGE for code in DEFAULT_SERVICES}
+
+
+def _dlt_services() -> list[str]:
+    return ["T", "P", "S"]
 
 
 def _outcome_rules() -> list[dict[str, str]]:
@@ -87,6 +94,22 @@ class EmulatorConfig:
     webhook_retries: int = 3
     webhook_retry_interval: float = 1800.0
     webhook_timeout_seconds: float = 5.0
+    # Verification challenge on webhook creation: "challenge" (a webhook whose endpoint does not answer it
+    # is saved inactive), "reject" (it is refused with a 422) or "off".
+    webhook_verification: str = "challenge"
+    # Where a delivery report goes when the send named a webhook_id and subscriptions exist too
+    # (undocumented): "webhook_id_first" (only the send's webhook) or "both" (each webhook once).
+    webhook_routing: str = "webhook_id_first"
+    # DLT senders and templates the account starts with (see docs/emulator.md for the keys).
+    senders: list[dict[str, Any]] = field(default_factory=list)
+    templates: list[dict[str, Any]] = field(default_factory=list)
+    # DLT mode: sends on these services that carry a template_id (or are sent by template) are checked
+    # against the registered templates like a network does; a failure is a final DLT-* status.
+    dlt_mode: bool = False
+    dlt_services: list[str] = field(default_factory=_dlt_services)
+    dlt_variable_max_chars: int = 30
+    # An HTTP error status (e.g. 403) that every sms/templates request gets: templates not available.
+    templates_unavailable_status: int | None = None
     timezone: str = "Asia/Kolkata"
     # Request limits.
     max_message_chars: int = 4096
@@ -110,6 +133,13 @@ class EmulatorConfig:
     dlr_spread_order: str = "submit"
     # Order of sms/status rows (so of group pages): undocumented; "newest_first" is Laravel's latest().
     status_order: str = "submit"
+    # Numbers the API will not text. Suppressed (opted out of everything): left out of a send silently, the
+    # 200 answer's rows and count skipping them. Refused (a blocked series): the whole request is refused
+    # with a 422 naming the node (``nodes.<i>.to``, or ``to``), or, with ``refusal_names_node`` False, a
+    # 422 whose message names neither the node nor the number.
+    suppressed_numbers: list[str] = field(default_factory=list)
+    refused_numbers: list[str] = field(default_factory=list)
+    refusal_names_node: bool = True
     # Inspection: how many individual requests /_emulator/requests keeps (counts are kept for all).
     request_log_limit: int = 10_000
     tick_interval_seconds: float = 0.2
@@ -144,10 +174,16 @@ _POSITIVE_INTS = (
     "max_body_bytes",
     "request_log_limit",
     "status_page_size",
+    "dlt_variable_max_chars",
 )
 _ERROR_STATUSES = ("insufficient_balance_status", "unpaired_surrogate_status")
 _INTS = (*_NON_NEGATIVE_INTS, *_POSITIVE_INTS, *_ERROR_STATUSES, "max_tags")
-_BOOLS = ("html_login_redirect", "paginate_lookups", "bulk_keeps_custom")
+_BOOLS = ("html_login_redirect", "paginate_lookups", "bulk_keeps_custom", "refusal_names_node", "dlt_mode")
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "webhook_verification": VERIFICATIONS,
+    "webhook_routing": ROUTINGS,
+}
+_NUMBER_LISTS = ("suppressed_numbers", "refused_numbers")
 
 
 def validate_outcome_rules(rules: Any) -> list[dict[str, str]]:
@@ -167,6 +203,21 @@ def validate_outcome_rules(rules: Any) -> list[dict[str, str]]:
             raise ValueError(f"outcome rule {i} has an invalid regex: {exc}") from None
         clean.append({"match": match, "status": status})
     return clean
+
+
+def number_list(name: str, value: Any) -> list[str]:
+    """A list of phone numbers (digits with country code, an optional leading ``+``), stored as digits."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name} must be a list of phone numbers")
+    out: list[str] = []
+    for item in value:
+        digits = str(item).strip().lstrip("+") if isinstance(item, (str, int)) else ""
+        if isinstance(item, bool) or not digits.isdigit():
+            raise ValueError(f"{name} must hold phone numbers as digits with the country code, got {item!r}")
+        out.append(digits)
+    return out
 
 
 def _number(name: str, value: Any) -> float:
@@ -203,10 +254,28 @@ def apply_updates(config: EmulatorConfig, updates: dict[str, Any]) -> EmulatorCo
             setattr(new, name, merged)
         elif name == "outcome_rules":
             new.outcome_rules = validate_outcome_rules(value)
-        elif name == "postpaid_services":
+        elif name in _NUMBER_LISTS:
+            setattr(new, name, number_list(name, value))
+        elif name in ("postpaid_services", "dlt_services"):
             if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
-                raise ValueError("postpaid_services must be a list of service codes")
-            new.postpaid_services = list(value)
+                raise ValueError(f"{name} must be a list of service codes")
+            setattr(new, name, list(value))
+        elif name in ("senders", "templates"):
+            if not isinstance(value, list):
+                raise ValueError(f"{name} must be a list of objects")
+            setattr(new, name, copy.deepcopy(value))
+        elif name in _CHOICES:
+            if value not in _CHOICES[name]:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, _CHOICES[name]))}")
+            setattr(new, name, value)
+        elif name == "templates_unavailable_status":
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 400 <= value <= 599
+            ):
+                raise ValueError(
+                    "templates_unavailable_status must be null or an HTTP error status (400-599)"
+                )
+            new.templates_unavailable_status = value
         elif name in _NON_NEGATIVE_FLOATS or name in _POSITIVE_FLOATS:
             number = float(_number(name, value))
             if math.isnan(number):
@@ -255,6 +324,8 @@ def apply_updates(config: EmulatorConfig, updates: dict[str, Any]) -> EmulatorCo
             if not isinstance(value, str):
                 raise ValueError(f"{name} must be a string")
             setattr(new, name, value)
+    if {"senders", "templates", "services"} & set(updates):
+        check_seed_lists(new.senders, new.templates, new.services)
     if new.schedule_min_seconds >= new.schedule_max_seconds:
         raise ValueError("schedule_min_seconds must be smaller than schedule_max_seconds")
     return new

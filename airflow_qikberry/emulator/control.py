@@ -85,6 +85,23 @@ def _deliveries(emu: Emulator, body: Any) -> Any:
     return {"deliveries": emu.webhook_deliveries()}
 
 
+def _webhooks(emu: Emulator, body: Any) -> Any:
+    return {"webhooks": emu.webhooks()}
+
+
+def _push_faults_get(emu: Emulator, body: Any) -> Any:
+    return {"faults": emu.push_faults()}
+
+
+def _push_faults_set(emu: Emulator, body: Any) -> Any:
+    return {"faults": emu.set_push_faults(body)}
+
+
+def _push_faults_clear(emu: Emulator, body: Any) -> Any:
+    emu.clear_push_faults()
+    return {"faults": []}
+
+
 def _errors_get(emu: Emulator, body: Any) -> Any:
     return {"errors": emu.internal_errors()}
 
@@ -105,6 +122,13 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "clock/advance": {"POST": _clock_advance},
     "dlr/flush": {"POST": _flush},
     "webhook-deliveries": {"GET": _deliveries},
+    "webhooks": {"GET": _webhooks},
+    "push-faults": {
+        "GET": _push_faults_get,
+        "POST": _push_faults_set,
+        "PUT": _push_faults_set,
+        "DELETE": _push_faults_clear,
+    },
     "errors": {"GET": _errors_get, "DELETE": _errors_clear},
 }
 

@@ -28,13 +28,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from airflow_qikberry.emulator.config import EmulatorConfig, apply_updates, validate_outcome_rules
-from airflow_qikberry.emulator.faults import FaultRule, parse_rules, pick
+from airflow_qikberry.emulator.developer import Developer, Webhook
+from airflow_qikberry.emulator.faults import FaultRule, PushFaultRule, parse_push_rules, parse_rules, pick
+from airflow_qikberry.emulator.registry import Registry, dlt_check
 
 AWAITING_DLR = "AWAITING-DLR"
 DELIVERED = "DELIVRD"
 DUPLICATE = "DUPLICATE"
 TS_FORMAT = "%Y-%m-%d %H:%M:%S"
-WEBHOOK_FIELDS = ("id", "name", "uri", "secret", "verification_code", "status", "created_at", "updated_at")
 # How long reset() waits for in-flight API requests before resetting anyway.
 RESET_TIMEOUT_SECONDS = 10.0
 # Most internal errors kept for /_emulator/errors (the oldest are dropped first).
@@ -102,6 +103,11 @@ class Message:
     delivered_at: float | None = None
     delivered_str: str = ""
     webhook_attempts: list[dict[str, Any]] | None = None
+    # DLT mode: the final status the network's template check gives (None: not checked or passed).
+    dlt_status: str | None = None
+    dlt_reason: str = ""
+    # The stored template (its uuid) of a send by template.
+    template_ref: str = ""
 
 
 @dataclass
@@ -122,6 +128,7 @@ class NewMessage:
     template_id: str = ""
     port: str = ""
     tags: list[str] = field(default_factory=list)
+    template_ref: str = ""
 
 
 @dataclass
@@ -131,6 +138,10 @@ class Delivery:
     payload: dict[str, Any]
     generation: int
     attempt: int = 1
+    # Emulator time the attempt is due at: retries follow the schedule, not the moment the previous
+    # attempt happened to be made, so advancing the clock by 90 minutes makes all three retries.
+    due_at: float = 0.0
+    source: str = "webhook_id"  # "webhook_id" (named by the send) or "subscription"
 
 
 @dataclass
@@ -164,6 +175,11 @@ class EmulatorState:
             self.active_requests -= 1
             if self.active_requests == 0:
                 self._requests.notify_all()
+
+    def wait_requests_done(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until no API request is being handled; False when it timed out."""
+        with self._requests:
+            return self._requests.wait_for(lambda: self.active_requests == 0, timeout=timeout)
 
     def reset(self, timeout: float = RESET_TIMEOUT_SECONDS) -> bool:
         """Wait (at most ``timeout`` s) for in-flight API requests, then forget everything.
@@ -203,8 +219,9 @@ class EmulatorState:
         self.credits: dict[str, float] = {
             code: float(config.credits.get(code, 10000)) for code in config.services
         }
-        self.webhooks: dict[str, dict[str, Any]] = {}
-        self.webhook_order: list[str] = []
+        self.developer = Developer()
+        self.registry = self._seeded_registry(config)
+        self.push_faults: list[PushFaultRule] = []
         self.deliveries: list[tuple[float, int, Delivery]] = []
         self.delivery_log: list[dict[str, Any]] = []
         self.inflight = 0
@@ -220,6 +237,11 @@ class EmulatorState:
         self._compile_rules(config.outcome_rules)
         self.dlr_rng = random.Random(f"{config.seed}:dlr-spread")
 
+    def _seeded_registry(self, config: EmulatorConfig) -> Registry:
+        registry = Registry(dict(config.services))
+        registry.seed(config.senders, config.templates, self.iso_stamp())
+        return registry
+
     def _compile_rules(self, rules: list[dict[str, str]]) -> None:
         self.outcome_rules = [dict(r) for r in rules]
         self._compiled = [(re.compile(r["match"]), r["status"]) for r in rules]
@@ -233,6 +255,10 @@ class EmulatorState:
                 self.tz = ZoneInfo(new.timezone)
             if "outcome_rules" in updates:
                 self._compile_rules(new.outcome_rules)
+            if "senders" in updates or "templates" in updates:
+                self.registry = self._seeded_registry(new)  # seeds replace every sender and template
+            elif "services" in updates:
+                self.registry.services = dict(new.services)
             if "request_log_limit" in updates:
                 self.request_log = deque(self.request_log, maxlen=new.request_log_limit)
             if "credits" in updates or "services" in updates:
@@ -282,6 +308,21 @@ class EmulatorState:
     def fault_list(self) -> list[dict[str, Any]]:
         with self.lock:
             return [r.to_dict() for r in self.faults]
+
+    def set_push_faults(self, raw: Any) -> list[dict[str, Any]]:
+        rules = parse_push_rules(raw, self.config.seed)
+        with self.lock:
+            self.push_faults = rules
+            return [r.to_dict() for r in rules]
+
+    def push_fault_list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r.to_dict() for r in self.push_faults]
+
+    def pick_push_fault(self, push: str, webhook_id: str) -> FaultRule | None:
+        """The push fault (``push``: "dlr" or "challenge") that applies to this call to a webhook, if any."""
+        with self.lock:
+            return pick(self.push_faults, push, webhook_id) if self.push_faults else None
 
     def pick_fault(self, method: str, endpoint: str) -> FaultRule | None:
         if not self.faults:  # unlocked fast path: a stale empty list only delays a new rule by one request
@@ -356,8 +397,9 @@ class EmulatorState:
         group_id = str(uuid.uuid4())
         total = sum(item.charges for item in items)
         with self.lock:
-            if webhook_id is not None and webhook_id not in self.webhooks:
+            if webhook_id is not None and webhook_id not in self.developer.webhooks:
                 raise UnknownWebhook(webhook_id)
+            dlt = self._dlt_verdicts(items, service)
             available = self.credits.get(service, 0.0)
             if total > available + 1e-9 and service not in self.config.postpaid_services:
                 raise InsufficientBalance(service)
@@ -406,7 +448,11 @@ class EmulatorState:
                     due_at=due + offsets[n - 1],
                     duplicate=previous is not None and now - previous <= window,
                     visible_at=visible_at,
+                    template_ref=item.template_ref,
                 )
+                if dlt is not None:
+                    msg.dlt_status, msg.dlt_reason = dlt[n - 1]
+                    msg.dlt_status = msg.dlt_status or None
                 self.messages.append(msg)
                 self.by_id[msg.id] = msg
                 if msg.custom:
@@ -417,6 +463,30 @@ class EmulatorState:
                 heapq.heappush(self.pending, (msg.due_at, msg.seq))
                 accepted.append(msg)
             return group_id, accepted
+
+    def _dlt_verdicts(self, items: list[NewMessage], service: str) -> list[tuple[str, str]] | None:
+        """DLT mode: each message's (final DLT status or "", reason), checked when accepted, as the network
+        checks at submission; None when DLT mode is off or the service is not a DLT route.
+
+        A message is checked when it carries a template_id or was sent by a stored template.
+        """
+        cfg = self.config
+        if not cfg.dlt_mode or service not in cfg.dlt_services:
+            return None
+        seen: dict[tuple[str, str, str], tuple[str, str]] = {}
+        out: list[tuple[str, str]] = []
+        for item in items:
+            if not item.template_id and not item.template_ref:
+                out.append(("", ""))
+                continue
+            key = (item.template_id, item.sender, item.text)
+            verdict = seen.get(key)
+            if verdict is None:
+                verdict = seen[key] = dlt_check(
+                    self.registry, item.template_id, item.sender, item.text, cfg.dlt_variable_max_chars
+                )
+            out.append(verdict)
+        return out
 
     def _dlr_offsets(self, count: int) -> list[float]:
         """Seconds after the DLR delay at which each of ``count`` messages of one request becomes final."""
@@ -430,6 +500,9 @@ class EmulatorState:
 
     # ----------------------------------------------------------------- lifecycle
     def _outcome(self, msg: Message) -> str:
+        # The DLT scrubber rejects before the operator sees the message, so before anything else.
+        if msg.dlt_status:
+            return msg.dlt_status
         if msg.duplicate:
             return DUPLICATE
         for pattern, status in self._compiled:
@@ -443,7 +516,8 @@ class EmulatorState:
         msg.status = self._outcome(msg)
         msg.delivered_at = at
         msg.delivered_str = self.fmt(at)
-        if msg.webhook_id is None:
+        targets = self.developer.targets(msg.webhook_id, self.config.webhook_routing)
+        if not targets:
             return
         submit = msg.scheduled_at if msg.scheduled_at is not None else msg.received_at
         payload = {
@@ -461,10 +535,18 @@ class EmulatorState:
             "cid": msg.custom,
             "custom": msg.custom,
         }
-        delivery = Delivery(
-            message_seq=msg.seq, webhook_id=msg.webhook_id, payload=payload, generation=self.generation
-        )
-        heapq.heappush(self.deliveries, (now, next(self._delivery_seq), delivery))
+        # The report exists from the moment the message became final: its pushes are due then.
+        due = min(at, now)
+        for hook_id, source in targets:
+            delivery = Delivery(
+                message_seq=msg.seq,
+                webhook_id=hook_id,
+                payload=payload,
+                generation=self.generation,
+                due_at=due,
+                source=source,
+            )
+            heapq.heappush(self.deliveries, (due, next(self._delivery_seq), delivery))
 
     def finalize_due_locked(self) -> None:
         now = self.time()
@@ -485,17 +567,27 @@ class EmulatorState:
         return count
 
     def take_due_deliveries_locked(self) -> list[tuple[Delivery, dict[str, Any]]]:
-        """Pop deliveries due now, paired with a snapshot of their (active) webhook."""
+        """Pop deliveries due now, paired with the uri and secret of their (active) webhook."""
         now = self.time()
         out: list[tuple[Delivery, dict[str, Any]]] = []
         while self.deliveries and self.deliveries[0][0] <= now:
             _, _, delivery = heapq.heappop(self.deliveries)
-            hook = self.webhooks.get(delivery.webhook_id)
-            if hook is None or int(hook.get("status", 1)) != 1:
-                continue  # deleted (inactive) webhooks receive nothing
-            out.append((delivery, dict(hook)))
+            hook = self.developer.webhooks.get(delivery.webhook_id)
+            if hook is None:
+                continue
+            if hook.status != 1:
+                hook.stats["skipped_inactive"] += 1  # inactive (deleted, unverified) webhooks receive nothing
+                continue
+            out.append((delivery, {"uri": hook.uri, "secret": hook.secret}))
         self.inflight += len(out)
         return out
+
+    def pending_deliveries(self) -> dict[str, int]:
+        """Pushes waiting (first attempts and retries) per webhook id (the lock must be held)."""
+        counts: dict[str, int] = {}
+        for _, _, delivery in self.deliveries:
+            counts[delivery.webhook_id] = counts.get(delivery.webhook_id, 0) + 1
+        return counts
 
     def record_delivery(
         self, delivery: Delivery, uri: str, status_code: int | None, error: str | None
@@ -506,34 +598,56 @@ class EmulatorState:
             self.inflight -= 1
             ok = status_code in (200, 202)
             now = self.time()
+            retry_due: float | None = None
+            if not ok and delivery.attempt <= self.config.webhook_retries:
+                retry_due = delivery.due_at + self.config.webhook_retry_interval
+            outcome = "delivered" if ok else ("retrying" if retry_due is not None else "dropped")
             entry = {
                 "webhook_id": delivery.webhook_id,
+                "source": delivery.source,
                 "message_id": delivery.payload["id"],
                 "uri": uri,
                 "attempt": delivery.attempt,
                 "status_code": status_code,
                 "error": error,
                 "ok": ok,
+                "outcome": outcome,
                 "at": self.fmt(now),
+                "due_at": self.fmt(delivery.due_at),
+                "next_attempt_at": None if retry_due is None else self.fmt(retry_due),
                 "payload": delivery.payload,
             }
             self.delivery_log.append(entry)
+            hook = self.developer.webhooks.get(delivery.webhook_id)
+            if hook is not None:
+                hook.stats["attempts"] += 1
+                hook.stats["succeeded" if ok else "failed_attempts"] += 1
+                if outcome == "dropped":
+                    hook.stats["dropped"] += 1
             msg = self.messages[delivery.message_seq]
             if msg.webhook_attempts is None:
                 msg.webhook_attempts = []
             msg.webhook_attempts.append(
-                {"attempt": delivery.attempt, "status_code": status_code, "ok": ok, "at": entry["at"]}
+                {
+                    "webhook_id": delivery.webhook_id,
+                    "attempt": delivery.attempt,
+                    "status_code": status_code,
+                    "ok": ok,
+                    "outcome": outcome,
+                    "at": entry["at"],
+                }
             )
-            if not ok and delivery.attempt <= self.config.webhook_retries:
+            if retry_due is not None:
                 retry = Delivery(
                     message_seq=delivery.message_seq,
                     webhook_id=delivery.webhook_id,
                     payload=delivery.payload,
                     generation=delivery.generation,
                     attempt=delivery.attempt + 1,
+                    due_at=retry_due,
+                    source=delivery.source,
                 )
-                due = now + self.config.webhook_retry_interval
-                heapq.heappush(self.deliveries, (due, next(self._delivery_seq), retry))
+                heapq.heappush(self.deliveries, (retry_due, next(self._delivery_seq), retry))
             self._idle.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
@@ -579,6 +693,9 @@ class EmulatorState:
             "scheduled_at": None if m.scheduled_at is None else self.fmt(m.scheduled_at),
             "delivered_at": m.delivered_str,
             "webhook_attempts": list(m.webhook_attempts or []),
+            "dlt_status": m.dlt_status,
+            "dlt_reason": m.dlt_reason,
+            "template": m.template_ref or None,
         }
 
     def status_row(self, m: Message) -> dict[str, Any]:
@@ -652,55 +769,104 @@ class EmulatorState:
                 )
             return rows
 
-    # ----------------------------------------------------------------- webhooks registry
-    def webhook_view(self, hook: dict[str, Any]) -> dict[str, Any]:
-        view = {k: v for k, v in hook.items() if k not in ("secret", "token")}
-        view["secret"] = "*****"
-        view["verification_code"] = "*****"
-        return {key: view[key] for key in WEBHOOK_FIELDS}
-
-    def _iso_stamp(self) -> str:
+    # ----------------------------------------------------------------- webhooks and subscriptions
+    def iso_stamp(self) -> str:
         """Laravel's JSON timestamp (UTC, microseconds zeroed) on the emulator clock."""
         return datetime.fromtimestamp(self.time(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
 
-    def create_webhook(self, name: str, uri: str, status: int, secret: str, token: str) -> dict[str, Any]:
-        stamp = self._iso_stamp()
-        hook: dict[str, Any] = {
-            "id": str(uuid.uuid4()),
-            "name": name,
-            "uri": uri,
-            "secret": secret,
-            "token": token,
-            "status": status,
-            "created_at": stamp,
-            "updated_at": stamp,
-        }
-        with self.lock:
-            self.webhooks[hook["id"]] = hook
-            self.webhook_order.append(hook["id"])
-            return self.webhook_view(hook)
+    def _verification(self, hook: Webhook, result: dict[str, Any] | None) -> None:
+        if result is not None:
+            hook.verified = bool(result["ok"])
+            hook.verifications.append({**result, "at": self.fmt(self.time())})
 
-    def update_webhook(self, hook_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+    def create_webhook(
+        self,
+        hook_id: str,
+        fields: dict[str, Any],
+        status: int,
+        token: str,
+        verification: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Store a webhook (``verification``: the challenge's result, None when none was sent)."""
+        stamp = self.iso_stamp()
+        hook = Webhook(
+            id=hook_id,
+            name=fields["name"],
+            uri=fields["uri"],
+            secret=fields.get("secret", ""),
+            token=token,
+            status=status,
+            created_at=stamp,
+            updated_at=stamp,
+        )
         with self.lock:
-            hook = self.webhooks.get(hook_id)
+            self._verification(hook, verification)
+            self.developer.webhooks[hook.id] = hook
+            return hook.view()
+
+    def webhook_snapshot(self, hook_id: str) -> dict[str, Any] | None:
+        """What an update needs to decide on a new challenge: uri, secret, token, status, verified."""
+        with self.lock:
+            hook = self.developer.webhooks.get(hook_id)
             if hook is None:
                 return None
-            hook.update(changes)
-            hook["updated_at"] = self._iso_stamp()
-            return self.webhook_view(hook)
+            return {
+                "uri": hook.uri,
+                "secret": hook.secret,
+                "token": hook.token,
+                "status": hook.status,
+                "verified": hook.verified,
+            }
+
+    def update_webhook(
+        self, hook_id: str, changes: dict[str, Any], verification: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        with self.lock:
+            hook = self.developer.webhooks.get(hook_id)
+            if hook is None:
+                return None
+            if any(
+                key in changes and changes[key] != getattr(hook, key) for key in ("uri", "secret", "token")
+            ):
+                hook.verified = None  # pointed elsewhere: the last challenge says nothing any more
+            for key, value in changes.items():
+                setattr(hook, key, value)
+            self._verification(hook, verification)
+            hook.updated_at = self.iso_stamp()
+            return hook.view()
 
     def get_webhook(self, hook_id: str) -> dict[str, Any] | None:
         with self.lock:
-            hook = self.webhooks.get(hook_id)
-            return None if hook is None else self.webhook_view(hook)
+            hook = self.developer.webhooks.get(hook_id)
+            return None if hook is None else hook.view()
 
     def list_webhooks(self, name_filter: str | None) -> list[dict[str, Any]]:
         with self.lock:
-            hooks = [self.webhooks[i] for i in self.webhook_order]
-            if name_filter:
-                needle = name_filter.lower()
-                hooks = [h for h in hooks if needle in str(h["name"]).lower()]
-            return [self.webhook_view(h) for h in hooks]
+            return [hook.view() for hook in self.developer.list_webhooks(name_filter)]
+
+    def inspect_webhooks(self) -> list[dict[str, Any]]:
+        with self.lock:
+            self.finalize_due_locked()
+            return self.developer.inspect(self.pending_deliveries())
+
+    def create_subscription(self, event: str, identity: str, webhook_id: str) -> dict[str, Any]:
+        with self.lock:
+            if webhook_id not in self.developer.webhooks:
+                raise UnknownWebhook(webhook_id)
+            return self.developer.add_subscription(event, identity, webhook_id, self.iso_stamp()).view()
+
+    def list_subscriptions(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [sub.view() for sub in self.developer.subscriptions.values()]
+
+    def get_subscription(self, sub_id: int) -> dict[str, Any] | None:
+        with self.lock:
+            sub = self.developer.subscriptions.get(sub_id)
+            return None if sub is None else sub.view()
+
+    def delete_subscription(self, sub_id: int) -> bool:
+        with self.lock:
+            return self.developer.subscriptions.pop(sub_id, None) is not None
 
     def set_outcome_rules(self, rules: Any) -> list[dict[str, str]]:
         clean = validate_outcome_rules(rules)

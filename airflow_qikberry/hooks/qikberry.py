@@ -1,6 +1,9 @@
-"""QikberryHook: the public sync hook. Thin: it validates through :mod:`airflow_qikberry.protocol`, speaks
-HTTP through :mod:`airflow_qikberry.transport` and sends exactly once through
-:mod:`airflow_qikberry.idempotency`.
+"""QikberryHook: the public sync hook. It reads the connection, owns the HTTP transport and the retry policy,
+and hands the work to the modules that do it: a send's keyword arguments become one
+:class:`~airflow_qikberry.send_options.SendOptions`, :mod:`airflow_qikberry.sends` checks and builds the
+request, and :mod:`airflow_qikberry.idempotency` runs it exactly once through the transport
+(:mod:`airflow_qikberry.transport`). Status and balance lookups read the wire format of
+:mod:`airflow_qikberry.protocol`.
 
 DAG files import this module at every parse, so it imports only what defining the class needs; the modules
 that do the work are imported on first use.
@@ -8,13 +11,10 @@ that do the work are imported on first use.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
 from functools import cached_property
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.common.compat.sdk import BaseHook
 
@@ -23,31 +23,22 @@ from airflow_qikberry.get_provider_info import CONN_TYPE
 
 if TYPE_CHECKING:
     import requests
+    from typing_extensions import Unpack
 
-    from airflow_qikberry._ratelimit import TokenBucket
     from airflow_qikberry.connection import ConnectionSettings
-    from airflow_qikberry.delivery import StatusPage
-    from airflow_qikberry.idempotency import ExactlyOnce, ReuseCheck, Verdict
-    from airflow_qikberry.models import Balance, BatchResult, MessageStatus, SentMessage
-    from airflow_qikberry.protocol import ApiResponse, BatchNode, EncodingChoice
+    from airflow_qikberry.idempotency import ExactlyOnce, ReuseCheck
+    from airflow_qikberry.lookups import Lookup
+    from airflow_qikberry.models import Balance, BatchResult, MessageStatus, SentMessage, StatusPage
+    from airflow_qikberry.payloads import BatchNode
+    from airflow_qikberry.protocol import ApiResponse
+    from airflow_qikberry.ratelimit import Budget
+    from airflow_qikberry.send_options import BatchParams, BulkParams, SmsParams
+    from airflow_qikberry.sends import PreparedSend
     from airflow_qikberry.transport.sync import RequestsTransport
 
+T = TypeVar("T")
+
 __all__ = ["QikberryHook"]
-
-_REEXPORTED = {
-    "ConnectionSettings": "airflow_qikberry.connection",
-    "derive_custom_id": "airflow_qikberry.idempotency",
-    "redact": "airflow_qikberry.protocol",
-}
-
-
-def __getattr__(name: str) -> Any:
-    # Names this module has always offered, now at home elsewhere; resolved lazily to keep the import cheap.
-    if name in _REEXPORTED:
-        import importlib
-
-        return getattr(importlib.import_module(_REEXPORTED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class QikberryHook(BaseHook):
@@ -75,9 +66,13 @@ class QikberryHook(BaseHook):
     :param qikberry_conn_id: the Airflow connection to use.
     :param timeout: read timeout in seconds for every call (overrides the connection's ``timeout`` extra).
     :param max_attempts: attempts per call, first try included.
-    :param retry_deadline: seconds that bound a whole call: attempts, waits and lookups included.
+    :param retry_deadline: seconds that bound a whole call: attempts, waits and lookups included (default:
+        the connection's ``retry_deadline`` extra, else derived: 120, or timeout + reconcile window + 10 when
+        that is more). A value too short to settle an unknown outcome and send again is refused when the
+        connection is read (see docs/hook.md, "Settings that must fit together").
     :param max_retry_after: cap, in seconds, on how long a server's ``Retry-After`` may make us wait.
-    :param reconcile_delay: seconds before the first lookup of an unknown outcome (then 2, 4, 8, 8... s).
+    :param reconcile_delay: seconds before the first lookup of an unknown outcome (then 2, 4, 8, 8... s;
+        default 1, or the window if that is shorter). Given explicitly, at most the reconcile window.
     :param reconcile_window: seconds an unknown outcome is looked for (default: the connection's
         ``reconcile_window`` extra, else 30).
     :param clock_skew: seconds of clock difference allowed when deciding that rows found for a custom id
@@ -95,19 +90,28 @@ class QikberryHook(BaseHook):
         *,
         timeout: float | None = None,
         max_attempts: int = 5,
-        retry_deadline: float = 120.0,
+        retry_deadline: float | None = None,
         max_retry_after: float = 60.0,
-        reconcile_delay: float = 1.0,
+        reconcile_delay: float | None = None,
         reconcile_window: float | None = None,
         clock_skew: float = 120.0,
         **kwargs: Any,
     ) -> None:
+        from airflow_qikberry.connection import DEFAULT_RETRY_DEADLINE
         from airflow_qikberry.transport.retry import RetryPolicy
 
         super().__init__(**kwargs)
         self.qikberry_conn_id = qikberry_conn_id
         self.timeout_override = timeout
-        self.reconcile_delay = reconcile_delay
+        if reconcile_delay is not None and not reconcile_delay >= 0:
+            raise QikberryValidationError(
+                f"reconcile_delay must be 0 or more seconds, got {reconcile_delay!r}.",
+                field="reconcile_delay",
+            )
+        # Only a delay the caller chose must fit the window; the default one is cut to it (one lookup when
+        # a very short window closes).
+        self._reconcile_delay_given = reconcile_delay is not None
+        self.reconcile_delay = 1.0 if reconcile_delay is None else reconcile_delay
         if reconcile_window is not None and reconcile_window <= 0:
             # No lookup at all would turn every unknown outcome into a resend: the guarantee would be gone.
             raise QikberryValidationError(
@@ -115,10 +119,13 @@ class QikberryHook(BaseHook):
                 field="reconcile_window",
             )
         self.reconcile_window_override = reconcile_window
+        self.retry_deadline_override = _positive_or_none(retry_deadline, "retry_deadline")
         self.clock_skew = clock_skew
+        self._extras_set: frozenset[str] = frozenset()
+        # The deadline is fitted to the connection's window and timeout when the connection is read.
         self.policy = RetryPolicy(
             max_attempts=max_attempts,
-            deadline=retry_deadline,
+            deadline=retry_deadline or DEFAULT_RETRY_DEADLINE,
             max_retry_after=max_retry_after,
             log=self.log,
         )
@@ -133,11 +140,17 @@ class QikberryHook(BaseHook):
 
     @property
     def retry_deadline(self) -> float:
+        """The deadline of each call, fitted to the connection (reading it, like :attr:`reconcile_window`)."""
+        _ = self.settings
         return self.policy.deadline
 
     @retry_deadline.setter
     def retry_deadline(self, value: float) -> None:
-        self.policy.deadline = value
+        self.retry_deadline_override = _positive_or_none(value, "retry_deadline")
+        if "settings" in self.__dict__:
+            self._fit_to(self.settings)
+        else:
+            self.policy.deadline = value
 
     @property
     def max_retry_after(self) -> float:
@@ -168,23 +181,65 @@ class QikberryHook(BaseHook):
         conn = self.get_connection(self.qikberry_conn_id)
         if conn.password:
             mask_secret(conn.password)
-        return ConnectionSettings.from_connection(conn)
+        settings = ConnectionSettings.from_connection(conn)
+        extra = conn.extra_dejson or {}
+        # Which extras the connection sets (for error messages that say where a value came from).
+        self._extras_set = frozenset(
+            name
+            for name in ("reconcile_window", "retry_deadline", "timeout")
+            if extra.get(name, extra.get(f"extra__{CONN_TYPE}__{name}")) not in (None, "")
+        )
+        self._fit_to(settings)
+        return settings
+
+    def _fit_to(self, s: ConnectionSettings) -> None:
+        """Check this hook's arguments together with the connection's extras, and set the retry deadline.
+
+        A send must be able to settle an unknown outcome within its deadline: refused here, before any
+        request, when an explicit ``retry_deadline`` is too short for the reconcile window and timeout in
+        force; derived from them when none is given.
+        """
+        from airflow_qikberry.connection import fitted_retry_deadline
+
+        def source(argument: object, name: str) -> str:
+            if argument is not None:
+                return f"the hook's {name} argument"
+            return f"the connection's {name} extra" if name in self._extras_set else f"the default {name}"
+
+        window = self.reconcile_window_override or s.reconcile_window
+        window_from = source(self.reconcile_window_override, "reconcile_window")
+        if self._reconcile_delay_given and self.reconcile_delay > window:
+            raise QikberryValidationError(
+                f"reconcile_delay ({self.reconcile_delay:g} s) is longer than {window_from} ({window:g} s): "
+                "the first lookup of an unknown outcome would come after the window has closed. Use a "
+                "reconcile_delay of at most the window.",
+                field="reconcile_delay",
+            )
+        deadline = self.retry_deadline_override
+        self.policy.deadline = fitted_retry_deadline(
+            deadline if deadline is not None else s.retry_deadline,
+            window=window,
+            timeout=self.timeout_override or s.timeout,
+            deadline_from=source(deadline, "retry_deadline"),
+            window_from=window_from,
+            timeout_from=source(self.timeout_override, "timeout"),
+        )
 
     @cached_property
     def transport(self) -> RequestsTransport:
-        from airflow_qikberry._ratelimit import bucket_for
+        """Every call's transport, within the token's process-wide GET budget."""
         from airflow_qikberry.transport.sync import RequestsTransport
 
-        s = self.settings
-        return RequestsTransport(
-            s,
-            policy=self.policy,
-            bucket=bucket_for(s.base_url, s.token, s.rate_limit_per_minute),
-            timeout=self.timeout_override,
-        )
+        return RequestsTransport(self.settings, policy=self.policy, timeout=self.timeout_override)
+
+    @cached_property
+    def _polls(self) -> RequestsTransport:
+        """The transport of delivery polls (:meth:`poll_page`, :meth:`poll_message`): this one's session and
+        retry policy, within the poll budget as well; a 429 holds the poll budget of the whole process."""
+        return self.transport.for_polls()
 
     @property
-    def _bucket(self) -> TokenBucket:
+    def _bucket(self) -> Budget:
         """The process-wide GET budget of this connection's (base URL, token)."""
         return self.transport.bucket
 
@@ -201,6 +256,7 @@ class QikberryHook(BaseHook):
         return self.session
 
     def close(self) -> None:
+        self.__dict__.pop("_polls", None)  # it shares the transport's session, closed here
         if "transport" in self.__dict__:
             self.transport.close()
 
@@ -231,136 +287,76 @@ class QikberryHook(BaseHook):
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> ApiResponse:
         return self.transport.get(path, params)
 
+    def _run(self, lookup: Lookup[T], transport: RequestsTransport | None = None) -> T:
+        """Carry out a lookup of :mod:`airflow_qikberry.lookups` over ``transport`` (default: the hook's)."""
+        from airflow_qikberry.sansio import drive
+
+        via = transport or self.transport
+        return drive(lookup, lambda request: via.get(*request))
+
     def _status_rows(self, params: Mapping[str, str]) -> Iterator[MessageStatus]:
-        """Every row of a status query, following the API's pages (any query may be paged)."""
-        from airflow_qikberry.models import MessageStatus
-        from airflow_qikberry.protocol import Paths, status_page
+        """Every row of a status query, following the API's pages lazily (any query may be paged)."""
+        from airflow_qikberry.lookups import StatusQuery
 
-        page: int | None = 1
-        while page is not None:
-            response = self._get(Paths.STATUS, {**params, "page": page if page > 1 else None})
-            rows, following = status_page(response, page)
-            yield from (MessageStatus.from_api(row) for row in rows)
-            page = following
+        query = StatusQuery(params)
+        while query.request is not None:
+            yield from query.read(self._get(*query.request)).rows
 
-    # -- sending
+    # -- sending: each method checks its arguments into one SendOptions and runs the send sends.py prepares
 
     def send_sms(
-        self,
-        to: str | Iterable[str],
-        message: str,
-        *,
-        sender: str | None = None,
-        service: str | None = None,
-        template_id: str | None = None,
-        entity_id: str | None = None,
-        schedule_at: datetime | str | None = None,
-        encoding: EncodingChoice = "auto",
-        flash: bool = False,
-        custom_id: str | None = None,
-        webhook_id: str | None = None,
-        max_units: int | None = None,
-        tags: Sequence[str] | str | None = None,
-        resend: bool = False,
+        self, to: str | Iterable[str], message: str, *, resend: bool = False, **params: Unpack[SmsParams]
     ) -> list[SentMessage]:
         """Send one text to one or more numbers (``sms/send``); returns one :class:`SentMessage` per number.
+
+        The keyword arguments are the send parameters of ``sms/send``
+        (:class:`~airflow_qikberry.send_options.SmsParams`): ``sender``, ``service``, ``template_id``,
+        ``entity_id``, ``schedule_at``, ``encoding``, ``flash``, ``webhook_id``, ``max_units``, ``tags`` and
+        ``custom_id``; left out, sender, service and entity id are the connection's.
 
         Every argument is validated before any request. Numbers may be written in any common format; numbers
         without a country code need ``default_region`` on the connection. ``custom_id`` is an idempotency
         key: one id, one send (a reused id is reported, not returned as this send's result). ``resend=True``
         sends again on a retried task instead of returning what an earlier try sent.
         """
-        from airflow_qikberry import idempotency as ido
-        from airflow_qikberry import protocol as p
-        from airflow_qikberry import validation as v
-        from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
-        from airflow_qikberry.models import SentMessage
+        from airflow_qikberry import sends
+        from airflow_qikberry.send_options import SendOptions, SmsParams
 
-        s = self.settings
-        resend = v.validate_flag(resend, field="resend")
-        numbers = v.normalize_numbers(to, default_region=s.default_region)
-        p.check_request_size(len(numbers), "to")
-        payload = p.build_common(
-            s.send_defaults,
-            message=message,
-            sender=sender,
-            service=service,
-            template_id=template_id,
-            entity_id=entity_id,
-            schedule_at=schedule_at,
-            encoding=encoding,
-            flash=flash,
-            webhook_id=webhook_id,
-            max_units=max_units,
-            tags=tags,
-        )
-        identity = ido.task_identity()
-        cid = v.validate_custom_id(custom_id) or ido.derive_custom_id(
-            ido.fingerprint("send_sms", numbers, sorted(payload.items())), identity, fresh=resend
-        )
-        payload["to"] = ",".join(numbers)
-        payload["custom"] = cid
-        self.log.info(
-            "Sending SMS to %d number(s) [%s] via service %s, custom id %s",
-            len(numbers),
-            ", ".join(v.mask_number(n) for n in numbers[:5]) + (", ..." if len(numbers) > 5 else ""),
-            payload["service"],
-            cid,
-        )
-
-        def parse(response: ApiResponse) -> list[SentMessage]:
-            sent = [SentMessage.from_api(row) for row in p.rows_of(response, what="sms/send")]
-            ido.accounted_for(sent, numbers, "request")
-            return sent
-
-        def lookup(check_reuse: bool) -> Verdict[list[SentMessage]]:
-            rows = list(self._status_rows({"cid": cid}))
-            return ido.match_send_rows(rows, cid, numbers, self._reuse_check(check_reuse))
-
-        send = ido.Send(
-            what=f"POST {p.Paths.SEND}",
-            post=lambda: self.transport.request("POST", p.Paths.SEND, json=payload),
-            parse=parse,
-            lookup=lookup,
-            unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cid),
-        )
-        return self._exactly_once().run(send, task_retry=ido.is_task_retry(identity) and not resend)
+        settings = self.settings
+        options = SendOptions.from_keywords("send_sms", params, SmsParams)
+        return self.send_prepared(sends.prepare_sms(settings, to, message, options, resend=resend))
 
     def send_batch(
         self,
         nodes: Sequence[Mapping[str, Any] | BatchNode],
         *,
-        name: str | None = None,
         message: str | None = None,
-        sender: str | None = None,
-        service: str | None = None,
-        template_id: str | None = None,
-        entity_id: str | None = None,
-        schedule_at: datetime | str | None = None,
-        encoding: EncodingChoice = "auto",
-        flash: bool = False,
-        webhook_id: str | None = None,
-        max_units: int | None = None,
-        tags: Sequence[str] | str | None = None,
         resend: bool = False,
         check_first: bool | None = None,
+        **params: Unpack[BatchParams],
     ) -> BatchResult:
         """Send per-recipient texts in one request (``sms/send/json``).
 
         Each node is a mapping with ``to`` (one number) and optionally any send parameter the API lets a
         node override: ``message``, ``sender``, ``template_id``, ``entity_id``, ``encoding``, ``flash``,
-        ``max_units``, ``tags`` and ``custom_id``. The keyword arguments are the defaults for every node
-        (``root``); ``service``, ``schedule_at`` and ``webhook_id`` apply to the whole batch only. Each node
-        carries its own encoding: a Hindi node under an English root goes out as unicode. With ``name`` the
-        API groups the batch as a campaign and returns its ``group_id``.
+        ``max_units``, ``tags`` and ``custom_id``. ``message`` and the keyword arguments (the send parameters
+        of :class:`~airflow_qikberry.send_options.BatchParams`) are the defaults for every node (``root``);
+        ``service``, ``schedule_at`` and ``webhook_id`` apply to the whole batch only. Each node carries its
+        own encoding: a Hindi node under an English root goes out as unicode. With ``name`` the API groups
+        the batch as a campaign and returns its ``group_id``.
 
-        A node may also be a :class:`~airflow_qikberry.protocol.BatchNode`, the validated form that
-        ``protocol`` builds (``protocol.validated_batch_node``): it is sent as it is, not validated again, for
+        A node may also be a :class:`~airflow_qikberry.payloads.BatchNode`, the validated form that
+        ``payloads`` builds (``payloads.validated_batch_node``): it is sent as it is, not validated again, for
         callers that validated their nodes once already (the campaign engine). Mappings are always validated.
 
-        ``check_first`` decides whether the batch is looked up (by its first node's custom id) before it is
-        posted: ``None`` (default) on a task retry only; ``False`` never, for a caller that has already
-        established that the batch was not sent (a resumed campaign); ``True`` always.
+        ``check_first`` decides whether the batch is looked up (by its first, last or middle node's custom id,
+        then its group) before it is posted: ``None`` (default) on a task retry only; ``False`` never, for a
+        caller that has already established that the batch was not sent (a resumed campaign); ``True`` always.
+
+        Without ``custom_id`` a node gets ``<id>-<n>``, ``<id>`` derived from the batch's nodes as a multiset
+        and ``n`` the node's rank among them by content: the same nodes in another order are the same batch.
+        An answer that leaves nodes out (numbers that opted out) raises ``QikberryPartialSendError`` once the
+        missing ones are still absent at the end of the reconcile window, with the accepted rows.
 
         Example::
 
@@ -371,90 +367,16 @@ class QikberryHook(BaseHook):
             )
             result.group_id, result.accepted
         """
-        from airflow_qikberry import idempotency as ido
-        from airflow_qikberry import protocol as p
-        from airflow_qikberry import validation as v
-        from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
-        from airflow_qikberry.models import BatchResult, SentMessage
+        from airflow_qikberry import sends
+        from airflow_qikberry.send_options import BatchParams, SendOptions
 
-        s = self.settings
-        resend = v.validate_flag(resend, field="resend")
-        if check_first is not None:
-            check_first = v.validate_flag(check_first, field="check_first")
-        if not nodes:
-            raise QikberryValidationError("nodes is empty: give at least one recipient.", field="nodes")
-        p.check_request_size(len(nodes), "nodes")
-        root = p.build_common(
-            s.send_defaults,
-            message=message,
-            sender=sender,
-            service=service,
-            template_id=template_id,
-            entity_id=entity_id,
-            schedule_at=schedule_at,
-            encoding=encoding,
-            flash=flash,
-            webhook_id=webhook_id,
-            max_units=max_units,
-            tags=tags,
-            require_message=False,
-        )
-        if name is not None:
-            if isinstance(name, str) and not name.strip():
-                raise QikberryValidationError("name must not be blank.", field="name")
-            root["name"] = v.validate_text_id(name, field="name", allow_int=True)
-        built = p.build_batch_nodes(nodes, root, s.send_defaults, encoding=encoding, max_units=max_units)
-        numbers = [b.number for b in built]
-        identity = ido.task_identity()
-        base = ""
-        if not all(b.given_custom_id for b in built):  # derived ids only where the caller gave none
-            base = ido.derive_custom_id(
-                ido.fingerprint("send_batch", [b.payload for b in built], sorted(root.items())),
-                identity,
-                fresh=resend,
+        settings = self.settings
+        options = SendOptions.from_keywords("send_batch", params, BatchParams)
+        return self.send_prepared(
+            sends.prepare_batch(
+                settings, nodes, options, message=message, resend=resend, check_first=check_first
             )
-        cids = [b.given_custom_id or f"{base}-{i + 1}" for i, b in enumerate(built)]
-        api_nodes = [{**b.payload, "custom": cid} for b, cid in zip(built, cids, strict=True)]
-        self.log.info(
-            "Sending a batch of %d message(s) via service %s%s",
-            len(api_nodes),
-            root["service"],
-            f" as campaign {name!r}" if name else "",
         )
-
-        def parse(response: ApiResponse) -> BatchResult:
-            sent = tuple(SentMessage.from_api(row) for row in p.rows_of(response, what="sms/send/json"))
-            ido.accounted_for(sent, numbers, "batch")
-            group = response.body.get("group_id") or (sent[0].group_id if sent else None)
-            return BatchResult(group_id=str(group) if group else None, messages=sent)
-
-        def lookup(check_reuse: bool) -> Verdict[BatchResult]:
-            first = [r for r in self._status_rows({"cid": cids[0]}) if r.custom_id == cids[0]]
-            if not first:
-                return ido.ABSENT
-            group = first[0].group_id
-            if group is None:
-                return ido.Verdict(
-                    "unknown",
-                    reason=f"rows for custom id {cids[0]!r} exist but carry no group id to find the batch by",
-                )
-            rows = list(self._status_rows({"group_id": group}))
-            verdict = ido.match_batch_rows(rows, cids, numbers, self._reuse_check(check_reuse))
-            if verdict.kind != "found" or verdict.result is None:
-                return ido.Verdict(verdict.kind, reason=verdict.reason, numbers=verdict.numbers)
-            return ido.Verdict("found", BatchResult(group_id=group, messages=tuple(verdict.result)))
-
-        send = ido.Send(
-            what=f"POST {p.Paths.SEND_JSON}",
-            post=lambda: self.transport.request(
-                "POST", p.Paths.SEND_JSON, json={"root": root, "nodes": api_nodes}
-            ),
-            parse=parse,
-            lookup=lookup,
-            unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cids[0]),
-        )
-        look_first = (ido.is_task_retry(identity) and not resend) if check_first is None else check_first
-        return self._exactly_once().run(send, task_retry=look_first)
 
     def upload_bulk(
         self,
@@ -462,123 +384,54 @@ class QikberryHook(BaseHook):
         message: str,
         *,
         column: str | None = None,
-        sender: str | None = None,
-        service: str | None = None,
-        template_id: str | None = None,
-        entity_id: str | None = None,
-        schedule_at: datetime | str | None = None,
-        encoding: EncodingChoice = "auto",
-        flash: bool = False,
-        custom_id: str | None = None,
-        webhook_id: str | None = None,
-        max_units: int | None = None,
         filename: str | None = None,
         resend: bool = False,
+        **params: Unpack[BulkParams],
     ) -> int:
         """Send one text to every number in a TXT/CSV file (``sms/bulk``); returns the accepted count.
 
-        The file (a path, or a seekable binary file object) is streamed in blocks with a
-        ``Content-Length``, never read into memory whole. ``column`` names the CSV column holding the
-        numbers. Numbers inside the file are checked by the API, not here. An upload whose outcome is
-        unknown (a timeout while the server may still be processing it) is never uploaded again
-        automatically: unless a lookup of its custom id proves it was accepted,
-        :class:`QikberryDeliveryUnknownError` says what is known and how to check.
+        The keyword arguments are the send parameters of ``sms/bulk``
+        (:class:`~airflow_qikberry.send_options.BulkParams`: no ``tags``, no ``name``). The file (a path, or a
+        seekable binary file object) is streamed in blocks with a ``Content-Length``, never read into memory
+        whole. ``column`` names the CSV column holding the numbers. Numbers inside the file are checked by
+        the API, not here. An upload whose outcome is unknown (a timeout while the server may still be
+        processing it) is never uploaded again automatically: unless a lookup of its custom id proves it was
+        accepted, :class:`QikberryDeliveryUnknownError` says what is known and how to check.
 
         Example::
 
             accepted = hook.upload_bulk("/data/customers.csv", "Sale ends tonight", column="mobile")
         """
+        from airflow_qikberry import sends
+        from airflow_qikberry.send_options import BulkParams, SendOptions
 
-        from airflow_qikberry import idempotency as ido
-        from airflow_qikberry import protocol as p
-        from airflow_qikberry import validation as v
-        from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
-
-        s = self.settings
-        resend = v.validate_flag(resend, field="resend")
-        payload = p.build_common(
-            s.send_defaults,
-            message=message,
-            sender=sender,
-            service=service,
-            template_id=template_id,
-            entity_id=entity_id,
-            schedule_at=schedule_at,
-            encoding=encoding,
-            flash=flash,
-            webhook_id=webhook_id,
-            max_units=max_units,
-            tags=None,
-        )
-        if column is not None:
-            if isinstance(column, str) and not column.strip():
-                raise QikberryValidationError("column must not be blank.", field="column")
-            column = v.validate_text_id(column, field="column", allow_int=True)
-            payload["column"] = column
-        source = _BulkSource.of(file, v.validate_text_id(filename, field="filename"))
-        if source.size > p.MAX_BULK_BYTES:
-            raise QikberryValidationError(
-                f"file is {source.size} bytes; the API accepts at most {p.MAX_BULK_BYTES} (200 MB). "
-                "Split it.",
-                field="file",
+        settings = self.settings
+        options = SendOptions.from_keywords("upload_bulk", params, BulkParams)
+        return self.send_prepared(
+            sends.prepare_upload(
+                settings, file, message, options, column=column, filename=filename, resend=resend
             )
-        if column is not None and source.name.lower().endswith(".csv"):
-            source.check_csv_column(str(column))
-        identity = ido.task_identity()
-        cid = v.validate_custom_id(custom_id) or ido.derive_custom_id(
-            ido.fingerprint("upload_bulk", source.name, source.size, sorted(payload.items())),
-            identity,
-            fresh=resend,
         )
-        payload["custom"] = cid
-        fields = p.multipart_fields(payload)
-        content_type = "text/csv" if source.name.lower().endswith(".csv") else "text/plain"
-        self.log.info("Uploading %s (%s bytes) for a bulk send, custom id %s", source.name, source.size, cid)
 
-        def post() -> Any:
-            with source.open() as handle:
-                return self.transport.post_multipart(
-                    p.Paths.BULK, fields, file_field="file", filename=source.name, fileobj=handle,
-                    content_type=content_type,
-                )  # fmt: skip
+    def send_prepared(self, prepared: PreparedSend[T]) -> T:
+        """Run a send that :mod:`airflow_qikberry.sends` prepared (``prepare_sms``, ``prepare_batch``,
+        ``prepare_upload``), exactly once: what the send methods above do after checking their arguments,
+        and what the send operator runs (the very value its dry run would show), the notifier and the
+        campaign too.
 
-        def parse(response: ApiResponse) -> int:
-            count = p.accepted_count(response.message)
-            if count is None:
-                raise ido.Unaccounted(
-                    f"the API accepted the upload without saying how many: {response.message!r}"
-                )
-            return count
+        Example::
 
-        def lookup(check_reuse: bool) -> Verdict[int]:
-            verdict = ido.match_upload_rows(
-                list(self._status_rows({"cid": cid})), cid, self._reuse_check(check_reuse)
-            )
-            if verdict.kind == "found":
-                self.log.warning(
-                    "The upload was accepted: %d message(s) with its custom id are visible so far; the API "
-                    "may still be processing the rest of the file",
-                    verdict.result,
-                )
-            return verdict
+            from airflow_qikberry import sends
+            from airflow_qikberry.send_options import SendOptions
 
-        def unknown(msg: str) -> QikberryDeliveryUnknownError:
-            return QikberryDeliveryUnknownError(
-                f"Bulk upload of {source.name!r} (custom id {cid}): {msg} Before uploading it again, check "
-                f"whether it was accepted: hook.get_status(custom_id={cid!r}) (if the API keeps the custom "
-                "id per bulk row), the sms/status report for today's date, or the Qikberry panel.",
-                custom_id=cid,
-            )
+            prepared = sends.prepare_sms(hook.settings, "919876543210", "Hi", SendOptions(sender="QIKBRY"))
+            sent = hook.send_prepared(prepared)
+        """
+        from airflow_qikberry.sends import SendIO
 
-        send = ido.Send(
-            what=f"POST {p.Paths.BULK} ({source.name})",
-            post=post,
-            parse=parse,
-            lookup=lookup,
-            unknown=unknown,
-            resend_after_ambiguity=False,
-        )
-        return self._exactly_once().run(send, task_retry=ido.is_task_retry(identity) and not resend)
+        io = SendIO(self.transport, self._status_rows, self._reuse_check, self.log)
+        send, look_first = prepared.to_send(io)
+        return self._exactly_once().run(send, task_retry=look_first)
 
     # -- lookups
 
@@ -605,67 +458,42 @@ class QikberryHook(BaseHook):
 
     def iter_group_status(self, group_id: str) -> Iterator[MessageStatus]:
         """Every message of a request or campaign, walking the API's 100-row pages lazily."""
+        from airflow_qikberry.lookups import group_query
 
-        return self._status_rows({"group_id": _group_id(group_id)})
+        return self._status_rows(group_query(group_id))
+
+    def group_page(self, group_id: str, page: int = 1) -> tuple[list[MessageStatus], int | None, int | None]:
+        """One 100-row page of a group's statuses: its rows, the next page's number (None: it was the last)
+        and the group's row count in all when the API gives it (``meta.total``), else None.
+
+        Example::
+
+            rows, following, total = hook.group_page(result.group_id)
+        """
+        from airflow_qikberry.lookups import group_query, page_of
+
+        found = self._run(page_of(group_query(group_id), page))
+        return list(found.rows), found.next_page, found.total
 
     # -- delivery polling (QikberryDeliverySensor)
 
-    @cached_property
-    def _poll_transport(self) -> RequestsTransport:
-        """Status lookups of delivery sensors: this hook's session and retry policy, within both the token's
-        GET budget and its poll budget (connection extra ``poll_budget_per_minute``)."""
-        from airflow_qikberry._ratelimit import polling_bucket_for
-        from airflow_qikberry.transport.sync import RequestsTransport
-
-        s = self.settings
-        transport = RequestsTransport(
-            s,
-            policy=self.policy,
-            bucket=polling_bucket_for(s.base_url, s.token, s.rate_limit_per_minute, s.poll_budget_per_minute),
-            timeout=self.timeout_override,
-        )
-        transport.session = self.session  # one pooled session per hook, closed by close()
-        return transport
-
-    def poll_page(self, group_id: str, page: int = 1) -> StatusPage:
+    def poll_page(self, group_id: str, page: int = 1) -> StatusPage[MessageStatus]:
         """One 100-row page of a group's statuses, as a delivery sensor polls it (within the poll budget)."""
-        from airflow_qikberry.delivery import StatusPage
-        from airflow_qikberry.models import MessageStatus
-        from airflow_qikberry.protocol import Paths, status_page
+        from airflow_qikberry.lookups import group_query, page_of
 
-        params = {"group_id": _group_id(group_id), "page": page if page > 1 else None}
-        rows, following = status_page(self._poll_transport.get(Paths.STATUS, params), page)
-        return StatusPage([MessageStatus.from_api(row) for row in rows], following)
+        return self._run(page_of(group_query(group_id), page), self._polls)
 
     def poll_message(self, message_id: str) -> list[MessageStatus]:
         """The status of one message, as a delivery sensor polls it (within the poll budget)."""
-        from airflow_qikberry.models import MessageStatus
-        from airflow_qikberry.protocol import Paths, status_page, status_params
+        from airflow_qikberry.lookups import message_query, status_rows
 
-        params = status_params(message_id=message_id, custom_id=None, mobile=None, default_region=None)
-        out: list[MessageStatus] = []
-        page: int | None = 1
-        while page is not None:
-            response = self._poll_transport.get(Paths.STATUS, {**params, "page": page if page > 1 else None})
-            rows, page = status_page(response, page)
-            out.extend(MessageStatus.from_api(row) for row in rows)
-        return out
+        return self._run(status_rows(message_query(message_id)), self._polls)
 
     def get_balance(self, service: str | None = None) -> list[Balance]:
         """Credits per service (``finance/balance``; falls back to the legacy ``account/balance``)."""
-        from airflow_qikberry import validation as v
-        from airflow_qikberry.models import Balance
-        from airflow_qikberry.protocol import Paths, rows_of
+        from airflow_qikberry.lookups import balance
 
-        wanted = v.validate_service(service) if service is not None else None
-        params = {"service": wanted} if wanted else None
-        try:
-            response = self._get(Paths.BALANCE, params)
-        except QikberryValidationError as exc:
-            if exc.status_code != 404:
-                raise
-            response = self._get(Paths.BALANCE_LEGACY, params)
-        return Balance.list_from(rows_of(response, what="finance/balance"), wanted)
+        return self._run(balance(service))
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the token with ``auth/me``: never sends, never spends."""
@@ -674,11 +502,11 @@ class QikberryHook(BaseHook):
 
         try:
             response = self._get(Paths.AUTH_ME)
-        except QikberryError as exc:
-            return False, redact(str(exc), self.settings.token)
         except Exception as exc:
-            token = self.__dict__.get("settings")
-            return False, redact(f"{type(exc).__name__}: {exc}", token.token if token else "")
+            # Not self.settings: reading the connection may be what failed (settings that do not fit).
+            settings = self.__dict__.get("settings")
+            text = str(exc) if isinstance(exc, QikberryError) else f"{type(exc).__name__}: {exc}"
+            return False, redact(text, settings.token if settings else "")
         data = response.data if isinstance(response.data, Mapping) else {}
         who = data.get("username") or data.get("name") or data.get("email")
         return True, f"Connected to {self.settings.base_url}" + (f" as {who}" if who else "")
@@ -698,69 +526,9 @@ class QikberryHook(BaseHook):
         return ui_field_behaviour()
 
 
-def _group_id(group_id: object) -> str:
-    """A group id to look up: a non-blank string, checked before any request (a list would be sent as its
-    repr)."""
-    from airflow_qikberry.validation import validate_text_id
-
-    if group_id is None or (isinstance(group_id, str) and not group_id.strip()):
-        raise QikberryValidationError("group_id must not be empty.", field="group_id")
-    checked = validate_text_id(group_id, field="group_id")
-    assert checked is not None  # None and "" were refused above
-    return checked
-
-
-class _BulkSource:
-    """The file of a bulk upload: a path (reopened per attempt) or a seekable file object (rewound)."""
-
-    def __init__(self, name: str, size: int, opener: Callable[[], Any]) -> None:
-        self.name, self.size, self.open = name, size, opener
-
-    @classmethod
-    def of(cls, file: str | os.PathLike[str] | IO[bytes], filename: str | None) -> _BulkSource:
-        import contextlib
-
-        if isinstance(file, (str, os.PathLike)):
-            path = Path(file)
-            if not path.is_file():
-                raise QikberryValidationError(
-                    f"file {str(path)!r} does not exist or is not a file.", field="file"
-                )
-            return cls(filename or path.name, path.stat().st_size, lambda: path.open("rb"))
-        if not hasattr(file, "read"):
-            raise QikberryValidationError("file must be a path or a binary file object.", field="file")
-        if isinstance(file, io.TextIOBase) or isinstance(file.read(0), str):
-            # Text mode would fail mid-upload (the multipart writer needs bytes) after the POST has begun.
-            raise QikberryValidationError(
-                "file is open in text mode; open it in binary mode, open(path, 'rb'), or pass the path.",
-                field="file",
-            )
-        seekable = getattr(file, "seekable", None)
-        if not (callable(seekable) and seekable()):
-            raise QikberryValidationError(
-                "file is a stream that cannot be rewound (not seekable): its length is unknown and a retry "
-                "could not read it again. Pass a path, or a seekable binary file such as open(path, 'rb').",
-                field="file",
-            )
-        start = file.tell()
-        end = file.seek(0, os.SEEK_END)
-        file.seek(start)
-
-        @contextlib.contextmanager
-        def rewound() -> Iterator[IO[bytes]]:
-            file.seek(start)
-            yield file  # the caller's object: rewound, never closed
-
-        name = filename or Path(str(getattr(file, "name", "numbers.txt"))).name
-        return cls(name, end - start, rewound)
-
-    def check_csv_column(self, column: str) -> None:
-        import csv
-
-        with self.open() as handle:
-            header_line = handle.readline(65536).decode("utf-8-sig", errors="replace")
-        header = [h.strip() for h in next(csv.reader([header_line]), [])]
-        if column not in header:
-            raise QikberryValidationError(
-                f"column {column!r} is not in the CSV header {header!r}.", field="column"
-            )
+def _positive_or_none(value: float | None, name: str) -> float | None:
+    if value is not None and not value > 0:
+        raise QikberryValidationError(
+            f"{name} must be a positive number of seconds, got {value!r}.", field=name
+        )
+    return value

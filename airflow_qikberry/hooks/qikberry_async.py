@@ -1,8 +1,9 @@
 """QikberryAsyncHook: delivery-status and balance lookups for triggers, over the httpx transport.
 
 It only reads (status, balance): sends happen on workers through :class:`QikberryHook`, never in the
-triggerer, whose restarts would repeat them. It parses, maps errors, retries and rate-limits exactly as
-the sync hook does (same protocol module, same retry policy, same per-token GET budget in one process).
+triggerer, whose restarts would repeat them. Its lookups are the sync hook's, written once in
+:mod:`airflow_qikberry.lookups` and awaited here, so it parses, maps errors, falls back, retries and
+rate-limits exactly as the sync hook does (same retry policy, same per-token GET budget in one process).
 
 Delivery triggers poll through :meth:`QikberryAsyncHook.poll_page` and :meth:`QikberryAsyncHook.poll_message`:
 those also draw from the connection's poll budget (``poll_budget_per_minute``), a 429 on them holds every
@@ -12,25 +13,35 @@ poll of the token in the process for its ``Retry-After``, and identical polls of
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_qikberry.connection import ConnectionSettings
-from airflow_qikberry.exceptions import QikberryRateLimitError, QikberryValidationError
+from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_TYPE
-from airflow_qikberry.models import Balance, MessageStatus
-from airflow_qikberry.protocol import ApiResponse, Paths, rows_of, status_page, status_params
-from airflow_qikberry.transport.retry import Retry, RetryPolicy
+from airflow_qikberry.lookups import (
+    Lookup,
+    Request,
+    StatusQuery,
+    balance,
+    group_query,
+    message_query,
+    page_of,
+    status_rows,
+)
+from airflow_qikberry.models import Balance, MessageStatus, StatusPage
+from airflow_qikberry.protocol import ApiResponse, status_params
+from airflow_qikberry.sansio import adrive
+from airflow_qikberry.transport.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    import tenacity
-
-    from airflow_qikberry.delivery import StatusPage
     from airflow_qikberry.transport.aio import HttpxTransport
 
 __all__ = ["QikberryAsyncHook"]
+
+T = TypeVar("T")
 
 
 class QikberryAsyncHook(BaseHook):
@@ -49,7 +60,8 @@ class QikberryAsyncHook(BaseHook):
     :param qikberry_conn_id: the Airflow connection to use.
     :param timeout: read timeout in seconds (overrides the connection's ``timeout`` extra).
     :param max_attempts: attempts per call, first try included.
-    :param retry_deadline: seconds that bound a whole call, waits included.
+    :param retry_deadline: seconds that bound a whole call, waits included (default: the connection's
+        ``retry_deadline`` extra, else 120; lookups have no reconcile window to fit).
     :param max_retry_after: cap, in seconds, on how long a server's ``Retry-After`` may make us wait.
     """
 
@@ -64,16 +76,24 @@ class QikberryAsyncHook(BaseHook):
         *,
         timeout: float | None = None,
         max_attempts: int = 5,
-        retry_deadline: float = 120.0,
+        retry_deadline: float | None = None,
         max_retry_after: float = 60.0,
         **kwargs: Any,
     ) -> None:
+        from airflow_qikberry.connection import DEFAULT_RETRY_DEADLINE
+
         super().__init__(**kwargs)
         self.qikberry_conn_id = qikberry_conn_id
         self.timeout_override = timeout
+        if retry_deadline is not None and not retry_deadline > 0:
+            raise QikberryValidationError(
+                f"retry_deadline must be a positive number of seconds, got {retry_deadline!r}.",
+                field="retry_deadline",
+            )
+        self.retry_deadline_override = retry_deadline
         self.policy = RetryPolicy(
             max_attempts=max_attempts,
-            deadline=retry_deadline,
+            deadline=retry_deadline or DEFAULT_RETRY_DEADLINE,
             max_retry_after=max_retry_after,
             log=self.log,
         )
@@ -91,42 +111,28 @@ class QikberryAsyncHook(BaseHook):
             if conn.password:
                 mask_secret(conn.password)
             self._settings = ConnectionSettings.from_connection(conn)
+            if self.retry_deadline_override is None and self._settings.retry_deadline is not None:
+                self.policy.deadline = self._settings.retry_deadline
         return self._settings
 
     async def get_transport(self) -> HttpxTransport:
+        """Every call's transport, within the token's process-wide GET budget (created on first use)."""
         if self._transport is None:
-            from airflow_qikberry._ratelimit import bucket_for
             from airflow_qikberry.transport.aio import HttpxTransport
 
             s = await self.get_settings()
-            self._transport = HttpxTransport(
-                s,
-                policy=self.policy,
-                bucket=bucket_for(s.base_url, s.token, s.rate_limit_per_minute),
-                timeout=self.timeout_override,
-            )
+            # Checked again after the await: concurrent first lookups each opened a client, one never closed.
+            if self._transport is None:
+                self._transport = HttpxTransport(s, policy=self.policy, timeout=self.timeout_override)
         return self._transport
 
     async def get_poll_transport(self) -> HttpxTransport:
         """The transport of delivery polls: this hook's client and retry policy, within both the token's GET
-        budget and its poll budget."""
+        budget and its poll budget; a 429 holds the poll budget of the whole process."""
         if self._poll_transport is None:
-            from airflow_qikberry._ratelimit import polling_bucket_for
-            from airflow_qikberry.transport.aio import HttpxTransport
-
-            main = await self.get_transport()
-            s = await self.get_settings()
-            chain = polling_bucket_for(s.base_url, s.token, s.rate_limit_per_minute, s.poll_budget_per_minute)
-            poll_budget = chain.buckets[-1]
-            transport = HttpxTransport(
-                s,
-                policy=_PollPolicy(self.policy, poll_budget.hold),
-                bucket=chain,
-                timeout=self.timeout_override,
-            )
-            # One connection pool per hook: the poll transport borrows the main client, closed by close().
-            transport._client = main.client
-            self._poll_transport = transport
+            transport = await self.get_transport()
+            if self._poll_transport is None:
+                self._poll_transport = transport.for_polls()
         return self._poll_transport
 
     async def close(self) -> None:
@@ -144,14 +150,18 @@ class QikberryAsyncHook(BaseHook):
     async def _get(self, path: str, params: Mapping[str, Any] | None = None) -> ApiResponse:
         return await (await self.get_transport()).get(path, params)
 
+    async def _run(
+        self, lookup: Lookup[T], get: Callable[[Request], Awaitable[ApiResponse]] | None = None
+    ) -> T:
+        """Carry out a lookup of :mod:`airflow_qikberry.lookups` with ``get`` (default: the hook's GETs)."""
+        return await adrive(lookup, get or (lambda request: self._get(*request)))
+
     async def _status_rows(self, params: Mapping[str, str]) -> AsyncIterator[MessageStatus]:
-        page: int | None = 1
-        while page is not None:
-            response = await self._get(Paths.STATUS, {**params, "page": page if page > 1 else None})
-            rows, following = status_page(response, page)
-            for row in rows:
-                yield MessageStatus.from_api(row)
-            page = following
+        """Every row of a status query, one page at a time (any query may be paged)."""
+        query = StatusQuery(params)
+        while query.request is not None:
+            for row in query.read(await self._get(*query.request)).rows:
+                yield row
 
     async def get_status(
         self,
@@ -165,38 +175,34 @@ class QikberryAsyncHook(BaseHook):
         params = status_params(
             message_id=message_id, custom_id=custom_id, mobile=mobile, default_region=settings.default_region
         )
-        return [row async for row in self._status_rows(params)]
+        return await self._run(status_rows(params))
 
     def iter_group_status(self, group_id: str) -> AsyncIterator[MessageStatus]:
         """Every message of a request or campaign, one 100-row page at a time."""
-        if not group_id or not str(group_id).strip():
-            raise QikberryValidationError("group_id must not be empty.", field="group_id")
-        return self._status_rows({"group_id": str(group_id)})
+        return self._status_rows(group_query(group_id))
 
     async def get_balance(self, service: str | None = None) -> list[Balance]:
         """Credits per service (``finance/balance``; falls back to the legacy ``account/balance``)."""
-        from airflow_qikberry import validation as v
-
-        wanted = v.validate_service(service) if service is not None else None
-        params = {"service": wanted} if wanted else None
-        try:
-            response = await self._get(Paths.BALANCE, params)
-        except QikberryValidationError as exc:
-            if exc.status_code != 404:
-                raise
-            response = await self._get(Paths.BALANCE_LEGACY, params)
-        return Balance.list_from(rows_of(response, what="finance/balance"), wanted)
+        return await self._run(balance(service))
 
     # -- delivery polling (triggers)
 
-    async def _poll(self, params: Mapping[str, Any], max_age: float) -> ApiResponse:
+    def _poll(self, max_age: float) -> Callable[[Request], Awaitable[ApiResponse]]:
+        """A delivery trigger's GET: within the poll budget, and made once for every identical GET of this
+        event loop (an answer up to ``max_age`` seconds old is reused)."""
         from airflow_qikberry.transport.coalesce import coalescer, request_key
 
-        transport = await self.get_poll_transport()
-        key = request_key(transport.settings.base_url, transport.settings.token, Paths.STATUS, params)
-        return await coalescer().run(key, lambda: transport.get(Paths.STATUS, params), max_age=max_age)
+        async def get(request: Request) -> ApiResponse:
+            transport = await self.get_poll_transport()
+            s = transport.settings
+            key = request_key(s.base_url, s.token, request.path, request.params)
+            return await coalescer().run(key, lambda: transport.get(*request), max_age=max_age)
 
-    async def poll_page(self, group_id: str, page: int = 1, *, max_age: float = 0.0) -> StatusPage:
+        return get
+
+    async def poll_page(
+        self, group_id: str, page: int = 1, *, max_age: float = 0.0
+    ) -> StatusPage[MessageStatus]:
         """One page of a group's statuses, as a delivery trigger polls it: within the poll budget, and made
         once for every identical poll of this event loop (an answer up to ``max_age`` seconds old is reused).
 
@@ -205,46 +211,8 @@ class QikberryAsyncHook(BaseHook):
             first = await hook.poll_page(group_id)
             while first.next_page: ...
         """
-        from airflow_qikberry.delivery import StatusPage
-
-        if not group_id or not str(group_id).strip():
-            raise QikberryValidationError("group_id must not be empty.", field="group_id")
-        response = await self._poll({"group_id": str(group_id), "page": page if page > 1 else None}, max_age)
-        rows, following = status_page(response, page)
-        return StatusPage([MessageStatus.from_api(row) for row in rows], following)
+        return await self._run(page_of(group_query(group_id), page), self._poll(max_age))
 
     async def poll_message(self, message_id: str, *, max_age: float = 0.0) -> list[MessageStatus]:
         """The status of one message, as a delivery trigger polls it (see :meth:`poll_page`)."""
-        params = status_params(message_id=message_id, custom_id=None, mobile=None, default_region=None)
-        out: list[MessageStatus] = []
-        page: int | None = 1
-        while page is not None:
-            response = await self._poll({**params, "page": page if page > 1 else None}, max_age)
-            rows, following = status_page(response, page)
-            out.extend(MessageStatus.from_api(row) for row in rows)
-            page = following
-        return out
-
-
-class _PollPolicy(RetryPolicy):
-    """The hook's retry policy, seen by its polls: every setting and sleep is read from the hook's policy at
-    call time (tests and callers that adjust ``hook.policy`` adjust polls too), and a 429 also holds the
-    process-wide poll budget of the token for the wait, so every trigger waits it out together instead of
-    each one spending a call to meet the same 429."""
-
-    def __init__(self, base: RetryPolicy, hold: Callable[[float], None]) -> None:
-        # Deliberately no RetryPolicy.__init__: attributes not set here are read from ``base``.
-        self._base = base
-        self._hold = hold
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_base":
-            raise AttributeError(name)
-        return getattr(self._base, name)
-
-    def wait_for(self, retry_state: tenacity.RetryCallState) -> float:
-        wait = self._base.wait_for(retry_state)
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        if isinstance(exc, Retry) and isinstance(exc.error, QikberryRateLimitError):
-            self._hold(wait)
-        return wait
+        return await self._run(status_rows(message_query(message_id)), self._poll(max_age))

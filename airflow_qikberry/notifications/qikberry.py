@@ -18,36 +18,17 @@ import asyncio
 import hashlib
 import time
 from collections import ChainMap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from functools import cached_property
-from numbers import Number
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.notifier import BaseNotifier
 
 if TYPE_CHECKING:
     from airflow_qikberry.hooks.qikberry import QikberryHook
+    from airflow_qikberry.send_options import SendOptions
 
 __all__ = ["QikberryNotifier", "send_qikberry_notification"]
-
-#: Characters with a GSM-7 form: replacing them keeps a 1-part GSM-7 alert from becoming UCS-2 (70 chars
-#: per part instead of 160) because of one curly quote in an exception message.
-_TRANSLITERATE: dict[int, str] = str.maketrans(
-    {
-        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u00b4": "'",
-        "`": "'", "\u2039": "'", "\u203a": "'",
-        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"',
-        "\u00bb": '"',
-        "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-",
-        "\u2212": "-", "\u2022": "-", "\u00b7": "-",
-        "\u2026": "...",
-        "\u00a0": " ", "\u2002": " ", "\u2003": " ", "\u2004": " ", "\u2005": " ", "\u2006": " ",
-        "\u2007": " ", "\u2008": " ", "\u2009": " ", "\u200a": " ", "\u202f": " ", "\u205f": " ",
-        "\u3000": " ", "\t": " ",
-        "\u200b": "", "\u00ad": "", "\ufeff": "",
-        "\u00e7": "\u00c7", "\u20b9": "Rs", "\u00d7": "x", "\u2192": "->", "\u2190": "<-",
-    }
-)  # fmt: skip
 
 _STATE_WORDS = {
     "failed": "failed",
@@ -151,26 +132,14 @@ def default_message(context: Mapping[str, Any]) -> str:
 def fit_text(text: str, max_units: int) -> str:
     """Transliterate what has a GSM-7 form, then shorten to ``max_units`` parts without splitting a
     character. Text that still needs UCS-2 (emoji, Devanagari) is counted as UCS-2 and shortened to fit."""
-    import unicodedata
-
-    from airflow_qikberry import validation as v
+    from airflow_qikberry import sms_text
 
     # An exception text may hold half of a surrogate pair or a control character, which cannot be sent: an
     # alert replaces them rather than being lost (a send refuses such text).
-    text = v.replace_unsendable(text.translate(_TRANSLITERATE))
-    if not v.is_gsm7(text):
-        # Accented Latin letters outside GSM-7 (á, ô, ł...) lose their accent when that makes them GSM-7.
-        folded = []
-        for char in text:
-            if not v.is_gsm7(char):
-                base = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
-                if base and v.is_gsm7(base):
-                    char = base
-            folded.append(char)
-        text = "".join(folded)
+    text = sms_text.replace_unsendable(sms_text.transliterate(text))
     text = text.strip() or "[Airflow] alert"
-    fitted = v.truncate_to_units(text, max_units)
-    while fitted and v.measure(fitted).units > max_units:  # defensive: never send more than asked for
+    fitted = sms_text.truncate_to_units(text, max_units)
+    while fitted and sms_text.measure(fitted).units > max_units:  # defensive: never send more than asked for
         fitted = fitted[:-1]
     return fitted
 
@@ -189,10 +158,17 @@ class QikberryNotifier(BaseNotifier):
     :param sender: sender id / DLT header (templated); default: the connection's.
     :param qikberry_conn_id: the Airflow connection (templated).
     :param max_units: SMS parts the alert may use (default 1); the text is shortened to fit.
-    :param dedupe_window: seconds within which the same text to the same number is sent only once, across
-        processes and machines (the API is the shared memory: the custom id encodes number, text and window).
+    :param dedupe_window: seconds within which the same text to the same number is sent only once: exactly
+        within a process and on one machine, across machines as far as a lookup of the API can tell (the
+        custom id encodes number, text and window; see docs/notifier.md for where that ends).
+    :param lock_dir: directory of the same-machine alert claims (default: one per user under the system
+        temp directory). Processes that share it never send the same alert twice within the window.
     :param max_attempts: attempts per API call (the hook's retries), kept low so a callback does not hang.
-    :param retry_deadline: seconds bounding each API call, retries included.
+    :param retry_deadline: seconds bounding each API call, retries and lookups included. Default: the
+        shortest that lets one unknown outcome (a 502, a timeout, a dropped connection) be looked up over
+        the connection's reconcile window and the alert be sent again: timeout + window + 10 s (70 s with
+        the connection's defaults), or the connection's ``retry_deadline`` extra. A value shorter than that is
+        refused (logged, the alert not sent).
     """
 
     template_fields = ("to", "message", "sender", "qikberry_conn_id")
@@ -207,7 +183,8 @@ class QikberryNotifier(BaseNotifier):
         max_units: int = 1,
         dedupe_window: float = 600.0,
         max_attempts: int = 3,
-        retry_deadline: float = 30.0,
+        retry_deadline: float | None = None,
+        lock_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -219,17 +196,23 @@ class QikberryNotifier(BaseNotifier):
         self.dedupe_window = dedupe_window
         self.max_attempts = max_attempts
         self.retry_deadline = retry_deadline
+        self.lock_dir = lock_dir
 
     @cached_property
     def hook(self) -> QikberryHook:
         """Built on first use, after the templates are rendered (never at DAG parse time)."""
+        from airflow_qikberry.connection import settle_time
         from airflow_qikberry.hooks.qikberry import QikberryHook
 
-        return QikberryHook(
+        hook = QikberryHook(
             qikberry_conn_id=self.qikberry_conn_id,
             max_attempts=self.max_attempts,
             retry_deadline=self.retry_deadline,
         )
+        if self.retry_deadline is None and hook.settings.retry_deadline is None:
+            # Not the hook's 120 s default: a callback should not hang longer than one unknown outcome needs.
+            hook.retry_deadline = settle_time(hook.settings.timeout, hook.reconcile_window)
+        return hook
 
     def get_template_env(self, dag: Any = None) -> Any:
         # Under dag.test() a DAG-level callback gets a SerializedDAG without get_template_env
@@ -261,42 +244,43 @@ class QikberryNotifier(BaseNotifier):
 
     def custom_id(self, number: str, text: str, now: float | None = None) -> str:
         """Custom id for (number, text, dedupe window): the same within a window in every process."""
-        window = int((time.time() if now is None else now) // max(self.dedupe_window, 1e-9))
+        window = self._window(now)
         digest = hashlib.sha256(f"{number}\x1f{text}\x1f{window}".encode()).hexdigest()
         return "an-" + digest[:24]
 
-    def _numbers(self, default_region: str | None) -> list[str]:
-        """Normalised recipients; a bad entry is logged and skipped, the others stay."""
-        from airflow_qikberry import validation as v
+    def _window(self, now: float | None = None) -> int:
+        """The dedupe window ``now`` falls in: windows are a fixed grid of ``dedupe_window`` seconds."""
+        return int((time.time() if now is None else now) // max(self.dedupe_window, 1e-9))
 
-        to = self.to
-        if to is None:
-            raise ValueError("no recipients: 'to' is empty")
-        entries: Sequence[Any]
-        # A templated list renders to its repr ("['9198...', ...]"): read it back as a list.
-        to = v.rendered_literal(to, "to")
-        if isinstance(to, str):
-            entries = v.split_recipients(to)
-        elif isinstance(to, Number):
-            entries = [to]
-        else:
-            entries = list(to)
+    def _numbers(self, default_region: str | None) -> list[str]:
+        """Normalised recipients; a bad entry is logged and skipped, the others stay. No recipients at all
+        (``to`` empty, a mapping, ...) is an error: the alert is not sent, and says so."""
+        from airflow_qikberry import phone
+        from airflow_qikberry.recipients import recipient_entry, recipient_list
+
+        to = recipient_list(self.to)
+        entries = phone.split_recipients(to) if isinstance(to, str) else to
         numbers: dict[str, None] = {}
         for position, entry in enumerate(entries, start=1):
             try:
                 # A number value goes to the validator as it is (not str()-ed, which turns a float into
                 # "919876543210.0"): the same rule as every send, an int exact, a float refused.
-                one = entry if isinstance(entry, str) else [entry]
-                numbers.update(dict.fromkeys(v.normalize_numbers(one, default_region=default_region)))
+                one = recipient_entry(entry, position)
+                one = one if isinstance(one, str) else [one]
+                numbers.update(dict.fromkeys(phone.normalize_numbers(one, default_region=default_region)))
             except Exception as err:
                 self.log.error("Qikberry alert: recipient %d skipped: %s", position, err)
         return list(numbers)
 
     def notify(self, context: Any) -> None:
         """Send the alert to every recipient (sync). Never raises."""
+        from airflow_qikberry.send_options import SendOptions
+
         try:
             text = self.render_text(context or {})
             numbers = self._numbers(self.hook.settings.default_region)
+            # The send parameters (sender, max_units) are this notifier's attributes of the same names.
+            options = SendOptions.from_operator(self)
         except Exception as err:
             self.log.error(
                 "Qikberry alert was not sent (connection %r): %s: %s",
@@ -306,25 +290,40 @@ class QikberryNotifier(BaseNotifier):
             )
             return
         for number in numbers:
-            self._send_one(number, text)
+            self._send_one(number, text, options)
 
-    def _send_one(self, number: str, text: str) -> None:
-        from airflow_qikberry.validation import mask_number, measure
+    def _send_one(self, number: str, text: str, options: SendOptions) -> None:
+        from pathlib import Path
+
+        from airflow_qikberry import sends
+        from airflow_qikberry.notifications._dedupe import claim, default_lock_dir
+        from airflow_qikberry.phone import mask_number
+        from airflow_qikberry.sms_text import measure
 
         masked = mask_number(number)
-        cid = self.custom_id(number, text)
+        now = time.time()
+        cid = self.custom_id(number, text, now)
+        until = (self._window(now) + 1) * max(self.dedupe_window, 1e-9)
+        lock_dir = Path(self.lock_dir) if self.lock_dir else default_lock_dir()
         try:
-            if self.hook.get_status(custom_id=cid):
-                self.log.info(
-                    "Qikberry alert to %s already sent within the dedupe window (%gs, custom id %s); skipped",
-                    masked,
-                    self.dedupe_window,
-                    cid,
-                )
-                return
-            self.hook.send_sms(
-                number, text, sender=self.sender or None, custom_id=cid, max_units=self.max_units
-            )
+            # Claimed before the lookup: a second alert in this process or on this machine waits here for
+            # the first one's send, then sees it sent (even while the API does not show it yet).
+            # Waiting longer than one send (plus its last request) means the holder is stuck on the API.
+            wait = self.hook.retry_deadline + self.hook.settings.timeout
+            with claim(cid, until=until, lock_dir=lock_dir, log=self.log, wait=wait) as alert:
+                if alert.sent or self.hook.get_status(custom_id=cid):
+                    alert.mark_sent()
+                    self.log.info(
+                        "Qikberry alert to %s already sent within the dedupe window (%gs, custom id %s); "
+                        "skipped",
+                        masked,
+                        self.dedupe_window,
+                        cid,
+                    )
+                    return
+                prepared = sends.prepare_sms(self.hook.settings, number, text, options.replace(custom_id=cid))
+                self.hook.send_prepared(prepared)
+                alert.mark_sent()
         except Exception as err:
             self.log.error(
                 "Qikberry alert to %s was not sent (connection %r): %s: %s",

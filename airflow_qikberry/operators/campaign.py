@@ -29,11 +29,13 @@ from airflow.providers.common.compat.sdk import BaseOperator
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import XComArg
 
+    from airflow_qikberry.sms_text import EncodingOption
+
 __all__ = ["QikberryBulkCampaignOperator"]
 
 
 def _text(value: Any) -> Any:
-    # Native rendering turns "123456" (a numeric sender, a DLT id) into an int; the API wants text.
+    # Native rendering turns "123456" (a number in a name or a path) into an int; the API wants text.
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return value if value != "" else None
@@ -50,10 +52,13 @@ class QikberryBulkCampaignOperator(BaseOperator):
     ordered chunks through ``sms/send/json``, each row under a custom id derived from the task, so a retried
     task sends only the chunks its earlier tries did not get accepted. See docs/campaign.md.
 
-    Returns (XCom) a summary without any phone number: ``{"campaign", "group_ids", "accepted",
+    Returns (XCom) a summary without any full phone number: ``{"campaign", "group_ids", "accepted",
     "accepted_earlier_tries", "rejected": {reason: count}, "rejected_total", "duplicates_removed",
-    "estimated_units", "estimated_credits", "chunks", "resumed_from_chunk", "dry_run"}``. A delivery sensor
-    can follow the campaign by its ``group_ids``.
+    "estimated_units", "estimated_credits", "chunks", "resumed_from_chunk", "not_sent",
+    "not_sent_by_reason", "not_sent_rows", "dry_run"}``. A delivery sensor can follow the campaign by its
+    ``group_ids``. Rows the API refuses or leaves out are reported as not sent, never as accepted; when they
+    and the rejected rows together are more than ``max_invalid_ratio``, the task fails after everything
+    else was sent (``QikberryRowsNotSentError``), with the summary in the XCom ``summary``.
 
     Example::
 
@@ -113,9 +118,11 @@ class QikberryBulkCampaignOperator(BaseOperator):
     :param webhook_id: id of a delivery-report webhook registered with the API (templated).
     :param chunk_size: rows per request, 1-50,000 (default 5,000): the unit of resuming and of settling an
         unknown outcome.
-    :param max_invalid_ratio: the share of rejected rows (0-1, default 0.05) above which the task fails
-        before sending anything.
-    :param rejected_path: write the rejected rows to this CSV (``row,reason,value,detail``; templated).
+    :param max_invalid_ratio: the share of rows not sent (0-1, default 0.05) above which the task fails:
+        before sending anything for rows rejected by validation; after sending everything else when rows
+        the API refuses or leaves out take it over the limit.
+    :param rejected_path: write the rejected rows, and the rows the API refused or left out, to this CSV
+        (``row,reason,value,detail``; templated).
     :param check_balance: fail before sending when the service's credits do not cover the estimated units.
     :param dry_run: read, validate, render and count everything, estimate the credits and return the
         summary with a masked ``sample`` of rendered rows; send nothing.
@@ -179,7 +186,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
         batch_size: int | None = None,
         interval: timedelta | float | None = None,
         tags: Sequence[str] | str | None = None,
-        encoding: str = "auto",
+        encoding: EncodingOption = "auto",
         max_units: int | None = None,
         flash: bool = False,
         webhook_id: str | None = None,
@@ -247,24 +254,19 @@ class QikberryBulkCampaignOperator(BaseOperator):
         from airflow_qikberry import campaign as c
         from airflow_qikberry import idempotency as ido
         from airflow_qikberry.hooks.qikberry import QikberryHook
+        from airflow_qikberry.send_options import SendOptions
 
         identity = ido.task_identity()
+        name = _text(self.name)
         options = c.CampaignOptions.checked(
-            name=self._default_name(context) if _text(self.name) is None else _text(self.name),
+            # The send parameters are this operator's attributes of the same names, as rendered; the name
+            # is the campaign's, checked (and defaulted) as such.
+            send=SendOptions.from_operator(self, name=None),
+            name=self._default_name(context) if name is None else name,
             message=None if self.message is None else str(self.message),
             has_template=self.message_template is not None,
-            sender=_text(self.sender),
-            service=_text(self.service),
-            template_id=_text(self.template_id),
-            entity_id=_text(self.entity_id),
-            schedule_at=_text(self.schedule_at),
             batch_size=self.batch_size,
             interval=self.interval,
-            tags=_text(self.tags),
-            encoding=self.encoding,
-            max_units=self.max_units,
-            flash=self.flash,
-            webhook_id=_text(self.webhook_id),
             chunk_size=self.chunk_size,
             max_invalid_ratio=self.max_invalid_ratio,
             check_balance=self.check_balance,
@@ -275,18 +277,27 @@ class QikberryBulkCampaignOperator(BaseOperator):
         render = None
         if self.message_template is not None:
             render = c.compile_row_template(self._row_template_env(), self.message_template, context)
+        from airflow_qikberry.exceptions import QikberryRowsNotSentError
+
         with QikberryHook(qikberry_conn_id=self.qikberry_conn_id) as hook:
-            return c.run_campaign(
-                options,
-                source=source,
-                hook=hook,
-                render=render,
-                phone_column=_text(self.phone_column),
-                rejected_path=_text(self.rejected_path),
-                store=context.get("task_state_store") if self.use_task_state_store else None,
-                identity=identity,
-                log=self.log,
-            )
+            try:
+                return c.run_campaign(
+                    options,
+                    source=source,
+                    hook=hook,
+                    render=render,
+                    phone_column=_text(self.phone_column),
+                    rejected_path=_text(self.rejected_path),
+                    store=context.get("task_state_store") if self.use_task_state_store else None,
+                    identity=identity,
+                    log=self.log,
+                )
+            except QikberryRowsNotSentError as err:
+                # Everything else was sent: its summary (group ids for a sensor, the rows not sent) is kept.
+                ti = context.get("ti") or context.get("task_instance")
+                if ti is not None:
+                    ti.xcom_push(key="summary", value=err.summary)
+                raise
 
     @staticmethod
     def _default_name(context: Any) -> str:

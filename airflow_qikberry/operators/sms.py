@@ -1,8 +1,9 @@
 """QikberrySendSmsOperator: send one text to one or more numbers from a DAG.
 
-DAG files import this module at every parse, so it imports only the base class and the exception types: the
-hook, ``requests`` and ``phonenumbers`` are imported when the task runs, and the hook (which reads the
-connection) is built in ``execute``, never in ``__init__``.
+DAG files import this module at every parse, so it imports only the base class: the hook, the checks,
+``requests`` and ``phonenumbers`` are imported when the task runs, and the hook (which reads the connection)
+is built in ``execute``, never in ``__init__``. The send parameters are read from the operator's attributes
+of the same names into one :class:`~airflow_qikberry.send_options.SendOptions`.
 
 Example::
 
@@ -17,102 +18,23 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import cached_property
-from numbers import Number
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_qikberry.exceptions import QikberryValidationError
-
 if TYPE_CHECKING:
     from airflow_qikberry.hooks.qikberry import QikberryHook
     from airflow_qikberry.models import SentMessage
-    from airflow_qikberry.protocol import EncodingChoice
+    from airflow_qikberry.sends import SmsRequest
+    from airflow_qikberry.sms_text import EncodingOption
 
-__all__ = ["QikberrySendSmsOperator", "rendered_list"]
+__all__ = ["QikberrySendSmsOperator"]
 
 #: Recipients shown (masked) in a dry run's ``sample`` and log line.
 SAMPLE_SIZE = 5
-
-
-def rendered_list(value: Any, field: str) -> Any:
-    """A list that Jinja rendered to its text form, read back as a list; any other value is returned as is.
-
-    See :func:`airflow_qikberry.validation.rendered_literal`; here the text must be a list (or tuple).
-
-    Example::
-
-        >>> rendered_list("['919876543210', '919876543211']", "to")
-        ['919876543210', '919876543211']
-    """
-    if not isinstance(value, str):
-        return value
-    from airflow_qikberry.validation import rendered_literal
-
-    parsed = rendered_literal(value, field)
-    if parsed is value or isinstance(parsed, list):
-        return parsed
-    raise QikberryValidationError(
-        f"{field}: the rendered value is a {type(parsed).__name__}, not a list; pass a list of strings",
-        field=field,
-    )
-
-
-def _recipients(to: Any) -> str | list[Any]:
-    """``to`` as the hook takes it, after undoing text rendering; refuses shapes that are not numbers.
-
-    Full validation (each number, duplicates, the 50,000 limit) is the hook's; this only catches what an
-    XCom or a template can hand over by mistake, with a hint about how to fix the template.
-    """
-    to = rendered_list(to, "to")
-    if to is None or (isinstance(to, str) and not to.strip()):
-        raise QikberryValidationError(
-            "to: is empty; pass a phone number with its country code, a comma-separated string of numbers "
-            "or a list of them (check the template or the upstream XCom that renders it)",
-            field="to",
-        )
-    if isinstance(to, str):
-        return to
-    if isinstance(to, Number) and not isinstance(to, bool):
-        return [to]
-    if isinstance(to, Mapping):
-        raise QikberryValidationError(
-            f"to: got a {type(to).__name__} (keys {', '.join(map(repr, list(to)[:3]))}), not numbers; pass "
-            "the numbers themselves, e.g. to=\"{{ ti.xcom_pull('task')['mobiles'] }}\"",
-            field="to",
-        )
-    if isinstance(to, (bytes, bytearray)) or not isinstance(to, Iterable):
-        raise QikberryValidationError(
-            f"to: must be a number, a comma-separated string or a list of numbers, got {type(to).__name__}",
-            field="to",
-        )
-    entries: list[Any] = []
-    for position, entry in enumerate(to, start=1):
-        if isinstance(entry, str) or (isinstance(entry, Number) and not isinstance(entry, bool)):
-            # Numbers read from CSV/SQL/JSON often arrive as number values: passed on as they are, so the
-            # hook's rule applies (an int is exact; a float is refused, it may have lost digits).
-            entries.append(entry)
-            continue
-        hint = (
-            "; pick the number out of each record, e.g. "
-            "to=\"{{ ti.xcom_pull('task') | map(attribute='mobile') | list }}\""
-            if isinstance(entry, Mapping)
-            else ""
-        )
-        raise QikberryValidationError(
-            f"to: entry {position} is a {type(entry).__name__}, not a phone number (a string or an "
-            f"integer){hint}",
-            field="to",
-        )
-    if not entries:
-        raise QikberryValidationError(
-            "to: is an empty list; pass at least one phone number (did the upstream task return no rows?)",
-            field="to",
-        )
-    return entries
 
 
 def _flags(**flags: Any) -> tuple[bool, ...]:
@@ -124,13 +46,6 @@ def _flags(**flags: Any) -> tuple[bool, ...]:
     from airflow_qikberry.validation import validate_flag
 
     return tuple(validate_flag(value, field=name) for name, value in flags.items())
-
-
-def _as_text(value: Any) -> Any:
-    # Native rendering turns "123456" (a numeric sender or custom id) into an int; the API wants text.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value
 
 
 class QikberrySendSmsOperator(BaseOperator):
@@ -213,7 +128,7 @@ class QikberrySendSmsOperator(BaseOperator):
         schedule_at: datetime | str | None = None,
         custom_id: str | None = None,
         tags: Sequence[str] | str | None = None,
-        encoding: EncodingChoice = "auto",
+        encoding: EncodingOption = "auto",
         max_units: int | None = None,
         flash: bool = False,
         webhook_id: str | None = None,
@@ -226,7 +141,7 @@ class QikberrySendSmsOperator(BaseOperator):
         # Arguments that are not templated are checked here, so a typo fails the DAG file's import. The
         # defaults need no check, and DAG files that keep them do not pay for importing validation at parse.
         if encoding != "auto" or max_units is not None:
-            from airflow_qikberry.validation import validate_encoding, validate_max_units
+            from airflow_qikberry.sms_text import validate_encoding, validate_max_units
 
             validate_encoding(encoding)
             validate_max_units(max_units)
@@ -256,29 +171,19 @@ class QikberrySendSmsOperator(BaseOperator):
 
         return QikberryHook(qikberry_conn_id=self.qikberry_conn_id)
 
-    def _send_arguments(self) -> dict[str, Any]:
-        """The hook's keyword arguments, with what rendering may have turned into the wrong type undone."""
-        return {
-            "sender": _as_text(self.sender) or None,
-            "service": _as_text(self.service) or None,
-            "template_id": self.template_id or None,
-            "entity_id": self.entity_id or None,
-            "schedule_at": self.schedule_at or None,
-            "encoding": self.encoding,
-            "flash": self.flash,
-            "custom_id": _as_text(self.custom_id) or None,
-            "webhook_id": _as_text(self.webhook_id) or None,
-            "max_units": self.max_units,
-            "tags": rendered_list(self.tags, "tags") or None,
-        }
-
     def execute(self, context: Any) -> list[dict[str, Any]] | dict[str, Any]:
-        to = _recipients(self.to)
-        arguments = self._send_arguments()
+        from airflow_qikberry import sends
+        from airflow_qikberry.recipients import recipient_entries
+        from airflow_qikberry.send_options import SendOptions
+
+        to = recipient_entries(self.to)
+        # The send parameters are this operator's attributes of the same names, as rendered.
+        options = SendOptions.from_operator(self)
+        # Every argument is checked before the first request, and a dry run reads this very preparation.
+        prepared = sends.prepare_sms(self.hook.settings, to, self.message, options, resend=self.resend)
         if self.is_dry_run:
-            return self._dry_run(to, arguments)
-        # The hook validates every argument before its first request: a bad input sends nothing.
-        sent = self.hook.send_sms(to, self.message, resend=self.resend, **arguments)
+            return self._dry_run(prepared)
+        sent = self.hook.send_prepared(prepared)
         self._log_sent(sent)
         return [message.to_xcom() for message in sent]
 
@@ -296,19 +201,13 @@ class QikberrySendSmsOperator(BaseOperator):
             ", ".join(ids[:SAMPLE_SIZE]) + (f", ... ({len(ids)} in all)" if len(ids) > SAMPLE_SIZE else ""),
         )
 
-    def _dry_run(self, to: str | list[Any], arguments: dict[str, Any]) -> dict[str, Any]:
-        """Everything a send checks and measures, then a balance lookup; no POST is made."""
-        from airflow_qikberry import protocol as p
-        from airflow_qikberry import validation as v
+    def _dry_run(self, prepared: SmsRequest) -> dict[str, Any]:
+        """What the prepared send would post, and a balance lookup; no POST is made."""
+        from airflow_qikberry import phone
         from airflow_qikberry.exceptions import QikberryError
         from airflow_qikberry.models import estimate_cost
 
-        settings = self.hook.settings  # reads the connection; no request
-        numbers = v.normalize_numbers(to, default_region=settings.default_region)
-        p.check_request_size(len(numbers), "to")
-        custom_id = v.validate_custom_id(arguments.pop("custom_id"))
-        payload = p.build_common(settings.send_defaults, message=self.message, **arguments)
-        length = v.validate_message(self.message, encoding=self.encoding, max_units=self.max_units)
+        numbers, length, payload = prepared.numbers, prepared.length, prepared.payload
         total_units = length.units * len(numbers)
         service = payload["service"]
 
@@ -322,7 +221,7 @@ class QikberrySendSmsOperator(BaseOperator):
             warnings.append(f"credits would not cover this send: {estimate.shortfall_message()}")
 
         sample: list[dict[str, Any]] = [
-            {"mobile": v.mask_number(n), "text": self.message, "units": length.units}
+            {"mobile": phone.mask_number(n), "text": self.message, "units": length.units}
             for n in numbers[:SAMPLE_SIZE]
         ]
         result: dict[str, Any] = {
@@ -337,7 +236,7 @@ class QikberrySendSmsOperator(BaseOperator):
             "encoding": length.encoding,
             "units_per_message": length.units,
             "schedule_at": payload.get("time"),
-            "custom_id": custom_id,
+            "custom_id": prepared.custom_id,
             "sample": sample,
             "warnings": warnings,
         }

@@ -9,12 +9,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from airflow.providers.common.compat.sdk import BaseSensorOperator, conf
 
 if TYPE_CHECKING:
-    from airflow_qikberry.delivery import DeliveryTracker, StatusSets, Verdict
+    from airflow_qikberry.delivery.inputs import StatusSets
+    from airflow_qikberry.delivery.tracker import DeliveryTracker, DeliveryVerdict
     from airflow_qikberry.hooks.qikberry import QikberryHook
 
 __all__ = ["QikberryDeliverySensor"]
@@ -84,7 +85,7 @@ class QikberryDeliverySensor(BaseSensorOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
-        from airflow_qikberry.delivery import StatusSets, check_ratio
+        from airflow_qikberry.delivery.inputs import StatusSets, check_expected_count, check_ratio
         from airflow_qikberry.exceptions import QikberryValidationError
 
         super().__init__(**kwargs)
@@ -98,8 +99,6 @@ class QikberryDeliverySensor(BaseSensorOperator):
         self.group_id = group_id
         self.success_ratio = check_ratio(success_ratio)
         if expected_count is not None and not (isinstance(expected_count, str) and "{{" in expected_count):
-            from airflow_qikberry.delivery import check_expected_count
-
             check_expected_count(expected_count)
             if message_ids is not None:
                 raise QikberryValidationError(
@@ -111,17 +110,15 @@ class QikberryDeliverySensor(BaseSensorOperator):
         self.qikberry_conn_id = qikberry_conn_id
         self.deferrable = deferrable
         self._tracker: DeliveryTracker | None = None
+        # False once a poke decided the wait (success or failure); see execute() for why it is kept.
+        self._undecided = False
 
     # -- inputs
 
     def _new_tracker(self) -> DeliveryTracker:
         """The rendered inputs, checked (a typed error naming the field, before any request)."""
-        from airflow_qikberry.delivery import (
-            DeliveryTracker,
-            check_expected_count,
-            parse_group_ids,
-            parse_message_ids,
-        )
+        from airflow_qikberry.delivery.inputs import check_expected_count, parse_group_ids, parse_message_ids
+        from airflow_qikberry.delivery.tracker import DeliveryTracker
 
         expected = check_expected_count(self.expected_count)
         if self.message_ids is not None:
@@ -145,9 +142,10 @@ class QikberryDeliverySensor(BaseSensorOperator):
 
     # -- one check
 
-    def _check(self, hook: QikberryHook, tracker: DeliveryTracker) -> Verdict:
+    def _check(self, hook: QikberryHook, tracker: DeliveryTracker) -> DeliveryVerdict:
         """Sweep once; a transient API error (429, 5xx, dropped connection) leaves the verdict pending."""
-        from airflow_qikberry.delivery import describe, is_transient, run_sweep
+        from airflow_qikberry.delivery.report import describe
+        from airflow_qikberry.delivery.sweep import is_transient, run_sweep
         from airflow_qikberry.exceptions import QikberryError
 
         try:
@@ -162,46 +160,65 @@ class QikberryDeliverySensor(BaseSensorOperator):
         return verdict
 
     def _push(self, context: Any, summary: dict[str, Any]) -> None:
-        from airflow_qikberry.delivery import SUMMARY_XCOM_KEY
+        from airflow_qikberry.delivery.report import SUMMARY_XCOM_KEY
 
         context["ti"].xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
 
-    def _fail(self, context: Any, summary: dict[str, Any]) -> None:
-        """Push the summary, then fail without retries (final statuses do not change); skip with soft_fail."""
-        from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
+    def _fail(
+        self,
+        context: Any,
+        outcome: Literal["failure", "timeout", "error"],
+        summary: dict[str, Any],
+        message: str = "",
+        cause: BaseException | None = None,
+    ) -> NoReturn:
+        """How the sensor ends without success, in every mode: push the summary, then raise.
 
-        from airflow_qikberry.delivery import failure_message
+        ``failure`` (the ratio can no longer be reached) raises ``AirflowFailException``: no retries, final
+        statuses do not change. ``timeout`` raises ``AirflowSensorTimeout``. With ``soft_fail`` both skip
+        instead (a failure with ``never_fail`` too, as Airflow skips a poke's failure). ``error`` (the
+        trigger met an error that cannot heal) raises :class:`~airflow_qikberry.exceptions.QikberryError`,
+        which the task's ``retries`` apply to.
+        """
+        from airflow.providers.common.compat.sdk import (
+            AirflowFailException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+        )
+
+        from airflow_qikberry.delivery.report import failure_message, timeout_message
+        from airflow_qikberry.exceptions import QikberryError
 
         self._push(context, summary)
-        message = failure_message(summary)
-        if self.soft_fail or getattr(self, "never_fail", False):
-            raise AirflowSkipException(message)
-        raise AirflowFailException(message)
+        if outcome == "error":
+            raise QikberryError(message or "Qikberry delivery check ended with an error.") from cause
+        message = message or (failure_message(summary) if outcome == "failure" else timeout_message(summary))
+        if self.soft_fail or (outcome == "failure" and getattr(self, "never_fail", False)):
+            raise AirflowSkipException(message) from cause
+        raise (AirflowFailException if outcome == "failure" else AirflowSensorTimeout)(message) from cause
 
     # -- poke and reschedule modes
 
     def poke(self, context: Any) -> Any:
         from airflow.providers.common.compat.sdk import PokeReturnValue
 
+        self._undecided = True
         if self._tracker is None:
             self._tracker = self._new_tracker()
         with self._hook() as hook:
             verdict = self._check(hook, self._tracker)
+        self._undecided = verdict.state == "pending"
         if verdict.state == "success":
             self._push(context, verdict.summary)
             return PokeReturnValue(is_done=True, xcom_value=verdict.summary)
         if verdict.state == "failure":
-            from airflow.providers.common.compat.sdk import AirflowFailException
-
-            from airflow_qikberry.delivery import failure_message
-
-            # BaseSensorOperator turns this into a skip under soft_fail.
-            self._push(context, verdict.summary)
-            raise AirflowFailException(failure_message(verdict.summary))
+            self._fail(context, "failure", verdict.summary)
         return False
 
     def execute(self, context: Any) -> Any:
         from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException
+
+        from airflow_qikberry.delivery.report import timeout_message
 
         # Checked before any request: a bad input fails the task at once, in every mode.
         self._tracker = self._new_tracker()
@@ -210,13 +227,22 @@ class QikberryDeliverySensor(BaseSensorOperator):
         try:
             return super().execute(context)
         except (AirflowSensorTimeout, AirflowSkipException) as exc:
-            if not isinstance(exc, AirflowSensorTimeout) and "timed out" not in str(exc):
+            if isinstance(exc, AirflowSkipException) and not self._timeout_skip(exc):
                 raise
-            from airflow_qikberry.delivery import timeout_message
-
             summary = self._tracker.summary()
-            self._push(context, summary)
-            raise type(exc)(f"{exc} {timeout_message(summary)}") from exc
+            self._fail(context, "timeout", summary, f"{exc} {timeout_message(summary)}", cause=exc)
+
+    def _timeout_skip(self, skip: BaseException) -> bool:
+        """Whether Airflow's sensor loop raised ``skip`` for a timeout under ``soft_fail``.
+
+        Airflow (2.11 and 3.x) times a sensor out inside ``BaseSensorOperator.execute``, with no method to
+        override: ``AirflowSensorTimeout``, or under ``soft_fail`` a bare ``AirflowSkipException`` that no
+        type tells apart from other skips. The loop raises that one only after a poke that did not decide
+        the wait (it returned "not yet", or ``silent_fail`` swallowed its error), and without a cause; every
+        other skip it raises wraps the poke's exception (``raise ... from e``), and a poke that decided the
+        wait (:meth:`_fail` under ``soft_fail``) cleared ``_undecided``.
+        """
+        return self._undecided and skip.__cause__ is None
 
     # -- deferrable mode
 
@@ -230,7 +256,7 @@ class QikberryDeliverySensor(BaseSensorOperator):
             self._push(context, verdict.summary)
             return verdict.summary
         if verdict.state == "failure":
-            self._fail(context, verdict.summary)
+            self._fail(context, "failure", verdict.summary)
         tracker = self._tracker
         trigger = QikberryDeliveryTrigger(
             end_time=time.time() + self.timeout,
@@ -251,9 +277,7 @@ class QikberryDeliverySensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
-        """Turn the trigger's event into the sensor's result: the summary, or a clear failure."""
-        from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout
-
+        """Turn the trigger's event into the sensor's result: the summary, or what :meth:`_fail` raises."""
         from airflow_qikberry.exceptions import QikberryError
 
         if not isinstance(event, dict) or "status" not in event:
@@ -261,13 +285,12 @@ class QikberryDeliverySensor(BaseSensorOperator):
         summary = event.get("summary") or {}
         message = str(event.get("message") or "")
         status = event["status"]
-        self._push(context, summary)
         if status == "success":
+            self._push(context, summary)
             self.log.info("Qikberry delivery: %s", message)
             return summary
-        # BaseSensorOperator.resume_execution turns these into a skip under soft_fail.
-        if status == "failure":
-            raise AirflowFailException(message)
-        if status == "timeout":
-            raise AirflowSensorTimeout(message)
-        raise QikberryError(message or f"Qikberry delivery check ended with status {status!r}.")
+        if status in ("failure", "timeout"):
+            self._fail(context, status, summary, message)
+        self._fail(
+            context, "error", summary, message or f"Qikberry delivery check ended with status {status!r}."
+        )

@@ -1,19 +1,37 @@
-"""What a transport hands back: a raw response, or a failure that says whether the request was sent."""
+"""What both transports share: their settings, retry policy and budgets (:class:`Transport`), what they hand
+back (a raw response, or a failure that says whether the request was sent), and the log filter that keeps
+query-string tokens out of HTTP libraries' logs."""
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
 
+from airflow_qikberry import ratelimit
 from airflow_qikberry.exceptions import QikberryConnectionError, QikberryError
 from airflow_qikberry.protocol import ApiResponse, classify, decode_body, error_for, parse_response, redact
 from airflow_qikberry.transport.retry import Retry
 
 if TYPE_CHECKING:
-    from airflow_qikberry._ratelimit import TokenBucket
     from airflow_qikberry.connection import ConnectionSettings
+    from airflow_qikberry.ratelimit import Budget
     from airflow_qikberry.transport.retry import RetryPolicy
+
+__all__ = [
+    "FailureKind",
+    "RawResponse",
+    "Transport",
+    "TransportFailure",
+    "caused_by",
+    "failure",
+    "get_answered",
+    "get_failed",
+    "install_log_filter",
+]
+
+TransportT = TypeVar("TransportT", bound="Transport")
 
 # not_sent: the request provably never reached the server (safe to repeat, even a send).
 # ambiguous: it may have been processed (read timeout, connection dropped after sending).
@@ -44,21 +62,51 @@ class TransportFailure(Exception):
 
 
 class Transport:
-    """What both transports hold: the connection's settings, the retry policy and the per-token GET budget."""
+    """What both transports hold: the connection's settings, the retry policy and the budget every request
+    draws from (default: the token's process-wide GET budget). ``hold``, when set, is told the wait of each
+    429 (see :meth:`for_polls`).
+
+    Example::
+
+        transport = RequestsTransport(settings, policy=RetryPolicy())
+        polls = transport.for_polls()  # same session and policy, within the poll budget too
+    """
 
     def __init__(
         self,
         settings: ConnectionSettings,
         *,
         policy: RetryPolicy,
-        bucket: TokenBucket,
+        bucket: Budget | None = None,
+        hold: Callable[[float], None] | None = None,
         timeout: float | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
-        self.bucket = bucket
+        self.bucket: Budget = bucket or ratelimit.GET_BUDGETS.bucket(
+            settings.base_url, settings.token, settings.rate_limit_per_minute
+        )
+        self.hold = hold
         self.read_timeout = timeout or settings.timeout
         self.connect_timeout = min(10.0, self.read_timeout)
+
+    def _open_pool(self) -> None:
+        """Create the connection pool now, so that :meth:`for_polls` shares it (each transport overrides)."""
+
+    def for_polls(self: TransportT) -> TransportT:
+        """This transport for delivery polls: the same settings, retry policy and connection pool (closed with
+        this transport), drawing from the token's GET budget and its poll budget (``poll_budget_per_minute``)
+        both; a 429 holds the poll budget of the whole process for its wait, so that every sensor and trigger
+        of the token waits it out together instead of each spending a call to meet the same 429."""
+        s = self.settings
+        poll = ratelimit.POLL_BUDGETS.bucket(s.base_url, s.token, s.poll_budget_per_minute)
+        self._open_pool()
+        polls = copy.copy(self)
+        polls.bucket = ratelimit.BucketChain(
+            ratelimit.GET_BUDGETS.bucket(s.base_url, s.token, s.rate_limit_per_minute), poll
+        )
+        polls.hold = poll.hold
+        return polls
 
 
 def get_failed(exc: TransportFailure) -> Exception:

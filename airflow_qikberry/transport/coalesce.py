@@ -13,7 +13,6 @@ Only typed API errors are shared with the callers that joined a flight; if the f
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 import weakref
 from collections import OrderedDict
@@ -21,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from airflow_qikberry.exceptions import QikberryError
+from airflow_qikberry.ratelimit import token_key
 
 __all__ = ["MAX_REUSE_SECONDS", "Coalescer", "coalescer", "request_key"]
 
@@ -34,7 +34,7 @@ MAX_REUSE_SECONDS = 10.0
 def request_key(base_url: str, token: str, path: str, params: Mapping[str, Any] | None) -> Key:
     """The identity of a GET: base URL, token digest, path and the non-empty parameters, in sorted order."""
     query = tuple(sorted((str(k), str(v)) for k, v in (params or {}).items() if v is not None))
-    return base_url.rstrip("/"), hashlib.sha256(token.encode()).hexdigest(), path, query
+    return (*token_key(base_url, token), path, query)
 
 
 def _cancelled_from_outside() -> bool:

@@ -1,7 +1,8 @@
 """How long and how often to retry: one policy, used by the sync and the async transports alike.
 
 A call gets a :class:`Deadline` when it starts; every wait (backoff, ``Retry-After``, reconciliation
-lookups) is taken from it, so ``retry_deadline`` bounds the whole call, not each attempt.
+lookups) is taken from it, so ``retry_deadline`` bounds the whole call, not each attempt. A caller may ask
+to be told each 429's wait (``hold``): the transport of delivery polls holds the token's poll budget for it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from airflow_qikberry.exceptions import QikberryError
+from airflow_qikberry.exceptions import QikberryError, QikberryRateLimitError
+
+__all__ = ["Deadline", "Retry", "RetryPolicy", "bounded_by"]
 
 T = TypeVar("T")
 
@@ -94,12 +97,34 @@ class RetryPolicy:
             return min(exc.retry_after, self.max_retry_after)
         return float(_BACKOFF(retry_state))
 
-    def _stop(self, deadline: Deadline) -> Callable[[tenacity.RetryCallState], bool]:
+    def _waits(self, hold: Callable[[float], None] | None) -> Callable[[tenacity.RetryCallState], float]:
+        """How long to wait before the next attempt; with ``hold``, a 429's wait is also passed to it."""
+        if hold is None:
+            return self.wait_for
+
+        def wait(retry_state: tenacity.RetryCallState) -> float:
+            seconds = self.wait_for(retry_state)
+            exc = retry_state.outcome.exception() if retry_state.outcome else None
+            if isinstance(exc, Retry) and isinstance(exc.error, QikberryRateLimitError):
+                hold(seconds)
+            return seconds
+
+        return wait
+
+    def _retrying(self, deadline: Deadline, hold: Callable[[float], None] | None) -> dict[str, Any]:
+        """The tenacity arguments of one call, sync or async (only the sleep differs)."""
+
         def stop(retry_state: tenacity.RetryCallState) -> bool:
             upcoming = getattr(retry_state, "upcoming_sleep", 0.0) or 0.0
             return retry_state.attempt_number >= self.max_attempts or upcoming >= deadline.remaining()
 
-        return stop
+        return {
+            "retry": tenacity.retry_if_exception_type(Retry),
+            "stop": stop,
+            "wait": self._waits(hold),
+            "before_sleep": self._log_retry,
+            "reraise": True,
+        }
 
     def _log_retry(self, retry_state: tenacity.RetryCallState) -> None:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
@@ -112,9 +137,16 @@ class RetryPolicy:
             self.max_attempts,
         )
 
-    def run(self, attempt: Callable[[], T], deadline: Deadline | None = None) -> T:
+    def run(
+        self,
+        attempt: Callable[[], T],
+        deadline: Deadline | None = None,
+        *,
+        hold: Callable[[float], None] | None = None,
+    ) -> T:
         """Call ``attempt`` until it returns, raises anything but :class:`Retry`, or the policy gives up
-        (then the last :class:`Retry`'s error is raised)."""
+        (then the last :class:`Retry`'s error is raised). ``hold`` is told the wait after each 429 (a
+        transport of delivery polls holds its poll budget for it: see :class:`~.base.Transport`)."""
         # Nearly every call succeeds at once: only a failure pays for tenacity's bookkeeping. The first
         # failure is replayed as tenacity's attempt 1 so its wait (and Retry-After) logic sees it.
         try:
@@ -128,15 +160,8 @@ class RetryPolicy:
                 raise replay.pop()
             return attempt()
 
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(Retry),
-            stop=self._stop(deadline),
-            wait=self.wait_for,
-            sleep=self.sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
         try:
+            retrying = tenacity.Retrying(sleep=self.sleep, **self._retrying(deadline, hold))
             for try_ in retrying:
                 with try_:
                     return again()
@@ -144,7 +169,13 @@ class RetryPolicy:
             raise exc.error from None
         raise AssertionError("tenacity returned without an outcome")  # pragma: no cover
 
-    async def run_async(self, attempt: Callable[[], Awaitable[T]], deadline: Deadline | None = None) -> T:
+    async def run_async(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        deadline: Deadline | None = None,
+        *,
+        hold: Callable[[float], None] | None = None,
+    ) -> T:
         """The same policy for coroutines (the async hook's GETs), with the same fast path as :meth:`run`."""
         deadline = deadline or self.start()
         try:
@@ -157,15 +188,8 @@ class RetryPolicy:
                 raise replay.pop()
             return await attempt()
 
-        retrying = tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception_type(Retry),
-            stop=self._stop(deadline),
-            wait=self.wait_for,
-            sleep=self.async_sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
         try:
+            retrying = tenacity.AsyncRetrying(sleep=self.async_sleep, **self._retrying(deadline, hold))
             async for try_ in retrying:
                 with try_:
                     return await again()

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
     from airflow_qikberry.connection import ConnectionSettings
 
+__all__ = ["USER_AGENT", "RequestsTransport"]
+
 USER_AGENT = f"airflow-provider-qikberry/{__version__}"
 
 
@@ -34,7 +36,7 @@ class RequestsTransport(Transport):
 
     Example::
 
-        transport = RequestsTransport(settings, policy=RetryPolicy(), bucket=bucket_for(...))
+        transport = RequestsTransport(settings, policy=RetryPolicy())
         balance = transport.get("finance/balance")
     """
 
@@ -62,6 +64,9 @@ class RequestsTransport(Transport):
         bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         session.verify = (bundle or True) if s.verify_ssl else False
         return session
+
+    def _open_pool(self) -> None:
+        self.session  # noqa: B018  (a cached property: this creates it)
 
     def close(self) -> None:
         if "session" in self.__dict__:
@@ -113,7 +118,7 @@ class RequestsTransport(Transport):
                 raise get_failed(exc) from None
             return get_answered(raw)
 
-        return self.policy.run(attempt, deadline)
+        return self.policy.run(attempt, deadline, hold=self.hold)
 
     def post_multipart(
         self,

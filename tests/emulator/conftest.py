@@ -91,11 +91,19 @@ def client(emu: Emulator) -> Iterator[Client]:
 
 
 class Receiver:
-    """A local webhook endpoint that records every request and answers with scripted statuses."""
+    """A local webhook endpoint that records every request and answers with scripted statuses.
+
+    It answers the verification challenge (a body with ``validation_key`` and ``challenge``) as documented,
+    recording it in ``challenges`` instead of ``calls``; ``answer_challenge = False`` makes it answer a
+    challenge like any other call (so the challenge fails), ``challenge_answer`` overrides the answer body.
+    """
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.challenges: list[dict[str, Any]] = []
         self.statuses: list[int] = []
+        self.answer_challenge = True
+        self.challenge_answer: Any = None
         self._cond = threading.Condition()
         receiver = self
 
@@ -106,13 +114,28 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
+                body = json.loads(raw) if raw else None
+                is_challenge = isinstance(body, dict) and set(body) == {"validation_key", "challenge"}
+                if is_challenge and receiver.answer_challenge:
+                    with receiver._cond:
+                        receiver.challenges.append(
+                            {"path": self.path, "headers": dict(self.headers.items()), "body": body}
+                        )
+                    answer = receiver.challenge_answer
+                    data = json.dumps({"challenge": body["challenge"]} if answer is None else answer).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 with receiver._cond:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                     receiver.calls.append(
                         {
                             "path": self.path,
                             "headers": dict(self.headers.items()),
-                            "body": json.loads(raw) if raw else None,
+                            "body": body,
                             "answered": status,
                         }
                     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import requests
 
@@ -146,3 +148,44 @@ def test_cli_reports_a_busy_port() -> None:
         )
     assert proc.returncode == 2
     assert "Cannot start" in proc.stderr
+
+
+def test_cli_serves_seeded_templates_in_dlt_mode(tmp_path: Path) -> None:
+    seeds = {
+        "senders": [
+            {"name": "ACMEIN", "service": "T", "country_code": "IN", "entity_id": "1", "entity_name": "A"}
+        ],
+        "templates": [
+            {"sender": "ACMEIN", "name": "otp", "body": "OTP {{otp}}", "template_id": "11", "type": "T"}
+        ],
+    }
+    path = tmp_path / "dlt.json"
+    path.write_text(json.dumps(seeds), encoding="utf-8")
+    proc, port, _ = start_cli("--token", "t", "--templates-file", str(path), "--dlt-mode")
+    try:
+        headers = {"Authorization": "Bearer t", "Accept": "application/json"}
+        base = f"http://127.0.0.1:{port}/api/v2/"
+        templates = requests.get(base + "sms/templates", headers=headers, timeout=10).json()["data"]
+        assert [(t["alias"], t["template_id"]) for t in templates] == [("otp", "11")]
+        config = requests.get(f"http://127.0.0.1:{port}/_emulator/config", timeout=10).json()["config"]
+        assert config["dlt_mode"] is True
+    finally:
+        stop_cli(proc)
+
+
+def test_cli_refuses_a_bad_templates_file(tmp_path: Path) -> None:
+    path = tmp_path / "dlt.json"
+    path.write_text(
+        '{"templates": [{"sender": "ACMEIN", "name": "t", "body": "Hi {{first_name}}"}]}', "utf-8"
+    )
+    errors = []
+    for bad in (str(path), str(tmp_path / "missing.json")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "airflow_qikberry.emulator", "--port", "0", "--templates-file", bad],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode == 2 and "Cannot start" in proc.stderr
+        errors.append(proc.stderr)
+    assert "templates[0].body" in errors[0] and "missing.json" in errors[1]

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from airflow_qikberry import idempotency
 from airflow_qikberry.exceptions import (
     QikberryCustomIdReusedError,
     QikberryDeliveryUnknownError,
@@ -30,7 +29,7 @@ from airflow_qikberry.exceptions import (
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.idempotency import ReuseCheck, match_batch_rows, match_send_rows, submitted_before
 from airflow_qikberry.models import MessageStatus
-from tests.helpers import Sleeps, all_log_text, count
+from tests.helpers import Sleeps, all_log_text, count, fake_task_identity
 
 A, B, C = "919876543210", "919876543211", "919876543212"
 # Lookups of an unknown outcome wait 1, 2, 4, 8, 8 s and then the rest of the 30 s default window.
@@ -177,16 +176,22 @@ def test_scheduled_send_is_reconciled(
 def test_reconcile_cut_short_by_the_deadline_is_unknown_and_never_resent(
     make_hook: Callable[..., QikberryHook], emulator: Any, sleeps: Sleeps
 ) -> None:
-    # The message was accepted but shows only after 20 s; the call may spend only 10 s in all. Nothing
-    # found within 10 of the 30 s window proves nothing: unknown, not "not sent" (and not a resend).
+    # The call may spend 70 s in all (the least a 30 s window and 30 s timeout allow); a 429 first spends
+    # 55 of them. The message is then accepted but shows only after 20 s: nothing found within the 15 s
+    # left of the 30 s window proves nothing: unknown, not "not sent" (and not a resend).
     emulator.configure(visibility_delay_seconds=20)
-    emulator.set_faults(ambiguous("sms/send", "drop_after_accept"))
+    emulator.set_faults(
+        [
+            {"endpoint": "sms/send", "method": "POST", "kind": "rate_limit", "seconds": 55, "times": 1},
+            *ambiguous("sms/send", "drop_after_accept"),
+        ]
+    )
     with pytest.raises(QikberryDeliveryUnknownError, match="deadline") as info:
-        make_hook(retry_deadline=10).send_sms(A, "accepted, but not visible yet")
+        make_hook(retry_deadline=70).send_sms(A, "accepted, but not visible yet")
     assert info.value.numbers == [A] and info.value.custom_id == emulator.messages()[0]["custom"]
-    assert sleeps == [1.0, 2.0, 4.0, 3.0]  # no wait past the deadline
+    assert sleeps == [55.0, 1.0, 2.0, 4.0, 8.0]  # no wait past the deadline
     assert count(emulator, "GET sms/status") == 4
-    assert count(emulator, "POST sms/send") == 1
+    assert count(emulator, "POST sms/send") == 2
     assert per_number(emulator) == {A: 1}
 
 
@@ -452,7 +457,7 @@ def test_task_retry_returns_an_earlier_try_older_than_clock_skew(
 ) -> None:
     # On a retried task the rows of try 1 are older than this call by nature: that is not reuse.
     identity = ["dag", "task", "run-1", "-1", "1"]
-    monkeypatch.setattr(idempotency, "task_identity", lambda: tuple(identity))
+    fake_task_identity(monkeypatch, lambda: tuple(identity))
     first = QikberryHook(qikberry_conn_id=qikberry_conn, clock_skew=1.0).send_sms(A, "once per run")
     wait_past_next_second()
     identity[4] = "2"

@@ -289,11 +289,11 @@ def timed_hook(qikberry_conn: str, emulator: Any) -> Callable[..., tuple[Qikberr
 def test_retry_deadline_bounds_retry_after_waits(
     timed_hook: Callable[..., tuple[QikberryHook, Sleeps]], emulator: Any, call: str, endpoint: str
 ) -> None:
-    hook, sleeps = timed_hook(retry_deadline=60)
+    hook, sleeps = timed_hook(retry_deadline=70)  # the least a 30 s window and 30 s timeout allow
     emulator.set_faults([{"endpoint": endpoint, "kind": "rate_limit", "seconds": 50, "times": 5}])
     with pytest.raises(QikberryRateLimitError) as info:
         hook.get_balance() if call == "get" else hook.send_sms("919876543210", "later")
-    # One 50 s wait fits in the 60 s deadline, a second would not: give up instead of starting it.
+    # One 50 s wait fits in the 70 s deadline, a second would not: give up instead of starting it.
     assert sleeps == [50.0]
     assert info.value.retry_after == 50
     assert count(emulator, ("GET " if call == "get" else "POST ") + endpoint) == 2

@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
-from airflow_qikberry import idempotency
+from airflow_qikberry.connection import ConnectionSettings
 from airflow_qikberry.exceptions import QikberryError, QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_FIELDS
-from airflow_qikberry.hooks.qikberry import ConnectionSettings, QikberryHook, derive_custom_id, redact
-from tests.helpers import TEST_TOKEN, all_log_text, count
+from airflow_qikberry.hooks.qikberry import QikberryHook
+from airflow_qikberry.idempotency import derive_custom_id
+from airflow_qikberry.protocol import redact
+from tests.helpers import TEST_TOKEN, all_log_text, count, fake_task_identity
 
 
 def free_port() -> int:
@@ -194,7 +196,7 @@ def test_custom_id_outside_a_task_is_unique_per_call() -> None:
 
 def test_custom_id_inside_a_task_repeats_on_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     identity = ["dag", "task", "run-1", "-1", "1"]
-    monkeypatch.setattr(idempotency, "task_identity", lambda: tuple(identity))
+    fake_task_identity(monkeypatch, lambda: tuple(identity))
     first_try = [derive_custom_id("fp-a"), derive_custom_id("fp-a"), derive_custom_id("fp-b")]
     identity[4] = "2"
     second_try = [derive_custom_id("fp-a"), derive_custom_id("fp-a"), derive_custom_id("fp-b")]
@@ -208,7 +210,7 @@ def test_retry_of_task_does_not_resend(
     qikberry_conn: str, emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     identity = ["dag", "task", "run-1", "-1", "1"]
-    monkeypatch.setattr(idempotency, "task_identity", lambda: tuple(identity))
+    fake_task_identity(monkeypatch, lambda: tuple(identity))
     hook = QikberryHook(qikberry_conn_id=qikberry_conn)
     first = hook.send_sms("919876543210", "once per run")
     identity[4] = "2"  # the task failed after sending and Airflow retries it

@@ -8,13 +8,14 @@ and a mapping, alone or next to BatchNodes, is validated as before, before any r
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from airflow_qikberry import idempotency as ido
-from airflow_qikberry import protocol as p
-from airflow_qikberry import validation as v
+from airflow_qikberry import payloads as p
+from airflow_qikberry import phone, sms_text, validation
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from tests.helpers import SentRequests, Sleeps, count
@@ -35,18 +36,18 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """How often the per-node validators run (wrapped, still doing their work)."""
     counted: dict[str, int] = {"numbers": 0, "message": 0, "custom_id": 0}
 
-    def wrap(name: str, key: str) -> None:
-        real = getattr(v, name)
+    def wrap(module: ModuleType, name: str, key: str) -> None:
+        real = getattr(module, name)
 
         def counting(*args: Any, **kwargs: Any) -> Any:
             counted[key] += 1
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(v, name, counting)
+        monkeypatch.setattr(module, name, counting)
 
-    wrap("normalize_numbers", "numbers")
-    wrap("validate_message", "message")
-    wrap("validate_custom_id", "custom_id")
+    wrap(phone, "normalize_numbers", "numbers")
+    wrap(sms_text, "validate_message", "message")
+    wrap(validation, "validate_custom_id", "custom_id")
     return counted
 
 
@@ -138,14 +139,14 @@ def test_campaign_validates_each_row_once(
     from airflow_qikberry import campaign as c
 
     counted = {"number": 0, "numbers": 0, "measure": 0}
-    for name, key in (
-        ("normalize_number", "number"),
-        ("normalize_numbers", "numbers"),
-        ("measure", "measure"),
+    for module, name, key in (
+        (phone, "normalize_number", "number"),
+        (phone, "normalize_numbers", "numbers"),
+        (sms_text, "measure", "measure"),
     ):
-        real = getattr(v, name)
+        real = getattr(module, name)
         monkeypatch.setattr(
-            v,
+            module,
             name,
             lambda *a, _real=real, _key=key, **k: (
                 counted.__setitem__(_key, counted[_key] + 1),

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import warnings
 from datetime import datetime, timezone
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,7 +20,7 @@ from airflow_qikberry.notifications.qikberry import (
     default_message,
     send_qikberry_notification,
 )
-from airflow_qikberry.validation import measure
+from airflow_qikberry.sms_text import measure
 from tests.helpers import (
     TEST_TOKEN,
     all_log_text,
@@ -104,6 +105,37 @@ def test_notify_sends_one_message_per_recipient_and_a_bad_number_does_not_stop_t
     assert "919876543211" not in logs.replace("9198XXXXX211", "")
 
 
+@pytest.mark.parametrize(
+    ("to", "said"),
+    [
+        ("", "to: is empty"),
+        ("  ", "to: is empty"),
+        ([], "to: is an empty list"),
+        ({"mobile": NUMBER}, "to: got a dict"),
+        ("{'mobile': '919876543210'}", "to: the rendered value is a dict, not a list"),
+    ],
+)
+def test_no_recipients_at_all_is_reported_not_silent(
+    qikberry_conn: str, emulator: Any, caplog: Any, capfd: Any, to: Any, said: str
+) -> None:
+    # The send operator's reader of `to` (recipients.recipient_list): an alert with no recipient says so.
+    # Break: split an empty string into no entries, as the notifier once did -> nothing is logged, fails.
+    QikberryNotifier(to=to, message="disk full")(_task_context())
+    logs = all_log_text(caplog, capfd)
+    assert "Qikberry alert was not sent" in logs and said in logs
+    assert NUMBER not in logs
+    assert emulator.messages() == []
+
+
+def test_a_record_among_the_recipients_is_skipped_with_a_hint(
+    qikberry_conn: str, emulator: Any, caplog: Any, capfd: Any
+) -> None:
+    QikberryNotifier(to=[{"mobile": "919876543211"}, NUMBER], message="disk full")(_task_context())
+    assert [m["mobile"] for m in emulator.messages()] == [NUMBER]
+    logs = all_log_text(caplog, capfd)
+    assert "recipient 1 skipped" in logs and "map(attribute='mobile')" in logs
+
+
 def test_templated_fields_are_rendered(qikberry_conn: str, emulator: Any) -> None:
     # Break: drop "to"/"message" from template_fields -> the literal "{{ ... }}" text is refused / sent.
     notifier = QikberryNotifier(to="{{ params.oncall }}", message="{{ ti.task_id }} broke")
@@ -184,16 +216,20 @@ _CHILD = """
 import sys
 from airflow_qikberry.notifications.qikberry import QikberryNotifier
 notifier = QikberryNotifier(
-    to=sys.argv[1], message=sys.argv[2], qikberry_conn_id="alerts", dedupe_window=float(sys.argv[3])
+    to=sys.argv[1],
+    message=sys.argv[2],
+    qikberry_conn_id="alerts",
+    dedupe_window=float(sys.argv[3]),
+    lock_dir=sys.argv[4],
 )
 notifier({"run_id": "r1"})
 """
 
 
-def _run_child(emulator: Any, text: str, window: float = 600.0) -> None:
+def _run_child(emulator: Any, text: str, lock_dir: Path, window: float = 600.0) -> None:
     env = {**os.environ, conn_env_var("alerts"): qikberry_conn_json(emulator.base_url)}
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, NUMBER, text, str(window)],
+        [sys.executable, "-c", _CHILD, NUMBER, text, str(window), str(lock_dir)],
         env=env,
         capture_output=True,
         text=True,
@@ -203,17 +239,20 @@ def _run_child(emulator: Any, text: str, window: float = 600.0) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-def test_dedupe_across_two_processes(emulator: Any) -> None:
+def test_dedupe_across_two_processes(emulator: Any, tmp_path: Path) -> None:
+    # Two lock directories: two machines, which share nothing but the API. The second alert is skipped
+    # because the lookup of its custom id finds the first one.
     # Break: put os.getpid()/uuid into the custom id, or skip the get_status lookup -> two messages, fails.
     # Windows are counted from the epoch (time // window): with the default 600 s, two children that straddle
     # a 10-minute boundary (each takes seconds, more on a busy machine) are rightly two alerts; a run across
     # 21:30:00 failed so. With a window of 10**6 s a boundary between them is all but impossible; the window's
     # own length is test_dedupe_window_is_configurable's business.
     window = 10.0**6
-    _run_child(emulator, "nightly load failed", window)
-    _run_child(emulator, "nightly load failed", window)
+    _run_child(emulator, "nightly load failed", tmp_path / "machine-a", window)
+    _run_child(emulator, "nightly load failed", tmp_path / "machine-b", window)
     assert _texts(emulator) == ["nightly load failed"]
-    _run_child(emulator, "nightly load failed again", window)  # a different text is a different alert
+    # another text: another alert
+    _run_child(emulator, "nightly load failed again", tmp_path / "machine-b", window)
     assert _texts(emulator) == ["nightly load failed", "nightly load failed again"]
 
 

@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from airflow_qikberry.exceptions import QikberryValidationError
-from airflow_qikberry.operators.sms import QikberrySendSmsOperator, rendered_list
-from airflow_qikberry.validation import measure
+from airflow_qikberry.operators.sms import QikberrySendSmsOperator
+from airflow_qikberry.sms_text import measure
+from airflow_qikberry.validation import rendered_list
 from tests.helpers import TEST_TOKEN, all_log_text, api_counts
 
 HINDI = "नमस्ते 🙏 आपका ऑर्डर भेज दिया गया है"
@@ -256,7 +257,13 @@ HEAVY = (
     "phonenumbers",
     "airflow_qikberry.hooks",
     "airflow_qikberry.validation",
+    "airflow_qikberry.phone",
+    "airflow_qikberry.sms_text",
     "airflow_qikberry.protocol",
+    "airflow_qikberry.payloads",
+    "airflow_qikberry.send_options",
+    "airflow_qikberry.sends",
+    "airflow_qikberry.recipients",
 )
 
 

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from airflow_qikberry import phone, sms_text
 from airflow_qikberry import protocol as p
 from airflow_qikberry import validation as v
 from airflow_qikberry.exceptions import QikberryError
@@ -194,9 +195,9 @@ def test_validators_raise_only_typed_errors(
     number: Any, text: Any, sender: Any, service: Any, tags: Any, custom_id: Any, max_units: Any
 ) -> None:
     calls = [
-        lambda: v.normalize_numbers(number, default_region="IN"),
-        lambda: v.normalize_number(number, default_region=None),
-        lambda: v.validate_message(text, max_units=max_units),
+        lambda: phone.normalize_numbers(number, default_region="IN"),
+        lambda: phone.normalize_number(number, default_region=None),
+        lambda: sms_text.validate_message(text, max_units=max_units),
         lambda: v.validate_sender(sender, service=service or "T"),
         lambda: v.validate_service(service),
         lambda: v.validate_tags(tags),
@@ -259,7 +260,7 @@ def test_the_hook_turns_garbled_answers_into_typed_errors(
     conn_id = make_qikberry_conn(
         "fuzz_conn", host=scripted_server, reconcile_window=0.01, rate_limit_per_minute=10**6
     )
-    hook = QikberryHook(qikberry_conn_id=conn_id, max_attempts=1, retry_deadline=5)
+    hook = QikberryHook(qikberry_conn_id=conn_id, max_attempts=1)
     hook._sleep = lambda seconds: None
     for call in (
         lambda: hook.get_status(message_id="g:1"),

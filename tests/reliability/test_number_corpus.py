@@ -4,7 +4,7 @@ Each entry is what a pandas or Excel export, a SQL driver, a web page or a hand-
 with the digits it must become (country code + national number, the API's format) or ``REFUSED``. The rule
 is asserted on every entry through every path a number takes to the API:
 
-* ``validation.normalize_number`` / ``normalize_numbers`` (typed error naming the field when refused);
+* ``phone.normalize_number`` / ``normalize_numbers`` (typed error naming the field when refused);
 * the campaign's prepare pass, from a real CSV file read by the campaign's CSV source, from SQL rows read
   through the real ``SqliteHook``, and from Python rows (rejected rows carry reason ``invalid_number``);
 * ``QikberryHook.send_sms`` over real HTTP: the emulator's log shows exactly the expected digits, or 0
@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_qikberry import campaign as c
-from airflow_qikberry import validation as v
+from airflow_qikberry import phone
 from airflow_qikberry.exceptions import QikberryValidationError
 from tests.helpers import DROP
 
@@ -188,8 +188,8 @@ def test_the_corpus_is_big_and_covers_both_outcomes() -> None:
 @pytest.mark.parametrize("entry", CORPUS, ids=lambda e: e.id)
 def test_normalize_number(entry: Entry) -> None:
     for call in (
-        lambda: v.normalize_number(entry.value, default_region=entry.region, field="mobile"),
-        lambda: v.normalize_numbers([entry.value], default_region=entry.region, field="mobile")[0],
+        lambda: phone.normalize_number(entry.value, default_region=entry.region, field="mobile"),
+        lambda: phone.normalize_numbers([entry.value], default_region=entry.region, field="mobile")[0],
     ):
         if entry.expected is not None:
             assert call() == entry.expected
@@ -360,10 +360,10 @@ def test_output_is_the_digits_written_or_refused(
         pieces.append(data.draw(st.sampled_from(SEPARATORS)))
     written = ("+" if plus else "") + "".join(pieces)
     try:
-        out = v.normalize_number(written, default_region=region)
+        out = phone.normalize_number(written, default_region=region)
     except QikberryValidationError:
         return
-    assert out.isascii() and out.isdigit() and v.API_MIN_DIGITS <= len(out) <= v.API_MAX_DIGITS
+    assert out.isascii() and out.isdigit() and phone.API_MIN_DIGITS <= len(out) <= phone.API_MAX_DIGITS
     assert _same_number(digits, out, plus, region), (written, region, out)
 
 
@@ -384,7 +384,7 @@ def test_no_national_form_is_rewritten_in_any_region() -> None:
             for _ in range(40):
                 body = "".join(rng.choice("0123456789") for _ in range(rng.randint(6, 11)))
                 try:
-                    out = v.normalize_number(f"{prefix} {body}", default_region=region)
+                    out = phone.normalize_number(f"{prefix} {body}", default_region=region)
                 except QikberryValidationError:
                     refused += 1
                     continue
@@ -420,7 +420,7 @@ def test_number_corpus_figures(figure: Any) -> None:
     mapped = refused = rewritten = 0
     for entry in CORPUS:
         try:
-            out = v.normalize_number(entry.value, default_region=entry.region)
+            out = phone.normalize_number(entry.value, default_region=entry.region)
         except QikberryValidationError:
             refused += 1
             rewritten += entry.expected is not None  # refusing a good number is a failure too

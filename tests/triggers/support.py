@@ -12,7 +12,7 @@ import json
 import urllib.request
 from typing import Any
 
-from airflow_qikberry import _ratelimit
+from airflow_qikberry import ratelimit
 from tests.helpers import TEST_TOKEN
 
 _numbers = itertools.count(1)
@@ -79,5 +79,18 @@ def run_trigger(trigger: Any) -> dict[str, Any]:
 
 def fresh_poll_budgets() -> None:
     """Forget the process-wide poll budgets: a test that holds or drains one must not slow the next."""
-    with _ratelimit._buckets_lock:
-        _ratelimit._poll_buckets.clear()
+    ratelimit.POLL_BUDGETS = ratelimit.BudgetRegistry()
+
+
+def assert_within_budget(stamps: list[float], per_minute: float, *, latency: float = 0.25) -> None:
+    """The calls stamped ``stamps`` (the emulator's answer times, oldest first) fit a token bucket of
+    ``per_minute`` with the provider's burst (a tenth of it): in any stretch from call ``i`` to call ``j``
+    at most ``burst + rate * (t_j - t_i + latency)`` calls. ``latency`` allows for a call answered a little
+    after the bucket let it go."""
+    burst, per_second = max(1.0, per_minute / 10), per_minute / 60
+    for i in range(len(stamps)):
+        for j in range(i, len(stamps)):
+            assert j - i + 1 <= burst + per_second * (stamps[j] - stamps[i] + latency), (
+                f"calls {i}..{j}: {j - i + 1} in {stamps[j] - stamps[i]:.3f} s, over a budget of "
+                f"{per_minute:g}/min (burst {burst:g})"
+            )

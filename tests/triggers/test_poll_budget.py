@@ -5,6 +5,7 @@ methods against the emulator."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import types
 from collections.abc import Iterator
@@ -12,21 +13,23 @@ from typing import Any
 
 import pytest
 
-from airflow_qikberry import _ratelimit
-from airflow_qikberry._ratelimit import (
-    BucketChain,
-    TokenBucket,
-    bucket_for,
-    poll_bucket_for,
-    polling_bucket_for,
-)
+from airflow_qikberry import ratelimit
 from airflow_qikberry.connection import ConnectionSettings
 from airflow_qikberry.exceptions import QikberryServerError, QikberryValidationError
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
+from airflow_qikberry.ratelimit import BucketChain, BudgetRegistry, TokenBucket
 from airflow_qikberry.transport.coalesce import Coalescer, request_key
+from airflow_qikberry.transport.retry import RetryPolicy
+from airflow_qikberry.transport.sync import RequestsTransport
 from tests.helpers import TEST_TOKEN
-from tests.triggers.support import fresh_poll_budgets, send_group, status_calls, status_requests
+from tests.triggers.support import (
+    assert_within_budget,
+    fresh_poll_budgets,
+    send_group,
+    status_calls,
+    status_requests,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -95,20 +98,24 @@ def test_a_chain_takes_from_every_bucket_and_waits_for_the_slowest() -> None:
 
 def test_poll_budgets_are_per_token_apart_from_the_get_budget() -> None:
     url = "http://127.0.0.1:1/api/v2/"
+    poll_bucket_for, bucket_for = ratelimit.POLL_BUDGETS.bucket, ratelimit.GET_BUDGETS.bucket
     poll = poll_bucket_for(url, "tok-a", 500)
     assert poll is poll_bucket_for(url, "tok-a", 500) and poll is not poll_bucket_for(url, "tok-b", 500)
     assert poll is not bucket_for(url, "tok-a", 500)
-    chain = polling_bucket_for(url, "tok-a", 1000, 500)
-    assert chain.buckets == (bucket_for(url, "tok-a", 1000), poll)
-    assert not any("tok-a" in str(key) for key in _ratelimit._poll_buckets)
+    # What a poll draws from: both budgets of its token; a 429 holds the poll budget.
+    polls = RequestsTransport(settings(base_url=url, token="tok-a"), policy=RetryPolicy()).for_polls()
+    assert isinstance(polls.bucket, BucketChain)
+    assert polls.bucket.buckets == (bucket_for(url, "tok-a", 1000), poll)
+    assert polls.hold == poll.hold
+    assert not any("tok-a" in str(key) for key, _ in ratelimit.POLL_BUDGETS.items())
 
 
 # -- the connection extra
 
 
-def settings(**extra: Any) -> ConnectionSettings:
+def settings(base_url: str | None = None, token: str = "tok-1", **extra: Any) -> ConnectionSettings:
     conn = types.SimpleNamespace(
-        conn_id="c", host=None, port=None, schema=None, password="tok-1", extra_dejson=extra
+        conn_id="c", host=base_url, port=None, schema=None, password=token, extra_dejson=extra
     )
     return ConnectionSettings.from_connection(conn)
 
@@ -129,7 +136,8 @@ def test_poll_budget_is_a_connection_form_field() -> None:
     from airflow_qikberry.get_provider_info import CONN_FIELDS
 
     schema = CONN_FIELDS["poll_budget_per_minute"]["schema"]
-    assert schema["default"] == settings().poll_budget_per_minute and schema["minimum"] == 1
+    # No default in the form: left empty, the budget is derived (half the GET budget, 500 by default).
+    assert "default" not in schema and schema["minimum"] == 1
     assert "integer" in schema["type"]
 
 
@@ -255,7 +263,7 @@ def test_poll_methods_draw_from_the_poll_budget(make_qikberry_conn: Any, emulato
     assert sync_hook.poll_page(group).next_page is None
     assert [r.message_id for r in sync_hook.poll_message(ids[0])] == [ids[0]]
     assert sync_hook.poll_message(f"{group}:99") == []
-    poll = poll_bucket_for(emulator.base_url, TEST_TOKEN, 60)
+    poll = ratelimit.POLL_BUDGETS.bucket(emulator.base_url, TEST_TOKEN, 60)
     assert poll._tokens == pytest.approx(2, abs=0.2)  # 4 of 6 spent, by the sync hook
 
     async def lookups() -> None:
@@ -302,14 +310,71 @@ def test_a_429_holds_every_poll_of_the_token(qikberry_conn: str, emulator: Any) 
     assert all(r["timestamp"] - log[0]["timestamp"] >= 1.9 for r in log[1:])
 
 
-def test_poll_page_refuses_an_empty_group_before_any_request(qikberry_conn: str, emulator: Any) -> None:
-    with pytest.raises(QikberryValidationError):
-        QikberryHook(qikberry_conn_id=qikberry_conn).poll_page(" ")
+def test_a_429_holds_every_sync_poll_of_the_token(qikberry_conn: str, emulator: Any) -> None:
+    """The sync twin of the test above (sensors in poke or reschedule mode, threads of one worker): after a
+    429 with ``Retry-After: 2`` no poll of the token leaves the process for 2 s. Seen failing when the sync
+    poll path retried with the hook's plain policy: the second hook's polls went out at once."""
+    _, ids = send_group(emulator, 3)
+    emulator.set_faults([{"endpoint": "sms/status", "kind": "rate_limit", "seconds": 2, "times": 1}])
+    first = QikberryHook(qikberry_conn_id=qikberry_conn)
+    second = QikberryHook(qikberry_conn_id=qikberry_conn)
+    refused = threading.Thread(target=first.poll_message, args=(ids[0],))
+    refused.start()
+    time.sleep(0.3)  # the 429 is in; its Retry-After holds the budget
+    assert [r.message_id for r in second.poll_message(ids[1])] == [ids[1]]
+    assert [r.message_id for r in second.poll_message(ids[2])] == [ids[2]]
+    refused.join()
+    log = status_requests(emulator)
+    assert [r["status"] for r in log] == [429, 200, 200, 200]
+    assert all(r["timestamp"] - log[0]["timestamp"] >= 1.9 for r in log[1:])
+    first.close()
+    second.close()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_get_budget_holds_past_its_burst(
+    qikberry_conn: str, emulator: Any, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """130 lookups against the default GET budget (1000/min: a burst of 100, then one every 0.06 s), from
+    the sync hook (threads wait in ``acquire``) and from the async hook (``acquire_async``); the emulator's
+    log shows every stretch of them within the budget."""
+    monkeypatch.setattr(ratelimit, "GET_BUDGETS", BudgetRegistry())  # a full burst, whatever ran before
+    calls = 130
+    if mode == "sync":
+        with QikberryHook(qikberry_conn_id=qikberry_conn) as hook:
+            for _ in range(calls):
+                hook.get_balance()
+    else:
+
+        async def lookups() -> None:
+            async with QikberryAsyncHook(qikberry_conn_id=qikberry_conn) as hook:
+                for _ in range(calls):
+                    await hook.get_balance()
+
+        asyncio.run(lookups())
+    log = [r for r in emulator.request_log()["requests"] if r["path"] == "finance/balance"]
+    assert len(log) == calls and all(r["status"] == 200 for r in log)
+    assert_within_budget([r["timestamp"] for r in log], 1000)
+
+
+def test_group_lookups_refuse_a_bad_group_id_before_any_request(qikberry_conn: str, emulator: Any) -> None:
+    """One check for every group lookup, sync and async: a blank id, or a list (which would be sent as its
+    repr). Seen failing before the check was written once: the async hook sent ``['g']`` to the API."""
+    bad: list[Any] = [" ", "", ["11111111-1111-1111-1111-111111111111"]]
+    sync_hook = QikberryHook(qikberry_conn_id=qikberry_conn)
+    for group in bad:
+        for lookup in (sync_hook.poll_page, sync_hook.group_page, sync_hook.iter_group_status):
+            with pytest.raises(QikberryValidationError) as info:
+                lookup(group)
+            assert info.value.field == "group_id"
 
     async def main() -> None:
         async with QikberryAsyncHook(qikberry_conn_id=qikberry_conn) as hook:
-            with pytest.raises(QikberryValidationError):
-                await hook.poll_page("")
+            for group in bad:
+                with pytest.raises(QikberryValidationError):
+                    await hook.poll_page(group)
+                with pytest.raises(QikberryValidationError):
+                    hook.iter_group_status(group)
 
     asyncio.run(main())
     assert status_calls(emulator) == 0

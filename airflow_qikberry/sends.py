@@ -1,0 +1,422 @@
+"""Sends, prepared: the requests of ``sms/send``, ``sms/send/json`` and ``sms/bulk`` built and checked, and
+how each one's answer is read and its custom id looked up.
+
+``prepare_sms``, ``prepare_batch`` and ``prepare_upload`` check every argument against the connection and
+build the request; they make no request (an upload's file is opened to read its size and, for a CSV with a
+``column``, its header line). What they return is run exactly once by ``QikberryHook.send_prepared``, and
+read without sending by the send operator's dry run: one preparation for both, so they cannot drift.
+
+Running a prepared send (:meth:`SmsRequest.to_send`, ...) derives its custom id when the caller gave none,
+logs it, and returns the :class:`~airflow_qikberry.idempotency.Send` that
+:class:`~airflow_qikberry.idempotency.ExactlyOnce` runs: posting through the hook's transport, reading the
+answer, looking the custom id up through the hook's status-row reader, and wording an unknown outcome.
+
+Example::
+
+    prepared = prepare_sms(hook.settings, ["919876543210"], "Nightly load finished", SendOptions())
+    prepared.numbers, prepared.length.units  # what a dry run shows
+    sent = hook.send_prepared(prepared)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
+
+from airflow_qikberry import idempotency as ido
+from airflow_qikberry import phone, validation
+from airflow_qikberry.exceptions import QikberryDeliveryUnknownError, QikberryValidationError
+from airflow_qikberry.models import BatchResult, MessageStatus, SentMessage
+from airflow_qikberry.payloads import (
+    MAX_BULK_BYTES,
+    BatchNode,
+    build_batch_nodes,
+    check_request_size,
+    multipart_fields,
+    root_payload,
+)
+from airflow_qikberry.protocol import ApiResponse, Paths, accepted_count, canonical_number, rows_of
+from airflow_qikberry.send_options import BatchParams, BulkParams, SendOptions, SmsParams
+from airflow_qikberry.transport.upload import UploadSource
+
+if TYPE_CHECKING:
+    from airflow_qikberry.connection import ConnectionSettings
+    from airflow_qikberry.sms_text import MessageLength
+    from airflow_qikberry.transport.sync import RequestsTransport
+
+__all__ = [
+    "BatchRequest",
+    "BulkUpload",
+    "PreparedSend",
+    "SendIO",
+    "SmsRequest",
+    "prepare_batch",
+    "prepare_sms",
+    "prepare_upload",
+]
+
+T = TypeVar("T")
+
+
+class SendIO(NamedTuple):
+    """What running a prepared send needs from its hook: the transport to post through, a reader of every
+    ``sms/status`` row of a query (all pages), the reused-custom-id check of a lookup, and the logger."""
+
+    transport: RequestsTransport
+    status_rows: Callable[[Mapping[str, str]], Iterable[MessageStatus]]
+    reuse_check: Callable[[bool], ido.ReuseCheck | None]
+    log: Any
+
+
+class PreparedSend(Protocol[T]):
+    """A send checked and built, ready to run: :meth:`to_send` gives what ``ExactlyOnce`` runs and whether
+    to look it up before posting it (a task retry)."""
+
+    def to_send(self, io: SendIO) -> tuple[ido.Send[T], bool]: ...
+
+
+def _flag(value: object, field: str) -> bool:
+    return validation.validate_flag(value, field=field)
+
+
+# --- sms/send
+
+
+class SmsRequest(NamedTuple):
+    """A checked ``sms/send``: its numbers, its parameters in wire form (text and type included; the numbers
+    and the custom id are added when it runs) and how its text is billed."""
+
+    numbers: list[str]
+    payload: dict[str, Any]
+    length: MessageLength
+    custom_id: str | None
+    resend: bool
+
+    def to_send(self, io: SendIO) -> tuple[ido.Send[list[SentMessage]], bool]:
+        numbers = self.numbers
+        identity = ido.task_identity()
+        # The identity of the send is its set of numbers: a set given as `to` iterates in another order in
+        # every process, so in every try of a task (docs/guarantees.md).
+        cid = self.custom_id or ido.derive_custom_id(
+            ido.send_fingerprint(numbers, self.payload), identity, fresh=self.resend
+        )
+        payload = {**self.payload, "to": ",".join(numbers), "custom": cid}
+        io.log.info(
+            "Sending SMS to %d number(s) [%s] via service %s, custom id %s",
+            len(numbers),
+            ", ".join(phone.mask_number(n) for n in numbers[:5]) + (", ..." if len(numbers) > 5 else ""),
+            payload["service"],
+            cid,
+        )
+
+        def parse(response: ApiResponse) -> list[SentMessage]:
+            sent = [SentMessage.from_api(row) for row in rows_of(response, what="sms/send")]
+            ido.accounted_for(sent, numbers, "request")
+            return sent
+
+        def lookup(check_reuse: bool) -> ido.Finding[list[SentMessage]]:
+            rows = list(io.status_rows({"cid": cid}))
+            return ido.match_send_rows(rows, cid, numbers, io.reuse_check(check_reuse))
+
+        send = ido.Send(
+            what=f"POST {Paths.SEND}",
+            post=lambda: io.transport.request("POST", Paths.SEND, json=payload),
+            parse=parse,
+            lookup=lookup,
+            unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cid),
+        )
+        return send, ido.is_task_retry(identity) and not self.resend
+
+
+def prepare_sms(
+    settings: ConnectionSettings, to: Any, message: str, options: SendOptions, *, resend: bool = False
+) -> SmsRequest:
+    """Check and build a send of one text to one or more numbers (``sms/send``)."""
+    resend = _flag(resend, "resend")
+    options.refuse_unless(SmsParams, Paths.SEND)
+    numbers = phone.normalize_numbers(to, default_region=settings.default_region)
+    check_request_size(len(numbers), "to")
+    payload, length = root_payload(options, settings, message)
+    assert length is not None  # a text is required
+    return SmsRequest(numbers, payload, length, options.custom_id, resend)
+
+
+# --- sms/send/json
+
+
+class BatchRequest(NamedTuple):
+    """A checked ``sms/send/json``: its root and its validated nodes (custom ids derived when it runs)."""
+
+    root: dict[str, Any]
+    nodes: list[BatchNode]
+    resend: bool
+    check_first: bool | None
+
+    def to_send(self, io: SendIO) -> tuple[ido.Send[BatchResult], bool]:
+        root, built = self.root, self.nodes
+        numbers = [b.number for b in built]
+        identity = ido.task_identity()
+        if all(b.given_custom_id for b in built):
+            cids = [str(b.given_custom_id) for b in built]
+        else:  # derived ids only where the caller gave none; they follow the node, not its position
+            batch, ranks = ido.batch_identity([b.payload for b in built], root)
+            base = ido.derive_custom_id(batch, identity, fresh=self.resend)
+            cids = [b.given_custom_id or f"{base}-{rank + 1}" for b, rank in zip(built, ranks, strict=True)]
+        api_nodes = [{**b.payload, "custom": cid} for b, cid in zip(built, cids, strict=True)]
+        name = root.get("name")
+        io.log.info(
+            "Sending a batch of %d message(s) via service %s%s",
+            len(api_nodes),
+            root["service"],
+            f" as campaign {name!r}" if name else "",
+        )
+        reader = _BatchReader(io, cids, numbers)
+        body = {"root": root, "nodes": api_nodes}
+        send = ido.Send(
+            what=f"POST {Paths.SEND_JSON}",
+            post=lambda: io.transport.request("POST", Paths.SEND_JSON, json=body),
+            parse=reader.parse,
+            lookup=reader.lookup,
+            unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cids[0]),
+        )
+        if self.check_first is not None:
+            return send, self.check_first
+        return send, ido.is_task_retry(identity) and not self.resend
+
+
+class _BatchReader:
+    """How a batch's answer is read and its nodes looked up, by their custom ids and their group."""
+
+    def __init__(self, io: SendIO, cids: Sequence[str], numbers: Sequence[str]) -> None:
+        self.io, self.cids, self.numbers = io, cids, numbers
+        # What a 2xx answer that left nodes out did say: its group and the rows it gave, by node index.
+        self.answered: dict[int, SentMessage] = {}
+        self.answered_group: list[str] = []
+
+    def parse(self, response: ApiResponse) -> BatchResult:
+        sent = tuple(SentMessage.from_api(row) for row in rows_of(response, what="sms/send/json"))
+        group = response.body.get("group_id") or (sent[0].group_id if sent else None)
+        try:
+            ido.accounted_for(sent, self.numbers, "batch")
+        except ido.Unaccounted:
+            rows = _answer_rows(sent, self.cids, self.numbers)
+            if rows is not None and group:
+                self.answered.update(rows)
+                self.answered_group.append(str(group))
+            raise
+        return BatchResult(group_id=str(group) if group else None, messages=sent)
+
+    def rows_of_node(self, index: int) -> list[MessageStatus]:
+        cid = self.cids[index]
+        return [r for r in self.io.status_rows({"cid": cid}) if r.custom_id == cid]
+
+    def lookup_missing(self, check_reuse: bool) -> ido.Finding[BatchResult]:
+        # The answer's own rows are accepted messages; only the nodes it left out are looked up.
+        cids, numbers = self.cids, self.numbers
+        found: dict[int, SentMessage] = dict(self.answered)
+        missing = [i for i in range(len(cids)) if i not in found]
+        if len(missing) > len(cids) // 100 + 1:
+            # Many left out: the group's pages (100 rows each) cost fewer lookups than one per node.
+            index_of = {cids[i]: i for i in missing}
+            in_group: dict[int, list[MessageStatus]] = {}
+            for row in self.io.status_rows({"group_id": self.answered_group[0]}):
+                if row.custom_id in index_of:
+                    in_group.setdefault(index_of[row.custom_id], []).append(row)
+            looked = [(i, in_group.get(i, [])) for i in missing]
+        else:
+            looked = [(i, self.rows_of_node(i)) for i in missing]
+        seen: list[MessageStatus] = []
+        for index, rows in looked:
+            if len(rows) > 1 or any(canonical_number(r.mobile) != numbers[index] for r in rows):
+                return ido.Finding(
+                    "unknown", reason=f"the rows of custom id {cids[index]!r} do not match the node sent"
+                )
+            if rows:
+                seen.append(rows[0])
+                found[index] = SentMessage.from_status(rows[0])
+        if (reused := ido.reused(seen, self.io.reuse_check(check_reuse))) is not None:
+            return reused
+        result = BatchResult(self.answered_group[0], tuple(found[i] for i in sorted(found)))
+        if len(found) == len(cids):
+            return ido.Finding("found", result)
+        missing = [i for i in range(len(cids)) if i not in found]
+        return ido.Finding(
+            "partial",
+            result,
+            reason=f"the batch's answer and lookups show {len(found)} of {len(cids)} nodes",
+            numbers=tuple(numbers[i] for i in missing),
+            keys=tuple(cids[i] for i in missing),
+        )
+
+    def lookup(self, check_reuse: bool) -> ido.Finding[BatchResult]:
+        if self.answered_group:
+            return self.lookup_missing(check_reuse)
+        # Find the batch's group by a node that is there: the first node may be one the API refused or
+        # left out, so its absence alone does not prove the batch absent.
+        anchor = next(
+            (rows[0] for rows in map(self.rows_of_node, ido.sample_positions(len(self.cids))) if rows), None
+        )
+        if anchor is None:
+            return ido.ABSENT
+        group = anchor.group_id
+        if group is None:
+            return ido.Finding(
+                "unknown",
+                reason=f"rows for custom id {anchor.custom_id!r} exist but carry no group id to find the "
+                "batch by",
+            )
+        rows = list(self.io.status_rows({"group_id": group}))
+        verdict = ido.match_batch_rows(rows, self.cids, self.numbers, self.io.reuse_check(check_reuse))
+        found = BatchResult(group_id=group, messages=tuple(verdict.result or ()))
+        if verdict.kind == "found":
+            return ido.Finding("found", found)
+        return ido.Finding(
+            verdict.kind,
+            found if verdict.kind == "partial" else None,
+            reason=verdict.reason,
+            numbers=verdict.numbers,
+            keys=verdict.keys,
+        )
+
+
+def _answer_rows(
+    sent: Sequence[SentMessage], cids: Sequence[str], numbers: Sequence[str]
+) -> dict[int, SentMessage] | None:
+    """The rows of a batch's answer by node index (by custom id, else by number), or None when a row names
+    a node that was not sent (an answer that cannot be trusted row by row)."""
+    by_cid = {cid: i for i, cid in enumerate(cids)}
+    by_number: dict[str, list[int]] = {}
+    for i, n in enumerate(numbers):
+        by_number.setdefault(n, []).append(i)
+    out: dict[int, SentMessage] = {}
+    for row in sent:
+        index = by_cid.get(row.custom_id or "")
+        if index is None:
+            free = [i for i in by_number.get(row.mobile, []) if i not in out]
+            index = free[0] if free else None
+        if index is None or index in out or numbers[index] != row.mobile:
+            return None
+        out[index] = row
+    return out
+
+
+def prepare_batch(
+    settings: ConnectionSettings,
+    nodes: Sequence[Mapping[str, Any] | BatchNode],
+    options: SendOptions,
+    *,
+    message: str | None = None,
+    resend: bool = False,
+    check_first: bool | None = None,
+) -> BatchRequest:
+    """Check and build a batch of per-recipient texts (``sms/send/json``); ``message`` is the nodes' default
+    text. See ``QikberryHook.send_batch``."""
+    resend = _flag(resend, "resend")
+    if check_first is not None:
+        check_first = _flag(check_first, "check_first")
+    options.refuse_unless(BatchParams, Paths.SEND_JSON)
+    if not nodes:
+        raise QikberryValidationError("nodes is empty: give at least one recipient.", field="nodes")
+    check_request_size(len(nodes), "nodes")
+    root, _ = root_payload(options, settings, message, require_message=False)
+    built = build_batch_nodes(nodes, root, settings, encoding=options.encoding, max_units=options.max_units)
+    return BatchRequest(root, built, resend, check_first)
+
+
+# --- sms/bulk
+
+
+class BulkUpload(NamedTuple):
+    """A checked ``sms/bulk`` upload: its form fields (the custom id is added when it runs) and its file."""
+
+    payload: dict[str, Any]
+    source: UploadSource
+    custom_id: str | None
+    resend: bool
+
+    def to_send(self, io: SendIO) -> tuple[ido.Send[int], bool]:
+        source = self.source
+        identity = ido.task_identity()
+        cid = self.custom_id or ido.derive_custom_id(
+            ido.fingerprint("upload_bulk", source.name, source.size, sorted(self.payload.items())),
+            identity,
+            fresh=self.resend,
+        )
+        fields = multipart_fields({**self.payload, "custom": cid})
+        io.log.info("Uploading %s (%s bytes) for a bulk send, custom id %s", source.name, source.size, cid)
+
+        def post() -> Any:
+            with source.open() as handle:
+                return io.transport.post_multipart(
+                    Paths.BULK, fields, file_field="file", filename=source.name, fileobj=handle,
+                    content_type=source.content_type,
+                )  # fmt: skip
+
+        def parse(response: ApiResponse) -> int:
+            count = accepted_count(response.message)
+            if count is None:
+                raise ido.Unaccounted(
+                    f"the API accepted the upload without saying how many: {response.message!r}"
+                )
+            return count
+
+        def lookup(check_reuse: bool) -> ido.Finding[int]:
+            rows = list(io.status_rows({"cid": cid}))
+            verdict = ido.match_upload_rows(rows, cid, io.reuse_check(check_reuse))
+            if verdict.kind == "found":
+                io.log.warning(
+                    "The upload was accepted: %d message(s) with its custom id are visible so far; the API "
+                    "may still be processing the rest of the file",
+                    verdict.result,
+                )
+            return verdict
+
+        def unknown(msg: str) -> QikberryDeliveryUnknownError:
+            return QikberryDeliveryUnknownError(
+                f"Bulk upload of {source.name!r} (custom id {cid}): {msg} Before uploading it again, check "
+                f"whether it was accepted: hook.get_status(custom_id={cid!r}) (if the API keeps the custom "
+                "id per bulk row), the sms/status report for today's date, or the Qikberry panel.",
+                custom_id=cid,
+            )
+
+        send = ido.Send(
+            what=f"POST {Paths.BULK} ({source.name})",
+            post=post,
+            parse=parse,
+            lookup=lookup,
+            unknown=unknown,
+            resend_after_ambiguity=False,
+        )
+        return send, ido.is_task_retry(identity) and not self.resend
+
+
+def prepare_upload(
+    settings: ConnectionSettings,
+    file: str | os.PathLike[str] | IO[bytes],
+    message: str,
+    options: SendOptions,
+    *,
+    column: str | None = None,
+    filename: str | None = None,
+    resend: bool = False,
+) -> BulkUpload:
+    """Check and build a bulk upload of one text to every number in a TXT/CSV file (``sms/bulk``). See
+    ``QikberryHook.upload_bulk``."""
+    resend = _flag(resend, "resend")
+    options.refuse_unless(BulkParams, Paths.BULK)
+    payload, _ = root_payload(options, settings, message)
+    if column is not None:
+        if isinstance(column, str) and not column.strip():
+            raise QikberryValidationError("column must not be blank.", field="column")
+        column = validation.validate_text_id(column, field="column", allow_int=True)
+        payload["column"] = column
+    source = UploadSource.of(file, validation.validate_text_id(filename, field="filename"))
+    if source.size > MAX_BULK_BYTES:
+        raise QikberryValidationError(
+            f"file is {source.size} bytes; the API accepts at most {MAX_BULK_BYTES} (200 MB). Split it.",
+            field="file",
+        )
+    if column is not None and source.name.lower().endswith(".csv"):
+        source.check_csv_column(str(column))
+    return BulkUpload(payload, source, options.custom_id, resend)
