@@ -31,10 +31,16 @@ FLAGSHIP = "qikberry_campaign_pipeline"
 
 def test_flagship_dag_defers_its_sensor_to_the_triggerer(emulator: Any, tmp_path: Path) -> None:
     conn = {"AIRFLOW_CONN_QIKBERRY_DEFAULT": qikberry_conn_json(emulator.base_url, TEST_TOKEN)}
+    # No delivery report arrives on its own: with the default 2 s delay, a run slowed down by a busy machine
+    # could reach the sensor after every report and never defer. Reports are released (the emulator
+    # finalises every pending message) once the sensor is seen deferred, while the triggerer is polling.
+    emulator.configure(dlr_delay_seconds=3600)
     with AirflowStack(tmp_path / "home", extra_env=conn) as stack:
         shutil.copy(REPO_ROOT / "example_dags" / f"{FLAGSHIP}.py", stack.dags)
         stack.wait_for_dag(FLAGSHIP)
         run_id = stack.trigger(FLAGSHIP)
+        stack.wait_for_task_state(FLAGSHIP, run_id, "wait_for_delivery", "deferred", timeout=300)
+        assert emulator.flush_dlrs() == 60
         state = stack.wait_for_run(FLAGSHIP, run_id, timeout=420)
         states = stack.task_states(FLAGSHIP, run_id)
         sensor_log = stack.task_log(FLAGSHIP, run_id, "wait_for_delivery")
