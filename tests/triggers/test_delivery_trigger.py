@@ -377,17 +377,18 @@ def test_sweep_bound_when_the_last_page_is_short_or_reports_come_out_of_order(
 ) -> None:
     # A tail of pending messages that straddles a page boundary costs one page more than ceil(pending/100);
     # reports in random order leave pending messages on every page: never more than a full walk.
-    emulator.configure(
-        dlr_delay_seconds=5.0, dlr_spread_seconds=100.0
-    )  # message n final at 5 + (n-1)*100/249
+    # Message n is final at 5 + (n-1)*10000/249 s: messages 1..190 at 7,595..7,635 s. The emulator's clock
+    # also runs in real time; 40 s between reports leaves the sweeps that much real time (0.4 s did not on a
+    # loaded machine: 191 was final too).
+    emulator.configure(dlr_delay_seconds=5.0, dlr_spread_seconds=10_000.0)
     group, _ = send_group(emulator, 250)
     tracker = DeliveryTracker(group_ids=[group])
-    steps = [lambda: None, lambda: emulator.advance_clock(81.0), lambda: None]  # then 191..250 pending
+    steps = [lambda: None, lambda: emulator.advance_clock(7_600.0), lambda: None]  # then 191..250 pending
     (_, walk), (known, refresh), (pending, calls) = sweep_counts(emulator, qikberry_conn, tracker, steps)
     assert (walk, known, refresh) == (3, 250, 3)
     assert pending == 60 and calls == 2 == math.ceil(pending / 100) + 1  # pages 2 and 3
 
-    emulator.configure(dlr_spread_order="random")
+    emulator.configure(dlr_spread_seconds=100.0, dlr_spread_order="random")
     shuffled, _ = send_group(emulator, 300)
     scattered = DeliveryTracker(group_ids=[shuffled])
     steps = [lambda: None, lambda: emulator.advance_clock(55.0), lambda: None, lambda: None]
