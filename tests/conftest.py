@@ -108,6 +108,15 @@ def _fresh_alert_claims(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytes
     monkeypatch.setattr(_dedupe, "_locks", {})
 
 
+@pytest.fixture(autouse=True)
+def _fresh_dlt_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hook keeps the account's DLT senders and templates for a while in the process: each test starts
+    without them, so one test's emulator seeds never answer for another's."""
+    from airflow_qikberry import catalog
+
+    monkeypatch.setattr(catalog, "_cache", {})
+
+
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[Emulator]:
     """One emulator for the whole session (real HTTP on 127.0.0.1, a free port). Prefer ``emulator``."""
