@@ -157,7 +157,9 @@ def check(subjects: Sequence[Subject], catalog: Catalog | None, unavailable: str
     return Outcome(failures, skipped, checked)
 
 
-def mismatch_error(failures: Sequence[tuple[Subject, DltTemplate, Problem]]) -> QikberryDltMismatchError:
+def mismatch_error(
+    failures: Sequence[tuple[Subject, DltTemplate, Problem]], what: str = "this text"
+) -> QikberryDltMismatchError:
     """The typed error of a send with texts that fail the check: the first one in full, and how many."""
     subject, template, problem = failures[0]
     more = (
@@ -166,7 +168,7 @@ def mismatch_error(failures: Sequence[tuple[Subject, DltTemplate, Problem]]) -> 
         else ""
     )
     return QikberryDltMismatchError(
-        f"{subject.where}: DLT pre-check: the network would reject this text as {problem.status} after "
+        f"{subject.where}: DLT pre-check: the network would reject {what} as {problem.status} after "
         f"accepting and charging it: {problem.detail}. Template {template.describe()}{more}. Nothing was "
         "sent. Fix the text (or the template on the DLT portal and in your account), or pass "
         "dlt_check='off' to send it anyway.",
