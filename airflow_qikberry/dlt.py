@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final, Literal, NamedTuple
 
 __all__ = [
@@ -116,8 +117,9 @@ class TemplateBody:
             out.append(part)
         return "".join(out)
 
-    def lines(self) -> list[_Line]:
-        """The body cut at its line breaks (a placeholder never spans one)."""
+    @cached_property
+    def lines(self) -> tuple[_Line, ...]:
+        """The body cut at its line breaks (a placeholder never spans one); made once per body."""
         lines: list[_Line] = []
         parts, names, first = [""], list[str](), 0
         for i, fixed in enumerate(self.parts):
@@ -130,7 +132,7 @@ class TemplateBody:
                 names.append(self.names[i])
                 parts.append("")
         lines.append(_Line(tuple(parts), tuple(names), first))
-        return lines
+        return tuple(lines)
 
 
 class Verdict(NamedTuple):
@@ -153,7 +155,7 @@ def _snip(text: str) -> str:
 def match(body: TemplateBody, text: str, *, max_chars: int = MAX_VARIABLE_CHARS) -> Verdict:
     """Whether ``text`` fits ``body`` with every value at most ``max_chars`` characters (see the module)."""
     text_lines = normalise(text).split("\n")
-    body_lines = body.lines()
+    body_lines = body.lines
     values: list[str] = []
     too_long: Verdict | None = None
     for number, (line, got) in enumerate(zip(body_lines, text_lines, strict=False), start=1):
@@ -173,7 +175,7 @@ def match(body: TemplateBody, text: str, *, max_chars: int = MAX_VARIABLE_CHARS)
     return too_long or Verdict(MATCH, values=tuple(values))
 
 
-def _line_count_note(body_lines: list[_Line], text_lines: list[str]) -> str:
+def _line_count_note(body_lines: tuple[_Line, ...], text_lines: list[str]) -> str:
     if len(text_lines) == len(body_lines):
         return ""
     return (

@@ -398,3 +398,12 @@ def test_dlt_check_is_validated() -> None:
         QikberryValidationError, match="dlt_check: 'strict' is not 'auto', 'required' or 'off'"
     ):
         SendOptions(dlt_check="strict")
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", True, "inf"])
+def test_templates_cache_seconds_is_checked_when_the_connection_is_read(
+    make_qikberry_conn: Callable[..., str], value: Any
+) -> None:
+    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(templates_cache_seconds=value))
+    with pytest.raises(QikberryValidationError, match="templates_cache_seconds must be a number of seconds"):
+        hook.dlt_catalog()
