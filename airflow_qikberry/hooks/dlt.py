@@ -96,12 +96,14 @@ class DltHookMixin:
 
             sent = hook.send_template(["919876543210"], "otp-login", {"otp": "4711"}, custom_id="login-17")
         """
-        from airflow_qikberry import sends
+        from airflow_qikberry import template_sends
         from airflow_qikberry.send_options import SendOptions, TemplateParams
 
         SendOptions.from_keywords("send_template", params, TemplateParams)  # refuses a foreign keyword
         options = SendOptions(**params, template=template, template_data=data)
-        prepared = sends.prepare_template(self.settings, to, options, self.dlt_catalog(), resend=resend)
+        prepared = template_sends.prepare_template(
+            self.settings, to, options, self.dlt_catalog(), resend=resend
+        )
         return self.send_prepared(prepared)
 
     def check_dlt(self, prepared: PreparedSend[Any]) -> None:

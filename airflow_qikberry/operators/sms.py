@@ -28,8 +28,9 @@ from airflow.providers.common.compat.sdk import BaseOperator
 if TYPE_CHECKING:
     from airflow_qikberry.hooks.qikberry import QikberryHook
     from airflow_qikberry.models import SentMessage
-    from airflow_qikberry.sends import SmsRequest, TemplateRequest
+    from airflow_qikberry.sends import SmsRequest
     from airflow_qikberry.sms_text import EncodingOption
+    from airflow_qikberry.template_sends import TemplateRequest
 
 __all__ = ["QikberrySendSmsOperator"]
 
@@ -191,7 +192,7 @@ class QikberrySendSmsOperator(BaseOperator):
         return QikberryHook(qikberry_conn_id=self.qikberry_conn_id)
 
     def execute(self, context: Any) -> list[dict[str, Any]] | dict[str, Any]:
-        from airflow_qikberry import sends
+        from airflow_qikberry import sends, template_sends
         from airflow_qikberry.exceptions import QikberryValidationError
         from airflow_qikberry.recipients import recipient_entries
         from airflow_qikberry.send_options import SendOptions
@@ -209,7 +210,7 @@ class QikberrySendSmsOperator(BaseOperator):
         prepared: SmsRequest | TemplateRequest
         if self.template is not None:
             catalog = self.hook.dlt_catalog()
-            prepared = sends.prepare_template(settings, to, options, catalog, resend=self.resend)
+            prepared = template_sends.prepare_template(settings, to, options, catalog, resend=self.resend)
         else:
             prepared = sends.prepare_sms(settings, to, self.message or "", options, resend=self.resend)
         if self.is_dry_run:
