@@ -5,15 +5,18 @@ through it delivers, and what the pre-check would have stopped it rejects with t
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from airflow_qikberry import catalog as catalog_module
 from airflow_qikberry.exceptions import (
     QikberryDltCheckUnavailableError,
     QikberryDltMismatchError,
     QikberryPartialSendError,
+    QikberryServerError,
     QikberryValidationError,
 )
 from airflow_qikberry.hooks.qikberry import QikberryHook
@@ -139,6 +142,31 @@ def test_the_catalog_is_cached_for_the_connections_time(
     never.dlt_catalog()
     never.dlt_catalog()
     assert count(seeded, "GET sms/templates") == 4
+
+
+def test_the_cached_catalog_is_read_again_once_its_time_is_up(
+    make_qikberry_conn: Callable[..., str], seeded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    # The cache's clock only: the HTTP retry policy keeps the real one.
+    monkeypatch.setattr(
+        catalog_module, "time", type("Clock", (), {"monotonic": staticmethod(lambda: now[0])})
+    )
+    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(templates_cache_seconds=60))
+    first = hook.dlt_catalog()
+    now[0] += 59
+    assert hook.dlt_catalog() is first and count(seeded, "GET sms/templates") == 1
+    # A template added on the account meanwhile is seen once the time is up, without a refresh.
+    seeded.configure(
+        templates=[
+            *SEEDS["templates"],
+            {**SEEDS["templates"][1], "name": "late", "template_id": "1107000000000000009"},
+        ]
+    )
+    now[0] += 2
+    later = hook.dlt_catalog()
+    assert later is not first and count(seeded, "GET sms/templates") == 2
+    assert later.by_template_id("1107000000000000009") is not None
 
 
 def test_test_connection_shows_the_accounts_senders_and_templates(hook: QikberryHook) -> None:
@@ -407,3 +435,77 @@ def test_templates_cache_seconds_is_checked_when_the_connection_is_read(
     hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(templates_cache_seconds=value))
     with pytest.raises(QikberryValidationError, match="templates_cache_seconds must be a number of seconds"):
         hook.dlt_catalog()
+
+
+def rewrite_get(hook: QikberryHook, path: str, change: Callable[[dict[str, Any]], Any]) -> None:
+    """Rewrite the emulator's real answers to ``GET path``: it always answers in the documented shape, so a
+    garbled list (what a proxy or an API change gives) can only be produced by changing its body."""
+
+    def rewrite(response: Any, *args: Any, **kwargs: Any) -> None:
+        if response.request.method == "GET" and response.url.split("?")[0].endswith("/" + path):
+            response._content = json.dumps(change(response.json())).encode()
+
+    hook.session.hooks["response"].append(rewrite)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(
+            lambda b: {**b, "data": "templates"}, "data is not a list of rows", id="data-not-a-list"
+        ),
+        pytest.param(
+            lambda b: {**b, "data": [*b["data"], 7]}, "data is not a list of rows", id="a-row-not-an-object"
+        ),
+        pytest.param(
+            lambda b: {**b, "data": [{k: v for k, v in r.items() if k != "body"} for r in b["data"]]},
+            "without an id or a text body",
+            id="a-template-without-body",
+        ),
+        pytest.param(
+            lambda b: {**b, "data": [{**r, "body": ["Dear"]} for r in b["data"]]},
+            "without an id or a text body",
+            id="a-body-not-text",
+        ),
+    ],
+)
+def test_a_garbled_templates_answer_is_a_typed_error_and_the_pre_check_says_it_could_not_run(
+    hook: QikberryHook,
+    seeded: Any,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    change: Callable[[dict[str, Any]], Any],
+    message: str,
+) -> None:
+    rewrite_get(hook, "sms/templates", change)
+    with pytest.raises(QikberryServerError, match=message):
+        hook.get_templates()
+    with pytest.raises(QikberryDltCheckUnavailableError, match=f"could not run: .*{message}"):
+        hook.send_sms(A, GOOD, sender="ACMEIN", template_id=OTP_ID, dlt_check="required")
+    assert posts(seeded) == 0
+    hook.send_sms(A, GOOD, sender="ACMEIN", template_id=OTP_ID)  # auto: said, and sent
+    assert "DLT pre-check could not run for 1 text(s)" in all_log_text(caplog, capfd)
+    assert count(seeded, "POST sms/send") == 1
+
+
+def test_a_templates_endpoint_that_keeps_failing_is_said_not_taken_for_no_templates(
+    make_qikberry_conn: Callable[..., str],
+    seeded: Any,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    seeded.set_faults([{"endpoint": "sms/templates", "method": "GET", "kind": "error", "status": 500}])
+    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(), max_attempts=2)
+    hook._sleep = Sleeps(seeded)
+    with pytest.raises(QikberryDltCheckUnavailableError, match="could not run"):
+        hook.send_sms(A, GOOD, sender="ACMEIN", template_id=OTP_ID, dlt_check="required")
+    assert posts(seeded) == 0
+    ok, text = hook.test_connection()
+    assert ok and "DLT senders and templates not read" in text
+    hook.send_sms(A, GOOD, sender="ACMEIN", template_id=OTP_ID)
+    assert "DLT pre-check could not run" in all_log_text(caplog, capfd)
+    assert count(seeded, "POST sms/send") == 1
+    # Not cached as "the account has no templates": once the endpoint answers, the check runs again.
+    seeded.set_faults([])
+    with pytest.raises(QikberryDltMismatchError):
+        hook.send_sms(A, GOOD.replace("OTP", "code"), sender="ACMEIN", template_id=OTP_ID)
