@@ -22,6 +22,7 @@ runs before the send.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
@@ -157,11 +158,21 @@ def _template_data(value: Any) -> tuple[tuple[str, str], ...]:
                 f"{where}: must be text or a number, got {type(raw).__name__} {validation.shown(raw)}.",
                 field=where,
             )
+        if not isinstance(raw, str) and not _finite(raw):
+            # A NaN is how pandas hands over an empty cell: "nan" would go out as the variable's text.
+            raise QikberryValidationError(
+                f"{where}: is {raw!r}, not a value (an empty cell read by pandas is NaN); give the text.",
+                field=where,
+            )
         text = raw if isinstance(raw, str) else str(raw)
         if not text.strip():
             raise QikberryValidationError(f"{where}: is blank; the API needs a value.", field=where)
         pairs.append((key, text))
     return tuple(pairs)
+
+
+def _finite(number: float | Decimal) -> bool:
+    return number.is_finite() if isinstance(number, Decimal) else math.isfinite(number)
 
 
 def is_given(value: Any) -> bool:

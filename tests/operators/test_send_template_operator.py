@@ -3,6 +3,7 @@ real HTTP (issue 20)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -55,6 +56,10 @@ def test_template_data_rendered_as_text_is_read_back(seeded: Any) -> None:
         ({"template": "otp-login", "template_data": DATA, "sender": "ACMEIN"}, "sender"),
         ({"template": "otp-login", "template_data": {"otp": "1"}}, "template_data.name"),
         ({"template": "otp-login", "template_data": DATA, "dlt_check": "maybe"}, "dlt_check"),
+        # A row of a DataFrame handed over as a dict: an empty cell is NaN, which would go out as "nan".
+        ({"template": "otp-login", "template_data": {**DATA, "otp": float("nan")}}, "template_data.otp"),
+        ({"template": "otp-login", "template_data": {**DATA, "otp": Decimal("NaN")}}, "template_data.otp"),
+        ({"template": "otp-login", "template_data": {**DATA, "mins": float("inf")}}, "template_data.mins"),
     ],
 )
 def test_bad_template_input_fails_before_any_request(
