@@ -252,3 +252,42 @@ def test_the_delivery_sensor_counts_dlt_statuses_as_failed(
         "DLT-TM-VAR-EXECEED": 1,
         "DLT-SENDER-NOT-REG-TM": 1,
     }
+
+
+def test_a_csv_exported_by_excel_is_sent_by_template(seeded: Any, tmp_path: Path) -> None:
+    """What a spreadsheet gives: a byte-order mark, CRLF rows, a multi-line cell (Alt+Enter) and numbers
+    written as text. The multi-line cell would put a line break inside {{name}}: a DLT variable never
+    holds one, so that row is rejected, named, and the rest go out with the texts the template renders."""
+    path = tmp_path / "otp.csv"
+    lines = [
+        "mobile,name,otp,mins",
+        "919876500001,Asha,004711,10",
+        '919876500002,"Ravi\r\nKumar",123456,10',
+        "919876500003,Meera,654321,5",
+    ]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8-sig"))
+    rejected = tmp_path / "rejected.csv"
+    opts = c.CampaignOptions.checked(
+        has_template=False, template="otp-login", chunk_size=4, max_invalid_ratio=0.5, name="excel"
+    )
+    with QikberryHook() as hook:
+        summary = c.run_campaign(
+            opts,
+            source=c.Source("csv", lambda: c.csv_rows(str(path))),
+            hook=hook,
+            render=None,
+            identity=IDENTITY,
+            rejected_path=str(rejected),
+            log=None,
+        )
+    assert (summary["accepted"], summary["rejected"]) == (2, {"dlt_mismatch": 1})
+    assert sorted(m["message"] for m in seeded.messages()) == [
+        "Dear Asha, your OTP is 004711. Valid for 10 minutes. -Acme",  # the leading zeros kept
+        "Dear Meera, your OTP is 654321. Valid for 5 minutes. -Acme",
+    ]
+    [row] = report(rejected)
+    assert (row["row"], row["reason"]) == ("2", "dlt_mismatch")
+    assert row["detail"].startswith("DLT-REJECTED:")
+    assert row["detail"].endswith(
+        "(the text has 2 lines, the template 1: a variable cannot hold a line break)"
+    )
