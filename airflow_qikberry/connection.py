@@ -111,6 +111,8 @@ class ConnectionSettings:
     poll_budget_per_minute: int = 500
     # Seconds bounding each call, retries and lookups included; None: derived from the window and timeout.
     retry_deadline: float | None = None
+    # Seconds the account's DLT senders and templates are reused in a process (0: read for every send).
+    templates_cache_seconds: float = 300.0
 
     @classmethod
     def from_connection(cls, conn: Any) -> ConnectionSettings:
@@ -182,6 +184,9 @@ class ConnectionSettings:
             api_timezone=zone,
             poll_budget_per_minute=_poll_budget(get("poll_budget_per_minute"), rate),
             retry_deadline=deadline,
+            templates_cache_seconds=_seconds(
+                get("templates_cache_seconds"), "templates_cache_seconds", 300.0
+            ),
         )
 
 
@@ -195,6 +200,21 @@ def _positive_number(value: Any, name: str, default: float) -> float:
     if number <= 0:
         raise QikberryValidationError(
             f"Connection extra {name} must be a positive number, got {value!r}.", field=name
+        )
+    return number
+
+
+def _seconds(value: Any, name: str, default: float) -> float:
+    """A number of seconds, 0 or more."""
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not number >= 0 or number == float("inf"):
+        raise QikberryValidationError(
+            f"Connection extra {name} must be a number of seconds, 0 or more, got {value!r}.", field=name
         )
     return number
 

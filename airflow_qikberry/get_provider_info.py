@@ -75,6 +75,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "of the GET budget, at most as many. Empty: half the GET budget (500 with the default 1000).",
         "schema": {"type": ["integer", "null"], "minimum": 1},
     },
+    "templates_cache_seconds": {
+        "label": "DLT templates cache (seconds)",
+        "description": "How long the account's DLT senders and templates, read for the DLT pre-check and "
+        "sends by template, are reused in a process. 0: read them for every send.",
+        "schema": {"type": ["number", "null"], "minimum": 0, "default": 300},
+    },
     "api_timezone": {
         "label": "API time zone",
         "description": "Time zone of the API's timestamps and of scheduled send times.",

@@ -84,15 +84,18 @@ class SentMessage:
 
     @classmethod
     def from_api(cls, row: Mapping[str, Any]) -> SentMessage:
+        """A row of a send's answer: ``sms/send``, ``sms/send/json`` (``mobile``, ``charges``, ``customid``,
+        ``submitted_at``) or ``sms/send/template`` (``to``, ``credits``, ``foreign_id``, ``created_at``; no
+        units or length)."""
         return cls(
             message_id=str(row.get("id", "")),
-            mobile=canonical_number(row.get("mobile")),
+            mobile=canonical_number(row.get("mobile") if "mobile" in row else row.get("to")),
             status=str(row.get("status", "")),
             units=_int(row.get("units")),
             length=_int(row.get("length")),
-            charges=_decimal(row.get("charges")),
-            custom_id=_opt_str(row.get("customid", row.get("custom"))),
-            submitted_at=_opt_str(row.get("submitted_at")),
+            charges=_decimal(row.get("charges") if "charges" in row else row.get("credits")),
+            custom_id=_opt_str(row.get("customid", row.get("custom", row.get("foreign_id")))),
+            submitted_at=_opt_str(row.get("submitted_at", row.get("created_at"))),
         )
 
     @classmethod

@@ -65,6 +65,9 @@ class Paths:
     BALANCE_LEGACY = "account/balance"
     AUTH_ME = "auth/me"
     WEBHOOKS = "developer/webhooks"
+    SEND_TEMPLATE = "sms/send/template"
+    SENDERS = "sms/senders"
+    TEMPLATES = "sms/templates"
 
 
 # Delivery-report vocabulary (reference section 6.1). Everything but AWAITING-DLR is final.

@@ -1,10 +1,14 @@
-"""Sends, prepared: the requests of ``sms/send``, ``sms/send/json`` and ``sms/bulk`` built and checked, and
-how each one's answer is read and its custom id looked up.
+"""Sends, prepared: the requests of ``sms/send``, ``sms/send/json``, ``sms/bulk`` and ``sms/send/template``
+built and checked, and how each one's answer is read and its custom id looked up.
 
-``prepare_sms``, ``prepare_batch`` and ``prepare_upload`` check every argument against the connection and
-build the request; they make no request (an upload's file is opened to read its size and, for a CSV with a
-``column``, its header line). What they return is run exactly once by ``QikberryHook.send_prepared``, and
-read without sending by the send operator's dry run: one preparation for both, so they cannot drift.
+``prepare_sms``, ``prepare_batch``, ``prepare_upload`` (and ``prepare_template``, in
+:mod:`airflow_qikberry.template_sends`) check every argument against the connection and build the request;
+they make no request (an upload's file is opened to read its size and, for a CSV with a ``column``, its
+header line; a send by template is given the account's templates, read by the hook). Each prepared send
+also lists the texts it would post with a DLT template id (``dlt_subjects``), which the hook's DLT
+pre-check (:mod:`airflow_qikberry.precheck`) checks first. What they return is run exactly once by
+``QikberryHook.send_prepared``, and read without sending by the send operator's dry run: one preparation
+for both, so they cannot drift.
 
 Running a prepared send (:meth:`SmsRequest.to_send`, ...) derives its custom id when the caller gave none,
 logs it, and returns the :class:`~airflow_qikberry.idempotency.Send` that
@@ -36,8 +40,15 @@ from airflow_qikberry.payloads import (
     multipart_fields,
     root_payload,
 )
+from airflow_qikberry.precheck import Subject
 from airflow_qikberry.protocol import ApiResponse, Paths, accepted_count, canonical_number, rows_of
-from airflow_qikberry.send_options import BatchParams, BulkParams, SendOptions, SmsParams
+from airflow_qikberry.send_options import (
+    BatchParams,
+    BulkParams,
+    DltCheck,
+    SendOptions,
+    SmsParams,
+)
 from airflow_qikberry.transport.upload import UploadSource
 
 if TYPE_CHECKING:
@@ -71,7 +82,13 @@ class SendIO(NamedTuple):
 
 class PreparedSend(Protocol[T]):
     """A send checked and built, ready to run: :meth:`to_send` gives what ``ExactlyOnce`` runs and whether
-    to look it up before posting it (a task retry)."""
+    to look it up before posting it (a task retry); ``dlt_check`` and :meth:`dlt_subjects` what the DLT
+    pre-check checks first."""
+
+    @property
+    def dlt_check(self) -> DltCheck: ...
+
+    def dlt_subjects(self) -> list[Subject]: ...
 
     def to_send(self, io: SendIO) -> tuple[ido.Send[T], bool]: ...
 
@@ -92,6 +109,10 @@ class SmsRequest(NamedTuple):
     length: MessageLength
     custom_id: str | None
     resend: bool
+    dlt_check: DltCheck = "auto"
+
+    def dlt_subjects(self) -> list[Subject]:
+        return [_subject("message", self.payload, self.payload)]
 
     def to_send(self, io: SendIO) -> tuple[ido.Send[list[SentMessage]], bool]:
         numbers = self.numbers
@@ -139,7 +160,17 @@ def prepare_sms(
     check_request_size(len(numbers), "to")
     payload, length = root_payload(options, settings, message)
     assert length is not None  # a text is required
-    return SmsRequest(numbers, payload, length, options.custom_id, resend)
+    return SmsRequest(numbers, payload, length, options.custom_id, resend, options.dlt_check)
+
+
+def _subject(where: str, fields: Mapping[str, Any], root: Mapping[str, Any]) -> Subject:
+    """The DLT pre-check's view of a text: a node's own fields, else its root's."""
+
+    def get(key: str) -> Any:
+        return fields.get(key, root.get(key))
+
+    template_id = get("template_id")
+    return Subject(where, get("message"), str(get("sender")), str(root["service"]), template_id or None)
 
 
 # --- sms/send/json
@@ -152,6 +183,10 @@ class BatchRequest(NamedTuple):
     nodes: list[BatchNode]
     resend: bool
     check_first: bool | None
+    dlt_check: DltCheck = "auto"
+
+    def dlt_subjects(self) -> list[Subject]:
+        return [_subject(f"nodes[{i}].message", b.payload, self.root) for i, b in enumerate(self.nodes)]
 
     def to_send(self, io: SendIO) -> tuple[ido.Send[BatchResult], bool]:
         root, built = self.root, self.nodes
@@ -321,7 +356,7 @@ def prepare_batch(
     check_request_size(len(nodes), "nodes")
     root, _ = root_payload(options, settings, message, require_message=False)
     built = build_batch_nodes(nodes, root, settings, encoding=options.encoding, max_units=options.max_units)
-    return BatchRequest(root, built, resend, check_first)
+    return BatchRequest(root, built, resend, check_first, options.dlt_check)
 
 
 # --- sms/bulk
@@ -334,6 +369,10 @@ class BulkUpload(NamedTuple):
     source: UploadSource
     custom_id: str | None
     resend: bool
+    dlt_check: DltCheck = "auto"
+
+    def dlt_subjects(self) -> list[Subject]:
+        return [_subject("message", self.payload, self.payload)]
 
     def to_send(self, io: SendIO) -> tuple[ido.Send[int], bool]:
         source = self.source
@@ -419,4 +458,4 @@ def prepare_upload(
         )
     if column is not None and source.name.lower().endswith(".csv"):
         source.check_csv_column(str(column))
-    return BulkUpload(payload, source, options.custom_id, resend)
+    return BulkUpload(payload, source, options.custom_id, resend, options.dlt_check)

@@ -110,6 +110,15 @@ def _fresh_alert_claims(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytes
     monkeypatch.setattr(_dedupe, "_locks", {})
 
 
+@pytest.fixture(autouse=True)
+def _fresh_dlt_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hook keeps the account's DLT senders and templates for a while in the process: each test starts
+    without them, so one test's emulator seeds never answer for another's."""
+    from airflow_qikberry import catalog
+
+    monkeypatch.setattr(catalog, "_cache", {})
+
+
 # Modules under these folders keep state across their tests (the reliability figures): one worker runs each
 # such module whole, in file order. Every other test is its own unit of work.
 WHOLE_MODULE_FOLDERS = ("tests/reliability/",)

@@ -13,7 +13,7 @@ import pytest
 from airflow_qikberry import ratelimit
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.ratelimit import BucketChain, Budget, BudgetRegistry, TokenBucket
-from tests.helpers import TEST_TOKEN
+from tests.helpers import TEST_TOKEN, count
 
 
 class FakeClock:
@@ -230,7 +230,8 @@ def test_hook_gets_are_rate_limited(make_qikberry_conn: Any, emulator: Any) -> N
     hook._bucket._sleep = clock.sleep
     hook._bucket._updated = 0.0
     for _ in range(12):
-        hook.test_connection()
+        hook.get_balance()  # one GET each (test_connection also reads the DLT senders and templates)
+    assert count(emulator, "GET finance/balance") == 12
     assert clock.slept == pytest.approx([1.0] * 6)  # a burst of 6 (a tenth of 60/min), then one per second
 
 

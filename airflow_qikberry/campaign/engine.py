@@ -10,6 +10,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -90,11 +91,17 @@ def run_campaign(
     import tempfile
 
     from airflow_qikberry import idempotency as ido
+    from airflow_qikberry.campaign import dlt
     from airflow_qikberry.payloads import root_payload
 
     log = log if log is not None else logging.getLogger(__name__)
     ident: TaskIdentity | None = ido.task_identity() if identity is _CURRENT_TASK else identity
     settings = hook.settings  # reads the connection; no request
+    # A DLT template: by template, its sender and DLT id are the campaign's and it renders each row; either
+    # way, each row's text is checked against it in pass 1 (reads the account's templates, cached).
+    with_dlt = dlt.plan(options, hook, settings, log)
+    options = replace(options, send=with_dlt.send)
+    render = with_dlt.render or render
     # Every send parameter is checked now, with the connection's defaults, not at the first chunk; the
     # schedule of each batch still to be sent is checked by batch_times, which names the batch.
     root, _ = root_payload(
@@ -118,6 +125,7 @@ def run_campaign(
                 encoding=options.send.encoding,
                 max_units=options.send.max_units,
                 field_name=source.field,
+                check=with_dlt.check,
             )
         check_limits(prepared, report, max_invalid_ratio=options.max_invalid_ratio, field=source.field)
         chunks = plan.chunks(prepared.accepted)

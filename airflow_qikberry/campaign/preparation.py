@@ -237,6 +237,7 @@ def prepare(
     encoding: str = "auto",
     max_units: int | None = None,
     field_name: str = "recipients",
+    check: Callable[[str], str | None] | None = None,
 ) -> Prepared:
     """Pass 1: validate, render, de-duplicate and measure every row; spool the accepted ones.
 
@@ -245,8 +246,10 @@ def prepare(
     its API ``type`` for the campaign's encoding; see :func:`airflow_qikberry.payloads.validated_batch_node`).
     Exact duplicates (same canonical number and text) are recognised by an 8-byte BLAKE2b digest of the line
     kept in a set: about 70-100 bytes per accepted row, the only memory that grows with the campaign
-    (docs/campaign.md). More than 500,000 accepted messages stop the pass with an error at once.
+    (docs/campaign.md). More than 500,000 accepted messages stop the pass with an error at once. ``check``
+    (the DLT pre-check of a rendered text: what differs, or None) rejects a row as ``dlt_mismatch``.
     """
+    from airflow_qikberry.campaign.dlt import DLT_MISMATCH
     from airflow_qikberry.payloads import API_TYPE
 
     if (message is None) == (render is None):
@@ -286,6 +289,8 @@ def prepare(
         else:
             try:
                 text = render(row)  # type: ignore[misc]
+            except QikberryValidationError:
+                raise  # about every row (a template variable without a column), not this one
             except Exception as exc:
                 report.add(number_in_source, TEMPLATE_ERROR, given, f"{type(exc).__name__}: {exc}")
                 continue
@@ -294,6 +299,9 @@ def prepare(
                 report.add(number_in_source, measured[0], given, measured[1])
                 continue
             info = measured
+            if check is not None and (differs := check(text)) is not None:
+                report.add(number_in_source, DLT_MISMATCH, given, differs)
+                continue
             line = encode([number, text, API_TYPE[info.encoding]])
         data = (line + "\n").encode()
         fingerprint = int.from_bytes(blake2b(data, digest_size=8).digest(), "big")

@@ -12,7 +12,7 @@ that do the work are imported on first use.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -20,6 +20,8 @@ from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_TYPE
+from airflow_qikberry.hooks.dlt import DltHookMixin
+from airflow_qikberry.hooks.policy import RetrySettingsMixin, positive_or_none
 
 if TYPE_CHECKING:
     import requests
@@ -41,8 +43,9 @@ T = TypeVar("T")
 __all__ = ["QikberryHook"]
 
 
-class QikberryHook(BaseHook):
-    """Talk to the Qikberry SMS API (MOBtexting v2): send, look up delivery status, check balance.
+class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
+    """Talk to the Qikberry SMS API (MOBtexting v2): send, look up delivery status, check balance; DLT
+    senders, templates and sends by template come from :class:`~airflow_qikberry.hooks.dlt.DltHookMixin`.
 
     The connection (conn type ``qikberry``) holds the access token in its password, the base URL in its
     host and defaults (sender, service, DLT entity id, default region, ...) in its extras. It is read
@@ -119,7 +122,7 @@ class QikberryHook(BaseHook):
                 field="reconcile_window",
             )
         self.reconcile_window_override = reconcile_window
-        self.retry_deadline_override = _positive_or_none(retry_deadline, "retry_deadline")
+        self.retry_deadline_override = positive_or_none(retry_deadline, "retry_deadline")
         self.clock_skew = clock_skew
         self._extras_set: frozenset[str] = frozenset()
         # The deadline is fitted to the connection's window and timeout when the connection is read.
@@ -129,45 +132,6 @@ class QikberryHook(BaseHook):
             max_retry_after=max_retry_after,
             log=self.log,
         )
-
-    @property
-    def max_attempts(self) -> int:
-        return self.policy.max_attempts
-
-    @max_attempts.setter
-    def max_attempts(self, value: int) -> None:
-        self.policy.max_attempts = max(1, value)
-
-    @property
-    def retry_deadline(self) -> float:
-        """The deadline of each call, fitted to the connection (reading it, like :attr:`reconcile_window`)."""
-        _ = self.settings
-        return self.policy.deadline
-
-    @retry_deadline.setter
-    def retry_deadline(self, value: float) -> None:
-        self.retry_deadline_override = _positive_or_none(value, "retry_deadline")
-        if "settings" in self.__dict__:
-            self._fit_to(self.settings)
-        else:
-            self.policy.deadline = value
-
-    @property
-    def max_retry_after(self) -> float:
-        return self.policy.max_retry_after
-
-    @max_retry_after.setter
-    def max_retry_after(self, value: float) -> None:
-        self.policy.max_retry_after = value
-
-    @property
-    def _sleep(self) -> Callable[[float], None]:
-        """How the hook waits (retries, lookups); tests replace it to record waits instead."""
-        return self.policy.sleep
-
-    @_sleep.setter
-    def _sleep(self, sleep: Callable[[float], None]) -> None:
-        self.policy.sleep = sleep
 
     # -- connection and transport
 
@@ -429,6 +393,7 @@ class QikberryHook(BaseHook):
         """
         from airflow_qikberry.sends import SendIO
 
+        self.check_dlt(prepared)  # the DLT pre-check, before any request
         io = SendIO(self.transport, self._status_rows, self._reuse_check, self.log)
         send, look_first = prepared.to_send(io)
         return self._exactly_once().run(send, task_retry=look_first)
@@ -496,7 +461,7 @@ class QikberryHook(BaseHook):
         return self._run(balance(service))
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the token with ``auth/me``: never sends, never spends."""
+        """Check the token with ``auth/me`` and list the account's DLT senders and templates: never sends."""
         from airflow_qikberry.exceptions import QikberryError
         from airflow_qikberry.protocol import Paths, redact
 
@@ -509,7 +474,9 @@ class QikberryHook(BaseHook):
             return False, redact(text, settings.token if settings else "")
         data = response.data if isinstance(response.data, Mapping) else {}
         who = data.get("username") or data.get("name") or data.get("email")
-        return True, f"Connected to {self.settings.base_url}" + (f" as {who}" if who else "")
+        return True, f"Connected to {self.settings.base_url}" + (f" as {who}" if who else "") + (
+            f"; {self.dlt_summary()}"
+        )
 
     # -- connection form (Airflow < 3.2; newer versions read conn-fields from provider info)
 
@@ -524,11 +491,3 @@ class QikberryHook(BaseHook):
         from airflow_qikberry.connection import ui_field_behaviour
 
         return ui_field_behaviour()
-
-
-def _positive_or_none(value: float | None, name: str) -> float | None:
-    if value is not None and not value > 0:
-        raise QikberryValidationError(
-            f"{name} must be a positive number of seconds, got {value!r}.", field=name
-        )
-    return value

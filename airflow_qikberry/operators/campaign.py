@@ -99,6 +99,18 @@ class QikberryBulkCampaignOperator(BaseOperator):
     :param message_template: a Jinja template rendered per row with ``row`` (the row's columns, e.g.
         ``{{ row.name }}``) and the task context (``{{ ds }}``, ``{{ params }}``) in scope, in the task's
         sandboxed environment. Not a template field: Airflow would render it once, without ``row``.
+    :param template: a stored DLT template (templated: its alias, id, DLT template id or name): each row's
+        text is its body with every ``{{variable}}`` taken from the row's column of that name; its sender
+        and DLT template id are the campaign's (docs/dlt.md).
+    :param template_columns: with ``template``, variables taken from other columns, e.g.
+        ``{"otp": "code"}`` (templated).
+
+    DLT:
+
+    :param dlt_check: check every row's text against its DLT template before sending (``"auto"``, the
+        default: where a template or ``template_id`` is given and the template is known; ``"required"``:
+        fail when the check cannot run; ``"off"``). A row that does not fit is a rejected row with reason
+        ``dlt_mismatch`` and what differs.
 
     How it is sent:
 
@@ -143,6 +155,8 @@ class QikberryBulkCampaignOperator(BaseOperator):
         "recipients_xcom_task_id",
         "recipients_xcom_key",
         "message",
+        "template",
+        "template_columns",
         "name",
         "sender",
         "service",
@@ -177,6 +191,9 @@ class QikberryBulkCampaignOperator(BaseOperator):
         sql_parameters: Any = None,
         message: str | XComArg | None = None,
         message_template: str | None = None,
+        template: str | None = None,
+        template_columns: Any = None,
+        dlt_check: Any = "auto",
         name: str | None = None,
         sender: str | None = None,
         service: str | None = None,
@@ -227,6 +244,9 @@ class QikberryBulkCampaignOperator(BaseOperator):
         self.sql_parameters = sql_parameters
         self.message = message
         self.message_template = message_template
+        self.template = template
+        self.template_columns = template_columns
+        self.dlt_check = dlt_check
         self.name = name
         self.sender = sender
         self.service = service
@@ -272,6 +292,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
             check_balance=self.check_balance,
             dry_run=self.is_dry_run,
             resend=self.resend,
+            template_columns=self.template_columns,
         )
         source = self._source(context)
         render = None
