@@ -111,6 +111,8 @@ class ConnectionSettings:
     poll_budget_per_minute: int = 500
     # Seconds bounding each call, retries and lookups included; None: derived from the window and timeout.
     retry_deadline: float | None = None
+    # Operators record what they send for delivery-event assets (docs/delivery-events.md).
+    delivery_events: bool = False
 
     @classmethod
     def from_connection(cls, conn: Any) -> ConnectionSettings:
@@ -182,6 +184,7 @@ class ConnectionSettings:
             api_timezone=zone,
             poll_budget_per_minute=_poll_budget(get("poll_budget_per_minute"), rate),
             retry_deadline=deadline,
+            delivery_events=_boolean(get("delivery_events"), "delivery_events", default=False),
         )
 
 
