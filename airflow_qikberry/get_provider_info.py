@@ -75,6 +75,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "of the GET budget, at most as many. Empty: half the GET budget (500 with the default 1000).",
         "schema": {"type": ["integer", "null"], "minimum": 1},
     },
+    "delivery_events": {
+        "label": "Record sends for delivery events",
+        "description": "Operators record each accepted send (its group id), so delivery-event assets can "
+        "read its reports back from the status API when no push arrives (Airflow 3).",
+        "schema": {"type": ["boolean", "null"], "default": False},
+    },
     "api_timezone": {
         "label": "API time zone",
         "description": "Time zone of the API's timestamps and of scheduled send times.",
@@ -110,6 +116,7 @@ def get_provider_info() -> dict[str, Any]:
                     "/docs/campaign.md",
                     "/docs/sensor.md",
                     "/docs/notifier.md",
+                    "/docs/delivery-events.md",
                 ],
                 "tags": ["service"],
             }
@@ -137,7 +144,19 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Qikberry", "python-modules": ["airflow_qikberry.sensors.delivery"]}
         ],
         "triggers": [
-            {"integration-name": "Qikberry", "python-modules": ["airflow_qikberry.triggers.delivery"]}
+            {
+                "integration-name": "Qikberry",
+                "python-modules": [
+                    "airflow_qikberry.triggers.delivery",
+                    "airflow_qikberry.triggers.delivery_events",
+                ],
+            }
+        ],
+        "plugins": [
+            {
+                "name": "qikberry_delivery_reports",
+                "plugin-class": "airflow_qikberry.plugins.delivery_reports.QikberryDeliveryReportsPlugin",
+            }
         ],
         "notifications": ["airflow_qikberry.notifications.qikberry.QikberryNotifier"],
         "connection-types": [
