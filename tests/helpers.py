@@ -165,7 +165,11 @@ class Sleeps(list[float]):
 
     Each recorded wait also moves :meth:`clock` (give it to ``hook.policy.clock`` so ``retry_deadline`` is
     spent by simulated waits) and, when an emulator is given, the emulator's clock, so messages accepted
-    with ``visibility_delay_seconds`` become visible while the hook "waits".
+    with ``visibility_delay_seconds`` become visible while the hook "waits". Time passes for the emulator
+    too: before the clock moves, the requests it is still handling finish (a send the client gave up on
+    after its read timeout is then accepted before the lookups that follow, as it would be within a real
+    wait; without this, a busy machine could run a whole simulated reconcile window before the emulator
+    has processed the request it is about).
 
     Example::
 
@@ -183,6 +187,7 @@ class Sleeps(list[float]):
         self.append(seconds)
         self.now += seconds
         if self.emulator is not None and seconds > 0:
+            self.emulator.wait_requests_done()
             self.emulator.advance_clock(seconds)
 
     def clock(self) -> float:

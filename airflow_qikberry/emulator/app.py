@@ -145,6 +145,14 @@ class Emulator:
         """The emulator clock (wall clock plus every ``advance_clock``) as an aware datetime."""
         return self.state.now()
 
+    def wait_requests_done(self, timeout: float = RESET_TIMEOUT_SECONDS) -> bool:
+        """Wait (at most ``timeout`` s) until no API request is being handled; False when the wait timed out.
+
+        For a client that simulates its waits: before it "waits" N seconds, the requests the emulator is still
+        handling (a send it already gave up on, say) finish, as they would within N real seconds.
+        """
+        return self.state.wait_requests_done(timeout)
+
     def advance_clock(self, seconds: float) -> None:
         """Move emulator time forward, then finalise due messages and make due webhook calls."""
         self.state.advance(seconds)

@@ -176,6 +176,11 @@ class EmulatorState:
             if self.active_requests == 0:
                 self._requests.notify_all()
 
+    def wait_requests_done(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until no API request is being handled; False when it timed out."""
+        with self._requests:
+            return self._requests.wait_for(lambda: self.active_requests == 0, timeout=timeout)
+
     def reset(self, timeout: float = RESET_TIMEOUT_SECONDS) -> bool:
         """Wait (at most ``timeout`` s) for in-flight API requests, then forget everything.
 

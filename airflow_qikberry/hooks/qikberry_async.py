@@ -121,14 +121,18 @@ class QikberryAsyncHook(BaseHook):
             from airflow_qikberry.transport.aio import HttpxTransport
 
             s = await self.get_settings()
-            self._transport = HttpxTransport(s, policy=self.policy, timeout=self.timeout_override)
+            # Checked again after the await: concurrent first lookups each opened a client, one never closed.
+            if self._transport is None:
+                self._transport = HttpxTransport(s, policy=self.policy, timeout=self.timeout_override)
         return self._transport
 
     async def get_poll_transport(self) -> HttpxTransport:
         """The transport of delivery polls: this hook's client and retry policy, within both the token's GET
         budget and its poll budget; a 429 holds the poll budget of the whole process."""
         if self._poll_transport is None:
-            self._poll_transport = (await self.get_transport()).for_polls()
+            transport = await self.get_transport()
+            if self._poll_transport is None:
+                self._poll_transport = transport.for_polls()
         return self._poll_transport
 
     async def close(self) -> None:

@@ -7,6 +7,7 @@ sync transport.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,22 @@ if TYPE_CHECKING:
     from airflow_qikberry.connection import ConnectionSettings
 
 
-__all__ = ["HttpxTransport"]
+__all__ = ["HttpxTransport", "TransportClosed"]
+
+
+class TransportClosed(Exception):
+    """A request on a transport whose hook was closed. Not a :class:`QikberryError`: a coalesced lookup that
+    dies of it is made again by each caller that joined it, on its own transport."""
+
+
+class _Pool:
+    """The client and the requests in flight on it, shared by a transport and its :meth:`for_polls` view, so
+    that closing either closes both and nothing opens a new client afterwards."""
+
+    def __init__(self) -> None:
+        self.client: httpx.AsyncClient | None = None
+        self.closed = False
+        self.in_flight: set[asyncio.Future[None]] = set()
 
 
 class HttpxTransport(Transport):
@@ -45,31 +61,47 @@ class HttpxTransport(Transport):
 
     def __init__(self, settings: ConnectionSettings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
-        self._client: httpx.AsyncClient | None = None
+        self._pool = _Pool()
         install_log_filter("httpx")
         install_log_filter("httpcore")
 
     @property
     def client(self) -> httpx.AsyncClient:
-        if self._client is None:
+        pool = self._pool
+        if pool.closed:
+            # A coalesced lookup outlives the trigger that started it; reopening here leaked its sockets.
+            raise TransportClosed("the Qikberry hook of this request was closed")
+        if pool.client is None:
             import httpx
 
             s = self.settings
-            self._client = httpx.AsyncClient(
+            pool.client = httpx.AsyncClient(
                 headers=auth_headers(s.token, s.auth_in, USER_AGENT),
                 timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout),
                 verify=s.verify_ssl,
                 limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
             )
-        return self._client
+        return pool.client
 
     def _open_pool(self) -> None:
         self.client  # noqa: B018  (a property that creates the client)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close the client once the requests still on it have their answers (at most a request timeout).
+
+        Such a request belongs to a coalesced lookup another trigger may still await; closing its connection
+        under it made it retry on a new one, which nothing closed (a ResourceWarning in the task log).
+        Afterwards, requests on this transport raise :class:`TransportClosed`.
+        """
+        pool = self._pool
+        pool.closed = True
+        try:
+            if pool.in_flight:
+                await asyncio.wait(set(pool.in_flight), timeout=self.read_timeout + self.connect_timeout)
+        finally:
+            if pool.client is not None:
+                await pool.client.aclose()
+                pool.client = None
 
     async def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None
@@ -77,12 +109,18 @@ class HttpxTransport(Transport):
         import httpx
 
         s = self.settings
+        client = self.client
+        answered = asyncio.get_running_loop().create_future()
+        self._pool.in_flight.add(answered)
         try:
-            response = await self.client.request(
+            response = await client.request(
                 method, s.base_url + path, params=query_params(params, s.token, s.auth_in)
             )
         except httpx.HTTPError as exc:
             raise _classified(exc, f"{method} {path}", s.token) from None
+        finally:
+            self._pool.in_flight.discard(answered)
+            answered.set_result(None)
         return RawResponse(
             response.status_code, response.content.decode("utf-8", "replace"), response.headers
         )

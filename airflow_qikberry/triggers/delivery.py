@@ -145,51 +145,52 @@ class QikberryDeliveryTrigger(BaseTrigger):
         return target - now
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
+
+        hook = QikberryAsyncHook(qikberry_conn_id=self.qikberry_conn_id)
+        try:
+            payload = await self._wait(hook)
+        finally:
+            # Closed before the event is given: Airflow 2.11's dag.test() takes the first event and never
+            # closes the generator, so a close after the yield would not run (its sockets leaked).
+            await hook.close()
+        yield TriggerEvent(payload)
+
+    async def _wait(self, hook: QikberryAsyncHook) -> dict[str, Any]:
+        """Sweep until a verdict, the deadline or an error that cannot heal; return the event's payload."""
         from airflow_qikberry.delivery.report import describe, event_payload
         from airflow_qikberry.delivery.sweep import is_transient
         from airflow_qikberry.exceptions import QikberryError
-        from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
 
         tracker = self._tracker()
-        hook = QikberryAsyncHook(qikberry_conn_id=self.qikberry_conn_id)
         waits = 0
-        try:
-            while True:
-                # The worker checked just before deferring; a restarted trigger waits one interval too.
-                now = time.time()
-                remaining = self.end_time - now
-                if remaining > 0:
-                    await asyncio.sleep(min(self.next_wait(waits, now), remaining))
-                # Another trigger's answer from this grid point is fresh; our own previous one never is.
-                max_age = min(self.interval(waits) / 4, 10.0)
-                waits += 1
-                remaining = self.end_time - time.time()
-                if remaining <= 0:
-                    yield TriggerEvent(event_payload("timeout", tracker.summary()))
-                    return
-                try:
-                    lookups = await asyncio.wait_for(self._sweep(hook, tracker, max_age), timeout=remaining)
-                except asyncio.TimeoutError:
-                    yield TriggerEvent(event_payload("timeout", tracker.summary()))
-                    return
-                except QikberryError as exc:
-                    if not is_transient(exc):
-                        message = f"Qikberry delivery check failed: {exc}"
-                        yield TriggerEvent(event_payload("error", tracker.summary(), message))
-                        return
-                    self.log.warning(
-                        "Qikberry delivery check %d incomplete, next one retries: %s", waits, exc
-                    )
-                    continue
-                verdict = tracker.verdict()
-                self.log.info(
-                    "Qikberry delivery check %d (%d lookups): %s", waits, lookups, describe(verdict.summary)
-                )
-                if verdict.state != "pending":
-                    yield TriggerEvent(event_payload(verdict.state, verdict.summary))
-                    return
-        finally:
-            await hook.close()
+        while True:
+            # The worker checked just before deferring; a restarted trigger waits one interval too.
+            now = time.time()
+            remaining = self.end_time - now
+            if remaining > 0:
+                await asyncio.sleep(min(self.next_wait(waits, now), remaining))
+            # Another trigger's answer from this grid point is fresh; our own previous one never is.
+            max_age = min(self.interval(waits) / 4, 10.0)
+            waits += 1
+            remaining = self.end_time - time.time()
+            if remaining <= 0:
+                return event_payload("timeout", tracker.summary())
+            try:
+                lookups = await asyncio.wait_for(self._sweep(hook, tracker, max_age), timeout=remaining)
+            except asyncio.TimeoutError:
+                return event_payload("timeout", tracker.summary())
+            except QikberryError as exc:
+                if not is_transient(exc):
+                    return event_payload("error", tracker.summary(), f"Qikberry delivery check failed: {exc}")
+                self.log.warning("Qikberry delivery check %d incomplete, next one retries: %s", waits, exc)
+                continue
+            verdict = tracker.verdict()
+            self.log.info(
+                "Qikberry delivery check %d (%d lookups): %s", waits, lookups, describe(verdict.summary)
+            )
+            if verdict.state != "pending":
+                return event_payload(verdict.state, verdict.summary)
 
     @staticmethod
     async def _sweep(hook: QikberryAsyncHook, tracker: DeliveryTracker, max_age: float) -> int:

@@ -429,3 +429,43 @@ def test_query_token_never_in_errors_or_logs(
         texts += [repr(exc.__cause__), repr(exc.__context__), str(exc.__context__)]
     for text in texts:
         assert TEST_TOKEN not in text
+
+
+def test_concurrent_first_lookups_share_one_client(qikberry_conn: str, emulator: Any) -> None:
+    """The first lookups of a hook, started together (a sweep's), used to each open a client while the
+    connection was being read; only the last one was kept and closed, the others leaked their sockets."""
+
+    async def main() -> tuple[int, int]:
+        hook = QikberryAsyncHook(qikberry_conn_id=qikberry_conn)
+        try:
+            transports = await asyncio.gather(*(hook.get_poll_transport() for _ in range(8)))
+            plain = await asyncio.gather(*(hook.get_transport() for _ in range(8)))
+            return len({id(t) for t in transports}), len({id(t) for t in plain})
+        finally:
+            await hook.close()
+
+    assert asyncio.run(main()) == (1, 1)
+
+
+def test_a_lookup_outliving_its_hook_gets_its_answer_and_opens_nothing(
+    qikberry_conn: str, emulator: Any
+) -> None:
+    """A coalesced lookup another trigger still awaits can outlive the hook whose client it uses. Closing
+    waits for the answer on the wire; afterwards nothing reopens a client that nobody would close."""
+    from airflow_qikberry.transport.aio import TransportClosed
+
+    emulator.set_faults([{"endpoint": "finance/balance", "kind": "latency", "seconds": 0.5, "times": 1}])
+
+    async def main() -> tuple[Any, Any]:
+        hook = QikberryAsyncHook(qikberry_conn_id=qikberry_conn)
+        transport = await hook.get_transport()
+        lookup = asyncio.ensure_future(transport.get("finance/balance"))
+        await asyncio.sleep(0.2)  # on the wire
+        await hook.close()
+        answer = await lookup
+        with pytest.raises(TransportClosed):
+            await transport.for_polls().get("finance/balance")
+        return answer, transport._pool.client
+
+    answer, client = asyncio.run(main())
+    assert answer is not None and client is None

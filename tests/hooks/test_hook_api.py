@@ -301,6 +301,7 @@ def test_upload_bulk_streams_the_file(tmp_path: Path, monkeypatch: pytest.Monkey
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        proc.stdout.close()
 
 
 def test_upload_bulk_filename_cannot_break_the_multipart_header(

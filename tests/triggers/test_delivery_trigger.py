@@ -8,9 +8,11 @@ where a test says so.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -401,3 +403,32 @@ def test_status_rows_in_another_order_still_count_every_message_once(
     summary = tracker.summary()
     assert (summary["total"], summary["delivered"], summary["pending"]) == (len(watched), len(watched), 0)
     assert tracker.verdict().state == "success"
+
+
+@pytest.mark.parametrize("outcome", ["success", "timeout", "timeout-mid-request"])
+def test_the_connections_are_closed_before_the_event_is_given(
+    qikberry_conn: str, emulator: Any, outcome: str
+) -> None:
+    """Airflow 2.11's ``dag.test()`` runs a trigger as ``async for event in trigger.run(): return event`` in
+    ``asyncio.run``: nobody closes the generator, and ``asyncio.run`` cancels its finalizer task, so a client
+    closed in a ``finally`` after the ``yield`` leaked its sockets (ResourceWarning in the task log). The
+    trigger closes its hook before it yields."""
+    if outcome.startswith("timeout"):
+        emulator.configure(dlr_delay_seconds=3600)
+    _, ids = send_group(emulator, 30)
+    if outcome == "timeout-mid-request":  # the deadline passes while lookups are on the wire
+        emulator.set_faults([{"endpoint": "sms/status", "kind": "latency", "seconds": 2.0, "times": 1000}])
+    wait = 30.0 if outcome == "success" else 1.0
+    trigger = QikberryDeliveryTrigger(message_ids=ids, end_time=time.time() + wait, poll_interval=0.1)
+
+    async def inline() -> Any:  # airflow.models.dag._run_inline_trigger, Airflow 2.11
+        async for event in trigger.run():
+            return event
+        return None
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        event = asyncio.run(inline())
+        gc.collect()
+    assert event.payload["status"] == outcome.split("-")[0]
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
