@@ -50,7 +50,9 @@ def qikberry_payment_reminders() -> None:
             for i in range(CUSTOMERS)
         ],
         phone_column="phone",
-        message_template="Hi {{ row.name }}, Rs {{ row.amount }} is due on your account (wave {{ params.wave }}).",
+        message_template=(
+            "Hi {{ row.name }}, Rs {{ row.amount }} is due on your account (wave {{ params.wave }})."
+        ),
         chunk_size=10,
     )
 

@@ -241,6 +241,9 @@ class DeliveryReport:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeliveryReport:
         """Read back :meth:`to_dict` output (the push inbox stores reports in this form)."""
-        fields = {name: data.get(name) for name in cls.__dataclass_fields__ if name != "message_id"}
-        fields = {name: value for name, value in fields.items() if value is not None}
+        fields: dict[str, Any] = {
+            name: data[name]
+            for name in cls.__dataclass_fields__
+            if name != "message_id" and data.get(name) is not None
+        }
         return cls(message_id=str(data["id"]), **fields)

@@ -28,7 +28,7 @@ __all__ = ["reports_in"]
 def _events(value: Any, asset: Any) -> Iterable[Any]:
     if value is None:
         return []
-    if isinstance(value, Mapping) or hasattr(value, "values") and hasattr(value, "__getitem__"):
+    if isinstance(value, Mapping) or (hasattr(value, "values") and hasattr(value, "__getitem__")):
         if asset is not None:
             return list(value[asset])
         return [event for events in value.values() for event in events]

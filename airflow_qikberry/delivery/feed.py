@@ -181,7 +181,8 @@ class DeliveryFeed:
             self._trackers.pop(group.group_id, None)
             if not group.closed:
                 self.log.warning(
-                    "Qikberry delivery events: group %s is older than the lookback (%g h) with messages still "
+                    "Qikberry delivery events: group %s is older than the lookback (%g h) with messages "
+                    "still "
                     "pending; it is no longer read",
                     group.group_id,
                     self.settings.lookback / 3600,
@@ -220,7 +221,9 @@ class DeliveryFeed:
                 await self.variables.delete(key)
                 continue
             known = self.memory.groups.get(parsed.group_id)
-            if parsed.sent_at < now - self.settings.lookback or (known is not None and known.source == "sent"):
+            if parsed.sent_at < now - self.settings.lookback or (
+                known is not None and known.source == "sent"
+            ):
                 self._registry_seen.add(key)
                 continue
             text = await self.variables.get(key)
@@ -255,15 +258,15 @@ class DeliveryFeed:
             # The whole inbox of the connection: on a first sweep, after a long pause, and now and then to
             # delete what is older than the retention (whoever received it).
             self._pruned_at = now
-            keys = [k for k in map(lambda key: parse_inbox_key(conn_id, key), await self.variables.keys(
-                inbox_prefix(conn_id)
-            )) if k is not None]
             fresh: list[InboxKey] = []
-            for key in keys:
-                if key.received_ms < (now - INBOX_RETENTION) * 1000:
-                    await self.variables.delete(key.key)
+            for name in await self.variables.keys(inbox_prefix(conn_id)):
+                found = parse_inbox_key(conn_id, name)
+                if found is None:
+                    continue
+                if found.received_ms < (now - INBOX_RETENTION) * 1000:
+                    await self.variables.delete(found.key)
                 else:
-                    fresh.append(key)
+                    fresh.append(found)
             return fresh
         # One bucket before the last one read: a report received just before a bucket turned over may be
         # written after the listing (or on an API server whose clock is a little behind).
@@ -286,8 +289,10 @@ class DeliveryFeed:
                 continue
             group_id, _ = split_id(key.message_id)
             group = self.memory.groups.get(group_id) if group_id else None
-            if group is None and group_id is not None and (
-                not settings.learn_from_pushes or settings.selection.campaign is not None
+            if (
+                group is None
+                and group_id is not None
+                and (not settings.learn_from_pushes or settings.selection.campaign is not None)
             ):
                 continue  # a group this watcher does not read: not one of its campaign's, or not learned
             text = await self.variables.get(key.key)
@@ -299,7 +304,9 @@ class DeliveryFeed:
 
                 report = DeliveryReport.from_dict(json.loads(text))
             except (ValueError, KeyError, TypeError) as exc:
-                self.log.warning("Qikberry delivery events: unreadable inbox entry %s skipped: %s", key.key, exc)
+                self.log.warning(
+                    "Qikberry delivery events: unreadable inbox entry %s skipped: %s", key.key, exc
+                )
                 continue
             report = replace(report, outcome=settings.statuses.outcome(report.status))
             if group is None and group_id is not None:
@@ -369,14 +376,16 @@ class DeliveryFeed:
             return rows
 
         results = await asyncio.gather(*(read(g, t) for g, t in work))
-        for (group, tracker), rows in zip(work, results):
+        for (group, tracker), rows in zip(work, results, strict=True):
             for row in rows:
                 if row.group_id != group.group_id or self.settings.statuses.outcome(row.status) == "pending":
                     continue
                 if self.memory.processed(row.message_id):
                     continue
                 stats["read_back"] += 1
-                self._process(DeliveryReport.from_status(row, self.settings.statuses, self.api_timezone), now, out)
+                self._process(
+                    DeliveryReport.from_status(row, self.settings.statuses, self.api_timezone), now, out
+                )
             self._maybe_close(group, tracker, now)
 
     def _maybe_close(self, group: GroupMemory, tracker: DeliveryTracker, now: float) -> None:

@@ -42,9 +42,9 @@ __all__ = [
     "REGISTRY_RETENTION",
     "InboxKey",
     "MetadataDbVariables",
+    "SdkVariables",
     "SentEntry",
     "SentKey",
-    "SdkVariables",
     "VariableStore",
     "bucket_of",
     "conn_key",
@@ -213,7 +213,7 @@ class SdkVariables:
         def delete() -> None:
             try:
                 Variable.delete(key)
-            except Exception as exc:  # noqa: BLE001 - another watcher deleted it first: nothing to do
+            except Exception as exc:
                 if "not found" not in str(exc).lower() and "404" not in str(exc):
                     raise
 
@@ -261,10 +261,9 @@ class MetadataDbVariables:
 
     def put(self, key: str, value: str, description: str) -> bool:
         """Insert a Variable (blocking); False when the key exists already (an identical report)."""
-        from sqlalchemy.exc import IntegrityError
-
         from airflow.models.variable import Variable
         from airflow.utils.session import create_session
+        from sqlalchemy.exc import IntegrityError
 
         try:
             with create_session() as session:
@@ -312,7 +311,7 @@ def record_sent(
     Example::
 
         sent = hook.send_sms(numbers, text)
-        record_sent("qikberry_default", {sent[0].group_id: [int(m.message_id.rsplit(":", 1)[1]) for m in sent]})
+        record_sent("qikberry_default", positions_by_group([m.message_id for m in sent]))
     """
     from airflow.providers.common.compat.sdk import Variable
 
@@ -335,7 +334,7 @@ def record_sent(
                 description="Qikberry: a send recorded for delivery-event assets (docs/delivery-events.md); "
                 "deleted after 30 days.",
             )
-        except Exception as exc:  # noqa: BLE001 - recording must never fail a send that was accepted
+        except Exception as exc:
             if log is not None:
                 log.warning(
                     "Could not record group %s for delivery events (its reports will come by push only): %s",

@@ -91,10 +91,10 @@ class PositionSet:
         return i >= 0 and pos <= self._ends[i]
 
     def __len__(self) -> int:
-        return sum(last - first + 1 for first, last in zip(self._starts, self._ends))
+        return sum(last - first + 1 for first, last in zip(self._starts, self._ends, strict=True))
 
     def __iter__(self) -> Iterator[int]:
-        for first, last in zip(self._starts, self._ends):
+        for first, last in zip(self._starts, self._ends, strict=True):
             yield from range(first, last + 1)
 
     def __bool__(self) -> bool:
@@ -110,14 +110,16 @@ class PositionSet:
         return f"PositionSet({str(self)!r})"
 
     def runs(self) -> list[tuple[int, int]]:
-        return list(zip(self._starts, self._ends))
+        return list(zip(self._starts, self._ends, strict=True))
 
     def without(self, other: PositionSet) -> list[int]:
         """The positions of this set that are not in ``other``, in order."""
         return [pos for pos in self if pos not in other]
 
     def __str__(self) -> str:
-        return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in zip(self._starts, self._ends))
+        return ",".join(
+            str(a) if a == b else f"{a}-{b}" for a, b in zip(self._starts, self._ends, strict=True)
+        )
 
 
 @dataclass
@@ -202,8 +204,8 @@ class EventMemory:
             group.source = "sent"
             group.since = since
         if positions is not None:
-            group.expected = positions if group.expected is None else PositionSet(
-                group.expected.runs() + positions.runs()
+            group.expected = (
+                positions if group.expected is None else PositionSet(group.expected.runs() + positions.runs())
             )
             group.closed = group.closed and not group.pending_positions()
         group.campaign = campaign if campaign is not None else group.campaign
@@ -271,7 +273,9 @@ class EventMemory:
             data = json.loads(text) if isinstance(text, (str, bytes)) else text
             if not isinstance(data, dict) or data.get("v") != MEMORY_VERSION:
                 return memory
-            memory.groups = {gid: GroupMemory.from_json(gid, g) for gid, g in dict(data.get("g") or {}).items()}
+            memory.groups = {
+                gid: GroupMemory.from_json(gid, g) for gid, g in dict(data.get("g") or {}).items()
+            }
             memory.loose = {str(k): float(v) for k, v in dict(data.get("o") or {}).items()}
             bucket = data.get("i")
             memory.inbox_bucket = None if bucket is None else int(bucket)

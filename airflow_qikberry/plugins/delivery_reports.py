@@ -79,7 +79,9 @@ def _load_settings(conn_id: str) -> ReceiverSettings | None:
         value = extra.get(name, extra.get(f"extra__qikberry__{name}"))
         return None if value in (None, "") else str(value)
 
-    return ReceiverSettings(get("webhook_secret"), get("webhook_token"), get("api_timezone") or "Asia/Kolkata")
+    return ReceiverSettings(
+        get("webhook_secret"), get("webhook_token"), get("api_timezone") or "Asia/Kolkata"
+    )
 
 
 async def receiver_settings(conn_id: str) -> ReceiverSettings | None:

@@ -57,7 +57,9 @@ def _strings(value: Any, name: str) -> list[str] | None:
         return None
     items = [value] if isinstance(value, str) else list(value)
     if not items or not all(isinstance(item, str) and item.strip() for item in items):
-        raise QikberryValidationError(f"{name} must be a non-empty list of strings, got {value!r}.", field=name)
+        raise QikberryValidationError(
+            f"{name} must be a non-empty list of strings, got {value!r}.", field=name
+        )
     return sorted({item.strip() for item in items})
 
 
@@ -88,7 +90,7 @@ class QikberryDeliveryEventTrigger(BaseEventTrigger):
 
         failed = Asset(
             name="sms_failed",
-            watchers=[AssetWatcher(name="sms_failed", trigger=QikberryDeliveryEventTrigger(outcomes=["failed"]))],
+            watchers=[AssetWatcher(name="sms_failed", trigger=QikberryDeliveryEventTrigger())],
         )
 
     :param qikberry_conn_id: the connection whose messages to report on (its ``webhook_secret`` and
@@ -129,7 +131,9 @@ class QikberryDeliveryEventTrigger(BaseEventTrigger):
 
         super().__init__()
         if not isinstance(qikberry_conn_id, str) or not qikberry_conn_id.strip():
-            raise QikberryValidationError("qikberry_conn_id must name a connection.", field="qikberry_conn_id")
+            raise QikberryValidationError(
+                "qikberry_conn_id must name a connection.", field="qikberry_conn_id"
+            )
         self.qikberry_conn_id = qikberry_conn_id
         chosen = _strings(outcomes, "outcomes") or []
         unknown = sorted(set(chosen) - set(OUTCOMES))
@@ -141,7 +145,9 @@ class QikberryDeliveryEventTrigger(BaseEventTrigger):
         self.statuses = _strings(statuses, "statuses")
         for name, value in (("campaign", campaign), ("sender", sender)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise QikberryValidationError(f"{name} must be a non-empty string, got {value!r}.", field=name)
+                raise QikberryValidationError(
+                    f"{name} must be a non-empty string, got {value!r}.", field=name
+                )
         self.campaign = campaign.strip() if campaign else None
         self.sender = sender.strip() if sender else None
         self.status_sets: StatusSets = StatusSets.of(pending_statuses, delivered_statuses, failed_statuses)
@@ -152,7 +158,8 @@ class QikberryDeliveryEventTrigger(BaseEventTrigger):
         self.lookback_hours = _positive(lookback_hours, "lookback_hours", maximum=MAX_LOOKBACK_HOURS)
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= MAX_BATCH:
             raise QikberryValidationError(
-                f"max_batch must be a whole number from 1 to {MAX_BATCH}, got {max_batch!r}.", field="max_batch"
+                f"max_batch must be a whole number from 1 to {MAX_BATCH}, got {max_batch!r}.",
+                field="max_batch",
             )
         self.max_batch = max_batch
         if not isinstance(learn_groups_from_pushes, bool):
@@ -283,7 +290,11 @@ class _MemoryStore:
         for accessor in self.accessors:
             value = await accessor.aget(self.key)
             if value:
-                self.saved = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+                self.saved = (
+                    value
+                    if isinstance(value, str)
+                    else json.dumps(value, sort_keys=True, separators=(",", ":"))
+                )
                 return self.saved
         return None
 
@@ -313,22 +324,20 @@ class _Watch:
         await self.close()
 
     async def close(self) -> None:
-        if self.hook is not None:
-            await self.hook.close()
-            self.hook = None
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            await hook.close()
 
     async def save(self, memory: str) -> None:
         await self.store.save(memory)
 
-    async def _open(self) -> DeliveryFeed:
+    async def _open(self, hook: QikberryAsyncHook) -> DeliveryFeed:
         from airflow_qikberry.delivery.feed import DeliveryFeed
         from airflow_qikberry.delivery.inbox import variable_store
         from airflow_qikberry.delivery.memory import EventMemory
-        from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
 
         trigger = self.trigger
-        self.hook = QikberryAsyncHook(qikberry_conn_id=trigger.qikberry_conn_id)
-        settings = await self.hook.get_settings()
+        settings = await hook.get_settings()
         memory = EventMemory.from_json(await self.store.load())
         self.log.info(
             "Qikberry delivery events on %s: emitting %s; %s; memory %s (%d group(s) remembered)",
@@ -344,10 +353,25 @@ class _Watch:
             trigger.feed_settings(),
             memory,
             variables=variable_store(),
-            hook=self.hook,
+            hook=hook,
             api_timezone=settings.api_timezone,
             log=self.log,
         )
+
+    async def sweep_once(self, *, catch_up: bool, max_age: float) -> Sweep:
+        """One sweep on a hook of its own, closed before this returns, whatever happens (an error, the
+        triggerer cancelling the watcher): between sweeps no client is open, so a generator left suspended at
+        its ``yield`` (Airflow 2.11's ``dag.test()``, a triggerer that drops the watcher) holds no socket."""
+        from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
+
+        self.hook = QikberryAsyncHook(qikberry_conn_id=self.trigger.qikberry_conn_id)
+        try:
+            if self.feed is None:
+                self.feed = await self._open(self.hook)
+            self.feed.hook = self.hook
+            return await self.feed.sweep(catch_up=catch_up, max_age=max_age)
+        finally:
+            await self.close()
 
     async def sweeps(self) -> AsyncIterator[Sweep]:
         """A sweep every ``poll_interval`` on the wall-clock grid (so watchers and sensors of one triggerer
@@ -363,10 +387,8 @@ class _Watch:
         while True:
             now = time.time()
             try:
-                if self.feed is None:
-                    self.feed = await self._open()
                 catch_up = now >= next_catch_up
-                sweep = await self.feed.sweep(catch_up=catch_up, max_age=min(interval / 4, 10.0))
+                sweep = await self.sweep_once(catch_up=catch_up, max_age=min(interval / 4, 10.0))
             except Exception as exc:
                 # A watcher keeps going whatever failed (the API, the connection, Airflow's own API): the
                 # next sweep tries again. Its memory is untouched, so nothing is lost meanwhile.
@@ -375,8 +397,6 @@ class _Watch:
                 self.log.warning(
                     "Qikberry delivery events: sweep failed (%d in a row), retrying: %s", failures, detail
                 )
-                if self.feed is None:
-                    await self.close()
             else:
                 failures = 0
                 if catch_up:

@@ -124,7 +124,9 @@ class Deployment:
             if done and expected <= set(ids):
                 return ids
             time.sleep(2)
-        raise TimeoutError(f"follow-ups saw {sorted(set(self.followed_up_ids()))}, expected {sorted(expected)}")
+        raise TimeoutError(
+            f"follow-ups saw {sorted(set(self.followed_up_ids()))}, expected {sorted(expected)}"
+        )
 
     def failed_ids(self) -> set[str]:
         return {m["id"] for m in self.emulator.messages() if m["status"] not in ("DELIVRD", "AWAITING-DLR")}
@@ -153,14 +155,23 @@ class Deployment:
     def start_triggerer(self) -> None:
         log = (self.stack.home / "triggerer.log").open("ab")
         self.stack.procs["triggerer"] = subprocess.Popen(
-            [AIRFLOW, "triggerer"], env=self.stack.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [AIRFLOW, "triggerer"],
+            env=self.stack.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
 def _deployment(tmp_path: Path, emulator: Any, **extra: Any) -> Deployment:
     secret, token = secrets.token_hex(16), secrets.token_hex(8)
     conn = qikberry_conn_json(
-        emulator.base_url, TEST_TOKEN, delivery_events=True, webhook_secret=secret, webhook_token=token, **extra
+        emulator.base_url,
+        TEST_TOKEN,
+        delivery_events=True,
+        webhook_secret=secret,
+        webhook_token=token,
+        **extra,
     )
     env = {
         "AIRFLOW_CONN_QIKBERRY_DEFAULT": conn,
