@@ -182,6 +182,14 @@ class DeliveryReport:
             raise QikberryValidationError(
                 f"A delivery report must be a JSON object, got {type(payload).__name__}.", field="body"
             )
+        for name in ("id", "status"):
+            if not isinstance(payload.get(name), (str, int, type(None))) or isinstance(
+                payload.get(name), bool
+            ):
+                raise QikberryValidationError(
+                    f"The delivery report's {name!r} must be text, got {type(payload[name]).__name__}.",
+                    field=name,
+                )
         message_id, status = _text(payload.get("id")), _text(payload.get("status"))
         if message_id is None:
             raise QikberryValidationError("The delivery report has no message id ('id').", field="id")
