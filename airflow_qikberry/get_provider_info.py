@@ -81,6 +81,19 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "read its reports back from the status API when no push arrives (Airflow 3).",
         "schema": {"type": ["boolean", "null"], "default": False},
     },
+    "webhook_secret": {
+        "label": "Webhook secret",
+        "description": "The secret of the webhook the API pushes delivery reports to (sent as Authorization: "
+        "Bearer); the delivery-report receiver accepts pushes for this connection only when it is set.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "webhook_token": {
+        "label": "Webhook validation key",
+        "description": "The webhook's token (validation key): the receiver answers the verification "
+        "challenge "
+        "only when it matches. Empty: any challenge that carries the Bearer secret is answered.",
+        "schema": {"type": ["string", "null"]},
+    },
     "api_timezone": {
         "label": "API time zone",
         "description": "Time zone of the API's timestamps and of scheduled send times.",

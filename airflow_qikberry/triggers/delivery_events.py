@@ -12,10 +12,7 @@ confirmation. So a triggerer that dies loses nothing (what was not confirmed is 
 restart emits nothing twice, except the events of the last second or two before a crash. Delivery is at
 least once: consumers deduplicate by each report's ``key`` (``"<message id>|<status>"``). On Airflow 3.0 to
 3.2 (no state store) the memory lives in the process: a restart emits the lookback's reports again.
-
-Its keyword arguments are what Airflow hashes to know the watcher (they must not change between parses):
-no time, no secret, nothing computed at parse time. DAG files declare it through
-:func:`airflow_qikberry.assets.delivery_asset` rather than directly.
+Its kwargs (Airflow hashes them to know the watcher) hold no time, no secret, nothing computed at parse time.
 """
 
 from __future__ import annotations
@@ -30,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
 
+from airflow_qikberry.delivery.state import MemoryStore
 from airflow_qikberry.exceptions import QikberryValidationError
 
 if TYPE_CHECKING:
@@ -266,54 +264,13 @@ class QikberryDeliveryEventTrigger(BaseEventTrigger):
                 taken = sweep.memory
 
 
-class _MemoryStore:
-    """The watcher's memory in its asset's state store (every asset it watches); in the process only where
-    Airflow has no state store (before 3.3) or gives none."""
-
-    def __init__(self, store: Any, key: str) -> None:
-        self.key = key
-        self.accessors: list[Any] = []
-        if store is not None:
-            by_name = getattr(store, "_by_name", None)
-            by_uri = getattr(store, "_by_uri", None)
-            if isinstance(by_name, dict) and isinstance(by_uri, dict):
-                self.accessors = [*by_name.values(), *by_uri.values()]
-            elif hasattr(store, "aget"):
-                self.accessors = [store]
-        self.saved: str | None = None
-
-    @property
-    def durable(self) -> bool:
-        return bool(self.accessors)
-
-    async def load(self) -> str | None:
-        for accessor in self.accessors:
-            value = await accessor.aget(self.key)
-            if value:
-                self.saved = (
-                    value
-                    if isinstance(value, str)
-                    else json.dumps(value, sort_keys=True, separators=(",", ":"))
-                )
-                return self.saved
-        return None
-
-    async def save(self, memory: str) -> None:
-        """Store the memory (as a JSON object, readable in the UI) unless it is what is stored already."""
-        if memory == self.saved:
-            return
-        for accessor in self.accessors:
-            await accessor.aset(self.key, json.loads(memory))
-        self.saved = memory
-
-
 class _Watch:
     """One running watcher: its hook, feed and memory store, and the sweep loop."""
 
     def __init__(self, trigger: QikberryDeliveryEventTrigger, store: Any) -> None:
         self.trigger = trigger
         self.log = trigger.log
-        self.store = _MemoryStore(store, trigger.memory_key())
+        self.store = MemoryStore(store, trigger.memory_key())
         self.hook: QikberryAsyncHook | None = None
         self.feed: DeliveryFeed | None = None
 
@@ -359,9 +316,8 @@ class _Watch:
         )
 
     async def sweep_once(self, *, catch_up: bool, max_age: float) -> Sweep:
-        """One sweep on a hook of its own, closed before this returns, whatever happens (an error, the
-        triggerer cancelling the watcher): between sweeps no client is open, so a generator left suspended at
-        its ``yield`` (Airflow 2.11's ``dag.test()``, a triggerer that drops the watcher) holds no socket."""
+        """One sweep on a hook of its own, closed before this returns whatever happens (cancellation too):
+        a watcher suspended at its ``yield`` and never closed (2.11's ``dag.test()``) holds no socket."""
         from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
 
         self.hook = QikberryAsyncHook(qikberry_conn_id=self.trigger.qikberry_conn_id)
