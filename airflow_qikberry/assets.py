@@ -78,7 +78,8 @@ def delivery_asset(
         raise QikberryValidationError(
             f"outcome must be 'failed', 'delivered' or 'final', got {outcome!r}.", field="outcome"
         )
-    from airflow.sdk import Asset, AssetWatcher
+    if AIRFLOW_V_3_0_PLUS:  # always here (checked above); the guard keeps 2.11 from importing airflow.sdk
+        from airflow.sdk import Asset, AssetWatcher
 
     from airflow_qikberry.triggers.delivery_events import QikberryDeliveryEventTrigger
 

@@ -203,7 +203,12 @@ class SdkVariables:
         return await asyncio.to_thread(lambda: [str(k) for k in Variable.keys(prefix=prefix)])
 
     async def get(self, key: str) -> str | None:
-        from airflow.sdk.execution_time.secrets.execution_api import ExecutionAPISecretsBackend
+        from airflow_qikberry.version_compat import AIRFLOW_V_3_0_PLUS
+
+        if not AIRFLOW_V_3_0_PLUS:  # no Execution API: variable_store() never picks this store there
+            raise RuntimeError("SdkVariables needs an Airflow 3 triggerer or task")
+        if AIRFLOW_V_3_0_PLUS:
+            from airflow.sdk.execution_time.secrets.execution_api import ExecutionAPISecretsBackend
 
         return await ExecutionAPISecretsBackend().aget_variable(key)
 

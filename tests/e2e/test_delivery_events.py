@@ -246,7 +246,13 @@ def test_failed_reports_reach_the_follow_up_dag_by_push_once_across_a_triggerer_
         numbers = _follow_up_files(tmp_path)
         messages = {m["id"]: m for m in emulator.messages()}
         warnings = _provider_warnings(stack)
+        lookups = _watcher_lookups(stack)
+        runs = d.follow_up_runs()
 
+    print(
+        f"push run: {len(wave1 | wave2)} failed reports, {len(ids)} reached the follow-up DAG "
+        f"({len(set(ids))} distinct) in {len(runs)} run(s); {len(pushes)} pushes; watcher lookups {lookups}"
+    )
     # Every failure report reached the follow-up DAG, and none twice (not across the restart either).
     assert sorted(ids) == sorted(wave1 | wave2), ids
     # It got the failed numbers (looked up by id: asset events and XCom hold them masked).

@@ -73,7 +73,9 @@ def test_example_dag_files_are_the_documented_set() -> None:
     assert EXAMPLE_FILES == [
         "qikberry_campaign_pipeline.py",
         "qikberry_daily_report.py",
+        "qikberry_failed_sms_followup.py",
         "qikberry_failure_alerts.py",
+        "qikberry_payment_reminders.py",
         "qikberry_send_sms.py",
     ]
 
