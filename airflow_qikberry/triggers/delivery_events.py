@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -333,6 +334,7 @@ class _Watch:
         """A sweep every ``poll_interval`` on the wall-clock grid (so watchers and sensors of one triggerer
         that read the same groups make their identical lookups once), forever. A failed sweep (the API or
         Airflow unreachable) is logged and tried again at the next interval."""
+        from airflow_qikberry.delivery.sweep import is_transient
         from airflow_qikberry.exceptions import QikberryError
 
         trigger = self.trigger
@@ -348,10 +350,14 @@ class _Watch:
             except Exception as exc:
                 # A watcher keeps going whatever failed (the API, the connection, Airflow's own API): the
                 # next sweep tries again. Its memory is untouched, so nothing is lost meanwhile.
+                # What only a person can fix (the connection's settings, the token) is an error in the log.
                 failures += 1
-                detail = str(exc) if isinstance(exc, QikberryError) else repr(exc)
-                self.log.warning(
-                    "Qikberry delivery events: sweep failed (%d in a row), retrying: %s", failures, detail
+                ours = isinstance(exc, QikberryError)
+                self.log.log(
+                    logging.WARNING if not ours or is_transient(exc) else logging.ERROR,
+                    "Qikberry delivery events: sweep failed (%d in a row), retrying: %s",
+                    failures,
+                    str(exc) if ours else repr(exc),
                 )
             else:
                 failures = 0

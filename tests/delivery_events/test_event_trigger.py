@@ -17,7 +17,7 @@ from airflow_qikberry.delivery.inputs import StatusSets
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.triggers.delivery_events import QikberryDeliveryEventTrigger
 from tests.delivery_events.test_feed import register, settle, store  # noqa: F401 - the fixture
-from tests.helpers import dag_bag, requires_airflow
+from tests.helpers import all_log_text, dag_bag, requires_airflow
 from tests.triggers.support import send_group
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
@@ -197,3 +197,19 @@ def test_the_watcher_keeps_going_when_the_api_fails(
     )
     assert _failed_ids(events) == sorted(ids)
     assert emulator.request_log()["counts"]["GET sms/status"] >= 6
+
+
+def test_a_connection_only_a_person_can_fix_is_logged_as_an_error_each_sweep(
+    store: Any,  # noqa: F811
+    make_qikberry_conn: Any,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    conn_id = make_qikberry_conn(retry_deadline=2)  # refused: shorter than timeout + reconcile window
+    events = asyncio.run(
+        _events_for(QikberryDeliveryEventTrigger(qikberry_conn_id=conn_id, poll_interval=0.2), 1.0)
+    )
+    assert events == []
+    failed = [line for line in all_log_text(caplog, capfd).splitlines() if "sweep failed" in line]
+    assert len(failed) >= 2 and all("error" in line.lower() and "retry_deadline" in line for line in failed)
+    assert not [line for line in failed if "[warning" in line or "WARNING" in line]
