@@ -211,5 +211,6 @@ def test_a_connection_only_a_person_can_fix_is_logged_as_an_error_each_sweep(
     )
     assert events == []
     failed = [line for line in all_log_text(caplog, capfd).splitlines() if "sweep failed" in line]
-    assert len(failed) >= 2 and all("error" in line.lower() and "retry_deadline" in line for line in failed)
-    assert not [line for line in failed if "[warning" in line or "WARNING" in line]
+    # Logged once per sweep, as an error naming the extra (the lines' format differs between Airflow 2 and 3).
+    assert len([line for line in failed if "error" in line.lower() and "retry_deadline" in line]) >= 2
+    assert not [line for line in failed if "warning" in line.lower()]
