@@ -113,6 +113,8 @@ class ConnectionSettings:
     retry_deadline: float | None = None
     # Seconds the account's DLT senders and templates are reused in a process (0: read for every send).
     templates_cache_seconds: float = 300.0
+    # Operators record what they send for delivery-event assets (docs/delivery-events.md).
+    delivery_events: bool = False
 
     @classmethod
     def from_connection(cls, conn: Any) -> ConnectionSettings:
@@ -187,6 +189,7 @@ class ConnectionSettings:
             templates_cache_seconds=_seconds(
                 get("templates_cache_seconds"), "templates_cache_seconds", 300.0
             ),
+            delivery_events=_boolean(get("delivery_events"), "delivery_events", default=False),
         )
 
 

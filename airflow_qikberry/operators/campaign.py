@@ -302,7 +302,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
 
         with QikberryHook(qikberry_conn_id=self.qikberry_conn_id) as hook:
             try:
-                return c.run_campaign(
+                summary = c.run_campaign(
                     options,
                     source=source,
                     hook=hook,
@@ -318,7 +318,26 @@ class QikberryBulkCampaignOperator(BaseOperator):
                 ti = context.get("ti") or context.get("task_instance")
                 if ti is not None:
                     ti.xcom_push(key="summary", value=err.summary)
+                self._record_for_events(hook, options, err.summary or {}, context)
                 raise
+            self._record_for_events(hook, options, summary, context)
+            return summary
+
+    def _record_for_events(self, hook: Any, options: Any, summary: dict[str, Any], context: Any) -> None:
+        """Record the campaign's groups for delivery-event assets, when the connection asks for it."""
+        if summary.get("dry_run") or not summary.get("group_ids") or not hook.settings.delivery_events:
+            return
+        from airflow_qikberry.delivery.inbox import record_sent, task_label
+
+        record_sent(
+            self.qikberry_conn_id,
+            dict.fromkeys(summary["group_ids"]),
+            campaign=summary.get("campaign"),
+            sender=options.send.sender or hook.settings.sender,
+            service=options.send.service or hook.settings.service,
+            task=task_label(context),
+            log=self.log,
+        )
 
     @staticmethod
     def _default_name(context: Any) -> str:

@@ -218,6 +218,19 @@ class QikberrySendSmsOperator(BaseOperator):
             return self._dry_run(prepared)
         sent = self.hook.send_prepared(prepared)
         self._log_sent(sent)
+        if self.hook.settings.delivery_events:
+            from airflow_qikberry.delivery.inbox import positions_by_group, record_sent, task_label
+
+            label = task_label(context)
+            record_sent(
+                self.qikberry_conn_id,
+                positions_by_group([m.message_id for m in sent]),
+                campaign=label,
+                sender=prepared.payload.get("sender"),
+                service=prepared.payload.get("service"),
+                task=label,
+                log=self.log,
+            )
         return [message.to_xcom() for message in sent]
 
     def _log_sent(self, sent: Sequence[SentMessage]) -> None:

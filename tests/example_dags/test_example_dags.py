@@ -74,7 +74,9 @@ def test_example_dag_files_are_the_documented_set() -> None:
         "qikberry_campaign_pipeline.py",
         "qikberry_daily_report.py",
         "qikberry_dlt_campaign.py",
+        "qikberry_failed_sms_followup.py",
         "qikberry_failure_alerts.py",
+        "qikberry_payment_reminders.py",
         "qikberry_send_sms.py",
     ]
 
