@@ -371,14 +371,79 @@ def _fast_region(region: str) -> _FastRegion | None:
     return _FastRegion(metadata)
 
 
+class _FastCountry:
+    """Without a region, the common shape is the API's own: a string of ASCII digits, country code first.
+    The full rules read it as ``"+" + digits`` and accept it when *possible* (validity is not required
+    without a region, so that test ranges work). This is that reading for one country code, compiled once:
+
+    * the country code is the first 1-3 digits that are one (as ``phonenumbers`` extracts it), of a
+      geographic region (not the ``001`` non-geographic codes);
+    * the rest never starts with 0 and has no national prefix at its start: ``parse`` strips nothing;
+    * its length is a possible one of the region's general description and not a local-only one.
+
+    tests/test_phone_fast_path.py compares it with the full rules, like :class:`_FastRegion`.
+    """
+
+    __slots__ = ("lengths", "local_only", "national_prefix")
+
+    def __init__(self, metadata: Any) -> None:
+        npfp = metadata.national_prefix_for_parsing
+        self.national_prefix = re.compile(npfp) if npfp else None
+        self.lengths = frozenset(metadata.general_desc.possible_length)
+        self.local_only = frozenset(metadata.general_desc.possible_length_local_only or ())
+
+    def possible(self, national: str) -> bool:
+        if not national or national[0] == "0":
+            return False
+        if self.national_prefix is not None and self.national_prefix.match(national):
+            return False
+        return len(national) in self.lengths and len(national) not in self.local_only
+
+
+@functools.lru_cache(maxsize=1024)
+def _fast_country(country_code: int) -> _FastCountry | None:
+    pn = _phonenumbers()
+    region = pn.region_code_for_country_code(country_code)
+    if not region or region in ("ZZ", "001"):
+        return None
+    metadata = pn.PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.general_desc is None or not metadata.general_desc.possible_length:
+        return None
+    if -1 in metadata.general_desc.possible_length:
+        return None
+    return _FastCountry(metadata)
+
+
+def _fast_international(text: str) -> str | None:
+    """``text`` itself when it is a possible number in the API's format by the full rules' own reading (see
+    :class:`_FastCountry`), else None."""
+    if not (text.isascii() and text.isdigit()) or text[0] == "0":
+        return None
+    if not API_MIN_DIGITS <= len(text) <= API_MAX_DIGITS:
+        return None
+    known = _phonenumbers().COUNTRY_CODE_TO_REGION_CODE
+    for size in (1, 2, 3):
+        code = int(text[:size])
+        if code in known:
+            fast = _fast_country(code)
+            return text if fast is not None and fast.possible(text[size:]) else None
+    return None
+
+
+def _fast_read(text: str, region: str | None) -> str | None:
+    """The fast reading of a plain digit string, or None for the full rules."""
+    if region is None:
+        return _fast_international(text)
+    fast = _fast_region(region)
+    return fast.read(text) if fast is not None else None
+
+
 def _normalize(raw: object, region: str | None) -> str:
     """Normalise one number; ``region`` must already be checked. Raises _BadNumber."""
-    if region is not None and type(raw) is str and raw:
-        fast = _fast_region(region)
-        if fast is not None:
-            out = fast.read(raw)
-            if out is not None:
-                return out
+    if type(raw) is str and raw:
+        out = _fast_read(raw, region)
+        if out is not None:
+            return out
     return _normalize_full(raw, region)
 
 

@@ -222,7 +222,8 @@ def main() -> None:
     rss_verdict = "meets" if growth <= RSS_GOAL_MB else "ABOVE"
     print(f"time ratio campaign/raw   : {ratio:6.2f} ({time_verdict} the {TIME_GOAL}x goal)")
     print(
-        f"pass 1 / raw              : {first / raw['seconds']:6.2f}; pass 2 / raw: {second / raw['seconds']:.2f}"
+        f"pass 1 / raw              : {first / raw['seconds']:6.2f}; "
+        f"pass 2 / raw: {second / raw['seconds']:.2f}"
     )
     print(
         f"campaign RSS growth       : {growth:6.1f} MB, ratio {growth / RSS_GOAL_MB:.2f} ({rss_verdict} the "

@@ -42,10 +42,9 @@ def _full(text: str, region: str | None) -> str | None:
 
 def _fast(text: object, region: str | None) -> str | None:
     """What ``_normalize`` answers without the full rules (None: it falls back to them)."""
-    if region is None or type(text) is not str or not text:
+    if type(text) is not str or not text:
         return None
-    fast = phone._fast_region(region)
-    return fast.read(text) if fast is not None else None
+    return phone._fast_read(text, region)
 
 
 def _mutations(rng: random.Random, digits: str) -> Iterator[str]:
@@ -97,18 +96,24 @@ def test_fast_path_agrees_with_the_full_rules_on_a_generated_corpus() -> None:
     rng = random.Random(19)
     inputs = hits = regions_hit = 0
     hit_regions: set[str] = set()
+    international = 0
     for text, region in corpus(rng):
         inputs += 1
         fast = _fast(text, region)
-        if fast is None:
-            continue
-        hits += 1
-        hit_regions.add(region)
-        full = _full(text, region)
-        assert fast == full, f"{text!r} in {region}: fast path {fast!r}, full rules {full!r}"
-        # And through the public function, which must take the fast path for it.
-        assert phone.normalize_number(text, default_region=region) == full
+        if fast is not None:
+            hits += 1
+            hit_regions.add(region)
+            full = _full(text, region)
+            assert fast == full, f"{text!r} in {region}: fast path {fast!r}, full rules {full!r}"
+            # And through the public function, which must take the fast path for it.
+            assert phone.normalize_number(text, default_region=region) == full
+        fast = _fast(text, None)  # the same digits without a region: the international reading
+        if fast is not None:
+            international += 1
+            full = _full(text, None)
+            assert fast == full, f"{text!r} without a region: fast path {fast!r}, full rules {full!r}"
     regions_hit = len(hit_regions)
+    assert international >= 30_000, international
     # Not vacuous: the corpus is large and the fast path answers a large share of it in most regions.
     assert inputs >= 250_000
     assert hits >= 50_000, hits
@@ -138,3 +143,8 @@ def test_fast_path_takes_the_common_campaign_shapes() -> None:
         assert _fast(text, "IN") is None, text
     assert _fast("14155550101", "US") is None  # country code 1 is shared by 25 regions: full rules
     assert _fast(919876543210, "IN") is None
+    # Without a region: the API's own format, any country code of a geographic region.
+    assert _fast("919876543210", None) == "919876543210"
+    assert _fast("14155550101", None) == "14155550101"
+    for text in ("9876543210", "0919876543210", "+919876543210", "8001234567", "9198765432101234"):
+        assert _fast(text, None) is None, text
