@@ -643,6 +643,12 @@ def normalize_numbers(
     if to is None:
         fail(field, "is required; pass a phone number with its country code, or a list of them")
     region = _checked_region(default_region)
+    if type(to) is str and to and to.isascii() and to.isdigit():
+        # One plain digit string (a send to one number): no separator to split at, no decimal comma to find.
+        try:
+            return [_normalize(to, region)]
+        except _BadNumber as err:
+            fail(field, f"entry 1: {err.problem}")
     from_string = isinstance(to, str)
     entries: Iterable[object]
     if isinstance(to, str):

@@ -401,7 +401,9 @@ def validate_message(
         fail(field, f"must be a string, got {type(text).__name__}")
     if not text.strip():
         fail(field, f"is empty (got {shown(text)}); pass the text to send")
-    check_sendable(text, field=field)
+    fast = measure_printable_ascii(text, encoding)  # sendable by nature, and measured without a scan
+    if fast is None:
+        check_sendable(text, field=field)
     if len(text) > MAX_MESSAGE_CHARS:
         fail(
             field,
@@ -410,8 +412,11 @@ def validate_message(
         )
     if max_units is not None:
         _check_units(max_units, "max_units")
-    resolved = _resolve_encoding(text, encoding, field)
-    info = _measure_as(text, resolved)
+    if fast is not None:
+        resolved, info = fast.encoding, fast
+    else:
+        resolved = _resolve_encoding(text, encoding, field)
+        info = _measure_as(text, resolved)
     if max_units is not None and info.units > max_units:
         # Measured like the API would (auto re-detects): cutting a lone non-GSM character can switch to GSM-7.
         keep = _longest_prefix(text, _Fits(max_units, encoding), min(len(text), max_units * _GSM_SINGLE))

@@ -148,3 +148,24 @@ def test_fast_path_takes_the_common_campaign_shapes() -> None:
     assert _fast("14155550101", None) == "14155550101"
     for text in ("9876543210", "0919876543210", "+919876543210", "8001234567", "9198765432101234"):
         assert _fast(text, None) is None, text
+
+
+def test_one_digit_string_given_to_normalize_numbers_answers_as_a_list_of_it() -> None:
+    """normalize_numbers reads a lone digit string without splitting it: same numbers, same refusals, as the
+    general path (a list of that one entry) gives."""
+    from airflow_qikberry.exceptions import QikberryValidationError
+
+    def outcome(value: object, region: str | None) -> object:
+        try:
+            return phone.normalize_numbers(value, default_region=region)  # type: ignore[arg-type]
+        except QikberryValidationError as exc:
+            return (exc.field, exc.message)
+
+    rng = random.Random(7)
+    taken = 0
+    for n, (text, region) in enumerate(corpus(rng, per_region=40)):
+        where = None if n % 3 == 0 else region
+        got = outcome(text, where)
+        assert got == outcome([text], where), (text, where)
+        taken += isinstance(got, list)
+    assert taken >= 1_000

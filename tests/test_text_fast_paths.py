@@ -86,6 +86,18 @@ def test_measure_text_answers_as_before(encoding: str) -> None:
             assert got == full
 
 
+@pytest.mark.parametrize("encoding", ["auto", "gsm7", "ucs2"])
+def test_validate_message_answers_as_the_full_path(encoding: str) -> None:
+    """validate_message takes the fast path for printable ASCII: same length, or the same refusal."""
+    for text in TEXTS[:5000]:
+        full = _full(text, encoding) if text.strip() and len(text) <= sms_text.MAX_MESSAGE_CHARS else None
+        try:
+            got = sms_text.validate_message(text, encoding=encoding)  # type: ignore[arg-type]
+        except QikberryValidationError:
+            got = None
+        assert got == full, (text, encoding)
+
+
 def test_spool_line_is_byte_for_byte_json_dumps() -> None:
     for i, text in enumerate(TEXTS):
         number = f"9198{i:08d}"
