@@ -119,8 +119,11 @@ class SmsRequest(NamedTuple):
         identity = ido.task_identity()
         # The identity of the send is its set of numbers: a set given as `to` iterates in another order in
         # every process, so in every try of a task (docs/guarantees.md).
+        # Outside a task the derived id is random and the fingerprint unused: not computed then.
         cid = self.custom_id or ido.derive_custom_id(
-            ido.send_fingerprint(numbers, self.payload), identity, fresh=self.resend
+            ido.send_fingerprint(numbers, self.payload) if identity is not None else "",
+            identity,
+            fresh=self.resend,
         )
         payload = {**self.payload, "to": ",".join(numbers), "custom": cid}
         io.log.info(

@@ -42,6 +42,7 @@ __all__ = [
     "measure_text",
     "prepare",
     "scrub",
+    "spool_line",
 ]
 
 
@@ -267,8 +268,6 @@ def prepare(
         else None
     )
     normalize, blake2b = phone.normalize_number, hashlib.blake2b
-    # json.dumps(..., ensure_ascii=False) builds an encoder per call; this is the same encoder, built once.
-    encode = json.JSONEncoder(ensure_ascii=False).encode
     for number_in_source, row in enumerate(rows, start=1):
         out.rows_read = number_in_source
         if key is None:
@@ -285,7 +284,7 @@ def prepare(
             continue
         if static is not None:
             text, info = "", static
-            line = encode([number])
+            line = spool_line(number)
         else:
             try:
                 text = render(row)  # type: ignore[misc]
@@ -302,7 +301,7 @@ def prepare(
             if check is not None and (differs := check(text)) is not None:
                 report.add(number_in_source, DLT_MISMATCH, given, differs)
                 continue
-            line = encode([number, text, API_TYPE[info.encoding]])
+            line = spool_line(number, text, API_TYPE[info.encoding])
         data = (line + "\n").encode()
         fingerprint = int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
         if fingerprint in seen:
@@ -342,6 +341,16 @@ def prepare(
     return out
 
 
+def spool_line(*parts: str) -> str:
+    """The JSON array of ``parts`` exactly as ``json.dumps(parts, ensure_ascii=False)`` writes it (the spool
+    and the campaign's digest depend on these bytes), without building an encoder's machinery per row: the
+    encoder's own string escaper, joined by its own separator."""
+    return "[" + ", ".join(map(_json_string, parts)) + "]"
+
+
+_json_string = json.encoder.encode_basestring  # what JSONEncoder(ensure_ascii=False) quotes strings with
+
+
 def measure_text(text: str, encoding: str, max_units: int | None) -> sms_text.MessageLength | tuple[str, str]:
     """How a rendered text is billed, or why it cannot be sent: ``(reason, detail)``."""
     if not isinstance(text, str) or not text.strip():
@@ -351,11 +360,15 @@ def measure_text(text: str, encoding: str, max_units: int | None) -> sms_text.Me
             MESSAGE_TOO_LONG,
             f"{len(text)} characters; the API accepts at most {sms_text.MAX_MESSAGE_CHARS}",
         )
-    try:
-        sms_text.check_sendable(text)  # half an emoji or a NUL: this row is rejected, the campaign goes on
-        info = sms_text.measure(text, encoding)  # type: ignore[arg-type]
-    except QikberryValidationError as exc:
-        return INVALID_MESSAGE, exc.message
+    info = sms_text.measure_printable_ascii(text, encoding)  # type: ignore[arg-type]
+    if info is None:
+        try:
+            sms_text.check_sendable(
+                text
+            )  # half an emoji or a NUL: this row is rejected, the campaign goes on
+            info = sms_text.measure(text, encoding)  # type: ignore[arg-type]
+        except QikberryValidationError as exc:
+            return INVALID_MESSAGE, exc.message
     if max_units is not None and info.units > max_units:
         detail = f"needs {info.units} SMS parts but max_units is {max_units}"
         try:  # for its advice: how much to cut, which character forced Unicode
