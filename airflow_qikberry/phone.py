@@ -474,7 +474,8 @@ def _normalize_full(raw: object, region: str | None) -> str:
     ):
         raise _BadNumber(
             f"{shown(mask_number(text))} would be sent as {shown(mask_number(out))}, not the digits written "
-            "(its national form changes digits, e.g. a carrier code or a mobile prefix); write it in "
+            "(its national form changes digits, e.g. a carrier code or a mobile prefix, or a trunk prefix "
+            "after the country code); write it in "
             "international format: '+', the country code and the number, e.g. '+54 9 11 2345 6789'"
         )
     if from_value and region:
@@ -522,7 +523,10 @@ def _prefix_forms(country_code: int, region: str | None) -> frozenset[str]:
             if p and p.isdigit()
         )
     code = str(country_code)
-    return frozenset(trunks | {exit_ + code + trunk for exit_ in exits for trunk in trunks})
+    # After the country code only the "(0)" convention: "+7 8 912..." is not a convention but a digit more,
+    # which phonenumbers drops as Russia's trunk prefix ("+7 8 000 000 00 00" went out as 7 000 000 00 00).
+    after_code = {"", "0"} & trunks
+    return frozenset(trunks | {exit_ + code + trunk for exit_ in exits for trunk in after_code})
 
 
 def _read(text: str, region: str | None) -> Any:
