@@ -82,6 +82,24 @@ class QikberryValidationError(QikberryError):
         super().__init__(message, status_code=status_code)
 
 
+class QikberrySourceChangedError(QikberryValidationError):
+    """A retried campaign's source object is not the one an earlier try read and sent part of.
+
+    ``changes`` maps each differing property (``size``, ``etag``, ``version_id``, ``modified``, ``sha256``)
+    to ``(earlier, now)``. Nothing was sent in the try that raises it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        changes: dict[str, tuple[object, object]] | None = None,
+    ) -> None:
+        self.changes = dict(changes or {})
+        super().__init__(message, field=field)
+
+
 class QikberryInsufficientBalanceError(QikberryError):
     """The account does not have enough credits for the send."""
 

@@ -49,8 +49,12 @@ class ProgressRecord:
         plan: ChunkPlan,
         log: Any,
         set_digest: str = "",
+        source: dict[str, Any] | None = None,
+        field: str = "recipients",
     ) -> None:
         self.store, self.log = store, log
+        # What was read of a source object (storage.ObjectSource.identity): a retry must read the same bytes.
+        self.source, self.field = source, field
         self.prefix = f"qikberry_campaign_{key}"
         self.identity = {
             "digest": digest,
@@ -80,6 +84,9 @@ class ProgressRecord:
                 "Could not read the campaign's task state (%s); finding progress by lookups", exc
             )
             return None
+        from airflow_qikberry.campaign.storage import check_unchanged
+
+        check_unchanged(record.get("source"), self.source, field=self.field, chunks_done=done)
         if any(record.get(k) != val for k, val in self.identity.items()):
             if self.set_digest and record.get("rows") == self.set_digest:
                 raise QikberryValidationError(
@@ -110,9 +117,10 @@ class ProgressRecord:
         page = (chunks_done - 1) // STORE_PAGE
         try:
             self.store.set(f"{self.prefix}:groups:{page}", list(page_entries))
-            self.store.set(
-                self.prefix, {**self.identity, "rows": self.set_digest, "chunks_done": chunks_done}
-            )
+            entry = {**self.identity, "rows": self.set_digest, "chunks_done": chunks_done}
+            if self.source is not None:
+                entry["source"] = self.source
+            self.store.set(self.prefix, entry)
         except Exception as exc:
             # Only a hint: a retry without it finds the progress by lookups.
             self.log.warning("Could not record the campaign's progress in the task state (%s)", exc)
