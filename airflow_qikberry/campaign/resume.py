@@ -229,7 +229,11 @@ class Resume:
             gone = ido.confirm_absent(
                 self.runner,
                 lambda: accepted(index),
-                what=f"chunk {index + 1} (custom id {self.cid(index, 0)})",
+                what=f"chunk {index + 1}",
+                looking_for=f"custom id {self.cid(index, 0)} (its first row)",
+                why=f"{f'chunk {index} was accepted' if index else 'this is a retry'}, so the earlier try "
+                f"may have posted chunk {index + 1} just before it stopped, and the API may show an accepted "
+                "message only a while later",
                 unknown=self.unknown(index),
             )
             if not gone:
@@ -354,6 +358,9 @@ class Resume:
                 self.runner,
                 lookup,
                 what=f"{len(absent)} row(s) of chunk {index + 1}",
+                looking_for=f"{len(probes)} of their custom ids ({self.cid(index, probes[0])}...)",
+                why=f"chunk {index + 1} is the last one an earlier try reached, and it may have posted "
+                "them just before it stopped; the API may show an accepted message only a while later",
                 unknown=self.unknown(index),
             ):
                 return absent
