@@ -274,7 +274,11 @@ def test_a_retry_refuses_an_object_that_changed(
     if change == "rows appended":
         assert err.value.changes["size"] == (len(customers()), len(body))
     message = err.value.message
-    assert f"{bucket.name}/customers.csv" in message and "nothing was sent in this try" in message and "resend=True" in message
+    assert (
+        f"{bucket.name}/customers.csv" in message
+        and "nothing was sent in this try" in message
+        and "resend=True" in message
+    )
     assert len(emulator.messages()) == sent  # not one more message
 
 
@@ -298,7 +302,9 @@ def test_size_limit_is_checked_with_the_store_before_reading(
 ) -> None:
     url = bucket.put("big.csv", customers())
     monkeypatch.setattr(c.sources, "MAX_CSV_BYTES", len(customers()) - 1)
-    with pytest.raises(QikberryValidationError, match=r"csv_path: .*big\.csv.* campaign files may be at most"):
+    with pytest.raises(
+        QikberryValidationError, match=r"csv_path: .*big\.csv.* campaign files may be at most"
+    ):
         object_source(url)
     assert count(emulator, "POST sms/send/json") == 0
 
@@ -334,3 +340,24 @@ def test_file_url_source_and_report(hook: QikberryHook, emulator: Any, tmp_path:
 def test_a_password_in_a_url_is_never_shown() -> None:
     assert c.storage.shown("s3://AKIAKEY:s3cr3t-value@bucket/key.csv") == "s3://AKIAKEY@bucket/key.csv"
     assert "s3cr3t" not in c.storage.shown("ftp://user:s3cr3t@host/file.csv")
+
+
+# --- the flagship, its files on S3 (its default, file://, runs in tests/example_dags and tests/e2e)
+
+
+@pytest.mark.slow
+def test_flagship_keeps_its_files_on_s3_when_told_so(
+    run_dag: Any, qikberry_conn: str, emulator: Any, bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_QIKBERRY_CAMPAIGN_STORAGE", f"s3://{bucket.name}/campaigns")
+    monkeypatch.setenv("AIRFLOW_VAR_QIKBERRY_CAMPAIGN_STORAGE_CONN_ID", CONN_ID)
+    flagship = Path(__file__).resolve().parents[2] / "example_dags" / "qikberry_campaign_pipeline.py"
+
+    result = run_dag(flagship.read_text(encoding="utf-8"), "qikberry_campaign_pipeline")
+
+    assert result.state == "success", result
+    keys = sorted(o["Key"] for o in bucket.client.list_objects_v2(Bucket=bucket.name)["Contents"])
+    assert len(keys) == 2 and keys[0].endswith("/customers.csv") and keys[1].endswith("/rejected.csv")
+    assert result.xcom("export_customers", "csv") == f"s3://{CONN_ID}@{bucket.name}/{keys[0]}"
+    assert result.xcom("campaign")["accepted"] == 60 and len(emulator.messages()) == 60
+    assert b"invalid_number" in bucket.get(keys[1])
