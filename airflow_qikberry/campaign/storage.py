@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 
+_BLOCK = 4 * 1024 * 1024  # bytes fetched from the store at a time
+
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
@@ -167,7 +169,11 @@ class ObjectSource:
         if not self.meta:
             self.check()
         try:
-            raw = self.path.open("rb")
+            try:
+                # The store's own read-ahead (s3fs: 50 MB blocks by default) bounded too.
+                raw = self.path.open("rb", block_size=_BLOCK)
+            except TypeError:  # a filesystem without block_size
+                raw = self.path.open("rb")
         except Exception as exc:
             raise QikberryValidationError(
                 f"{self.field}: cannot read {self.url!r} ({type(exc).__name__}: {exc}).", field=self.field

@@ -23,14 +23,14 @@ pytest.importorskip("s3fs", reason="the object-storage tests need the dev extras
 pytest.importorskip("moto.server", reason="the object-storage tests need the dev extras (moto, flask)")
 pytest.importorskip("airflow.providers.amazon", reason="the object-storage tests need the Amazon provider")
 
-from airflow_qikberry import campaign as c  # noqa: E402
-from airflow_qikberry.exceptions import (  # noqa: E402
+from airflow_qikberry import campaign as c
+from airflow_qikberry.exceptions import (
     QikberryError,
     QikberrySourceChangedError,
     QikberryValidationError,
 )
-from airflow_qikberry.hooks.qikberry import QikberryHook  # noqa: E402
-from tests.helpers import Sleeps, count  # noqa: E402
+from airflow_qikberry.hooks.qikberry import QikberryHook
+from tests.helpers import Sleeps, count
 
 CONN_ID = "campaign_s3"
 TRY_1 = ("campaign_dag", "send", "manual__2026-12-04", "-1", "1")
@@ -361,3 +361,14 @@ def test_flagship_keeps_its_files_on_s3_when_told_so(
     assert result.xcom("export_customers", "csv") == f"s3://{CONN_ID}@{bucket.name}/{keys[0]}"
     assert result.xcom("campaign")["accepted"] == 60 and len(emulator.messages()) == 60
     assert b"invalid_number" in bucket.get(keys[1])
+
+
+def test_a_report_that_cannot_be_written_stops_the_campaign_before_sending(
+    hook: QikberryHook, emulator: Any, bucket: Bucket
+) -> None:
+    url = bucket.put("customers.csv", customers())
+    with pytest.raises(
+        QikberryValidationError, match=r"rejected_path: cannot write 's3://.*no-such-bucket-x"
+    ):
+        run(hook, None, url, rejected="s3://no-such-bucket-x/rejected.csv")
+    assert count(emulator, "POST sms/send/json") == 0
