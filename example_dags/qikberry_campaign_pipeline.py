@@ -58,17 +58,20 @@ def qikberry_campaign_pipeline() -> None:
         """Write the customer table to a CSV file on object storage; returns its URL and where the rejected
         report goes (the URLs, not the rows, go to XCom)."""
         import csv
+        import os
         import re
         import tempfile
 
         from airflow.providers.common.compat.sdk import ObjectStoragePath, Variable
 
         base = Variable.get(STORAGE_VARIABLE, None) or f"file://{tempfile.gettempdir()}/qikberry-campaigns"
-        folder = ObjectStoragePath(base, conn_id=Variable.get(STORAGE_CONN_VARIABLE, None) or None)
-        folder = folder / re.sub(r"[^A-Za-z0-9._-]", "_", str(run_id))
-        if folder.protocol in ("file", "local", ""):
-            folder.mkdir(parents=True, exist_ok=True)  # object stores have no folders to make
-        path = folder / "customers.csv"
+        conn_id = Variable.get(STORAGE_CONN_VARIABLE, None) or None
+        # URLs joined as text: on Airflow 2.11, ObjectStoragePath's "/" warns (universal_pathlib 0.2).
+        folder = f"{base.rstrip('/')}/{re.sub(r'[^A-Za-z0-9._-]', '_', str(run_id))}"
+        path = ObjectStoragePath(f"{folder}/customers.csv", conn_id=conn_id)
+        rejected = ObjectStoragePath(f"{folder}/rejected.csv", conn_id=conn_id)
+        if path.protocol in ("file", "local"):  # object stores have no folders to make
+            os.makedirs(os.path.dirname(path.path), exist_ok=True)
         names = ["Asha", "Ravi", "Meera", "Arjun", "Priya", "Kabir", "अनीता", "Vikram", "Sara", "Dev"]
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
@@ -79,7 +82,7 @@ def qikberry_campaign_pipeline() -> None:
                 writer.writerow([names[i % len(names)], f"+91 98765 {local}", f"{120 + 7 * i}.00", "5 Dec"])
             writer.writerow(["Nobody", "12345", "1.00", "5 Dec"])  # not a phone number: rejected, not sent
             writer.writerow([names[0], "+91 98765 00000", "120.00", "5 Dec"])  # the first row again: dropped
-        return {"csv": str(path), "rejected": str(folder / "rejected.csv")}
+        return {"csv": str(path), "rejected": str(rejected)}
 
     customers = export_customers()
 
