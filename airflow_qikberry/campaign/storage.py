@@ -140,6 +140,7 @@ class ObjectSource:
         self.path, self.field = path, field
         self.url = shown(path)
         self.meta: dict[str, Any] = {}
+        self.checked = False
         self._read: _Measured | None = None
 
     def check(self) -> None:
@@ -147,7 +148,7 @@ class ObjectSource:
         from airflow_qikberry.campaign.sources import MAX_CSV_BYTES
 
         info = _info(self.path, self.field)
-        self.meta = _meta(info)
+        self.meta, self.checked = _meta(info), True
         size = info.get("size")
         if isinstance(size, int) and size > MAX_CSV_BYTES:
             self._too_big(size)
@@ -166,7 +167,7 @@ class ObjectSource:
         the object grew after :meth:`check`)."""
         from airflow_qikberry.campaign.sources import MAX_CSV_BYTES
 
-        if not self.meta:
+        if not self.checked:
             self.check()
         try:
             try:
