@@ -33,6 +33,7 @@ __all__ = [
     "QikberryRateLimitError",
     "QikberryRowsNotSentError",
     "QikberryServerError",
+    "QikberrySourceChangedError",
     "QikberryValidationError",
 ]
 
