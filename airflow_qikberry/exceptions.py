@@ -35,6 +35,7 @@ __all__ = [
     "QikberryRateLimitError",
     "QikberryRowsNotSentError",
     "QikberryServerError",
+    "QikberrySourceChangedError",
     "QikberryValidationError",
 ]
 
@@ -111,6 +112,24 @@ class QikberryDltMismatchError(QikberryValidationError):
 class QikberryDltCheckUnavailableError(QikberryValidationError):
     """``dlt_check="required"``, and the DLT pre-check could not run: the template is not among the
     account's, or the account may not read ``sms/templates``. Nothing was sent."""
+
+
+class QikberrySourceChangedError(QikberryValidationError):
+    """A retried campaign's source object is not the one an earlier try read and sent part of.
+
+    ``changes`` maps each differing property (``size``, ``etag``, ``version_id``, ``modified``, ``sha256``)
+    to ``(earlier, now)``. Nothing was sent in the try that raises it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        changes: dict[str, tuple[object, object]] | None = None,
+    ) -> None:
+        self.changes = dict(changes or {})
+        super().__init__(message, field=field)
 
 
 class QikberryInsufficientBalanceError(QikberryError):

@@ -146,8 +146,12 @@ class RejectedReport:
     is the validation message, numbers masked.
     """
 
-    def __init__(self, path: str | None = None, *, append: bool = False) -> None:
+    def __init__(self, path: str | None = None, *, append: bool = False, target: Any = None) -> None:
         self.path = path
+        # On object storage (an ObjectTarget): ``path`` is a local file, uploaded to the target whole on
+        # close; ``shown`` is where the report is, for messages.
+        self.target = target
+        self.shown = target.url if target is not None else path
         self.append = append  # the send pass adds the rows the API did not take to the prepare pass's report
         self.counts: Counter[str] = Counter()
         self.examples: dict[str, str] = {}
@@ -178,6 +182,8 @@ class RejectedReport:
     def __exit__(self, *exc: object) -> None:
         if self._handle is not None:
             self._handle.close()
+            if self.target is not None and self.path and exc[0] is None:
+                self.target.upload(self.path)
 
     def add(self, row: int, reason: str, value: Any, detail: str) -> None:
         self.counts[reason] += 1
@@ -385,7 +391,7 @@ def check_limits(prepared: Prepared, report: RejectedReport, *, max_invalid_rati
         raise QikberryValidationError(f"{field}: the source has no rows; nothing to send.", field=field)
     rejected = report.total
     ratio = rejected / prepared.rows_read
-    where = f" (every rejected row is listed in {report.path})" if report.path else ""
+    where = f" (every rejected row is listed in {report.shown})" if report.shown else ""
     if ratio > max_invalid_ratio:
         reasons = "; ".join(
             f"{reason} {count:,} (e.g. {report.examples[reason]})"

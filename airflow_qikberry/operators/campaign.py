@@ -81,7 +81,12 @@ class QikberryBulkCampaignOperator(BaseOperator):
 
     :param recipients: a list of numbers and/or dicts (one row each; templated, e.g. an XCom rendered with
         ``render_template_as_native_obj=True``; a rendered list's text form is read back as a list).
-    :param csv_path: a UTF-8 CSV file with a header line (templated), at most 200 MB.
+    :param csv_path: a UTF-8 CSV file with a header line (templated), at most 200 MB: a local path, or on
+        object storage a URL (``s3://bucket/key``, ``gs://...``, ``file:///...``) or an ``ObjectStoragePath``,
+        streamed, and read byte for byte the same by a retry (a changed object stops it; docs/campaign.md).
+    :param storage_conn_id: the Airflow connection whose credentials reach a ``csv_path`` or
+        ``rejected_path`` URL (templated), e.g. an ``aws`` connection for ``s3://``; not needed for
+        ``file://``, for a URL that names its own (``s3://conn_id@bucket/key``) or an ``ObjectStoragePath``.
     :param sql: a query (templated; a ``.sql`` file is read) run once on ``sql_conn_id``, any database
         connection whose hook has ``get_conn()`` (a common.sql ``DbApiHook``); rows become dicts.
     :param recipients_xcom_task_id: the task whose XCom (``recipients_xcom_key``, default
@@ -134,7 +139,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
         before sending anything for rows rejected by validation; after sending everything else when rows
         the API refuses or leaves out take it over the limit.
     :param rejected_path: write the rejected rows, and the rows the API refused or left out, to this CSV
-        (``row,reason,value,detail``; templated).
+        (``row,reason,value,detail``; templated): a local path or, like ``csv_path``, on object storage.
     :param check_balance: fail before sending when the service's credits do not cover the estimated units.
     :param dry_run: read, validate, render and count everything, estimate the credits and return the
         summary with a masked ``sample`` of rendered rows; send nothing.
@@ -166,6 +171,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
         "tags",
         "webhook_id",
         "rejected_path",
+        "storage_conn_id",
         "qikberry_conn_id",
     )
     template_ext: Sequence[str] = (".sql",)
@@ -214,6 +220,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
         dry_run: bool = False,
         resend: bool = False,
         use_task_state_store: bool = True,
+        storage_conn_id: str | None = None,
         qikberry_conn_id: str = "qikberry_default",
         **kwargs: Any,
     ) -> None:
@@ -268,6 +275,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
         self.is_dry_run = dry_run
         self.resend = resend
         self.use_task_state_store = use_task_state_store
+        self.storage_conn_id = storage_conn_id
         self.qikberry_conn_id = qikberry_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -309,6 +317,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
                     render=render,
                     phone_column=_text(self.phone_column),
                     rejected_path=_text(self.rejected_path),
+                    storage_conn_id=_text(self.storage_conn_id),
                     store=context.get("task_state_store") if self.use_task_state_store else None,
                     identity=identity,
                     log=self.log,
@@ -381,6 +390,14 @@ class QikberryBulkCampaignOperator(BaseOperator):
         if field == "recipients":
             recipients = self.recipients
             return c.Source(field, lambda: c.recipient_rows(recipients, phone_column=phone_column))
+        if field == "csv_path" and c.is_object_storage(self.csv_path):
+            source = c.ObjectSource(
+                c.object_path(self.csv_path, _text(self.storage_conn_id), field=field), field=field
+            )
+            source.check()
+            return c.Source(
+                field, lambda: c.object_csv_rows(source, delimiter=self.csv_delimiter), source.identity
+            )
         if field == "csv_path":
             path, delimiter = str(self.csv_path), self.csv_delimiter
             c.check_csv_file(path)
