@@ -2,6 +2,8 @@
 # The virtualenv is (re)built from pyproject.toml whenever that file is newer than the stamp.
 # A second virtualenv, .venv-af2, runs the same test suite on Airflow 2.11 (the oldest Airflow we claim):
 # pinned by ci/constraints-airflow-2.11.txt, rebuilt when that file or pyproject.toml changes.
+# Both are built by uv, which the first build installs from the package index into .uv/ (pip takes a minute
+# or two per venv, uv seconds); where uv cannot be installed, or with USE_UV=0, pip builds them as before.
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,6 +16,13 @@ AIRFLOW2_VERSION := 2.11.2
 AF2_CONSTRAINTS := ci/constraints-airflow-2.11.txt
 QIKBERRY_TOKEN ?= demo-token
 EMULATOR_PORT ?= 8055
+UV_DIR := .uv
+UV := $(UV_DIR)/bin/uv
+UV_REQUIREMENT := uv>=0.5,<1
+USE_UV ?= 1
+# pytest-xdist workers per suite: one per CPU core. More overload a small machine: tests that wait on real
+# clocks (rate limits, Retry-After, poll windows) then fail for lack of CPU, not for a defect.
+TEST_WORKERS ?= auto
 
 .DEFAULT_GOAL := help
 .PHONY: help venv venv-af2 demo test test-af3 test-af2 lint docs bench emulator constraints-af2 clean distclean
@@ -27,20 +36,43 @@ help:
 	@echo "make docs      build the documentation site into site/"
 	@echo "make bench     run every benchmark script in bench/ (prints figures, never fails on them)"
 	@echo "make emulator  run the emulator in the foreground (EMULATOR_PORT=$(EMULATOR_PORT), QIKBERRY_TOKEN)"
-	@echo "make clean     remove build, cache and demo files (distclean also removes $(VENV), $(AF2_VENV))"
+	@echo "make clean     remove build, cache and demo files (distclean also removes $(VENV), $(AF2_VENV), $(UV_DIR))"
 	@echo "make constraints-af2  re-resolve $(AF2_CONSTRAINTS) from scratch (review the diff)"
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e ".[dev]"
+# uv in a venv of its own, from the package index. A failed install is not fatal: the venvs are then built
+# with pip (and the next make tries uv again).
+$(UV):
+	@if [ "$(USE_UV)" = 1 ]; then \
+		$(PYTHON) -m venv $(UV_DIR) && $(UV_DIR)/bin/python -m pip install --quiet "$(UV_REQUIREMENT)" \
+		|| echo "*** could not install $(UV_REQUIREMENT) into $(UV_DIR): building the venvs with pip instead"; \
+	fi
+
+# $(call install,VENV,PIP ARGUMENTS): create VENV if missing, then install into it with uv or, without, pip.
+# uv's venv gets pip too (--seed): a test builds the wheel with `python -m pip wheel`. --compile-bytecode
+# writes the .pyc files at install, as pip does: uv does not by default, and where PYTHONDONTWRITEBYTECODE is
+# set (it is on this project's machines) every test process would compile Airflow from source again (the
+# suites took 60% more CPU).
+define install
+	@if [ "$(USE_UV)" = 1 ] && [ -x $(UV) ]; then \
+		set -x; \
+		test -x $(1)/bin/python || $(UV) venv --quiet --seed --python $(PYTHON) $(1); \
+		$(UV) pip install --compile-bytecode --python $(1)/bin/python $(2); \
+	else \
+		set -x; \
+		test -x $(1)/bin/python || $(PYTHON) -m venv $(1); \
+		$(1)/bin/python -m pip install $(2); \
+	fi
+endef
+
+$(STAMP): pyproject.toml | $(UV)
+	$(call install,$(VENV),-e ".[dev]")
 	touch $@
 
 venv: $(STAMP)
 
 # Installed with the pinned constraints so every run resolves the same set; the stamp makes re-runs instant.
-$(AF2_STAMP): pyproject.toml $(AF2_CONSTRAINTS)
-	test -x $(AF2_BIN)/python || $(PYTHON) -m venv $(AF2_VENV)
-	$(AF2_BIN)/python -m pip install -c $(AF2_CONSTRAINTS) "apache-airflow==$(AIRFLOW2_VERSION)" -e ".[dev]"
+$(AF2_STAMP): pyproject.toml $(AF2_CONSTRAINTS) | $(UV)
+	$(call install,$(AF2_VENV),-c $(AF2_CONSTRAINTS) "apache-airflow==$(AIRFLOW2_VERSION)" -e ".[dev]")
 	touch $@
 
 venv-af2: $(AF2_STAMP)
@@ -56,15 +88,19 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-# Prerequisites run left to right (make is serial without -j): the 2.11 run (and its venv build) starts
-# only after lint, docs and the 3.3 run passed.
-test: lint docs test-af3 test-af2
+# The two venvs are built side by side, then lint and docs run side by side; then each suite, one after the
+# other, in TEST_WORKERS xdist workers (two suites at once would run twice as many processes as cores).
+# --output-sync prints each parallel step's output whole when it ends, not interleaved.
+test:
+	@$(MAKE) --no-print-directory -j2 --output-sync=target lint docs $(AF2_STAMP)
+	@$(MAKE) --no-print-directory test-af3
+	@$(MAKE) --no-print-directory test-af2
 
 test-af3: $(STAMP)
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra -n $(TEST_WORKERS)
 
 test-af2: $(AF2_STAMP)
-	$(AF2_BIN)/pytest -ra
+	$(AF2_BIN)/pytest -ra -n $(TEST_WORKERS)
 
 bench: $(STAMP)
 	@set -e; for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script; done
@@ -83,7 +119,7 @@ constraints-af2:
 
 clean:
 	rm -rf site .demo dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis
-	find . \( -path ./$(VENV) -o -path ./$(AF2_VENV) \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . \( -path ./$(VENV) -o -path ./$(AF2_VENV) -o -path ./$(UV_DIR) \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(AF2_VENV)
+	rm -rf $(VENV) $(AF2_VENV) $(UV_DIR)

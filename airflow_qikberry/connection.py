@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -118,6 +119,10 @@ class ConnectionSettings:
     poll_budget_per_minute: int = 500
     # Seconds bounding each call, retries and lookups included; None: derived from the window and timeout.
     retry_deadline: float | None = None
+    # Seconds the account's DLT senders and templates are reused in a process (0: read for every send).
+    templates_cache_seconds: float = 300.0
+    # Operators record what they send for delivery-event assets (docs/delivery-events.md).
+    delivery_events: bool = False
 
     @classmethod
     def from_connection(cls, conn: Any) -> ConnectionSettings:
@@ -189,21 +194,38 @@ class ConnectionSettings:
             api_timezone=zone,
             poll_budget_per_minute=_poll_budget(get("poll_budget_per_minute"), rate),
             retry_deadline=deadline,
+            templates_cache_seconds=_seconds(
+                get("templates_cache_seconds"), "templates_cache_seconds", 300.0
+            ),
+            delivery_events=_boolean(get("delivery_events"), "delivery_events", default=False),
         )
 
 
-def _positive_number(value: Any, name: str, default: float) -> float:
+def _number(value: Any, name: str, default: float, *, zero: bool = False) -> float:
+    """
+    Return a connection extra's finite number, more than 0 (or 0 or more with ``zero``).
+
+    Refuses text that is not a number, a boolean (``true`` is not a timeout), NaN and infinity.
+    """
     if value is None:
         return default
     try:
         number = float(value)
     except (TypeError, ValueError):
-        number = -1.0
-    if number <= 0:
-        raise QikberryValidationError(
-            f"Connection extra {name} must be a positive number, got {value!r}.", field=name
-        )
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (number == 0 and not zero):
+        wanted = "a number of seconds, 0 or more" if zero else "a positive number"
+        raise QikberryValidationError(f"Connection extra {name} must be {wanted}, got {value!r}.", field=name)
     return number
+
+
+def _positive_number(value: Any, name: str, default: float) -> float:
+    return _number(value, name, default)
+
+
+def _seconds(value: Any, name: str, default: float) -> float:
+    """Return a number of seconds, 0 or more."""
+    return _number(value, name, default, zero=True)
 
 
 def _whole_number(value: Any, name: str, default: int) -> int:

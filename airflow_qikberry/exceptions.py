@@ -28,12 +28,15 @@ __all__ = [
     "QikberryConnectionError",
     "QikberryCustomIdReusedError",
     "QikberryDeliveryUnknownError",
+    "QikberryDltCheckUnavailableError",
+    "QikberryDltMismatchError",
     "QikberryError",
     "QikberryInsufficientBalanceError",
     "QikberryPartialSendError",
     "QikberryRateLimitError",
     "QikberryRowsNotSentError",
     "QikberryServerError",
+    "QikberrySourceChangedError",
     "QikberryValidationError",
 ]
 
@@ -82,6 +85,61 @@ class QikberryValidationError(QikberryError):
         self.field = field
         self.errors = dict(errors or {})
         super().__init__(message, status_code=status_code)
+
+
+class QikberryDltMismatchError(QikberryValidationError):
+    """
+    The DLT pre-check found a text that its registered template would not let through.
+
+    The network would accept it, charge it and then reject it (``status``: ``DLT-REJECTED``,
+    ``DLT-TM-VAR-EXECEED``, ``DLT-SENDER-NOT-REG-TM``, ...). Nothing was sent. ``template_id`` is the DLT
+    template id, ``detail`` says what differs, ``field`` where (``message``, ``nodes[3].message``,
+    ``sender``), and ``count`` how many texts of the send failed the check.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        template_id: str | None = None,
+        status: str = "DLT-REJECTED",
+        detail: str = "",
+        count: int = 1,
+    ) -> None:
+        self.template_id = template_id
+        self.status = status
+        self.detail = detail
+        self.count = count
+        super().__init__(message, field=field)
+
+
+class QikberryDltCheckUnavailableError(QikberryValidationError):
+    """
+    ``dlt_check="required"``, and the DLT pre-check could not run.
+
+    The template is not among the account's, or the account may not read ``sms/templates``. Nothing was
+    sent.
+    """
+
+
+class QikberrySourceChangedError(QikberryValidationError):
+    """
+    A retried campaign's source object is not the one an earlier try read and sent part of.
+
+    ``changes`` maps each differing property (``size``, ``etag``, ``version_id``, ``modified``, ``sha256``)
+    to ``(earlier, now)``. Nothing was sent in the try that raises it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        changes: dict[str, tuple[object, object]] | None = None,
+    ) -> None:
+        self.changes = dict(changes or {})
+        super().__init__(message, field=field)
 
 
 class QikberryInsufficientBalanceError(QikberryError):

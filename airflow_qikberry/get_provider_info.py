@@ -78,6 +78,31 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "of the GET budget, at most as many. Empty: half the GET budget (500 with the default 1000).",
         "schema": {"type": ["integer", "null"], "minimum": 1},
     },
+    "templates_cache_seconds": {
+        "label": "DLT templates cache (seconds)",
+        "description": "How long the account's DLT senders and templates, read for the DLT pre-check and "
+        "sends by template, are reused in a process. 0: read them for every send.",
+        "schema": {"type": ["number", "null"], "minimum": 0, "default": 300},
+    },
+    "delivery_events": {
+        "label": "Record sends for delivery events",
+        "description": "Operators record each accepted send (its group id), so delivery-event assets can "
+        "read its reports back from the status API when no push arrives (Airflow 3).",
+        "schema": {"type": ["boolean", "null"], "default": False},
+    },
+    "webhook_secret": {
+        "label": "Webhook secret",
+        "description": "The secret of the webhook the API pushes delivery reports to (sent as Authorization: "
+        "Bearer); the delivery-report receiver accepts pushes for this connection only when it is set.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "webhook_token": {
+        "label": "Webhook validation key",
+        "description": "The webhook's token (validation key): the receiver answers the verification "
+        "challenge "
+        "only when it matches. Empty: any challenge that carries the Bearer secret is answered.",
+        "schema": {"type": ["string", "null"]},
+    },
     "api_timezone": {
         "label": "API time zone",
         "description": "Time zone of the API's timestamps and of scheduled send times.",
@@ -113,6 +138,7 @@ def get_provider_info() -> dict[str, Any]:
                     "/docs/campaign.md",
                     "/docs/sensor.md",
                     "/docs/notifier.md",
+                    "/docs/delivery-events.md",
                 ],
                 "tags": ["service"],
             }
@@ -140,7 +166,19 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Qikberry", "python-modules": ["airflow_qikberry.sensors.delivery"]}
         ],
         "triggers": [
-            {"integration-name": "Qikberry", "python-modules": ["airflow_qikberry.triggers.delivery"]}
+            {
+                "integration-name": "Qikberry",
+                "python-modules": [
+                    "airflow_qikberry.triggers.delivery",
+                    "airflow_qikberry.triggers.delivery_events",
+                ],
+            }
+        ],
+        "plugins": [
+            {
+                "name": "qikberry_delivery_reports",
+                "plugin-class": "airflow_qikberry.plugins.delivery_reports.QikberryDeliveryReportsPlugin",
+            }
         ],
         "notifications": ["airflow_qikberry.notifications.qikberry.QikberryNotifier"],
         "connection-types": [

@@ -1,11 +1,12 @@
 """
-Status and balance lookups, written once for the sync and the async hook, without I/O.
+Status, balance and DLT catalog lookups, written once for the sync and the async hook, without I/O.
 
 Each lookup here is a sans-IO core (:mod:`airflow_qikberry.sansio`): it yields :class:`Request` values (a
 GET's path and query) and receives the parsed :class:`~airflow_qikberry.protocol.ApiResponse`. The sync
 hook carries it out over ``requests``, the async hook over ``httpx``; the inputs are checked when the core
 starts, before its first request. :class:`StatusQuery` walks an ``sms/status`` query page by page, for the
-hooks' lazy row iterators.
+hooks' lazy row iterators. :func:`listing` reads every page of a list endpoint (``sms/senders``,
+``sms/templates``: 15 rows a page in the API-resource envelope).
 
 Example::
 
@@ -15,24 +16,39 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from airflow_qikberry.exceptions import QikberryValidationError
+from airflow_qikberry.exceptions import QikberryError, QikberryServerError, QikberryValidationError
 from airflow_qikberry.models import Balance, MessageStatus, StatusPage
-from airflow_qikberry.protocol import ApiResponse, Paths, rows_of, status_page, status_params, status_total
+from airflow_qikberry.protocol import (
+    ApiResponse,
+    Paths,
+    next_page,
+    rows_of,
+    status_page,
+    status_params,
+    status_total,
+)
 from airflow_qikberry.sansio import Core
 from airflow_qikberry.validation import validate_service, validate_text_id
+
+if TYPE_CHECKING:
+    from airflow_qikberry.catalog import Catalog, DltSender, DltTemplate
 
 __all__ = [
     "Lookup",
     "Request",
     "StatusQuery",
     "balance",
+    "dlt_catalog",
     "group_query",
+    "listing",
     "message_query",
     "page_of",
+    "senders",
     "status_rows",
+    "templates",
 ]
 
 T = TypeVar("T")
@@ -135,3 +151,65 @@ def balance(service: str | None = None) -> Lookup[list[Balance]]:
             raise
         response = yield Request(Paths.BALANCE_LEGACY, params)
     return Balance.list_from(rows_of(response, what="finance/balance"), wanted)
+
+
+MAX_LIST_PAGES = 1_000  # 15,000 senders or templates: far more than an account registers
+
+
+def listing(path: str, parse: Callable[[Any], T]) -> Lookup[list[T]]:
+    """
+    Read every row of a paged list endpoint, each with ``parse``.
+
+    Pages are followed by ``meta`` / ``links`` (or a flat paginator), and an endpoint that keeps
+    answering "next" is an error.
+    """
+    out: list[T] = []
+    page = 1
+    while True:
+        response = yield Request(path, {"page": page if page > 1 else None})
+        rows = rows_of(response, what=path)
+        out.extend(parse(row) for row in rows)
+        following = next_page(response.body, page, len(rows))
+        if following is None:
+            return out
+        if following > MAX_LIST_PAGES:
+            raise QikberryServerError(f"{path} kept answering 'next page' past page {MAX_LIST_PAGES}.")
+        page = following
+
+
+def templates() -> Lookup[list[DltTemplate]]:
+    """Every template of the account (``sms/templates``)."""
+    from airflow_qikberry.catalog import DltTemplate
+
+    return (yield from listing(Paths.TEMPLATES, DltTemplate.from_api))
+
+
+def senders() -> Lookup[list[DltSender]]:
+    """Every sender of the account (``sms/senders``)."""
+    from airflow_qikberry.catalog import DltSender
+
+    return (yield from listing(Paths.SENDERS, DltSender.from_api))
+
+
+def _unless_forbidden(core: Lookup[list[T]]) -> Lookup[tuple[list[T], str | None]]:
+    """Return a list, or (``[]``, why) when the account may not read it: a 403 or a 404 there."""
+    try:
+        return (yield from core), None
+    except QikberryError as exc:
+        if exc.status_code not in (403, 404):
+            raise
+        return [], f"HTTP {exc.status_code}: {exc.message}"
+
+
+def dlt_catalog() -> Lookup[Catalog]:
+    """
+    Read the account's senders and templates.
+
+    A list the account may not read is recorded as unavailable in the
+    :class:`~airflow_qikberry.catalog.Catalog`, not raised.
+    """
+    from airflow_qikberry.catalog import Catalog
+
+    found_senders, no_senders = yield from _unless_forbidden(senders())
+    found_templates, no_templates = yield from _unless_forbidden(templates())
+    return Catalog(tuple(found_templates), tuple(found_senders), no_templates, no_senders)

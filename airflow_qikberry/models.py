@@ -112,7 +112,19 @@ class SentMessage(_Row):
 
     @classmethod
     def from_api(cls, row: Mapping[str, Any]) -> SentMessage:
-        return cls(**_row_fields(row, "customid", "custom"), submitted_at=_opt_str(row.get("submitted_at")))
+        """
+        Read a row of a send's answer.
+
+        ``sms/send`` and ``sms/send/json`` rows carry ``mobile``, ``charges``, ``customid`` and
+        ``submitted_at``; ``sms/send/template`` rows ``to``, ``credits``, ``foreign_id`` and ``created_at``
+        (no units or length).
+        """
+        fields = _row_fields(row, "customid", "custom", "foreign_id")
+        if "mobile" not in row:
+            fields["mobile"] = canonical_number(row.get("to"))
+        if "charges" not in row:
+            fields["charges"] = _decimal(row.get("credits"))
+        return cls(**fields, submitted_at=_opt_str(row.get("submitted_at", row.get("created_at"))))
 
     @classmethod
     def from_status(cls, status: MessageStatus) -> SentMessage:

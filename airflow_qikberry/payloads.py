@@ -2,9 +2,9 @@
 Request bodies of the send endpoints, built from :class:`~airflow_qikberry.send_options.SendOptions`.
 
 The root of ``sms/send`` and ``sms/send/json`` (the options in wire form plus the text and its ``type``),
-the validated nodes of a batch (:class:`BatchNode`), the form fields of a ``sms/bulk`` upload, and the API's
-per-request limits. No I/O; the wire format itself (paths, envelopes, errors) is
-:mod:`airflow_qikberry.protocol`'s.
+the validated nodes of a batch (:class:`BatchNode`), the form fields of a ``sms/bulk`` upload, the body of
+``sms/send/template`` (:func:`template_payload`), and the API's per-request limits. No I/O; the wire
+format itself (paths, envelopes, errors) is :mod:`airflow_qikberry.protocol`'s.
 
 Example::
 
@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -22,6 +23,7 @@ from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.send_options import checked_sender, is_given
 
 if TYPE_CHECKING:
+    from airflow_qikberry.catalog import DltTemplate
     from airflow_qikberry.connection import ConnectionSettings
     from airflow_qikberry.send_options import SendOptions
     from airflow_qikberry.sms_text import EncodingOption, MessageLength
@@ -37,6 +39,7 @@ __all__ = [
     "check_request_size",
     "multipart_fields",
     "root_payload",
+    "template_payload",
     "validated_batch_node",
 ]
 
@@ -263,3 +266,32 @@ def build_batch_nodes(
 def multipart_fields(payload: Mapping[str, Any]) -> dict[str, str]:
     """Form fields of a multipart upload: lists become comma-separated values."""
     return {k: (",".join(map(str, val)) if isinstance(val, list) else str(val)) for k, val in payload.items()}
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def template_payload(options: SendOptions, template: DltTemplate | None) -> dict[str, Any]:
+    """
+    Build the body of ``sms/send/template`` (reference 4.6) less its recipients and ``meta.foreign_id``.
+
+    The send adds those when it runs. The body has the stored template by ``id`` (its uuid, when the
+    account's templates were read and it was found there, or when ``options.template`` is uuid-shaped)
+    or else by ``alias``, the variables as ``data``, and ``meta`` (``webhook_id``, ``tags``, ``flash``).
+    """
+    ref = str(options.template)
+    body: dict[str, Any] = (
+        {"id": template.id}
+        if template is not None
+        else ({"id": ref} if _UUID.fullmatch(ref) else {"alias": ref})
+    )
+    body["data"] = dict(options.template_data or ())
+    meta: dict[str, Any] = {}
+    if options.webhook_id:
+        meta["webhook_id"] = options.webhook_id
+    if options.tags:
+        meta["tags"] = list(options.tags)
+    if options.flash:
+        meta["flash"] = 1
+    body["meta"] = meta
+    return body

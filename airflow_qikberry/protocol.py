@@ -67,6 +67,9 @@ class Paths:
     BALANCE_LEGACY = "account/balance"
     AUTH_ME = "auth/me"
     WEBHOOKS = "developer/webhooks"
+    SEND_TEMPLATE = "sms/send/template"
+    SENDERS = "sms/senders"
+    TEMPLATES = "sms/templates"
 
 
 # Delivery-report vocabulary (reference section 6.1). Everything but AWAITING-DLR is final.
@@ -305,6 +308,8 @@ _NOT_DIGIT = re.compile(r"\D")
 
 def canonical_number(number: Any) -> str:
     """One form for a number the API may write as ``91...``, ``+91...`` or ``0091...``: digits only."""
+    if type(number) is str and number.isascii() and number.isdigit():  # already digits: nothing to take out
+        return number[2:] if number.startswith("00") else number
     digits = _NOT_DIGIT.sub("", str(number or ""))
     return digits[2:] if digits.startswith("00") else digits
 

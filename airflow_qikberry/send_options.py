@@ -15,20 +15,26 @@ the API's time zone, the schedule's window from now) and returns the parameters 
 Request bodies are :mod:`airflow_qikberry.payloads`'s.
 
 The ``*Params`` typed dicts are the keyword arguments of the hook's send methods, one per endpoint: what
-each endpoint takes (``sms/bulk`` takes no tags and no name, reference section 4.4).
+each endpoint takes (``sms/bulk`` takes no tags and no name, reference section 4.4; ``sms/send/template``
+takes a stored template and its variables instead of a text, sender and route, reference section 4.6).
+``dlt_check`` is not a wire parameter: it says whether the DLT pre-check (:mod:`airflow_qikberry.precheck`)
+runs before the send.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypedDict
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from airflow_qikberry import sms_text, validation
 from airflow_qikberry.exceptions import QikberryValidationError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     from airflow_qikberry.connection import ConnectionSettings
     from airflow_qikberry.sms_text import EncodingOption
@@ -36,12 +42,21 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchParams",
     "BulkParams",
+    "DltCheck",
     "SendOptions",
     "SendParams",
     "SmsParams",
+    "TemplateParams",
+    "TemplateSendParams",
     "checked_sender",
     "is_given",
+    "validate_dlt_check",
 ]
+
+#: Whether the DLT pre-check runs: ``"auto"`` where a template id is given and the template is known (it
+#: says so when it cannot run), ``"required"`` (a send it cannot check fails), ``"off"``. ``True`` is
+#: ``"auto"``, ``False`` ``"off"``.
+DltCheck = Literal["auto", "required", "off"]
 
 
 class SendParams(TypedDict, total=False):
@@ -56,6 +71,7 @@ class SendParams(TypedDict, total=False):
     flash: bool
     webhook_id: str | None
     max_units: int | None
+    dlt_check: DltCheck | bool
 
 
 class SmsParams(SendParams, total=False):
@@ -78,11 +94,97 @@ class BulkParams(SendParams, total=False):
     custom_id: str | None
 
 
+class TemplateParams(TypedDict, total=False):
+    """
+    ``QikberryHook.send_template``'s keyword arguments (``sms/send/template``).
+
+    Sender and route are the template's, the custom id is sent as ``meta.foreign_id``.
+    """
+
+    flash: bool
+    webhook_id: str | None
+    tags: Sequence[str] | str | None
+    custom_id: str | None
+    dlt_check: DltCheck | bool
+
+
+class TemplateSendParams(TemplateParams, total=False):
+    """
+    Everything ``sms/send/template`` takes.
+
+    :class:`TemplateParams` and the stored template (alias, id or DLT template id) with its variables
+    (``template_data``, the API's ``data``).
+    """
+
+    template: str | None
+    template_data: Mapping[str, Any] | None
+
+
 # Parameters a template may have rendered from text into an int ("123456" as a sender or an id under
 # render_template_as_native_obj): read back as text.
 _TEXT_PARAMS = frozenset(
-    {"sender", "service", "template_id", "entity_id", "webhook_id", "tags", "name", "custom_id"}
+    {"sender", "service", "template_id", "entity_id", "webhook_id", "tags", "name", "custom_id", "template"}
 )
+# What a field holds when it was not given: refuse_unless refuses anything else.
+_NOT_GIVEN: dict[str, Any] = {"encoding": "auto", "flash": False, "tags": (), "dlt_check": "auto"}
+_VARIABLE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def validate_dlt_check(value: Any, *, field: str = "dlt_check") -> DltCheck:
+    """``"auto"``, ``"required"`` or ``"off"``; a yes/no (``True``, ``"false"``) is ``"auto"`` / ``"off"``."""
+    if isinstance(value, str) and value.strip().lower() in ("auto", "required", "off"):
+        return value.strip().lower()  # type: ignore[return-value]
+    try:
+        return "auto" if validation.validate_flag(value, field=field) else "off"
+    except QikberryValidationError:
+        raise QikberryValidationError(
+            f"{field}: {validation.shown(value)} is not 'auto', 'required' or 'off' (or True/False).",
+            field=field,
+        ) from None
+
+
+def _template_data(value: Any) -> tuple[tuple[str, str], ...]:
+    """
+    Return the variables of a send by template as (name, text) pairs.
+
+    A dict rendered as text is read back.
+    """
+    value = validation.rendered_literal(value, "template_data")
+    if not isinstance(value, Mapping):
+        raise QikberryValidationError(
+            f"template_data: must be a mapping of variable names to values, e.g. {{'otp': '4711'}}, got "
+            f"{type(value).__name__} {validation.shown(value)}.",
+            field="template_data",
+        )
+    pairs = []
+    for key, raw in value.items():
+        if not isinstance(key, str) or not key or not set(key) <= _VARIABLE:
+            raise QikberryValidationError(
+                f"template_data: {validation.shown(key)} is not a variable name (letters and digits, as in "
+                "{{otp}}).",
+                field="template_data",
+            )
+        where = f"template_data.{key}"
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float, Decimal)):
+            raise QikberryValidationError(
+                f"{where}: must be text or a number, got {type(raw).__name__} {validation.shown(raw)}.",
+                field=where,
+            )
+        if not isinstance(raw, str) and not _finite(raw):
+            # A NaN is how pandas hands over an empty cell: "nan" would go out as the variable's text.
+            raise QikberryValidationError(
+                f"{where}: is {raw!r}, not a value (an empty cell read by pandas is NaN); give the text.",
+                field=where,
+            )
+        text = raw if isinstance(raw, str) else str(raw)
+        if not text.strip():
+            raise QikberryValidationError(f"{where}: is blank; the API needs a value.", field=where)
+        pairs.append((key, text))
+    return tuple(pairs)
+
+
+def _finite(number: float | Decimal) -> bool:
+    return number.is_finite() if isinstance(number, Decimal) else math.isfinite(number)
 
 
 def is_given(value: Any) -> bool:
@@ -148,6 +250,9 @@ class SendOptions:
     tags: tuple[str, ...]
     name: str | None
     custom_id: str | None
+    template: str | None
+    template_data: tuple[tuple[str, str], ...] | None
+    dlt_check: DltCheck
 
     def __init__(
         self,
@@ -164,6 +269,9 @@ class SendOptions:
         tags: Sequence[str] | str | None = None,
         name: str | None = None,
         custom_id: str | None = None,
+        template: str | None = None,
+        template_data: Mapping[str, Any] | str | None = None,
+        dlt_check: DltCheck | bool = "auto",
     ) -> None:
         # Sender and service are checked by wire(): the DLT rule depends on the route, and either may come
         # from the connection. A send builds one of these every time: the values left out (None, the
@@ -192,6 +300,13 @@ class SendOptions:
         setattr_(self, "name", None if name is None else _name(name))
         # A batch's per-node custom ids are checked once, by their builder: its root has none to check.
         setattr_(self, "custom_id", None if custom_id is None else v.validate_custom_id(custom_id))
+        setattr_(
+            self,
+            "template",
+            None if template is None else v.validate_text_id(template, field="template", allow_int=True),
+        )
+        setattr_(self, "template_data", None if template_data is None else _template_data(template_data))
+        setattr_(self, "dlt_check", dlt_check if dlt_check == "auto" else validate_dlt_check(dlt_check))
 
     @classmethod
     def from_keywords(cls, method: str, params: Mapping[str, Any], allowed: Any) -> SendOptions:
@@ -235,7 +350,7 @@ class SendOptions:
     def refuse_unless(self, allowed: Any, path: str) -> None:
         """Refuse a parameter that the endpoint ``path`` does not take (``allowed``), rather than drop it."""
         for key in _NAMES - allowed.__optional_keys__:
-            if getattr(self, key) not in (None, ()):
+            if getattr(self, key) != _NOT_GIVEN.get(key):
                 raise QikberryValidationError(
                     f"{key}: {path} does not take this parameter; leave it out.", field=key
                 )

@@ -1,13 +1,17 @@
 """
 Sends, prepared.
 
-The requests of ``sms/send``, ``sms/send/json`` and ``sms/bulk`` built and checked, and how each one's answer
-is read and its custom id looked up.
+The requests of ``sms/send``, ``sms/send/json``, ``sms/bulk`` and ``sms/send/template`` built and checked, and
+how each one's answer is read and its custom id looked up.
 
-``prepare_sms``, ``prepare_batch`` and ``prepare_upload`` check every argument against the connection and
-build the request; they make no request (an upload's file is opened to read its size and, for a CSV with a
-``column``, its header line). What they return is run exactly once by ``QikberryHook.send_prepared``, and
-read without sending by the send operator's dry run: one preparation for both, so they cannot drift.
+``prepare_sms``, ``prepare_batch``, ``prepare_upload`` (and ``prepare_template``, in
+:mod:`airflow_qikberry.template_sends`) check every argument against the connection and build the request;
+they make no request (an upload's file is opened to read its size and, for a CSV with a ``column``, its
+header line; a send by template is given the account's templates, read by the hook). Each prepared send
+also lists the texts it would post with a DLT template id (``dlt_subjects``), which the hook's DLT
+pre-check (:mod:`airflow_qikberry.precheck`) checks first. What they return is run exactly once by
+``QikberryHook.send_prepared``, and read without sending by the send operator's dry run: one preparation
+for both, so they cannot drift.
 
 Running a prepared send (:meth:`SmsRequest.to_send`, ...) derives its custom id when the caller gave none,
 logs it, and returns the :class:`~airflow_qikberry.idempotency.Send` that
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from airflow_qikberry import idempotency as ido
@@ -39,8 +44,15 @@ from airflow_qikberry.payloads import (
     multipart_fields,
     root_payload,
 )
+from airflow_qikberry.precheck import Subject
 from airflow_qikberry.protocol import ApiResponse, Paths, accepted_count, canonical_number, rows_of
-from airflow_qikberry.send_options import BatchParams, BulkParams, SendOptions, SmsParams
+from airflow_qikberry.send_options import (
+    BatchParams,
+    BulkParams,
+    DltCheck,
+    SendOptions,
+    SmsParams,
+)
 from airflow_qikberry.transport.upload import UploadSource
 
 if TYPE_CHECKING:
@@ -81,14 +93,60 @@ class PreparedSend(Protocol[T]):
     A send checked and built, ready to run.
 
     :meth:`to_send` gives what ``ExactlyOnce`` runs and whether to look it up before posting it (a task
-    retry).
+    retry); ``dlt_check`` and :meth:`dlt_subjects` what the DLT pre-check checks first.
     """
+
+    @property
+    def dlt_check(self) -> DltCheck: ...
+
+    def dlt_subjects(self) -> list[Subject]: ...
 
     def to_send(self, io: SendIO) -> tuple[ido.Send[T], bool]: ...
 
 
 def _flag(value: object, field: str) -> bool:
     return validation.validate_flag(value, field=field)
+
+
+def shown_numbers(numbers: list[str]) -> str:
+    """Return the first five numbers, masked, for a log line."""
+    return ", ".join(phone.mask_number(n) for n in numbers[:5]) + (", ..." if len(numbers) > 5 else "")
+
+
+def one_text_send(
+    io: SendIO,
+    path: str,
+    body: Mapping[str, Any],
+    numbers: list[str],
+    cid: str,
+    *,
+    length: MessageLength | None = None,
+) -> ido.Send[list[SentMessage]]:
+    """
+    Return the exactly-once send of one text to ``numbers`` under the custom id ``cid``.
+
+    It posts ``body`` to ``path`` (``sms/send``, ``sms/send/template``); its answer must account for every
+    number, and an unknown outcome is looked up by ``cid``. ``length``: the text's, for answers without units.
+    """
+
+    def parse(response: ApiResponse) -> list[SentMessage]:
+        sent = [SentMessage.from_api(row) for row in rows_of(response, what=path)]
+        ido.accounted_for(sent, numbers, "request")
+        if length is not None:  # the answer has no units: they are the rendered text's
+            sent = [m if m.units else replace(m, units=length.units, length=length.length) for m in sent]
+        return sent
+
+    def lookup(check_reuse: bool) -> ido.Finding[list[SentMessage]]:
+        rows = list(io.status_rows({"cid": cid}))
+        return ido.match_send_rows(rows, cid, numbers, io.reuse_check(check_reuse))
+
+    return ido.Send(
+        what=f"POST {path}",
+        post=lambda: io.transport.request("POST", path, json=body),
+        parse=parse,
+        lookup=lookup,
+        unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cid),
+    )
 
 
 # --- sms/send
@@ -107,40 +165,31 @@ class SmsRequest(NamedTuple):
     length: MessageLength
     custom_id: str | None
     resend: bool
+    dlt_check: DltCheck = "auto"
+
+    def dlt_subjects(self) -> list[Subject]:
+        return [_subject("message", self.payload, self.payload)]
 
     def to_send(self, io: SendIO) -> tuple[ido.Send[list[SentMessage]], bool]:
         numbers = self.numbers
         identity = ido.task_identity()
         # The identity of the send is its set of numbers: a set given as `to` iterates in another order in
         # every process, so in every try of a task (docs/guarantees.md).
+        # Outside a task the derived id is random and the fingerprint unused: not computed then.
         cid = self.custom_id or ido.derive_custom_id(
-            ido.send_fingerprint(numbers, self.payload), identity, fresh=self.resend
+            ido.send_fingerprint(numbers, self.payload) if identity is not None else "",
+            identity,
+            fresh=self.resend,
         )
         payload = {**self.payload, "to": ",".join(numbers), "custom": cid}
         io.log.info(
             "Sending SMS to %d number(s) [%s] via service %s, custom id %s",
             len(numbers),
-            ", ".join(phone.mask_number(n) for n in numbers[:5]) + (", ..." if len(numbers) > 5 else ""),
+            shown_numbers(numbers),
             payload["service"],
             cid,
         )
-
-        def parse(response: ApiResponse) -> list[SentMessage]:
-            sent = [SentMessage.from_api(row) for row in rows_of(response, what="sms/send")]
-            ido.accounted_for(sent, numbers, "request")
-            return sent
-
-        def lookup(check_reuse: bool) -> ido.Finding[list[SentMessage]]:
-            rows = list(io.status_rows({"cid": cid}))
-            return ido.match_send_rows(rows, cid, numbers, io.reuse_check(check_reuse))
-
-        send = ido.Send(
-            what=f"POST {Paths.SEND}",
-            post=lambda: io.transport.request("POST", Paths.SEND, json=payload),
-            parse=parse,
-            lookup=lookup,
-            unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cid),
-        )
+        send = one_text_send(io, Paths.SEND, payload, numbers, cid)
         return send, ido.is_task_retry(identity) and not self.resend
 
 
@@ -154,7 +203,17 @@ def prepare_sms(
     check_request_size(len(numbers), "to")
     payload, length = root_payload(options, settings, message)
     assert length is not None  # a text is required
-    return SmsRequest(numbers, payload, length, options.custom_id, resend)
+    return SmsRequest(numbers, payload, length, options.custom_id, resend, options.dlt_check)
+
+
+def _subject(where: str, fields: Mapping[str, Any], root: Mapping[str, Any]) -> Subject:
+    """Return the DLT pre-check's view of a text: a node's own fields, else its root's."""
+
+    def get(key: str) -> Any:
+        return fields.get(key, root.get(key))
+
+    template_id = get("template_id")
+    return Subject(where, get("message"), str(get("sender")), str(root["service"]), template_id or None)
 
 
 # --- sms/send/json
@@ -167,6 +226,10 @@ class BatchRequest(NamedTuple):
     nodes: list[BatchNode]
     resend: bool
     check_first: bool | None
+    dlt_check: DltCheck = "auto"
+
+    def dlt_subjects(self) -> list[Subject]:
+        return [_subject(f"nodes[{i}].message", b.payload, self.root) for i, b in enumerate(self.nodes)]
 
     def to_send(self, io: SendIO) -> tuple[ido.Send[BatchResult], bool]:
         root, built = self.root, self.nodes
@@ -342,7 +405,7 @@ def prepare_batch(
     check_request_size(len(nodes), "nodes")
     root, _ = root_payload(options, settings, message, require_message=False)
     built = build_batch_nodes(nodes, root, settings, encoding=options.encoding, max_units=options.max_units)
-    return BatchRequest(root, built, resend, check_first)
+    return BatchRequest(root, built, resend, check_first, options.dlt_check)
 
 
 # --- sms/bulk
@@ -355,6 +418,10 @@ class BulkUpload(NamedTuple):
     source: UploadSource
     custom_id: str | None
     resend: bool
+    dlt_check: DltCheck = "auto"
+
+    def dlt_subjects(self) -> list[Subject]:
+        return [_subject("message", self.payload, self.payload)]
 
     def to_send(self, io: SendIO) -> tuple[ido.Send[int], bool]:
         source = self.source
@@ -443,4 +510,4 @@ def prepare_upload(
         )
     if column is not None and source.name.lower().endswith(".csv"):
         source.check_csv_column(str(column))
-    return BulkUpload(payload, source, options.custom_id, resend)
+    return BulkUpload(payload, source, options.custom_id, resend, options.dlt_check)

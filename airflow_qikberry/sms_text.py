@@ -190,6 +190,38 @@ def _measure_as(text: str, encoding: Encoding) -> MessageLength:
     return MessageLength("ucs2", len(text), code_units, units)
 
 
+# Printable ASCII (U+0020-U+007E) is all GSM-7 but the backtick; these 8 cost two septets each.
+_ASCII_GSM7_EXTENSION = tuple(sorted(c for c in GSM7_EXTENSION if " " <= c <= "~"))
+
+
+def measure_printable_ascii(text: str, encoding: EncodingOption = "auto") -> MessageLength | None:
+    """
+    Return :func:`measure` of a text of printable ASCII only (what most templates render).
+
+    Counted with ``str.count`` and no regex or intermediate string; None for any other text (or encoding) so
+    the caller takes the full path. Such a text is always sendable (no control character, no surrogate).
+
+    Example::
+
+        >>> measure_printable_ascii("Price: 10 {EUR}")
+        MessageLength(encoding='gsm7', length=15, septets=17, units=1)
+    """
+    if not (text.isascii() and text.isprintable()):
+        return None
+    length = len(text)
+    if encoding == "ucs2":
+        return MessageLength("ucs2", length, length, 1 if length <= _UCS_SINGLE else -(-length // _UCS_MULTI))
+    if "`" in text or (encoding != "auto" and encoding != "gsm7"):
+        return None  # auto would pick UCS-2, forced GSM-7 is refused: the full path says so
+    doubles = 0
+    for char in _ASCII_GSM7_EXTENSION:
+        doubles += text.count(char)
+    septets = length + doubles
+    return MessageLength(
+        "gsm7", length, septets, _parts(text, septets, doubles, _GSM_SINGLE, _GSM_MULTI, _GSM7_EXT_RE)
+    )
+
+
 def _non_gsm7_chars(text: str, limit: int = 3) -> list[str]:
     found: list[str] = []
     for match in _NON_GSM7_RE.finditer(text):
@@ -386,7 +418,9 @@ def validate_message(
         fail(field, f"must be a string, got {type(text).__name__}")
     if not text.strip():
         fail(field, f"is empty (got {shown(text)}); pass the text to send")
-    check_sendable(text, field=field)
+    fast = measure_printable_ascii(text, encoding)  # sendable by nature, and measured without a scan
+    if fast is None:
+        check_sendable(text, field=field)
     if len(text) > MAX_MESSAGE_CHARS:
         fail(
             field,
@@ -395,8 +429,11 @@ def validate_message(
         )
     if max_units is not None:
         _check_units(max_units, "max_units")
-    resolved = _resolve_encoding(text, encoding, field)
-    info = _measure_as(text, resolved)
+    if fast is not None:
+        resolved, info = fast.encoding, fast
+    else:
+        resolved = _resolve_encoding(text, encoding, field)
+        info = _measure_as(text, resolved)
     if max_units is not None and info.units > max_units:
         # Measured like the API would (auto re-detects): cutting a lone non-GSM character can switch to GSM-7.
         keep = _longest_prefix(text, _Fits(max_units, encoding), min(len(text), max_units * _GSM_SINGLE))

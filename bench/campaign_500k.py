@@ -9,8 +9,10 @@ Generates a CSV (mobile, name, amount, due) with a per-row text, starts the emul
   Jinja row template: both passes (validate, render, de-duplicate, spool; then send through
   ``QikberryHook.send_batch``), the balance guard and the rejected-report bookkeeping.
 
-Prints wall time and peak RSS growth (peak RSS of the run minus RSS before it, after imports) of each, and
-the ratios against the goals (time <= 1.5x raw, RSS growth <= 100 MB). Never fails on a figure.
+Prints wall time and peak RSS growth (peak RSS of the run minus RSS before it, after imports) of each, the
+campaign's two passes (pass 1: read, validate, render, de-duplicate, spool; pass 2: send), and the ratios
+against the goals (time <= 1.25x raw, RSS growth <= 100 MB) and of pass 2 alone to the raw loop. Never
+fails on a figure.
 
     python bench/campaign_500k.py [--rows 500000] [--chunk-size 5000]
 """
@@ -35,7 +37,7 @@ from _emulator import free_port, start_emulator
 TOKEN = "bench-token-c5e1"
 TEMPLATE = "Hi {{ row.name }}, your bill of Rs {{ row.amount }} is due on {{ row.due }}"
 RAW_TEXT = "Hi {name}, your bill of Rs {amount} is due on {due}"
-TIME_GOAL = 1.5
+TIME_GOAL = 1.25
 RSS_GOAL_MB = 100.0
 
 
@@ -106,6 +108,7 @@ def run_campaign(csv_path: str, chunk_size: int) -> dict[str, Any]:
     from airflow.sdk.log import configure_logging
 
     from airflow_qikberry import campaign as c
+    from airflow_qikberry.campaign import engine
     from airflow_qikberry.hooks.qikberry import QikberryHook
 
     # Log as a running task does (JSON lines, INFO and up), into /dev/null: the cost stays measured.
@@ -113,7 +116,7 @@ def run_campaign(csv_path: str, chunk_size: int) -> dict[str, Any]:
     env = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, cache_size=0)
     hook = QikberryHook(qikberry_conn_id="qikberry_bench")
     hook.settings  # noqa: B018 - read the connection before the clock starts, as a task's first call would
-    prepare, prepare_seconds = c.prepare, [0.0]
+    prepare, prepare_seconds = engine.prepare, [0.0]
 
     def timed_prepare(*args: Any, **kwargs: Any) -> Any:
         began = time.perf_counter()
@@ -122,7 +125,8 @@ def run_campaign(csv_path: str, chunk_size: int) -> dict[str, Any]:
         finally:
             prepare_seconds[0] = time.perf_counter() - began
 
-    c.prepare = timed_prepare  # type: ignore[assignment]  # to split the time between the two passes
+    # The engine calls its own import of prepare: patched there, to split the time between the two passes.
+    engine.prepare = timed_prepare  # type: ignore[assignment]
     before = rss_mb()
     start = time.perf_counter()
     summary = c.run_campaign(
@@ -212,10 +216,15 @@ def main() -> None:
         f"pass 2 (send through the hook) {campaign['seconds'] - first:.1f} s"
     )
     ratio = campaign["seconds"] / raw["seconds"]
+    second = campaign["seconds"] - first
     growth = campaign["rss_peak"] - campaign["rss_before"]
     time_verdict = "meets" if ratio <= TIME_GOAL else "ABOVE"
     rss_verdict = "meets" if growth <= RSS_GOAL_MB else "ABOVE"
     print(f"time ratio campaign/raw   : {ratio:6.2f} ({time_verdict} the {TIME_GOAL}x goal)")
+    print(
+        f"pass 1 / raw              : {first / raw['seconds']:6.2f}; "
+        f"pass 2 / raw: {second / raw['seconds']:.2f}"
+    )
     print(
         f"campaign RSS growth       : {growth:6.1f} MB, ratio {growth / RSS_GOAL_MB:.2f} ({rss_verdict} the "
         f"{RSS_GOAL_MB:.0f} MB goal)"

@@ -90,6 +90,8 @@ import airflow.configuration  # noqa: E402, F401
 def pytest_configure(config: pytest.Config) -> None:
     # Also declared in pyproject.toml; repeated so the marker exists under any other pytest config.
     config.addinivalue_line("markers", "slow: end-to-end tests that run real Airflow DAGs (CI runs them all)")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistScheduling(), "qikberry-xdist-scheduling")
     # Raised inside Airflow's in-process execution API on every dag.test(); nothing this project can act on.
     config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
 
@@ -106,6 +108,43 @@ def _fresh_alert_claims(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytes
     monkeypatch.setattr(_dedupe, "default_lock_dir", lambda: claims)
     monkeypatch.setattr(_dedupe, "_sent_here", {})
     monkeypatch.setattr(_dedupe, "_locks", {})
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dlt_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hook keeps the account's DLT senders and templates for a while in the process: each test starts
+    without them, so one test's emulator seeds never answer for another's."""
+    from airflow_qikberry import catalog
+
+    monkeypatch.setattr(catalog, "_cache", {})
+
+
+# Modules under these folders keep state across their tests (the reliability figures): one worker runs each
+# such module whole, in file order. Every other test is its own unit of work.
+WHOLE_MODULE_FOLDERS = ("tests/reliability/",)
+
+
+class _XdistScheduling:
+    """pytest-xdist's scheduler for this suite (``-n N``; ``make test`` passes it): tests one by one to
+    whichever worker is free, except that a module under :data:`WHOLE_MODULE_FOLDERS` goes to one worker.
+
+    xdist's own ``--dist loadgroup`` would do this with ``xdist_group`` marks, but it renames node ids through
+    an attribute pytest 9.2 no longer reads, so its groups are silently ignored; grouping by path here needs
+    nothing from pytest's internals. Units of several tests are sent first (xdist's ``loadscope`` order).
+    """
+
+    @pytest.hookimpl
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        if config.getoption("dist") not in ("load", "loadgroup"):
+            return None  # the user asked for another distribution mode: theirs
+        from xdist.scheduler import LoadScopeScheduling
+
+        class Scheduling(LoadScopeScheduling):  # type: ignore[misc]
+            def _split_scope(self, nodeid: str) -> str:
+                module = nodeid.split("::", 1)[0]
+                return module if module.startswith(WHOLE_MODULE_FOLDERS) else nodeid
+
+        return Scheduling(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -234,3 +273,32 @@ def run_dag(airflow_db: Path) -> Callable[..., DagRunResult]:
                 task_logger.removeHandler(handler)
 
     return run
+
+
+# ------------------------------------------------------------------------------------- reliability figures
+# tests/reliability's ``figure`` fixture puts each figure on its test's report. Reports reach this process
+# from pytest-xdist's workers too (a conftest below tests/ is not even loaded in xdist's main process), so
+# the figures are gathered, printed and written here, once, by the process that prints the summary.
+_FIGURES: dict[str, dict[str, Any]] = {}
+_FIGURES_FILE = Path(__file__).resolve().parents[1] / ".reliability" / "figures.json"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == "reliability_figure" and report.when == "call":
+            _FIGURES.update(value)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if not _FIGURES or hasattr(config, "workerinput"):  # an xdist worker: its main process reports
+        return
+    import json
+
+    terminalreporter.section("reliability figures")
+    for name, values in sorted(_FIGURES.items()):
+        shown = ", ".join(f"{k}={v}" for k, v in values.items() if k != "test")
+        terminalreporter.write_line(f"{name}: {shown}")
+    _FIGURES_FILE.parent.mkdir(exist_ok=True)
+    merged = json.loads(_FIGURES_FILE.read_text()) if _FIGURES_FILE.exists() else {}
+    merged.update(_FIGURES)
+    _FIGURES_FILE.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")

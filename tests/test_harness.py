@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib.util
+import itertools
 import json
 import os
 import sys
+import textwrap
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -355,3 +358,69 @@ def test_demo_runs_end_to_end_without_showing_token_or_number(
     assert token not in out + err
     assert "919876500000" not in out + err
     assert "+91 98765 00000" not in out + err
+
+
+# ---------------------------------------------------------------------------------------------- xdist safety
+# `make test` runs each suite in several pytest-xdist workers at once (docs/development.md, "Parallel tests"):
+# a test that listens on a fixed port collides with the same test, or another one, in a second worker.
+
+_LISTENERS = {"Emulator", "EmulatorConfig", "bind", "create_server", "HTTPServer", "ThreadingHTTPServer"}
+
+
+def _fixed_port(node: ast.expr) -> bool:
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, (int, str))
+        and not isinstance(node.value, bool)
+    ):
+        return str(node.value).isdigit() and int(node.value) != 0
+    return False
+
+
+def fixed_ports(source: str) -> list[int]:
+    """Line numbers where ``source`` listens on (or starts a server on) a port written as a literal, not 0."""
+    found: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in _LISTENERS:
+                if any(kw.arg == "port" and _fixed_port(kw.value) for kw in node.keywords):
+                    found.add(node.lineno)
+                first = node.args[0] if node.args else None
+                if isinstance(first, ast.Tuple) and len(first.elts) == 2 and _fixed_port(first.elts[1]):
+                    found.add(node.lineno)
+        elif isinstance(node, (ast.List, ast.Tuple)):  # a command line: [..., "--port", "8055", ...]
+            for flag, value in itertools.pairwise(node.elts):
+                if isinstance(flag, ast.Constant) and flag.value == "--port" and _fixed_port(value):
+                    found.add(node.lineno)
+    return sorted(found)
+
+
+def test_the_port_guard_finds_fixed_ports_and_passes_free_ones() -> None:
+    fixed = """
+        Emulator(EmulatorConfig(token="t", port=8055))
+        sock.bind(("127.0.0.1", 8080))
+        ThreadingHTTPServer(("127.0.0.1", 9000), Handler)
+        subprocess.run([sys.executable, "-m", "airflow_qikberry.emulator", "--port", "8055"])
+    """
+    free = """
+        Emulator(EmulatorConfig(token="t", port=0))
+        sock.bind(("127.0.0.1", 0))
+        ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        subprocess.run([sys.executable, "-m", "airflow_qikberry.emulator", "--port", str(free_port())])
+        Connection(conn_id="x", host="alerts.example.com", port=8443)  # names a server, listens on none
+    """
+    assert fixed_ports(textwrap.dedent(fixed)) == [2, 3, 4, 5]
+    assert fixed_ports(textwrap.dedent(free)) == []
+
+
+def test_no_test_listens_on_a_fixed_port() -> None:
+    offenders = {
+        str(path.relative_to(REPO_ROOT)): lines
+        for path in sorted((REPO_ROOT / "tests").rglob("*.py"))
+        if (lines := fixed_ports(path.read_text(encoding="utf-8")))
+    }
+    assert not offenders, (
+        f"listen on port 0 (or a free_port()) instead, so xdist workers never collide: {offenders}"
+    )

@@ -14,7 +14,7 @@ from airflow_qikberry import ratelimit
 from airflow_qikberry.clock import Clock
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.ratelimit import BucketChain, Budget, BudgetRegistry, TokenBucket
-from tests.helpers import TEST_TOKEN
+from tests.helpers import TEST_TOKEN, count
 
 
 class FakeClock(Clock):
@@ -250,7 +250,8 @@ def test_hook_gets_are_rate_limited(
     monkeypatch.setattr(ratelimit, "GET_BUDGETS", BudgetRegistry(clock=clock))  # budgets on a clock we move
     hook = QikberryHook(qikberry_conn_id=make_qikberry_conn("slowrate", rate_limit_per_minute=60))
     for _ in range(12):
-        hook.test_connection()
+        hook.get_balance()  # one GET each (test_connection also reads the DLT senders and templates)
+    assert count(emulator, "GET finance/balance") == 12
     assert clock.slept == pytest.approx([1.0] * 6)  # a burst of 6 (a tenth of 60/min), then one per second
 
 

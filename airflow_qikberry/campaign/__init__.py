@@ -15,11 +15,12 @@ A campaign is two passes over its rows, neither of which holds the rows in memor
    ``qc-<key>-<chunk>-<position>``, so a retried task finds the prefix of chunks its earlier tries reached
    with a few status lookups, settles them row by row, and sends only the rest.
 
-The package, module by module: :mod:`.options` (what to send, the chunk plan), :mod:`.sources` (where
-the rows come from), :mod:`.preparation` (pass 1 and the rejected report), :mod:`.chunks` (sending one chunk
-and what became of its rows), :mod:`.resume` (finding how far an earlier try got) and :mod:`.engine` (the
-whole campaign). Only the engine, the chunk sender and the resume search talk to the API, through the hook
-they are given. This module is the package's face: the names a caller needs. See docs/campaign.md.
+The package, module by module: :mod:`.options` (what to send, the chunk plan), :mod:`.sources` (where the rows
+come from), :mod:`.storage` (files on object storage), :mod:`.preparation` (pass 1 and the rejected report),
+:mod:`.chunks` (sending one chunk and what became of its rows), :mod:`.resume` (finding how far an earlier try
+got) and :mod:`.engine` (the whole campaign). Only the engine, the chunk sender and the resume search talk to
+the API, through the hook they are given. This module is the package's face: the names a caller needs. See
+docs/campaign.md.
 
 Example::
 
@@ -55,6 +56,7 @@ from airflow_qikberry.campaign.sources import (
     recipient_rows,
     sql_rows,
 )
+from airflow_qikberry.campaign.storage import ObjectSource, is_object_storage, object_csv_rows, object_path
 
 __all__ = [
     "INVALID_NUMBER",
@@ -62,6 +64,7 @@ __all__ = [
     "MISSING_NUMBER",
     "CampaignOptions",
     "ChunkPlan",
+    "ObjectSource",
     "Prepared",
     "RejectedReport",
     "Source",
@@ -72,6 +75,9 @@ __all__ = [
     "compile_row_template",
     "context_globals",
     "csv_rows",
+    "is_object_storage",
+    "object_csv_rows",
+    "object_path",
     "phone_key",
     "prepare",
     "recipient_rows",

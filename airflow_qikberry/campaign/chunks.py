@@ -197,8 +197,9 @@ class ChunkSender:
         log: Any,
     ) -> None:
         self.options, self.hook, self.key, self.log = options, hook, key, log
-        # The send parameters of each split-schedule batch: the campaign's, at the batch's time.
-        self.batch_options = [options.send.replace(schedule_at=when) for when in times]
+        # The send parameters of each split-schedule batch: the campaign's, at the batch's time. Pass 1 ran
+        # the DLT pre-check on every row already: the chunks are not checked again.
+        self.batch_options = [options.send.replace(schedule_at=when, dlt_check="off") for when in times]
         # What differs from row to row: the number, and with per-row texts the text and its encoding.
         self.row_fields = {"to"} if options.message is not None else {"to", "message", "type", "max_units"}
 

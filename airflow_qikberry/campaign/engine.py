@@ -12,10 +12,12 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_qikberry import idempotency as ido
+from airflow_qikberry.campaign import dlt
 from airflow_qikberry.campaign.chunks import ChunkOutcome, ChunkSender, NotSentRows
 from airflow_qikberry.campaign.options import CampaignOptions, Chunk, ChunkPlan, batch_times
 from airflow_qikberry.campaign.preparation import Prepared, RejectedReport, Spool, check_limits, prepare
@@ -79,7 +81,8 @@ def run_campaign(
     hook: QikberryHook,
     render: Callable[[Mapping[str, Any]], str] | None = None,
     phone_column: str | None = None,
-    rejected_path: str | None = None,
+    rejected_path: Any = None,
+    storage_conn_id: str | None = None,
     store: Any = None,
     identity: Any = _CURRENT_TASK,
     log: Any = None,
@@ -88,6 +91,8 @@ def run_campaign(
     Prepare, check, and send (or, with ``dry_run``, only report) a campaign; returns its summary.
 
     ``store`` is Airflow's ``task_state_store`` (3.3+) or None; ``identity`` defaults to the running task's.
+    ``rejected_path`` is a local path, or a URL / ``ObjectStoragePath`` on object storage (credentials from
+    ``storage_conn_id`` unless the path carries its own); it is uploaded whole each time it is written.
     The summary is JSON-safe and holds no phone number: ``campaign, group_ids, accepted,
     accepted_earlier_tries, rejected, rejected_total, duplicates_removed, estimated_units, estimated_credits,
     chunks, resumed_from_chunk, dry_run`` (plus ``sample`` and ``rejected_path`` in a dry run).
@@ -98,6 +103,11 @@ def run_campaign(
     log = log if log is not None else logging.getLogger(__name__)
     ident: TaskIdentity | None = ido.task_identity() if identity is _CURRENT_TASK else identity
     settings = hook.settings  # reads the connection; no request
+    # A DLT template: by template, its sender and DLT id are the campaign's and it renders each row; either
+    # way, each row's text is checked against it in pass 1 (reads the account's templates, cached).
+    with_dlt = dlt.plan(options, hook, settings, log)
+    options = replace(options, send=with_dlt.send)
+    render = with_dlt.render or render
     # Every send parameter is checked now, with the connection's defaults, not at the first chunk; the
     # schedule of each batch still to be sent is checked by batch_times, which names the batch.
     root, _ = root_payload(
@@ -108,7 +118,8 @@ def run_campaign(
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="qikberry-campaign-") as tmp:
         spool_path = os.path.join(tmp, "rows.jsonl")
-        with open(spool_path, "wb") as writer, RejectedReport(rejected_path) as report:
+        rejected = _Rejected(rejected_path, storage_conn_id, tmp)
+        with open(spool_path, "wb") as writer, rejected.report() as report:
             prepared = prepare(
                 source.rows(),
                 writer,
@@ -121,6 +132,21 @@ def run_campaign(
                 encoding=options.send.encoding,
                 max_units=options.send.max_units,
                 field_name=source.field,
+                check=with_dlt.check,
+            )
+        source_identity = source.identity() if source.identity is not None else None
+        if source_identity is not None:
+            log.info(
+                "Campaign %r: read %s (%s bytes%s, sha256 %s), recorded so that a retry reads the same bytes",
+                options.name,
+                source_identity["url"],
+                f"{source_identity['size']:,}",
+                "".join(
+                    f", {k} {source_identity[k]}"
+                    for k in ("etag", "version_id", "modified")
+                    if k in source_identity
+                ),
+                source_identity["sha256"][:16],
             )
         check_limits(prepared, report, max_invalid_ratio=options.max_invalid_ratio, field=source.field)
         chunks = plan.chunks(prepared.accepted)
@@ -156,7 +182,7 @@ def run_campaign(
         )
         if options.dry_run:
             batch_times(options, chunks, 0, settings.api_timezone)
-            return _dry_run(options, prepared, hook, service, summary, rejected_path, log)
+            return _dry_run(options, prepared, hook, service, summary, rejected.shown, log)
 
         key = ido.campaign_key(ident, options.name, resend=options.resend, content=prepared.digest)
         record = ProgressRecord(
@@ -167,6 +193,8 @@ def run_campaign(
             chunks=len(chunks),
             plan=plan,
             log=log,
+            source=source_identity,
+            field=source.field,
         )
         outcomes: list[ChunkOutcome | None] = [None] * len(chunks)
         start, pending, scan = 0, None, None
@@ -230,8 +258,30 @@ def run_campaign(
             summary["group_ids"] = [g for o in settled for g in o.groups]
             summary["accepted"] = sum(o.accepted for o in settled)
             summary["accepted_earlier_tries"] = summary["accepted"] - sent
-            reasons, listed = _not_sent(outcomes, chunks, spool, prepared, rejected_path)
-        return _finish(options, prepared, report, summary, reasons, listed, rejected_path, log)
+            reasons, listed = _not_sent(outcomes, chunks, spool, prepared, rejected)
+        return _finish(options, prepared, report, summary, reasons, listed, rejected.shown, log)
+
+
+class _Rejected:
+    """
+    Where the rejected report goes.
+
+    A local path, or (object storage) a local file in the campaign's temporary folder uploaded to the object
+    whenever the report is closed.
+    """
+
+    def __init__(self, path: Any, conn_id: str | None, tmp: str) -> None:
+        from airflow_qikberry.campaign import storage
+
+        self.target: Any = None
+        self.local: str | None = None if path in (None, "") else str(path)
+        if storage.is_object_storage(path):
+            self.target = storage.ObjectTarget(storage.object_path(path, conn_id, field="rejected_path"))
+            self.local = os.path.join(tmp, "rejected.csv")
+        self.shown = self.target.url if self.target is not None else self.local
+
+    def report(self, *, append: bool = False) -> RejectedReport:
+        return RejectedReport(self.local, append=append, target=self.target)
 
 
 def _dry_run(
@@ -339,10 +389,10 @@ def _not_sent(
     chunks: Sequence[Chunk],
     spool: Spool,
     prepared: Prepared,
-    rejected_path: str | None,
+    rejected: _Rejected,
 ) -> tuple[Counter[str], list[dict[str, Any]]]:
     """Every row the API did not take, added to the rejected report; counts by reason and the first rows."""
-    with RejectedReport(rejected_path, append=True) as report:
+    with rejected.report(append=True) as report:
         rows = NotSentRows(report, prepared.source_rows)
         for outcome, chunk in zip(outcomes, chunks, strict=True):
             if outcome is None or not outcome.not_sent:

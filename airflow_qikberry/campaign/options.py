@@ -9,7 +9,7 @@ See :mod:`airflow_qikberry.campaign` and docs/campaign.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -59,8 +59,10 @@ class CampaignOptions:
     ``send`` holds the send parameters (:class:`~airflow_qikberry.send_options.SendOptions`), the campaign
     ``name`` among them; left out, sender, service and entity id come from the connection, as for every
     send. ``message`` is one text for every row; otherwise ``render`` (see
-    :func:`~airflow_qikberry.campaign.preparation.compile_row_template`) makes each row's text. The other
-    fields are the campaign's own: its split schedule, chunks, limits and mode.
+    :func:`~airflow_qikberry.campaign.preparation.compile_row_template`) makes each row's text, or the
+    stored DLT template ``send.template`` does, each variable from the row's column of that name or the one
+    ``template_columns`` maps it to (:mod:`airflow_qikberry.campaign.dlt`). The other fields are the
+    campaign's own: its split schedule, chunks, limits and mode.
 
     Example::
 
@@ -77,6 +79,7 @@ class CampaignOptions:
     check_balance: bool = True
     dry_run: bool = False
     resend: bool = False
+    template_columns: Mapping[str, str] | None = None
 
     @property
     def name(self) -> str:
@@ -107,19 +110,36 @@ class CampaignOptions:
         if not isinstance(name, str) or not name.strip():
             raise QikberryValidationError("name: the campaign needs a non-blank name.", field="name")
         v.validate_text_id(name, field="name")
-        if (message is None) == (not has_template):
-            given = (
-                "both message and message_template"
-                if has_template
-                else "neither message nor message_template"
-            )
-            raise QikberryValidationError(
-                f"message: got {given}; give exactly one: message (one text for every row) or "
-                "message_template (a Jinja template rendered per row, with `row` in scope).",
-                field="message",
-            )
         params["name"] = name.strip()
         send = SendOptions.rendered(**params) if send is None else send.replace(**params)
+        texts = [
+            what
+            for what, given in (
+                ("message", message is not None),
+                ("message_template", has_template),
+                ("template", send.template is not None),
+            )
+            if given
+        ]
+        if len(texts) != 1:
+            got = {
+                0: "neither message nor message_template nor template",
+                2: f"both {' and '.join(texts)}",
+            }.get(len(texts), "message, message_template and template")
+            raise QikberryValidationError(
+                f"message: got {got}; give exactly one: message (one text "
+                "for every row), message_template (a Jinja template rendered per row, with `row` in scope) "
+                "or template (a stored DLT template, its variables from the row's columns).",
+                field="message",
+            )
+        if send.template_data is not None:
+            raise QikberryValidationError(
+                "template_data: a campaign fills the template's variables from each row's columns; map a "
+                "variable to another column with template_columns={'otp': 'code'}.",
+                field="template_data",
+            )
+        if "template_columns" in kwargs:
+            kwargs["template_columns"] = _columns(kwargs["template_columns"])
         for flag in ("check_balance", "dry_run", "resend"):
             if flag in kwargs:
                 kwargs[flag] = v.validate_flag(kwargs[flag], field=flag)
@@ -179,6 +199,23 @@ class CampaignOptions:
                 "5 minutes ahead); the others follow every `interval`.",
                 field="schedule_at",
             )
+
+
+def _columns(value: Any) -> dict[str, str] | None:
+    """``template_columns``: template variable -> column name (a dict rendered as text is read back)."""
+    if value is None:
+        return None
+    value = v.rendered_literal(value, "template_columns")
+    if not isinstance(value, Mapping) or not all(
+        isinstance(key, str) and isinstance(column, str) and key and column.strip()
+        for key, column in value.items()
+    ):
+        raise QikberryValidationError(
+            f"template_columns: must map template variables to column names, e.g. {{'otp': 'code'}}, got "
+            f"{v.shown(value)}.",
+            field="template_columns",
+        )
+    return dict(value)
 
 
 def _interval(value: timedelta | float | None) -> timedelta | None:

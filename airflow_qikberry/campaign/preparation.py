@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import IO, Any
 
 from airflow_qikberry import phone, sms_text
+from airflow_qikberry.campaign.dlt import DLT_MISMATCH
 from airflow_qikberry.campaign.options import MAX_CAMPAIGN_MESSAGES, Chunk, ChunkPlan
 from airflow_qikberry.campaign.sources import phone_key
 from airflow_qikberry.exceptions import QikberryValidationError
@@ -42,6 +43,7 @@ __all__ = [
     "measure_text",
     "prepare",
     "scrub",
+    "spool_line",
 ]
 
 
@@ -151,8 +153,12 @@ class RejectedReport:
     is the validation message, numbers masked.
     """
 
-    def __init__(self, path: str | None = None, *, append: bool = False) -> None:
+    def __init__(self, path: str | None = None, *, append: bool = False, target: Any = None) -> None:
         self.path = path
+        # On object storage (an ObjectTarget): ``path`` is a local file, uploaded to the target whole on
+        # close; ``shown`` is where the report is, for messages.
+        self.target = target
+        self.shown = target.url if target is not None else path
         self.append = append  # the send pass adds the rows the API did not take to the prepare pass's report
         self.counts: Counter[str] = Counter()
         self.examples: dict[str, str] = {}
@@ -183,6 +189,8 @@ class RejectedReport:
     def __exit__(self, *exc: object) -> None:
         if self._handle is not None:
             self._handle.close()
+            if self.target is not None and self.path and exc[0] is None:
+                self.target.upload(self.path)
 
     def add(self, row: int, reason: str, value: Any, detail: str) -> None:
         self.counts[reason] += 1
@@ -244,6 +252,7 @@ def prepare(
     encoding: str = "auto",
     max_units: int | None = None,
     field_name: str = "recipients",
+    check: Callable[[str], str | None] | None = None,
 ) -> Prepared:
     """
     Pass 1: validate, render, de-duplicate and measure every row; spool the accepted ones.
@@ -253,7 +262,8 @@ def prepare(
     its API ``type`` for the campaign's encoding; see :func:`airflow_qikberry.payloads.validated_batch_node`).
     Exact duplicates (same canonical number and text) are recognised by an 8-byte BLAKE2b digest of the line
     kept in a set: about 70-100 bytes per accepted row, the only memory that grows with the campaign
-    (docs/campaign.md). More than 500,000 accepted messages stop the pass with an error at once.
+    (docs/campaign.md). More than 500,000 accepted messages stop the pass with an error at once. ``check``
+    (the DLT pre-check of a rendered text: what differs, or None) rejects a row as ``dlt_mismatch``.
     """
     if (message is None) == (render is None):
         raise ValueError("prepare needs exactly one of message and render")
@@ -270,8 +280,6 @@ def prepare(
         else None
     )
     normalize, blake2b = phone.normalize_number, hashlib.blake2b
-    # json.dumps(..., ensure_ascii=False) builds an encoder per call; this is the same encoder, built once.
-    encode = json.JSONEncoder(ensure_ascii=False).encode
     for number_in_source, row in enumerate(rows, start=1):
         out.rows_read = number_in_source
         if key is None:
@@ -288,10 +296,12 @@ def prepare(
             continue
         if static is not None:
             text, info = "", static
-            line = encode([number])
+            line = spool_line(number)
         else:
             try:
                 text = render(row)  # type: ignore[misc]
+            except QikberryValidationError:
+                raise  # about every row (a template variable without a column), not this one
             except Exception as exc:
                 report.add(number_in_source, TEMPLATE_ERROR, given, f"{type(exc).__name__}: {exc}")
                 continue
@@ -300,7 +310,10 @@ def prepare(
                 report.add(number_in_source, measured[0], given, measured[1])
                 continue
             info = measured
-            line = encode([number, text, API_TYPE[info.encoding]])
+            if check is not None and (differs := check(text)) is not None:
+                report.add(number_in_source, DLT_MISMATCH, given, differs)
+                continue
+            line = spool_line(number, text, API_TYPE[info.encoding])
         data = (line + "\n").encode()
         fingerprint = int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
         if fingerprint in seen:
@@ -340,6 +353,19 @@ def prepare(
     return out
 
 
+def spool_line(*parts: str) -> str:
+    """
+    Return the JSON array of ``parts`` exactly as ``json.dumps(parts, ensure_ascii=False)`` writes it.
+
+    The spool and the campaign's digest depend on these bytes. Built without an encoder's machinery per row:
+    the encoder's own string escaper, joined by its own separator.
+    """
+    return "[" + ", ".join(map(_json_string, parts)) + "]"
+
+
+_json_string = json.encoder.encode_basestring  # what JSONEncoder(ensure_ascii=False) quotes strings with
+
+
 def measure_text(text: str, encoding: str, max_units: int | None) -> sms_text.MessageLength | tuple[str, str]:
     """How a rendered text is billed, or why it cannot be sent: ``(reason, detail)``."""
     if not isinstance(text, str) or not text.strip():
@@ -349,11 +375,15 @@ def measure_text(text: str, encoding: str, max_units: int | None) -> sms_text.Me
             MESSAGE_TOO_LONG,
             f"{len(text)} characters; the API accepts at most {sms_text.MAX_MESSAGE_CHARS}",
         )
-    try:
-        sms_text.check_sendable(text)  # half an emoji or a NUL: this row is rejected, the campaign goes on
-        info = sms_text.measure(text, encoding)  # type: ignore[arg-type]
-    except QikberryValidationError as exc:
-        return INVALID_MESSAGE, exc.message
+    info = sms_text.measure_printable_ascii(text, encoding)  # type: ignore[arg-type]
+    if info is None:
+        try:
+            sms_text.check_sendable(
+                text
+            )  # half an emoji or a NUL: this row is rejected, the campaign goes on
+            info = sms_text.measure(text, encoding)  # type: ignore[arg-type]
+        except QikberryValidationError as exc:
+            return INVALID_MESSAGE, exc.message
     if max_units is not None and info.units > max_units:
         detail = f"needs {info.units} SMS parts but max_units is {max_units}"
         try:  # for its advice: how much to cut, which character forced Unicode
@@ -370,7 +400,7 @@ def check_limits(prepared: Prepared, report: RejectedReport, *, max_invalid_rati
         raise QikberryValidationError(f"{field}: the source has no rows; nothing to send.", field=field)
     rejected = report.total
     ratio = rejected / prepared.rows_read
-    where = f" (every rejected row is listed in {report.path})" if report.path else ""
+    where = f" (every rejected row is listed in {report.shown})" if report.shown else ""
     if ratio > max_invalid_ratio:
         reasons = "; ".join(
             f"{reason} {count:,} (e.g. {report.examples[reason]})"

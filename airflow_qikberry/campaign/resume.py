@@ -54,8 +54,12 @@ class ProgressRecord:
         plan: ChunkPlan,
         log: Any,
         set_digest: str = "",
+        source: dict[str, Any] | None = None,
+        field: str = "recipients",
     ) -> None:
         self.store, self.log = store, log
+        # What was read of a source object (storage.ObjectSource.identity): a retry must read the same bytes.
+        self.source, self.field = source, field
         self.prefix = f"qikberry_campaign_{key}"
         self.identity = {
             "digest": digest,
@@ -86,6 +90,9 @@ class ProgressRecord:
                 "Could not read the campaign's task state (%s); finding progress by lookups", exc
             )
             return None
+        from airflow_qikberry.campaign.storage import check_unchanged
+
+        check_unchanged(record.get("source"), self.source, field=self.field, chunks_done=done)
         if any(record.get(k) != val for k, val in self.identity.items()):
             if self.set_digest and record.get("rows") == self.set_digest:
                 raise QikberryValidationError(
@@ -120,9 +127,10 @@ class ProgressRecord:
         page = (chunks_done - 1) // STORE_PAGE
         try:
             self.store.set(f"{self.prefix}:groups:{page}", list(page_entries))
-            self.store.set(
-                self.prefix, {**self.identity, "rows": self.set_digest, "chunks_done": chunks_done}
-            )
+            entry = {**self.identity, "rows": self.set_digest, "chunks_done": chunks_done}
+            if self.source is not None:
+                entry["source"] = self.source
+            self.store.set(self.prefix, entry)
         except Exception as exc:
             # Only a hint: a retry without it finds the progress by lookups.
             self.log.warning("Could not record the campaign's progress in the task state (%s)", exc)
@@ -229,7 +237,11 @@ class Resume:
             gone = ido.confirm_absent(
                 self.runner,
                 lambda: accepted(index),
-                what=f"chunk {index + 1} (custom id {self.cid(index, 0)})",
+                what=f"chunk {index + 1}",
+                looking_for=f"custom id {self.cid(index, 0)} (its first row)",
+                why=f"{f'chunk {index} was accepted' if index else 'this is a retry'}, so the earlier try "
+                f"may have posted chunk {index + 1} just before it stopped, and the API may show an accepted "
+                "message only a while later",
                 unknown=self.unknown(index),
             )
             if not gone:
@@ -356,6 +368,9 @@ class Resume:
                 self.runner,
                 lookup,
                 what=f"{len(absent)} row(s) of chunk {index + 1}",
+                looking_for=f"{len(probes)} of their custom ids ({self.cid(index, probes[0])}...)",
+                why=f"chunk {index + 1} is the last one an earlier try reached, and it may have posted "
+                "them just before it stopped; the API may show an accepted message only a while later",
                 unknown=self.unknown(index),
             ):
                 return absent

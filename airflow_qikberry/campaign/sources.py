@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from airflow_qikberry import phone
 from airflow_qikberry import validation as v
@@ -28,6 +28,7 @@ __all__ = [
     "choose_source",
     "csv_rows",
     "phone_key",
+    "read_csv",
     "recipient_rows",
     "sql_rows",
 ]
@@ -52,11 +53,14 @@ class Source(NamedTuple):
     Where the rows come from.
 
     The operator field that named it, and a function that streams its rows (called once; each row a mapping of
-    column name to value).
+    column name to value). ``identity``, for a source object on object storage, returns what was read once the
+    rows are read (:meth:`~airflow_qikberry.campaign.storage.ObjectSource.identity`): a retry must read the
+    same bytes.
     """
 
     field: str
     rows: Callable[[], Iterator[Mapping[str, Any]]]
+    identity: Callable[[], dict[str, Any] | None] | None = None
 
 
 def choose_source(**given: Any) -> str:
@@ -133,16 +137,23 @@ def csv_rows(path: str, *, delimiter: str = ",", field: str = "csv_path") -> Ite
     """Stream the rows of a CSV file with a header line (UTF-8, a BOM is ignored)."""
     check_csv_file(path, field=field)
     with open(path, newline="", encoding="utf-8-sig") as handle:
+        yield from read_csv(handle, path, delimiter=delimiter, field=field)
+
+
+def read_csv(
+    handle: IO[str], name: str, *, delimiter: str = ",", field: str = "csv_path"
+) -> Iterator[Mapping[str, Any]]:
+    """Yield the rows of an open CSV text stream with a header line; ``name`` (a path or URL) for errors."""
+    try:
         reader = csv.DictReader(handle, delimiter=delimiter)
         if not reader.fieldnames:
-            raise QikberryValidationError(f"{field}: {path!r} is empty; it needs a header line.", field=field)
-        try:
-            yield from reader
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise QikberryValidationError(
-                f"{field}: {path!r} is not a readable UTF-8 CSV file at line {reader.line_num} ({exc}).",
-                field=field,
-            ) from None
+            raise QikberryValidationError(f"{field}: {name!r} is empty; it needs a header line.", field=field)
+        yield from reader
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise QikberryValidationError(
+            f"{field}: {name!r} is not a readable UTF-8 CSV file at line {reader.line_num} ({exc}).",
+            field=field,
+        ) from None
 
 
 def sql_rows(

@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from airflow_qikberry.exceptions import QikberryError, QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_TYPE
 from airflow_qikberry.hooks.base import HookArgs, QikberryBaseHook
+from airflow_qikberry.hooks.dlt import DltHookMixin
 from airflow_qikberry.transport.retry import DEFAULT_RETRY_DEADLINE
 
 if TYPE_CHECKING:
@@ -43,9 +44,11 @@ T = TypeVar("T")
 __all__ = ["QikberryHook"]
 
 
-class QikberryHook(QikberryBaseHook):
+class QikberryHook(DltHookMixin, QikberryBaseHook):
     """
     Talk to the Qikberry SMS API (MOBtexting v2): send, look up delivery status, check balance.
+
+    DLT senders, templates and sends by template come from :class:`~airflow_qikberry.hooks.dlt.DltHookMixin`.
 
     The connection (conn type ``qikberry``) holds the access token in its password, the base URL in its
     host and defaults (sender, service, DLT entity id, default region, ...) in its extras. It is read
@@ -382,6 +385,7 @@ class QikberryHook(QikberryBaseHook):
         """
         from airflow_qikberry.sends import SendIO
 
+        self.check_dlt(prepared)  # the DLT pre-check, before any request
         io = SendIO(self.transport, self._status_rows, self._reuse_check, self.log)
         send, look_first = prepared.to_send(io)
         return self._exactly_once().run(send, task_retry=look_first)
@@ -453,7 +457,7 @@ class QikberryHook(QikberryBaseHook):
         return self._run(balance(service))
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the token with ``auth/me``: never sends, never spends."""
+        """Check the token with ``auth/me`` and list the account's DLT senders and templates: never sends."""
         from airflow_qikberry.protocol import Paths, redact
 
         try:
@@ -465,7 +469,9 @@ class QikberryHook(QikberryBaseHook):
             return False, redact(text, settings.token if settings else "")
         data = response.data if isinstance(response.data, Mapping) else {}
         who = data.get("username") or data.get("name") or data.get("email")
-        return True, f"Connected to {self.settings.base_url}" + (f" as {who}" if who else "")
+        return True, f"Connected to {self.settings.base_url}" + (f" as {who}" if who else "") + (
+            f"; {self.dlt_summary()}"
+        )
 
     # -- connection form (Airflow < 3.2; newer versions read conn-fields from provider info)
 

@@ -1,5 +1,5 @@
 """
-QikberryAsyncHook: delivery-status and balance lookups for triggers, over the httpx transport.
+QikberryAsyncHook: delivery-status, balance and DLT template lookups for triggers, over httpx.
 
 It only reads (status, balance): sends happen on workers through :class:`QikberryHook`, never in the
 triggerer, whose restarts would repeat them. Its lookups are the sync hook's, written once in
@@ -38,6 +38,7 @@ from airflow_qikberry.transport.coalesce import coalescer, request_key
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from airflow_qikberry.catalog import DltSender, DltTemplate
     from airflow_qikberry.connection import ConnectionSettings
     from airflow_qikberry.models import Balance, MessageStatus, StatusPage
 
@@ -155,6 +156,18 @@ class QikberryAsyncHook(QikberryBaseHook):
     def iter_group_status(self, group_id: str) -> AsyncIterator[MessageStatus]:
         """Every message of a request or campaign, one 100-row page at a time."""
         return self._status_rows(group_query(group_id))
+
+    async def get_templates(self) -> list[DltTemplate]:
+        """Every DLT template of the account (``sms/templates``, all pages)."""
+        from airflow_qikberry.lookups import templates
+
+        return await self._run(templates())
+
+    async def get_senders(self) -> list[DltSender]:
+        """Every sender (DLT header) of the account (``sms/senders``, all pages)."""
+        from airflow_qikberry.lookups import senders
+
+        return await self._run(senders())
 
     async def get_balance(self, service: str | None = None) -> list[Balance]:
         """Credits per service (``finance/balance``; falls back to the legacy ``account/balance``)."""

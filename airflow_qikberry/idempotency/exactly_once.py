@@ -129,9 +129,18 @@ class ExactlyOnce:
                 error.numbers = list(verdict.numbers)
             raise error
 
-    def look_until_settled(self, lookup: Callable[[], Finding[T]], deadline: Deadline) -> Finding[T]:
+    def look_until_settled(
+        self,
+        lookup: Callable[[], Finding[T]],
+        deadline: Deadline,
+        *,
+        on_wait: Callable[[float, float], None] | None = None,
+    ) -> Finding[T]:
         """
         Call ``lookup`` with backoff (1, 2, 4, 8, 8 ... s) until its finding is settled or the window closes.
+
+        ``on_wait(wait, left)`` is told before each wait: how long it is, and how much of the window is left
+        before it.
 
         When the call's deadline ends the lookups before the window has closed, "nothing found yet" proves
         nothing: the verdict is then ``unknown``, never ``absent``.
@@ -155,6 +164,8 @@ class ExactlyOnce:
             if left <= 0:
                 return verdict
             wait = min(delay, left)
+            if on_wait is not None:
+                on_wait(wait, left)
             if wait > 0:
                 self.policy.clock.sleep(wait)
             waited += max(wait, 0.25)  # a zero first delay still moves the window on

@@ -87,6 +87,8 @@ def confirm_absent(
     *,
     what: str,
     unknown: Callable[[str], QikberryDeliveryUnknownError],
+    looking_for: str = "",
+    why: str = "",
 ) -> bool:
     """
     Return True when ``lookup`` keeps finding nothing for the runner's whole reconcile window.
@@ -94,8 +96,26 @@ def confirm_absent(
     ``lookup`` is a custom-id lookup (is it there?), made with the same backoff as an ambiguous send; False
     comes as soon as it finds it.
 
-    A window cut short by the call's retry deadline proves nothing: ``unknown`` is raised then.
+    The runner's log says, before each wait, what it waits for (``what``, looked up by ``looking_for``),
+    how much of the window is left and ``why``; then how it ended. A window cut short by the call's retry
+    deadline proves nothing: ``unknown`` is raised then.
     """
+    log = runner.log
+    looking = looking_for or "its custom id"
+    reason = why or "it may have been accepted just before the earlier try ended"
+
+    def on_wait(wait: float, left: float) -> None:
+        log.info(
+            "Confirming %s was not accepted: looking up %s again in %.0f s, up to %.0f s of the %.0f s "
+            "reconcile window left, because %s",
+            what,
+            looking,
+            wait,
+            left,
+            runner.window,
+            reason,
+        )
+
     because = f"{what} may have been accepted just before the earlier try ended"
 
     def look() -> Finding[bool]:
@@ -109,9 +129,15 @@ def confirm_absent(
 
     deadline = runner.policy.start()
     with bounded_by(deadline):
-        result = runner.look_until_settled(look, deadline)
+        result = runner.look_until_settled(look, deadline, on_wait=on_wait)
     if result.kind == "found":
+        log.info("Found %s: an earlier try had it accepted; it is not sent again", what)
         return False
     if result.kind == "absent":
+        log.info(
+            "Confirmed %s was not accepted: still absent when the %.0f s reconcile window closed",
+            what,
+            runner.window,
+        )
         return True
     raise unknown(result.reason)

@@ -83,7 +83,12 @@ class QikberryBulkCampaignOperator(BaseOperator):
 
     :param recipients: a list of numbers and/or dicts (one row each; templated, e.g. an XCom rendered with
         ``render_template_as_native_obj=True``; a rendered list's text form is read back as a list).
-    :param csv_path: a UTF-8 CSV file with a header line (templated), at most 200 MB.
+    :param csv_path: a UTF-8 CSV file with a header line (templated), at most 200 MB: a local path, or on
+        object storage a URL (``s3://bucket/key``, ``gs://...``, ``file:///...``) or an ``ObjectStoragePath``,
+        streamed, and read byte for byte the same by a retry (a changed object stops it; docs/campaign.md).
+    :param storage_conn_id: the Airflow connection whose credentials reach a ``csv_path`` or
+        ``rejected_path`` URL (templated), e.g. an ``aws`` connection for ``s3://``; not needed for
+        ``file://``, for a URL that names its own (``s3://conn_id@bucket/key``) or an ``ObjectStoragePath``.
     :param sql: a query (templated; a ``.sql`` file is read) run once on ``sql_conn_id``, any database
         connection whose hook has ``get_conn()`` (a common.sql ``DbApiHook``); rows become dicts.
     :param recipients_xcom_task_id: the task whose XCom (``recipients_xcom_key``, default
@@ -101,6 +106,18 @@ class QikberryBulkCampaignOperator(BaseOperator):
     :param message_template: a Jinja template rendered per row with ``row`` (the row's columns, e.g.
         ``{{ row.name }}``) and the task context (``{{ ds }}``, ``{{ params }}``) in scope, in the task's
         sandboxed environment. Not a template field: Airflow would render it once, without ``row``.
+    :param template: a stored DLT template (templated: its alias, id, DLT template id or name): each row's
+        text is its body with every ``{{variable}}`` taken from the row's column of that name; its sender
+        and DLT template id are the campaign's (docs/dlt.md).
+    :param template_columns: with ``template``, variables taken from other columns, e.g.
+        ``{"otp": "code"}`` (templated).
+
+    DLT:
+
+    :param dlt_check: check every row's text against its DLT template before sending (``"auto"``, the
+        default: where a template or ``template_id`` is given and the template is known; ``"required"``:
+        fail when the check cannot run; ``"off"``). A row that does not fit is a rejected row with reason
+        ``dlt_mismatch`` and what differs.
 
     How it is sent:
 
@@ -124,7 +141,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
         before sending anything for rows rejected by validation; after sending everything else when rows
         the API refuses or leaves out take it over the limit.
     :param rejected_path: write the rejected rows, and the rows the API refused or left out, to this CSV
-        (``row,reason,value,detail``; templated).
+        (``row,reason,value,detail``; templated): a local path or, like ``csv_path``, on object storage.
     :param check_balance: fail before sending when the service's credits do not cover the estimated units.
     :param dry_run: read, validate, render and count everything, estimate the credits and return the
         summary with a masked ``sample`` of rendered rows; send nothing.
@@ -145,6 +162,8 @@ class QikberryBulkCampaignOperator(BaseOperator):
         "recipients_xcom_task_id",
         "recipients_xcom_key",
         "message",
+        "template",
+        "template_columns",
         "name",
         "sender",
         "service",
@@ -154,6 +173,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
         "tags",
         "webhook_id",
         "rejected_path",
+        "storage_conn_id",
         "qikberry_conn_id",
     )
     template_ext: Sequence[str] = (".sql",)
@@ -179,6 +199,9 @@ class QikberryBulkCampaignOperator(BaseOperator):
         sql_parameters: Any = None,
         message: str | XComArg | None = None,
         message_template: str | None = None,
+        template: str | None = None,
+        template_columns: Any = None,
+        dlt_check: Any = "auto",
         name: str | None = None,
         sender: str | None = None,
         service: str | None = None,
@@ -199,6 +222,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
         dry_run: bool = False,
         resend: bool = False,
         use_task_state_store: bool = True,
+        storage_conn_id: str | None = None,
         qikberry_conn_id: str = "qikberry_default",
         **kwargs: Any,
     ) -> None:
@@ -229,6 +253,9 @@ class QikberryBulkCampaignOperator(BaseOperator):
         self.sql_parameters = sql_parameters
         self.message = message
         self.message_template = message_template
+        self.template = template
+        self.template_columns = template_columns
+        self.dlt_check = dlt_check
         self.name = name
         self.sender = sender
         self.service = service
@@ -250,6 +277,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
         self.is_dry_run = dry_run
         self.resend = resend
         self.use_task_state_store = use_task_state_store
+        self.storage_conn_id = storage_conn_id
         self.qikberry_conn_id = qikberry_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -274,6 +302,7 @@ class QikberryBulkCampaignOperator(BaseOperator):
             check_balance=self.check_balance,
             dry_run=self.is_dry_run,
             resend=self.resend,
+            template_columns=self.template_columns,
         )
         source = self._source(context)
         render = None
@@ -283,13 +312,14 @@ class QikberryBulkCampaignOperator(BaseOperator):
 
         with QikberryHook(qikberry_conn_id=self.qikberry_conn_id) as hook:
             try:
-                return c.run_campaign(
+                summary = c.run_campaign(
                     options,
                     source=source,
                     hook=hook,
                     render=render,
                     phone_column=_text(self.phone_column),
                     rejected_path=_text(self.rejected_path),
+                    storage_conn_id=_text(self.storage_conn_id),
                     store=context.get("task_state_store") if self.use_task_state_store else None,
                     identity=identity,
                     log=self.log,
@@ -299,7 +329,26 @@ class QikberryBulkCampaignOperator(BaseOperator):
                 ti = context.get("ti") or context.get("task_instance")
                 if ti is not None:
                     ti.xcom_push(key="summary", value=err.summary)
+                self._record_for_events(hook, options, err.summary or {}, context)
                 raise
+            self._record_for_events(hook, options, summary, context)
+            return summary
+
+    def _record_for_events(self, hook: Any, options: Any, summary: dict[str, Any], context: Any) -> None:
+        """Record the campaign's groups for delivery-event assets, when the connection asks for it."""
+        if summary.get("dry_run") or not summary.get("group_ids") or not hook.settings.delivery_events:
+            return
+        from airflow_qikberry.delivery.inbox import record_sent, task_label
+
+        record_sent(
+            self.qikberry_conn_id,
+            dict.fromkeys(summary["group_ids"]),
+            campaign=summary.get("campaign"),
+            sender=options.send.sender or hook.settings.sender,
+            service=options.send.service or hook.settings.service,
+            task=task_label(context),
+            log=self.log,
+        )
 
     @staticmethod
     def _default_name(context: Any) -> str:
@@ -346,6 +395,14 @@ class QikberryBulkCampaignOperator(BaseOperator):
         if field == "recipients":
             recipients = self.recipients
             return c.Source(field, lambda: c.recipient_rows(recipients, phone_column=phone_column))
+        if field == "csv_path" and c.is_object_storage(self.csv_path):
+            source = c.ObjectSource(
+                c.object_path(self.csv_path, _text(self.storage_conn_id), field=field), field=field
+            )
+            source.check()
+            return c.Source(
+                field, lambda: c.object_csv_rows(source, delimiter=self.csv_delimiter), source.identity
+            )
         if field == "csv_path":
             path, delimiter = str(self.csv_path), self.csv_delimiter
             c.check_csv_file(path)

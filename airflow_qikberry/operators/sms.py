@@ -1,5 +1,5 @@
 """
-QikberrySendSmsOperator: send one text to one or more numbers from a DAG.
+QikberrySendSmsOperator: send one text, or a stored DLT template, to one or more numbers from a DAG.
 
 DAG files import this module at every parse, so it imports only the base class: the hook, the checks,
 ``requests`` and ``phonenumbers`` are imported when the task runs, and the hook (which reads the connection)
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from airflow_qikberry.models import SentMessage
     from airflow_qikberry.sends import SmsRequest
     from airflow_qikberry.sms_text import EncodingOption
+    from airflow_qikberry.template_sends import TemplateRequest
 
 __all__ = ["QikberrySendSmsOperator"]
 
@@ -68,8 +69,13 @@ class QikberrySendSmsOperator(BaseOperator):
     A retried task does not send again what an earlier try had sent (the hook derives a custom id from the
     task and looks it up on a retry). ``resend=True`` sends again on purpose, e.g. after clearing the task.
 
-    ``dry_run=True`` validates and renders everything, counts SMS units, estimates credits from the balance
-    (a read-only call), logs what would be sent and returns a summary; it sends nothing.
+    ``dry_run=True`` validates and renders everything, counts SMS units, runs the DLT pre-check, estimates
+    credits from the balance (read-only calls), logs what would be sent and returns a summary; it sends
+    nothing.
+
+    Instead of ``message``, ``template`` sends a stored DLT template (``sms/send/template``) with its
+    variables ``template_data``, from the template's sender (docs/dlt.md). Either way, a text sent with a
+    DLT ``template_id`` (or by template) is checked against its registered template first (``dlt_check``).
 
     Example::
 
@@ -88,6 +94,12 @@ class QikberrySendSmsOperator(BaseOperator):
         ``render_template_as_native_obj``). Numbers without a country code need ``default_region`` on the
         connection. At most 50,000.
     :param message: the text (templated); GSM-7 or Unicode (Devanagari, emoji), at most 4096 characters.
+    :param template: instead of ``message``, a stored DLT template (templated): its alias, id, DLT
+        template id or name. Sender and route are then the template's.
+    :param template_data: the template's variables, e.g. ``{"otp": "4711"}`` (templated; a dict rendered
+        as text is read back).
+    :param dlt_check: the DLT pre-check: ``"auto"`` (default: where a template id is given and the template
+        is known; says so when it cannot run), ``"required"`` (fail when it cannot run) or ``"off"``.
     :param sender: sender id / DLT header (templated); default: the connection's.
     :param service: route code such as ``T`` or ``P`` (templated); default: the connection's.
     :param template_id: DLT template id (templated).
@@ -108,6 +120,8 @@ class QikberrySendSmsOperator(BaseOperator):
     template_fields: Sequence[str] = (
         "to",
         "message",
+        "template",
+        "template_data",
         "sender",
         "service",
         "template_id",
@@ -119,14 +133,17 @@ class QikberrySendSmsOperator(BaseOperator):
     )
     # Airflow 2.x UI: "doc" shows the text as plain text (markdown would eat '*' and '_' of an SMS), lists
     # as indented JSON. The Airflow 3 UI picks a highlighter by looking at the value and ignores these.
-    template_fields_renderers = {"to": "json", "message": "doc", "tags": "json"}
+    template_fields_renderers = {"to": "json", "message": "doc", "tags": "json", "template_data": "json"}
     ui_color = "#e8f4fd"
 
     def __init__(
         self,
         *,
         to: str | int | Iterable[str | int],
-        message: str,
+        message: str | None = None,
+        template: str | None = None,
+        template_data: Any = None,
+        dlt_check: Any = "auto",
         sender: str | None = None,
         service: str | None = None,
         template_id: str | None = None,
@@ -154,6 +171,9 @@ class QikberrySendSmsOperator(BaseOperator):
         flash, resend, dry_run = _flags(flash=flash, resend=resend, dry_run=dry_run)
         self.to = to
         self.message = message
+        self.template = template
+        self.template_data = template_data
+        self.dlt_check = dlt_check
         self.sender = sender
         self.service = service
         self.template_id = template_id
@@ -178,19 +198,45 @@ class QikberrySendSmsOperator(BaseOperator):
         return QikberryHook(qikberry_conn_id=self.qikberry_conn_id)
 
     def execute(self, context: Any) -> list[dict[str, Any]] | dict[str, Any]:
-        from airflow_qikberry import sends
+        from airflow_qikberry import sends, template_sends
+        from airflow_qikberry.exceptions import QikberryValidationError
         from airflow_qikberry.recipients import recipient_entries
         from airflow_qikberry.send_options import SendOptions
 
+        if (self.message is None) == (self.template is None):
+            raise QikberryValidationError(
+                "message: give exactly one of message (the text) and template (a stored DLT template).",
+                field="message",
+            )
         to = recipient_entries(self.to)
         # The send parameters are this operator's attributes of the same names, as rendered.
         options = SendOptions.from_operator(self)
         # Every argument is checked before the first request, and a dry run reads this very preparation.
-        prepared = sends.prepare_sms(self.hook.settings, to, self.message, options, resend=self.resend)
+        settings = self.hook.settings
+        prepared: SmsRequest | TemplateRequest
+        if self.template is not None:
+            catalog = self.hook.dlt_catalog()
+            prepared = template_sends.prepare_template(settings, to, options, catalog, resend=self.resend)
+        else:
+            prepared = sends.prepare_sms(settings, to, self.message or "", options, resend=self.resend)
         if self.is_dry_run:
+            self.hook.check_dlt(prepared)
             return self._dry_run(prepared)
         sent = self.hook.send_prepared(prepared)
         self._log_sent(sent)
+        if self.hook.settings.delivery_events:
+            from airflow_qikberry.delivery.inbox import positions_by_group, record_sent, task_label
+
+            label = task_label(context)
+            record_sent(
+                self.qikberry_conn_id,
+                positions_by_group([m.message_id for m in sent]),
+                campaign=label,
+                sender=prepared.payload.get("sender"),
+                service=prepared.payload.get("service"),
+                task=label,
+                log=self.log,
+            )
         return [message.to_xcom() for message in sent]
 
     def _log_sent(self, sent: Sequence[SentMessage]) -> None:
@@ -207,27 +253,37 @@ class QikberrySendSmsOperator(BaseOperator):
             ", ".join(ids[:SAMPLE_SIZE]) + (f", ... ({len(ids)} in all)" if len(ids) > SAMPLE_SIZE else ""),
         )
 
-    def _dry_run(self, prepared: SmsRequest) -> dict[str, Any]:
+    def _dry_run(self, prepared: SmsRequest | TemplateRequest) -> dict[str, Any]:
         """Return what the prepared send would post, and a balance lookup; no POST is made."""
         from airflow_qikberry import phone
         from airflow_qikberry.exceptions import QikberryError
         from airflow_qikberry.models import estimate_cost
+        from airflow_qikberry.sends import SmsRequest
 
-        numbers, length, payload = prepared.numbers, prepared.length, prepared.payload
-        total_units = length.units * len(numbers)
-        service = payload["service"]
+        numbers, length = prepared.numbers, prepared.length
+        if isinstance(prepared, SmsRequest):
+            text: str | None = self.message
+            service, sender = prepared.payload["service"], prepared.payload["sender"]
+            when = prepared.payload.get("time")
+        else:  # a send by template: its rendered text, sender and route (unknown without its templates)
+            text, service, sender, when = prepared.text, prepared.service, prepared.sender, None
+        per_message = length.units if length is not None else None
+        total_units = per_message * len(numbers) if per_message is not None else None
 
         warnings: list[str] = []
         estimate = None
-        try:
-            estimate = estimate_cost(total_units, self.hook.get_balance(service), service)
-        except QikberryError as err:
-            warnings.append(f"credits not estimated: the balance lookup failed: {err}")
+        if total_units is None:
+            warnings.append("units and credits not estimated: the template's text is not known")
+        else:
+            try:
+                estimate = estimate_cost(total_units, self.hook.get_balance(service), service)
+            except QikberryError as err:
+                warnings.append(f"credits not estimated: the balance lookup failed: {err}")
         if estimate is not None and not estimate.covered:
             warnings.append(f"credits would not cover this send: {estimate.shortfall_message()}")
 
         sample: list[dict[str, Any]] = [
-            {"mobile": phone.mask_number(n), "text": self.message, "units": length.units}
+            {"mobile": phone.mask_number(n), "text": text, "units": per_message}
             for n in numbers[:SAMPLE_SIZE]
         ]
         result: dict[str, Any] = {
@@ -238,30 +294,32 @@ class QikberrySendSmsOperator(BaseOperator):
             "credits_available": float(estimate.credits_available) if estimate else None,
             "postpaid": estimate.postpaid if estimate else None,
             "service": service,
-            "sender": payload["sender"],
-            "encoding": length.encoding,
-            "units_per_message": length.units,
-            "schedule_at": payload.get("time"),
+            "sender": sender,
+            "encoding": length.encoding if length is not None else None,
+            "units_per_message": per_message,
+            "schedule_at": when,
             "custom_id": prepared.custom_id,
             "sample": sample,
             "warnings": warnings,
         }
+        if not isinstance(prepared, SmsRequest):
+            result["template"] = prepared.template.describe() if prepared.template else self.template
         self.log.info(
-            "DRY RUN, nothing sent: would send %d message(s) to [%s] via service %s from %s: %d SMS unit(s) "
-            "(%d per message, %s, %d characters)%s; estimated credits %s of %s available",
+            "DRY RUN, nothing sent: would send %d message(s) to [%s] via service %s from %s: %s SMS unit(s) "
+            "(%s per message, %s, %s characters)%s; estimated credits %s of %s available",
             len(numbers),
             ", ".join(s["mobile"] for s in sample) + (", ..." if len(numbers) > SAMPLE_SIZE else ""),
             service,
-            payload["sender"],
+            sender,
             total_units,
-            length.units,
-            length.encoding,
-            length.length,
-            f", scheduled for {payload['time']}" if payload.get("time") else "",
+            per_message,
+            result["encoding"],
+            length.length if length is not None else None,
+            f", scheduled for {when}" if when else "",
             result["estimated_credits"],
             result["credits_available"],
         )
-        self.log.info("DRY RUN text: %s", self.message)
+        self.log.info("DRY RUN text: %s", text)
         for warning in warnings:
             self.log.warning("DRY RUN: %s", warning)
         return result

@@ -45,6 +45,8 @@ class AirflowStack:
                 "AIRFLOW_HOME": str(home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                # New DAGs start unpaused: trigger() needs no `airflow dags unpause` (a CLI process, ~4 s).
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": "4",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
@@ -64,7 +66,7 @@ class AirflowStack:
         self.env = env
         self.port = port
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        # task_id -> every state wait_for_run saw it in (polled each second), in order of first sight.
+        # task_id -> every state the wait_for_* methods saw it in (polled), in order of first sight.
         self.seen: dict[str, list[str]] = {}
 
     # -- lifecycle
@@ -139,7 +141,6 @@ class AirflowStack:
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         run_id = f"stack__{int(time.time() * 1000)}"
-        self.cli("dags", "unpause", dag_id)
         args = ["dags", "trigger", dag_id, "--run-id", run_id]
         if conf:
             args += ["--conf", json.dumps(conf)]
@@ -150,14 +151,33 @@ class AirflowStack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._check_alive()
-            for task, state in self.task_states(dag_id, run_id).items():
-                if state not in self.seen.setdefault(task, []):
-                    self.seen[task].append(state)
+            self._note_states(dag_id, run_id)
             rows = self.query("SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", dag_id, run_id)
             if rows and rows[0][0] in ("success", "failed"):
                 return str(rows[0][0])
             time.sleep(1)
         raise TimeoutError(f"{dag_id} run {run_id} did not finish within {timeout:g}s")
+
+    def wait_for_task_state(
+        self, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 300
+    ) -> None:
+        """Until ``task_id`` of the run is in ``state`` (a TimeoutError, naming what it was in, if never)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if self._note_states(dag_id, run_id).get(task_id) == state:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(
+            f"{dag_id}.{task_id} was never {state} within {timeout:g}s: {self.seen.get(task_id, [])}"
+        )
+
+    def _note_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        states = self.task_states(dag_id, run_id)
+        for task, state in states.items():
+            if state not in self.seen.setdefault(task, []):
+                self.seen[task].append(state)
+        return states
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         rows = self.query(

@@ -31,10 +31,16 @@ FLAGSHIP = "qikberry_campaign_pipeline"
 
 def test_flagship_dag_defers_its_sensor_to_the_triggerer(emulator: Any, tmp_path: Path) -> None:
     conn = {"AIRFLOW_CONN_QIKBERRY_DEFAULT": qikberry_conn_json(emulator.base_url, TEST_TOKEN)}
+    # No delivery report arrives on its own: with the default 2 s delay, a run slowed down by a busy machine
+    # could reach the sensor after every report and never defer. Reports are released (the emulator
+    # finalises every pending message) once the sensor is seen deferred, while the triggerer is polling.
+    emulator.configure(dlr_delay_seconds=3600)
     with AirflowStack(tmp_path / "home", extra_env=conn) as stack:
         shutil.copy(REPO_ROOT / "example_dags" / f"{FLAGSHIP}.py", stack.dags)
         stack.wait_for_dag(FLAGSHIP)
         run_id = stack.trigger(FLAGSHIP)
+        stack.wait_for_task_state(FLAGSHIP, run_id, "wait_for_delivery", "deferred", timeout=300)
+        assert emulator.flush_dlrs() == 60
         state = stack.wait_for_run(FLAGSHIP, run_id, timeout=420)
         states = stack.task_states(FLAGSHIP, run_id)
         sensor_log = stack.task_log(FLAGSHIP, run_id, "wait_for_delivery")
@@ -75,3 +81,59 @@ def test_flagship_dag_defers_its_sensor_to_the_triggerer(emulator: Any, tmp_path
     assert len(logs) >= len(states) + 1, sorted(logs)  # one per task at least, and the trigger's
     reported = warning_lines("\n".join(logs.values()), PROVIDER_DIR, str(stack.dags))
     assert not reported, "\n".join(reported)
+
+
+def test_flagship_keeps_its_files_on_s3_across_worker_processes(emulator: Any, tmp_path: Path) -> None:
+    """The export task's process writes the CSV to an S3 server (moto's, over HTTP), the campaign task's
+    process reads it from there and writes its rejected report there: no file passes through a local path.
+    """
+    pytest.importorskip("s3fs", reason="needs the dev extras (s3fs, moto, amazon)")
+    pytest.importorskip("airflow.providers.amazon", reason="needs the Amazon provider")
+    moto_server = pytest.importorskip("moto.server", reason="needs the dev extras (moto, flask)")
+    import boto3
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="test-key",
+            aws_secret_access_key="test-secret-key",
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket="flagship-campaigns")
+        storage_conn = {
+            "conn_type": "aws",
+            "login": "test-key",
+            "password": "test-secret-key",
+            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        }
+        env = {
+            "AIRFLOW_CONN_QIKBERRY_DEFAULT": qikberry_conn_json(emulator.base_url, TEST_TOKEN),
+            "AIRFLOW_CONN_CAMPAIGN_S3": json.dumps(storage_conn),
+            "AIRFLOW_VAR_QIKBERRY_CAMPAIGN_STORAGE": "s3://flagship-campaigns/exports",
+            "AIRFLOW_VAR_QIKBERRY_CAMPAIGN_STORAGE_CONN_ID": "campaign_s3",
+        }
+        with AirflowStack(tmp_path / "home", extra_env=env) as stack:
+            shutil.copy(REPO_ROOT / "example_dags" / f"{FLAGSHIP}.py", stack.dags)
+            stack.wait_for_dag(FLAGSHIP)
+            run_id = stack.trigger(FLAGSHIP)
+            state = stack.wait_for_run(FLAGSHIP, run_id, timeout=420)
+            states = stack.task_states(FLAGSHIP, run_id)
+            campaign_log = stack.task_log(FLAGSHIP, run_id, "campaign")
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="flagship-campaigns").get("Contents", []))
+    finally:
+        server.stop()
+
+    assert state == "success", (states, campaign_log[-4000:])
+    assert len(keys) == 2, keys
+    assert keys[0].endswith("/customers.csv"), keys
+    assert keys[1].endswith("/rejected.csv"), keys
+    assert "read s3://campaign_s3@flagship-campaigns/exports/" in campaign_log
+    assert "test-secret-key" not in campaign_log
+    messages = emulator.messages()
+    assert len(messages) == 60
+    assert len({m["mobile"] for m in messages}) == 60

@@ -73,7 +73,10 @@ def test_example_dag_files_are_the_documented_set() -> None:
     assert EXAMPLE_FILES == [
         "qikberry_campaign_pipeline.py",
         "qikberry_daily_report.py",
+        "qikberry_dlt_campaign.py",
+        "qikberry_failed_sms_followup.py",
         "qikberry_failure_alerts.py",
+        "qikberry_payment_reminders.py",
         "qikberry_send_sms.py",
     ]
 
@@ -173,6 +176,36 @@ def test_campaign_pipeline_runs_end_to_end(
     assert any("अनीता" in m["message"] for m in messages)
     delivery = result.xcom("report")["delivery"]
     assert delivery["by_status"] == {"DELIVRD": 57, "UNDELIV": 3}  # rows 7, 27 and 47 end in 999
+
+
+@pytest.mark.slow
+def test_dlt_campaign_example_sends_by_template_and_reports_the_row_that_would_bounce(
+    run_dag: Any,
+    qikberry_conn: str,
+    emulator: Any,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    seeds = json.loads((EXAMPLES / "dlt_templates.json").read_text(encoding="utf-8"))
+    emulator.configure(**seeds, dlt_mode=True)  # the network checks every text against its template too
+    result = _run_example(run_dag, caplog, capfd, "qikberry_dlt_campaign.py")
+    assert result.state == "success", result
+    assert [t["alias"] for t in result.xcom("show_templates")] == ["bill-reminder"]
+    summary = result.xcom("campaign")
+    assert (summary["accepted"], summary["rejected"]) == (11, {"dlt_mismatch": 1})
+    messages = emulator.messages()
+    assert len(messages) == 11
+    assert {(m["sender"], m["template_id"]) for m in messages} == {("ACMEIN", "1107000000000000101")}
+    assert messages[0]["message"] == (
+        "Dear Asha, your bill of Rs 450.00 is due on 5 Dec. Pay at acme.in/pay -Acme"
+    )
+    report = result.xcom("report")
+    assert report["delivered"] == 11
+    assert report["failed"] == 0
+    [row] = report["rejected"]
+    assert (row["row"], row["reason"], row["mobile"]) == (5, "dlt_mismatch", "+91 98XXX XX004")
+    assert row["detail"].startswith("DLT-TM-VAR-EXECEED:")
+    assert "{{name}} would hold 35" in row["detail"]
 
 
 @pytest.mark.slow

@@ -247,10 +247,16 @@ def test_dedupe_across_two_processes(emulator: Any, tmp_path: Path) -> None:
     # Two lock directories: two machines, which share nothing but the API. The second alert is skipped
     # because the lookup of its custom id finds the first one.
     # Break: put os.getpid()/uuid into the custom id, or skip the get_status lookup -> two messages, fails.
-    _run_child(emulator, "nightly load failed", tmp_path / "machine-a")
-    _run_child(emulator, "nightly load failed", tmp_path / "machine-b")
+    # Windows are counted from the epoch (time // window): with the default 600 s, two children that straddle
+    # a 10-minute boundary (each takes seconds, more on a busy machine) are rightly two alerts; a run across
+    # 21:30:00 failed so. With a window of 10**6 s a boundary between them is all but impossible; the window's
+    # own length is test_dedupe_window_is_configurable's business.
+    window = 10.0**6
+    _run_child(emulator, "nightly load failed", tmp_path / "machine-a", window)
+    _run_child(emulator, "nightly load failed", tmp_path / "machine-b", window)
     assert _texts(emulator) == ["nightly load failed"]
-    _run_child(emulator, "nightly load failed again", tmp_path / "machine-b")  # another text: another alert
+    # another text: another alert
+    _run_child(emulator, "nightly load failed again", tmp_path / "machine-b", window)
     assert _texts(emulator) == ["nightly load failed", "nightly load failed again"]
 
 

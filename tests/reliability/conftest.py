@@ -1,18 +1,22 @@
 """The reliability suite prints its figures: each test records what it measured with the ``figure`` fixture,
 and the figures are printed together at the end of the run (and written to ``.reliability/figures.json``,
-which ``docs/reliability.md`` quotes with the command that reproduces each one)."""
+which ``docs/reliability.md`` quotes with the command that reproduces each one).
+
+A figure travels on the test's report (``user_properties``), so it reaches the process that prints the
+summary also when pytest-xdist runs the tests in worker processes; ``tests/conftest.py`` collects and prints
+them. Each module here ends with a test that publishes figures gathered by the module's other tests in
+module-level state, so under xdist one worker runs all of a module's tests, in file order (the scheduler in
+``tests/conftest.py`` makes each module here one unit of work).
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-_FIGURES: dict[str, dict[str, Any]] = {}
-_OUT = Path(__file__).resolve().parents[2] / ".reliability" / "figures.json"
+FIGURE_PROPERTY = "reliability_figure"
 
 
 @pytest.fixture
@@ -20,19 +24,7 @@ def figure(request: pytest.FixtureRequest) -> Callable[..., None]:
     """``figure(name, **values)``: record one measured figure of this test (printed at the end of the run)."""
 
     def record(name: str, **values: Any) -> None:
-        _FIGURES[name] = {"test": request.node.nodeid, **values}
+        figure = {name: {"test": request.node.nodeid, **values}}
+        request.node.user_properties.append((FIGURE_PROPERTY, figure))
 
     return record
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not _FIGURES:
-        return
-    terminalreporter.section("reliability figures")
-    for name, values in sorted(_FIGURES.items()):
-        shown = ", ".join(f"{k}={v}" for k, v in values.items() if k != "test")
-        terminalreporter.write_line(f"{name}: {shown}")
-    _OUT.parent.mkdir(exist_ok=True)
-    merged = json.loads(_OUT.read_text()) if _OUT.exists() else {}
-    merged.update(_FIGURES)
-    _OUT.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")

@@ -257,7 +257,11 @@ def test_the_hook_turns_garbled_answers_into_typed_errors(
 
     # Retry-After sent by the scripted server is never honoured for long: no sleeping in a fuzz loop.
     _Scripted.answer = (status, text.encode("utf-8", "surrogatepass"), {"Content-Type": "application/json"})
-    conn_id = make_qikberry_conn("fuzz_conn", host=scripted_server, reconcile_window=0.01)
+    # Nor for the GET budget (1,000/min by default; test_load holds the hook to it): the ~180 lookups of the
+    # 60 examples would wait ~5 s of real time for the bucket.
+    conn_id = make_qikberry_conn(
+        "fuzz_conn", host=scripted_server, reconcile_window=0.01, rate_limit_per_minute=10**6
+    )
     hook = QikberryHook(qikberry_conn_id=conn_id, max_attempts=1, clock=NoWaits())
     for call in (
         lambda: hook.get_status(message_id="g:1"),

@@ -442,3 +442,28 @@ def test_number_corpus_figures(figure: Any) -> None:
         rewritten=rewritten,
         checked_over_http=len(HTTP_CHECKED) if len(HTTP_CHECKED) == len(CORPUS) else "not run together",
     )
+
+
+def test_a_trunk_prefix_after_the_country_code_is_never_dropped() -> None:
+    # "+44 (0)20" is a convention; "+7 8 912 ..." is a digit more, which phonenumbers read as Russia's trunk
+    # prefix 8 and dropped ("+7 8 000 000 00 00" went out as 7 000 000 00 00; found by the property above).
+    # Every country whose trunk prefix is not 0: "+cc trunk national" is refused or sent as written.
+    import phonenumbers
+
+    checked = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        trunk = metadata.national_prefix if metadata is not None else None
+        example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+        if not trunk or trunk == "0" or example is None:
+            continue
+        national = phonenumbers.national_significant_number(example)
+        written = f"{example.country_code}{trunk}{national}"
+        for text in (f"+{example.country_code} {trunk} {national}", f"+{written}"):
+            checked += 1
+            try:
+                out = phone.normalize_number(text, default_region=region)
+            except QikberryValidationError:
+                continue
+            assert out == written, (region, text, out)
+    assert checked >= 20

@@ -23,8 +23,10 @@ from airflow_qikberry.delivery.sweep import arun_sweep
 from airflow_qikberry.delivery.tracker import DeliveryTracker
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
+from airflow_qikberry.transport.aio import HttpxTransport
 from airflow_qikberry.triggers.delivery import QikberryDeliveryTrigger
 from tests.triggers.support import (
+    assert_within_budget,
     first_event,
     fresh_poll_budgets,
     run_trigger,
@@ -290,20 +292,34 @@ def test_triggers_deferred_at_different_moments_still_check_together(
     assert status_calls(emulator) <= 2 * (max(checks) + 1) < 2 * sum(checks)
 
 
-def test_twenty_triggers_stay_within_the_poll_budget(make_qikberry_conn: Any, emulator: Any) -> None:
+def test_twenty_triggers_stay_within_the_poll_budget(
+    make_qikberry_conn: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """20 triggers (group mode, 20 campaigns) share a poll budget of 120/min for about 6 s.
 
     A token bucket of 120/min lets out at most its burst (a tenth: 12) plus 2 per second: in any window of w
     seconds at most 12 + 2w calls, so at most 120 in any 60 s window. The test is shorter than a minute, so
-    "no minute above the budget" is checked at every scale: every window of the emulator's log. The log
-    stamps a call when the emulator answers it, which can be up to ``latency`` seconds after the budget let
-    it go (20 clients connect at once at the start, and the emulator shares this process), so each window is
-    widened by that much. Without the budget the triggers make about 25 calls per half second.
+    "no minute above the budget" is checked at every scale: every window of the calls' send times.
+
+    Send times are stamped as each request leaves the transport, in the step in which the budget let it go.
+    The emulator's own stamps (when it answers) were checked before: on a loaded machine the emulator, which
+    shares this process, answered calls let go over 1.5 s within 0.25 s, and the test failed for lack of CPU.
+    The emulator still counts the calls: every call sent reached it. Without the budget the triggers make
+    about 25 calls per half second.
     """
     make_qikberry_conn(poll_budget_per_minute=120)
     emulator.configure(dlr_delay_seconds=3600)
     sizes = [100] * 10 + [150] * 5 + [30] * 5  # 1, 2 and 1 pages
     groups = [send_group(emulator, n)[0] for n in sizes]
+    sent: list[float] = []
+    request = HttpxTransport.request
+
+    async def stamped(self: HttpxTransport, method: str, path: str, **kwargs: Any) -> Any:
+        if path == "sms/status":
+            sent.append(time.monotonic())  # no await since the budget let it go: this is its grant time
+        return await request(self, method, path, **kwargs)
+
+    monkeypatch.setattr(HttpxTransport, "request", stamped)
     end = time.time() + 6.0
 
     async def all_of_them() -> list[dict[str, Any]]:
@@ -313,16 +329,14 @@ def test_twenty_triggers_stay_within_the_poll_budget(make_qikberry_conn: Any, em
     events = asyncio.run(all_of_them())
     assert all(e["status"] == "timeout" for e in events)
     assert time.time() < end + 1.0  # checks queued for the budget are cut at the deadline
-    stamps = [r["timestamp"] for r in status_requests(emulator)]
-    assert stamps
-    assert len(stamps) <= 120
-    burst, per_second, latency = 12, 2.0, 1.0
-    for i in range(len(stamps)):
-        for j in range(i, len(stamps)):
-            assert j - i + 1 <= burst + per_second * (stamps[j] - stamps[i] + latency), (i, j, stamps)
+    answered = status_requests(emulator)
+    assert sent
+    assert len(sent) <= 120
+    assert len(answered) <= len(sent)  # a call cut at the deadline may never have reached it
+    assert_within_budget(sent, 120, latency=0.0)
     # Group mode: at most ceil(pending / 100) calls per sweep (nothing was delivered: pending = size).
     allowed = sum(e["summary"]["checks"] * math.ceil(n / 100) for e, n in zip(events, sizes, strict=True))
-    assert len(stamps) <= allowed
+    assert len(sent) <= allowed
 
 
 # -- calls per sweep as pending shrinks
@@ -371,18 +385,19 @@ def test_sweep_bound_when_the_last_page_is_short_or_reports_come_out_of_order(
 ) -> None:
     # A tail of pending messages that straddles a page boundary costs one page more than ceil(pending/100);
     # reports in random order leave pending messages on every page: never more than a full walk.
-    emulator.configure(
-        dlr_delay_seconds=5.0, dlr_spread_seconds=100.0
-    )  # message n final at 5 + (n-1)*100/249
+    # Message n is final at 5 + (n-1)*10000/249 s: messages 1..190 at 7,595..7,635 s. The emulator's clock
+    # also runs in real time; 40 s between reports leaves the sweeps that much real time (0.4 s did not on a
+    # loaded machine: 191 was final too).
+    emulator.configure(dlr_delay_seconds=5.0, dlr_spread_seconds=10_000.0)
     group, _ = send_group(emulator, 250)
     tracker = DeliveryTracker(group_ids=[group])
-    steps = [lambda: None, lambda: emulator.advance_clock(81.0), lambda: None]  # then 191..250 pending
+    steps = [lambda: None, lambda: emulator.advance_clock(7_600.0), lambda: None]  # then 191..250 pending
     (_, walk), (known, refresh), (pending, calls) = sweep_counts(emulator, qikberry_conn, tracker, steps)
     assert (walk, known, refresh) == (3, 250, 3)
     assert pending == 60
     assert calls == 2 == math.ceil(pending / 100) + 1
 
-    emulator.configure(dlr_spread_order="random")
+    emulator.configure(dlr_spread_seconds=100.0, dlr_spread_order="random")
     shuffled, _ = send_group(emulator, 300)
     scattered = DeliveryTracker(group_ids=[shuffled])
     steps = [lambda: None, lambda: emulator.advance_clock(55.0), lambda: None, lambda: None]

@@ -302,7 +302,13 @@ def test_a_429_holds_every_poll_of_the_token(qikberry_conn: str, emulator: Any) 
             QikberryAsyncHook(qikberry_conn_id=qikberry_conn) as second,
         ):
             refused = asyncio.ensure_future(first.poll_message(ids[0]))
-            await asyncio.sleep(0.3)  # the 429 is in; its Retry-After holds the budget
+            # Until the 429 is in (the first call in a process also imports the HTTP stack, which alone can
+            # outlast a fixed wait: the polls below then ran first), then 0.3 s for its Retry-After to hold
+            # the budget.
+            deadline = time.monotonic() + 30
+            while not status_requests(emulator) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)
             await asyncio.gather(refused, second.poll_message(ids[1]), second.poll_message(ids[2]))
 
     asyncio.run(main())
