@@ -1,4 +1,5 @@
-"""Delivery reports as Airflow assets: "SMS failed" and "SMS delivered" for a connection (Airflow 3).
+"""
+Delivery reports as Airflow assets: "SMS failed" and "SMS delivered" for a connection (Airflow 3).
 
 Declare the asset in the DAG file of the DAG that reacts to it; the asset's watcher
 (:class:`~airflow_qikberry.triggers.delivery_events.QikberryDeliveryEventTrigger`) runs in the triggerer and
@@ -52,7 +53,8 @@ def delivery_asset(
     name: str | None = None,
     **trigger_kwargs: Any,
 ) -> Any:
-    """An asset that gets an event for each batch of new final delivery reports of a connection.
+    """
+    Return an asset that gets an event for each batch of new final delivery reports of a connection.
 
     :param outcome: ``"failed"``, ``"delivered"`` or ``"final"`` (both).
     :param qikberry_conn_id: the connection the messages were sent with.
@@ -96,10 +98,10 @@ def delivery_asset(
 
 
 def sms_failed(qikberry_conn_id: str = "qikberry_default", **kwargs: Any) -> Any:
-    """The "SMS failed" asset of a connection (see :func:`delivery_asset`)."""
+    """Return the "SMS failed" asset of a connection (see :func:`delivery_asset`)."""
     return delivery_asset("failed", qikberry_conn_id=qikberry_conn_id, **kwargs)
 
 
 def sms_delivered(qikberry_conn_id: str = "qikberry_default", **kwargs: Any) -> Any:
-    """The "SMS delivered" asset of a connection (see :func:`delivery_asset`)."""
+    """Return the "SMS delivered" asset of a connection (see :func:`delivery_asset`)."""
     return delivery_asset("delivered", qikberry_conn_id=qikberry_conn_id, **kwargs)

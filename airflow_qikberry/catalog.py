@@ -1,5 +1,7 @@
-"""The account's DLT senders and templates (``sms/senders``, ``sms/templates``, reference 4.16), read from the
-API's rows, and a short-lived process-wide cache of them.
+"""
+The account's DLT senders and templates, and a short-lived process-wide cache of them.
+
+Read from the API's rows (``sms/senders``, ``sms/templates``, reference 4.16).
 
 :class:`Catalog` is what the DLT pre-check (:mod:`airflow_qikberry.precheck`), sends by template and the
 campaign consult: every template and sender of the account, found by DLT template id, alias, stored id or
@@ -58,9 +60,13 @@ def _row(row: Any, what: str) -> Mapping[str, Any]:
 
 @dataclass(frozen=True)
 class DltTemplate:
-    """One stored template: ``id`` (the API's uuid, what ``sms/send/template`` takes as ``id``), ``alias``,
+    """
+    One stored template.
+
+    ``id`` (the API's uuid, what ``sms/send/template`` takes as ``id``), ``alias``,
     ``name``, ``template_id`` (the DLT id, None when it has none), ``sender`` (its sender's name), ``body``
-    (``{{name}}`` placeholders), ``status`` (1 active, 0 inactive) and ``template_type``."""
+    (``{{name}}`` placeholders), ``status`` (1 active, 0 inactive) and ``template_type``.
+    """
 
     id: str
     name: str
@@ -98,8 +104,11 @@ class DltTemplate:
 
     @cached_property
     def parsed(self) -> TemplateBody | None:
-        """The body parsed for matching and rendering; None when the API stored a body this provider cannot
-        read (a ``{{`` that opens no ``{{name}}``)."""
+        """
+        Return the body parsed for matching and rendering.
+
+        None when the API stored a body this provider cannot read (a ``{{`` that opens no ``{{name}}``).
+        """
         try:
             return TemplateBody.parse(self.body)
         except TemplateBodyError:
@@ -114,8 +123,12 @@ class DltTemplate:
 
 @dataclass(frozen=True)
 class DltSender:
-    """One sender (DLT header): ``name``, ``service`` (route code), ``entity_id``, ``iso`` (country) and
-    ``status`` (0 pending, 1 approved, 2 rejected)."""
+    """
+    One sender (DLT header).
+
+    ``name``, ``service`` (route code), ``entity_id``, ``iso`` (country) and ``status`` (0 pending,
+    1 approved, 2 rejected).
+    """
 
     id: str
     name: str
@@ -151,8 +164,12 @@ class DltSender:
 
 @dataclass(frozen=True)
 class Catalog:
-    """The account's templates and senders. ``templates_unavailable`` / ``senders_unavailable`` say why a
-    list could not be read (the account may not read that endpoint); the list is then empty."""
+    """
+    The account's templates and senders.
+
+    ``templates_unavailable`` / ``senders_unavailable`` say why a list could not be read (the account may
+    not read that endpoint); the list is then empty.
+    """
 
     templates: tuple[DltTemplate, ...] = ()
     senders: tuple[DltSender, ...] = ()
@@ -174,12 +191,16 @@ class Catalog:
             self._by[key] = index
 
     def by_template_id(self, template_id: str) -> DltTemplate | None:
-        """The template registered under this DLT template id."""
+        """Return the template registered under this DLT template id."""
         return self._by["template_id"].get(template_id)
 
     def find(self, ref: str) -> DltTemplate | None:
-        """The template named by ``ref``: its stored id, its alias, its DLT template id, or its name (without
-        regard to case), in that order."""
+        """
+        Return the template named by ``ref``.
+
+        Looked up by its stored id, its alias, its DLT template id, or its name (without regard to case), in
+        that order.
+        """
         ref = ref.strip()
         by = self._by
         return (
@@ -190,8 +211,12 @@ class Catalog:
         )
 
     def service_of(self, template: DltTemplate) -> str | None:
-        """The route a send by this template takes: its sender's service, else the one its DLT type implies
-        (transactional ``T``, promotional ``P``, service ``S``)."""
+        """
+        Return the route a send by this template takes.
+
+        Its sender's service, else the one its DLT type implies (transactional ``T``, promotional ``P``,
+        service ``S``).
+        """
         sender = self.sender(template.sender) if template.sender else None
         if sender is not None and sender.service:
             return sender.service
@@ -201,7 +226,7 @@ class Catalog:
         )
 
     def sender(self, name: str) -> DltSender | None:
-        """The account's sender of this name, compared without regard to case."""
+        """Return the account's sender of this name, compared without regard to case."""
         wanted = name.casefold()
         return next((s for s in self.senders if s.name.casefold() == wanted), None)
 
@@ -227,7 +252,10 @@ _lock = threading.Lock()
 def cached_catalog(
     key: tuple[str, str], seconds: float, fetch: Callable[[], Catalog], *, refresh: bool = False
 ) -> Catalog:
-    """The catalog of ``key`` (base URL, token key) read less than ``seconds`` ago, else ``fetch()``-ed now.
+    """
+    Return the catalog of ``key`` (base URL, token key), cached or fetched.
+
+    The one read less than ``seconds`` ago, else ``fetch()``-ed now.
 
     ``seconds`` 0 or ``refresh`` always fetch. Two threads that miss together may both fetch; the later
     answer is kept (both are the account's).

@@ -1,4 +1,5 @@
-"""The ``qikberry`` connection: its fields, how they are parsed and checked, and its legacy UI form.
+"""
+The ``qikberry`` connection: its fields, how they are parsed and checked, and its legacy UI form.
 
 The declarative form (``conn-fields``) lives in :mod:`airflow_qikberry.get_provider_info`, which Airflow
 reads without importing the hook; this module turns a stored connection into :class:`ConnectionSettings`
@@ -12,16 +13,19 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_FIELDS, CONN_TYPE, UI_FIELD_BEHAVIOUR
+from airflow_qikberry.phone import validate_region
 from airflow_qikberry.protocol import DEFAULT_BASE_URL
+from airflow_qikberry.transport.retry import DEFAULT_RETRY_DEADLINE
+from airflow_qikberry.validation import validate_flag
 
 __all__ = [
-    "DEFAULT_RETRY_DEADLINE",
     "SETTLE_MARGIN",
     "ConnectionSettings",
     "connection_form_widgets",
@@ -32,18 +36,19 @@ __all__ = [
 
 AuthPlacement = Literal["header", "query"]
 
-#: The retry deadline of a call when nothing asks for another and the reconcile window does not need more.
-DEFAULT_RETRY_DEADLINE = 120.0
 #: Seconds a send needs, on top of a read timeout and the reconcile window, to settle an unknown outcome and
 #: post again: the lookups' own round trips and the backoff before the resend.
 SETTLE_MARGIN = 10.0
 
 
 def settle_time(timeout: float, window: float) -> float:
-    """The longest a send may need to settle one unknown outcome and be posted again: its first post may use
-    a whole read ``timeout`` before the outcome is known to be unknown, the lookups then take the reconcile
-    ``window``, and the lookups' round trips and the backoff before the resend take up to
-    :data:`SETTLE_MARGIN`. A retry deadline shorter than this ends such a send as unknown, every time."""
+    """
+    Return the longest a send may need to settle one unknown outcome and be posted again.
+
+    Its first post may use a whole read ``timeout`` before the outcome is known to be unknown, the lookups
+    then take the reconcile ``window``, and the lookups' round trips and the backoff before the resend take up
+    to :data:`SETTLE_MARGIN`. A retry deadline shorter than this ends such a send as unknown, every time.
+    """
     return timeout + window + SETTLE_MARGIN
 
 
@@ -55,12 +60,14 @@ def fitted_retry_deadline(
     deadline_from: str = "the connection's retry_deadline extra",
     window_from: str = "reconcile_window",
     timeout_from: str = "timeout",
+    least: float = DEFAULT_RETRY_DEADLINE,
 ) -> float:
-    """The retry deadline to use with this reconcile ``window`` and read ``timeout``.
+    """
+    Return the retry deadline to use with this reconcile ``window`` and read ``timeout``.
 
-    Unset (``None``), it is derived: :data:`DEFAULT_RETRY_DEADLINE`, or :func:`settle_time` when the window
-    and timeout need more. Set, it must leave room for :func:`settle_time`, or the combination is refused
-    with an error that names the settings (``*_from`` says where each one came from) and the fix.
+    Unset (``None``), it is derived: ``least`` (:data:`DEFAULT_RETRY_DEADLINE`), or :func:`settle_time` when
+    the window and timeout need more. Set, it must leave room for :func:`settle_time`, or the combination is
+    refused with an error that names the settings (``*_from`` says where each one came from) and the fix.
 
     Example::
 
@@ -69,7 +76,7 @@ def fitted_retry_deadline(
     """
     need = settle_time(timeout, window)
     if deadline is None:
-        return max(DEFAULT_RETRY_DEADLINE, need)
+        return max(least, need)
     if deadline < need:
         raise QikberryValidationError(
             f"{deadline_from} ({deadline:g} s) is too short for {window_from} ({window:g} s) and "
@@ -85,7 +92,8 @@ def fitted_retry_deadline(
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    """The `qikberry` connection, parsed and checked. ``token`` is excluded from ``repr``.
+    """
+    The `qikberry` connection, parsed and checked. ``token`` is excluded from ``repr``.
 
     ``reconcile_window`` is how long (seconds) an ambiguous send is looked for by its custom id before it
     is taken as not accepted; ``api_timezone`` is the zone of the API's ``submitted_at`` timestamps;
@@ -193,33 +201,31 @@ class ConnectionSettings:
         )
 
 
-def _positive_number(value: Any, name: str, default: float) -> float:
+def _number(value: Any, name: str, default: float, *, zero: bool = False) -> float:
+    """
+    Return a connection extra's finite number, more than 0 (or 0 or more with ``zero``).
+
+    Refuses text that is not a number, a boolean (``true`` is not a timeout), NaN and infinity.
+    """
     if value is None:
         return default
     try:
         number = float(value)
     except (TypeError, ValueError):
-        number = -1.0
-    if number <= 0:
-        raise QikberryValidationError(
-            f"Connection extra {name} must be a positive number, got {value!r}.", field=name
-        )
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (number == 0 and not zero):
+        wanted = "a number of seconds, 0 or more" if zero else "a positive number"
+        raise QikberryValidationError(f"Connection extra {name} must be {wanted}, got {value!r}.", field=name)
     return number
+
+
+def _positive_number(value: Any, name: str, default: float) -> float:
+    return _number(value, name, default)
 
 
 def _seconds(value: Any, name: str, default: float) -> float:
-    """A number of seconds, 0 or more."""
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = -1.0
-    if isinstance(value, bool) or not number >= 0 or number == float("inf"):
-        raise QikberryValidationError(
-            f"Connection extra {name} must be a number of seconds, 0 or more, got {value!r}.", field=name
-        )
-    return number
+    """Return a number of seconds, 0 or more."""
+    return _number(value, name, default, zero=True)
 
 
 def _whole_number(value: Any, name: str, default: int) -> int:
@@ -237,7 +243,7 @@ def _source(value: Any, name: str) -> str:
 
 
 def _poll_budget(value: Any, rate: int) -> int:
-    """The poll budget: half the GET budget unless set; never above it, since every poll draws from both."""
+    """Return the poll budget: half the GET budget unless set; never above it (every poll draws from both)."""
     if value is None:
         return max(1, rate // 2)
     budget = _whole_number(value, "poll_budget_per_minute", 1)
@@ -256,7 +262,6 @@ def _poll_budget(value: Any, rate: int) -> int:
 def _boolean(value: Any, name: str, *, default: bool) -> bool:
     if value is None:
         return default
-    from airflow_qikberry.validation import validate_flag  # the one reader of yes/no values
 
     try:
         return validate_flag(value, field=name)
@@ -267,11 +272,13 @@ def _boolean(value: Any, name: str, *, default: bool) -> bool:
 
 
 def _region(value: object) -> str | None:
-    """The connection's default region, refused at once when phonenumbers does not know it: otherwise the
-    mistake would only surface at the first national number, possibly deep into a campaign."""
+    """
+    Return the connection's default region, refused at once when phonenumbers does not know it.
+
+    Otherwise the mistake would only surface at the first national number, possibly deep into a campaign.
+    """
     if value is None or value == "":
         return None
-    from airflow_qikberry.phone import validate_region
 
     return validate_region(str(value))
 
@@ -362,7 +369,7 @@ def connection_form_widgets() -> dict[str, Any]:
 
 
 def _at_least(minimum: float) -> Any:
-    """A WTForms validator: the text is a number >= ``minimum``."""
+    """Return a WTForms validator: the text is a number >= ``minimum``."""
     from wtforms.validators import ValidationError
 
     def check(form: Any, field: Any) -> None:

@@ -1,4 +1,5 @@
-"""DLT template matching: does a text fit its registered template? Pure, no I/O, no Airflow.
+r"""
+DLT template matching: does a text fit its registered template? Pure, no I/O, no Airflow.
 
 A DLT template body is fixed text with placeholders ``{{name}}`` (``[A-Za-z0-9]+``). A text *matches* it
 when some choice of variable values, each at most 30 characters (:data:`MAX_VARIABLE_CHARS`) and without a
@@ -59,13 +60,17 @@ class TemplateBodyError(ValueError):
 
 
 def normalise(text: str) -> str:
-    """``\\r\\n`` and a lone ``\\r`` become ``\\n``; nothing else changes."""
+    r"""``\\r\\n`` and a lone ``\\r`` become ``\\n``; nothing else changes."""
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 class _Line(NamedTuple):
-    """One line of a body: fixed parts around its placeholders (``len(parts) == len(names) + 1``) and the
-    position of its first placeholder among the body's."""
+    """
+    One line of a body.
+
+    Fixed parts around its placeholders (``len(parts) == len(names) + 1``) and the position of its first
+    placeholder among the body's.
+    """
 
     parts: tuple[str, ...]
     names: tuple[str, ...]
@@ -74,8 +79,12 @@ class _Line(NamedTuple):
 
 @dataclass(frozen=True)
 class TemplateBody:
-    """A parsed template body: ``parts`` (fixed text, one more than ``names``) around the placeholders
-    ``names``, in order (a name may come twice). Build it with :meth:`parse`."""
+    """
+    A parsed template body.
+
+    ``parts`` (fixed text, one more than ``names``) around the placeholders ``names``, in order (a name may
+    come twice). Build it with :meth:`parse`.
+    """
 
     source: str
     parts: tuple[str, ...]
@@ -83,8 +92,12 @@ class TemplateBody:
 
     @classmethod
     def parse(cls, source: str) -> TemplateBody:
-        """Read ``source`` left to right: each ``{{`` must open a placeholder ``{{name}}``; a lone ``{``,
-        ``}`` or ``}}`` is fixed text. Raises :class:`TemplateBodyError`."""
+        """
+        Read ``source`` left to right.
+
+        Each ``{{`` must open a placeholder ``{{name}}``; a lone ``{``, ``}`` or ``}}`` is fixed text. Raises
+        :class:`TemplateBodyError`.
+        """
         if not isinstance(source, str):
             raise TemplateBodyError(f"a template body is text, not {type(source).__name__}")
         text = normalise(source)
@@ -110,7 +123,7 @@ class TemplateBody:
         return tuple(dict.fromkeys(self.names))
 
     def render(self, values: Mapping[str, str]) -> str:
-        """The body with every placeholder replaced by its value; ``KeyError`` for a missing one."""
+        """Return the body with every placeholder replaced by its value; ``KeyError`` for a missing one."""
         out = [self.parts[0]]
         for name, part in zip(self.names, self.parts[1:], strict=True):
             out.append(values[name])
@@ -136,8 +149,12 @@ class TemplateBody:
 
 
 class Verdict(NamedTuple):
-    """How a text fits a body: ``kind`` (:data:`MATCH`, :data:`TOO_LONG`, :data:`MISMATCH`), what differs
-    (``detail``, empty on a match) and, on a match, a value for each placeholder (``values``)."""
+    """
+    How a text fits a body.
+
+    ``kind`` (:data:`MATCH`, :data:`TOO_LONG`, :data:`MISMATCH`), what differs (``detail``, empty on a
+    match) and, on a match, a value for each placeholder (``values``).
+    """
 
     kind: VerdictKind
     detail: str = ""
@@ -245,8 +262,12 @@ def _spread(reach: int, width: int) -> int:
 
 
 def _fits_bounded(parts: tuple[str, ...], text: str, end: int, max_chars: int) -> bool:
-    """Whether the middle of a line (``text[len(parts[0]):end]``) fits ``parts[1:-1]`` with every value at
-    most ``max_chars``: the positions where a value may end are followed as a bit set, part by part."""
+    """
+    Check whether the middle of a line (``text[len(parts[0]):end]``) fits ``parts[1:-1]``.
+
+    Every value must be at most ``max_chars``. The positions where a value may end are followed as a bit set,
+    part by part.
+    """
     limit = (1 << (end + 1)) - 1  # positions 0..end
     reach = 1 << len(parts[0])  # where the next value may start
     for fixed in parts[1:-1]:

@@ -1,4 +1,5 @@
-"""Typed errors raised by the Qikberry provider.
+"""
+Typed errors raised by the Qikberry provider.
 
 Every error carries the HTTP ``status_code`` (``None`` for client-side checks and transport failures) and the
 API's human-readable ``message``. The mapping from responses to these classes lives in
@@ -67,7 +68,8 @@ class QikberryAuthError(QikberryError):
 
 
 class QikberryValidationError(QikberryError):
-    """A request was rejected as invalid, by a client-side check or by the API (HTTP 400/422).
+    """
+    A request was rejected as invalid, by a client-side check or by the API (HTTP 400/422).
 
     ``field`` names the offending parameter when known; ``errors`` holds the API's per-field messages.
     """
@@ -86,11 +88,14 @@ class QikberryValidationError(QikberryError):
 
 
 class QikberryDltMismatchError(QikberryValidationError):
-    """The DLT pre-check found a text that its registered template would not let through: the network
-    would accept it, charge it and then reject it (``status``: ``DLT-REJECTED``, ``DLT-TM-VAR-EXECEED``,
-    ``DLT-SENDER-NOT-REG-TM``, ...). Nothing was sent. ``template_id`` is the DLT template id, ``detail``
-    says what differs, ``field`` where (``message``, ``nodes[3].message``, ``sender``), and ``count`` how
-    many texts of the send failed the check."""
+    """
+    The DLT pre-check found a text that its registered template would not let through.
+
+    The network would accept it, charge it and then reject it (``status``: ``DLT-REJECTED``,
+    ``DLT-TM-VAR-EXECEED``, ``DLT-SENDER-NOT-REG-TM``, ...). Nothing was sent. ``template_id`` is the DLT
+    template id, ``detail`` says what differs, ``field`` where (``message``, ``nodes[3].message``,
+    ``sender``), and ``count`` how many texts of the send failed the check.
+    """
 
     def __init__(
         self,
@@ -110,12 +115,17 @@ class QikberryDltMismatchError(QikberryValidationError):
 
 
 class QikberryDltCheckUnavailableError(QikberryValidationError):
-    """``dlt_check="required"``, and the DLT pre-check could not run: the template is not among the
-    account's, or the account may not read ``sms/templates``. Nothing was sent."""
+    """
+    ``dlt_check="required"``, and the DLT pre-check could not run.
+
+    The template is not among the account's, or the account may not read ``sms/templates``. Nothing was
+    sent.
+    """
 
 
 class QikberrySourceChangedError(QikberryValidationError):
-    """A retried campaign's source object is not the one an earlier try read and sent part of.
+    """
+    A retried campaign's source object is not the one an earlier try read and sent part of.
 
     ``changes`` maps each differing property (``size``, ``etag``, ``version_id``, ``modified``, ``sha256``)
     to ``(earlier, now)``. Nothing was sent in the try that raises it.
@@ -151,7 +161,8 @@ class QikberryServerError(QikberryError):
 
 
 class QikberryConnectionError(QikberryServerError):
-    """No usable HTTP exchange took place: refused or dropped connection, timeout, TLS or URL problem.
+    """
+    No usable HTTP exchange took place: refused or dropped connection, timeout, TLS or URL problem.
 
     ``retryable`` is False for problems that cannot heal by themselves (TLS verification, an invalid or
     schema-less URL): those fail at once, with the fix in the message.
@@ -163,7 +174,8 @@ class QikberryConnectionError(QikberryServerError):
 
 
 class QikberryDeliveryUnknownError(QikberryError):
-    """A send may or may not have been accepted, and the provider could not find out which.
+    """
+    A send may or may not have been accepted, and the provider could not find out which.
 
     Do not blindly resend: look the messages up by ``custom_id`` first. ``numbers`` lists the recipients whose
     fate is unknown (normalised, country code + digits).
@@ -183,7 +195,8 @@ class QikberryDeliveryUnknownError(QikberryError):
 
 
 class QikberryCustomIdReusedError(QikberryDeliveryUnknownError):
-    """A custom id given to this call already names messages submitted before the call began.
+    """
+    A custom id given to this call already names messages submitted before the call began.
 
     A caller's ``custom_id`` is an idempotency key: one id, one send. When a lookup finds rows for it that
     are older than this call, they belong to an earlier send, so they cannot be returned as this call's
@@ -192,9 +205,12 @@ class QikberryCustomIdReusedError(QikberryDeliveryUnknownError):
 
 
 class QikberryPartialSendError(QikberryDeliveryUnknownError):
-    """The API accepted only some messages of a send: it answered for part of the numbers, and the others
-    were still absent from ``sms/status`` when the reconcile window closed, so they were not accepted (a
-    number that opted out or is blocked is left out this way). They are not sent again automatically.
+    """
+    The API accepted only some messages of a send.
+
+    It answered for part of the numbers, and the others were still absent from ``sms/status`` when the
+    reconcile window closed, so they were not accepted (a number that opted out or is blocked is left out this
+    way). They are not sent again automatically.
 
     ``accepted`` holds the rows of the messages that were accepted (``SentMessage``), ``group_id`` their
     request's group; ``numbers`` and ``missing_custom_ids`` name the messages that were not accepted.
@@ -217,8 +233,10 @@ class QikberryPartialSendError(QikberryDeliveryUnknownError):
 
 
 class QikberryRowsNotSentError(QikberryError):
-    """A campaign sent everything it could, but more rows than ``max_invalid_ratio`` allows were not sent:
-    rejected before sending, or refused or left out by the API. ``summary`` is the campaign's summary (the
+    """
+    A campaign sent everything it could, but more rows than ``max_invalid_ratio`` allows were not sent.
+
+    Rejected before sending, or refused or left out by the API. ``summary`` is the campaign's summary (the
     XCom it would have returned), with the rows not sent counted and listed (numbers masked).
     """
 

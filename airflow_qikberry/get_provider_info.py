@@ -1,4 +1,5 @@
-"""Provider metadata read by Airflow's ProvidersManager through the ``apache_airflow_provider`` entry point.
+"""
+Provider metadata read by Airflow's ProvidersManager through the ``apache_airflow_provider`` entry point.
 
 Hand-written (no provider.yaml): third-party providers own this dict. ``conn-fields`` is the single source
 of the connection form; the hook builds its legacy WTForms widgets (Airflow < 3.2) from the same dict.
@@ -7,6 +8,8 @@ of the connection form; the hook builds its legacy WTForms widgets (Airflow < 3.
 from __future__ import annotations
 
 from typing import Any
+
+__all__ = ["CONN_FIELDS", "CONN_TYPE", "UI_FIELD_BEHAVIOUR", "get_provider_info"]
 
 CONN_TYPE = "qikberry"
 

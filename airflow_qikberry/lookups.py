@@ -1,4 +1,5 @@
-"""Status, balance and DLT catalog lookups, written once for the sync and the async hook, without I/O.
+"""
+Status, balance and DLT catalog lookups, written once for the sync and the async hook, without I/O.
 
 Each lookup here is a sans-IO core (:mod:`airflow_qikberry.sansio`): it yields :class:`Request` values (a
 GET's path and query) and receives the parsed :class:`~airflow_qikberry.protocol.ApiResponse`. The sync
@@ -30,6 +31,7 @@ from airflow_qikberry.protocol import (
     status_total,
 )
 from airflow_qikberry.sansio import Core
+from airflow_qikberry.validation import validate_service, validate_text_id
 
 if TYPE_CHECKING:
     from airflow_qikberry.catalog import Catalog, DltSender, DltTemplate
@@ -64,11 +66,13 @@ Lookup = Core[Request, ApiResponse, T]
 
 
 def group_query(group_id: object) -> dict[str, str]:
-    """The ``sms/status`` query of a group (request or campaign), its id checked before any request: a blank
-    value or a list (which would be sent as its repr) is a :class:`QikberryValidationError`."""
+    """
+    Return the ``sms/status`` query of a group (request or campaign), its id checked before any request.
+
+    A blank value or a list (which would be sent as its repr) is a :class:`QikberryValidationError`.
+    """
     # Imported here: validation costs about 6 ms to import, which the async hook (and so every trigger
     # module import) would pay up front; the check itself runs before any request either way.
-    from airflow_qikberry.validation import validate_text_id
 
     if group_id is None or (isinstance(group_id, str) and not group_id.strip()):
         raise QikberryValidationError("group_id must not be empty.", field="group_id")
@@ -78,14 +82,16 @@ def group_query(group_id: object) -> dict[str, str]:
 
 
 def message_query(message_id: str) -> dict[str, str]:
-    """The ``sms/status`` query of one message, as delivery polls ask for it."""
+    """Return the ``sms/status`` query of one message, as delivery polls ask for it."""
     return status_params(message_id=message_id, custom_id=None, mobile=None, default_region=None)
 
 
 class StatusQuery:
-    """One ``sms/status`` query, page after page: ``request`` is the next GET to make (None once the last
-    page was read); :meth:`read` turns that GET's answer into a :class:`~airflow_qikberry.models.StatusPage`
-    and moves on to the page it names as the next.
+    """
+    One ``sms/status`` query, page after page.
+
+    ``request`` is the next GET to make (None once the last page was read); :meth:`read` turns that GET's
+    answer into a :class:`~airflow_qikberry.models.StatusPage` and moves on to the page it names as the next.
 
     Example::
 
@@ -106,7 +112,7 @@ class StatusQuery:
         return Request(Paths.STATUS, {**self.params, "page": page if page > 1 else None})
 
     def read(self, response: ApiResponse) -> StatusPage[MessageStatus]:
-        """The rows of the page just asked for, the next page's number and the query's total, if given."""
+        """Return the rows of the page asked for, the next page's number and the query's total (if any)."""
         if self.page is None:
             raise ValueError("read() after the last page")
         rows, following = status_page(response, self.page)
@@ -131,10 +137,11 @@ def status_rows(params: Mapping[str, Any]) -> Lookup[list[MessageStatus]]:
 
 
 def balance(service: str | None = None) -> Lookup[list[Balance]]:
-    """Credits per service (``finance/balance``), only ``service``'s when given; an API that answers 404
-    there is asked at the legacy ``account/balance`` instead."""
-    from airflow_qikberry.validation import validate_service  # see group_query
+    """
+    Credits per service (``finance/balance``), only ``service``'s when given.
 
+    An API that answers 404 there is asked at the legacy ``account/balance`` instead.
+    """
     wanted = validate_service(service) if service is not None else None
     params = {"service": wanted} if wanted else None
     try:
@@ -150,8 +157,12 @@ MAX_LIST_PAGES = 1_000  # 15,000 senders or templates: far more than an account 
 
 
 def listing(path: str, parse: Callable[[Any], T]) -> Lookup[list[T]]:
-    """Every row of a paged list endpoint, each read with ``parse``; pages are followed by ``meta`` /
-    ``links`` (or a flat paginator), and an endpoint that keeps answering "next" is an error."""
+    """
+    Read every row of a paged list endpoint, each with ``parse``.
+
+    Pages are followed by ``meta`` / ``links`` (or a flat paginator), and an endpoint that keeps
+    answering "next" is an error.
+    """
     out: list[T] = []
     page = 1
     while True:
@@ -181,7 +192,7 @@ def senders() -> Lookup[list[DltSender]]:
 
 
 def _unless_forbidden(core: Lookup[list[T]]) -> Lookup[tuple[list[T], str | None]]:
-    """A list, or (``[]``, why) when the account may not read it: a 403 or a 404 there."""
+    """Return a list, or (``[]``, why) when the account may not read it: a 403 or a 404 there."""
     try:
         return (yield from core), None
     except QikberryError as exc:
@@ -191,8 +202,12 @@ def _unless_forbidden(core: Lookup[list[T]]) -> Lookup[tuple[list[T], str | None
 
 
 def dlt_catalog() -> Lookup[Catalog]:
-    """The account's senders and templates; a list the account may not read is recorded as unavailable in
-    the :class:`~airflow_qikberry.catalog.Catalog`, not raised."""
+    """
+    Read the account's senders and templates.
+
+    A list the account may not read is recorded as unavailable in the
+    :class:`~airflow_qikberry.catalog.Catalog`, not raised.
+    """
     from airflow_qikberry.catalog import Catalog
 
     found_senders, no_senders = yield from _unless_forbidden(senders())

@@ -1,4 +1,5 @@
-"""Typed results of Qikberry API calls (data only: parsing lives here, transport in the hook).
+"""
+Typed results of Qikberry API calls (data only: parsing lives here, transport in the hook).
 
 Example::
 
@@ -14,6 +15,8 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, Protocol, TypeVar
 
+from airflow_qikberry.exceptions import QikberryValidationError
+from airflow_qikberry.phone import mask_number
 from airflow_qikberry.protocol import canonical_number, is_delivered, is_final
 
 __all__ = [
@@ -53,21 +56,14 @@ def _opt_str(value: Any) -> str | None:
 
 
 def group_of(message_id: str) -> str | None:
-    """The request/campaign uuid of a ``<uuid>:<n>`` message id."""
+    """Return the request/campaign uuid of a ``<uuid>:<n>`` message id."""
     head, sep, _ = message_id.rpartition(":")
     return head if sep else None
 
 
-def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    return {key: (str(val) if isinstance(val, Decimal) else val) for key, val in data.items()}
-
-
 @dataclass(frozen=True)
-class SentMessage:
-    """One recipient row of an accepted send (``sms/send``, ``sms/send/json``).
-
-    ``mobile`` is in one canonical form, digits with the country code, however the API wrote it.
-    """
+class _Row:
+    """The fields a send result and a status row share, and the group (request or campaign) of the message."""
 
     message_id: str
     mobile: str
@@ -76,27 +72,59 @@ class SentMessage:
     length: int
     charges: Decimal
     custom_id: str | None
-    submitted_at: str | None
 
     @property
     def group_id(self) -> str | None:
         return group_of(self.message_id)
 
+
+def _row_fields(row: Mapping[str, Any], *custom_keys: str) -> dict[str, Any]:
+    """
+    Return the fields a send result and a status row read alike from an API row.
+
+    The custom id is the first of ``custom_keys`` the row has (each endpoint spells it its own way first).
+    """
+    custom = next((row[key] for key in custom_keys if key in row), None)
+    return {
+        "message_id": str(row.get("id", "")),
+        "mobile": canonical_number(row.get("mobile")),
+        "status": str(row.get("status", "")),
+        "units": _int(row.get("units")),
+        "length": _int(row.get("length")),
+        "charges": _decimal(row.get("charges")),
+        "custom_id": _opt_str(custom),
+    }
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: (str(val) if isinstance(val, Decimal) else val) for key, val in data.items()}
+
+
+@dataclass(frozen=True)
+class SentMessage(_Row):
+    """
+    One recipient row of an accepted send (``sms/send``, ``sms/send/json``).
+
+    ``mobile`` is in one canonical form, digits with the country code, however the API wrote it.
+    """
+
+    submitted_at: str | None
+
     @classmethod
     def from_api(cls, row: Mapping[str, Any]) -> SentMessage:
-        """A row of a send's answer: ``sms/send``, ``sms/send/json`` (``mobile``, ``charges``, ``customid``,
-        ``submitted_at``) or ``sms/send/template`` (``to``, ``credits``, ``foreign_id``, ``created_at``; no
-        units or length)."""
-        return cls(
-            message_id=str(row.get("id", "")),
-            mobile=canonical_number(row.get("mobile") if "mobile" in row else row.get("to")),
-            status=str(row.get("status", "")),
-            units=_int(row.get("units")),
-            length=_int(row.get("length")),
-            charges=_decimal(row.get("charges") if "charges" in row else row.get("credits")),
-            custom_id=_opt_str(row.get("customid", row.get("custom", row.get("foreign_id")))),
-            submitted_at=_opt_str(row.get("submitted_at", row.get("created_at"))),
-        )
+        """
+        Read a row of a send's answer.
+
+        ``sms/send`` and ``sms/send/json`` rows carry ``mobile``, ``charges``, ``customid`` and
+        ``submitted_at``; ``sms/send/template`` rows ``to``, ``credits``, ``foreign_id`` and ``created_at``
+        (no units or length).
+        """
+        fields = _row_fields(row, "customid", "custom", "foreign_id")
+        if "mobile" not in row:
+            fields["mobile"] = canonical_number(row.get("to"))
+        if "charges" not in row:
+            fields["charges"] = _decimal(row.get("credits"))
+        return cls(**fields, submitted_at=_opt_str(row.get("submitted_at", row.get("created_at"))))
 
     @classmethod
     def from_status(cls, status: MessageStatus) -> SentMessage:
@@ -116,12 +144,11 @@ class SentMessage:
         return _jsonable(asdict(self))
 
     def to_xcom(self) -> dict[str, Any]:
-        """What an operator returns for this message: JSON-safe, the number masked (it is personal data).
+        """
+        Return what an operator returns for this message: JSON-safe, the number masked (it is personal data).
 
         ``charges`` is a float so templates can sum it; ``id`` feeds a delivery sensor directly.
         """
-        from airflow_qikberry.phone import mask_number
-
         return {
             "id": self.message_id,
             "mobile": mask_number(self.mobile),
@@ -148,16 +175,9 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
-class MessageStatus:
+class MessageStatus(_Row):
     """A delivery-status row from ``sms/status``."""
 
-    message_id: str
-    mobile: str
-    status: str
-    units: int
-    length: int
-    charges: Decimal
-    custom_id: str | None
     service: str | None
     sender: str | None
     submitted_at: str | None
@@ -171,20 +191,10 @@ class MessageStatus:
     def is_delivered(self) -> bool:
         return is_delivered(self.status)
 
-    @property
-    def group_id(self) -> str | None:
-        return group_of(self.message_id)
-
     @classmethod
     def from_api(cls, row: Mapping[str, Any]) -> MessageStatus:
         return cls(
-            message_id=str(row.get("id", "")),
-            mobile=canonical_number(row.get("mobile")),
-            status=str(row.get("status", "")),
-            units=_int(row.get("units")),
-            length=_int(row.get("length")),
-            charges=_decimal(row.get("charges")),
-            custom_id=_opt_str(row.get("custom", row.get("customid"))),
+            **_row_fields(row, "custom", "customid"),
             service=_opt_str(row.get("service")),
             sender=_opt_str(row.get("sender")),
             submitted_at=_opt_str(row.get("submitted_at")),
@@ -213,8 +223,11 @@ Row = TypeVar("Row", bound=StatusRow, covariant=True)
 
 @dataclass(frozen=True)
 class StatusPage(Generic[Row]):
-    """One page of ``sms/status`` rows, the number of the page after it (None: it was the last) and, when
-    the API says, how many rows the query has in all (``meta.total``).
+    """
+    One page of ``sms/status`` rows.
+
+    With the number of the page after it (None: it was the last) and, when the API says, how many rows the
+    query has in all (``meta.total``).
 
     Example::
 
@@ -250,7 +263,7 @@ class Balance:
 
     @classmethod
     def list_from(cls, rows: Iterable[Mapping[str, Any]], service: str | None = None) -> list[Balance]:
-        """The balance rows of a response, only ``service``'s when given."""
+        """Return the balance rows of a response, only ``service``'s when given."""
         balances = [cls.from_api(row) for row in rows]
         return [b for b in balances if service is None or b.service == service]
 
@@ -260,7 +273,8 @@ class Balance:
 
 @dataclass(frozen=True)
 class CostEstimate:
-    """What a send is expected to cost on one service, against what the account has.
+    """
+    What a send is expected to cost on one service, against what the account has.
 
     ``credits_needed`` is ``units`` times the service's per-unit ``charges`` (reference section 4.10); a
     postpaid service is always covered. Example::
@@ -296,7 +310,8 @@ class CostEstimate:
 
 
 def estimate_cost(units: int, balances: Iterable[Balance], service: str) -> CostEstimate:
-    """Price ``units`` SMS parts on ``service`` from the account's balance rows.
+    """
+    Price ``units`` SMS parts on ``service`` from the account's balance rows.
 
     Raises :class:`~airflow_qikberry.exceptions.QikberryValidationError` (field ``service``) when the account
     has no balance row for the service, naming the services it has.
@@ -312,7 +327,6 @@ def estimate_cost(units: int, balances: Iterable[Balance], service: str) -> Cost
                 credits_available=row.credits,
                 postpaid=row.postpaid,
             )
-    from airflow_qikberry.exceptions import QikberryValidationError
 
     known = ", ".join(sorted(repr(r.service) for r in rows)) or "none"
     raise QikberryValidationError(

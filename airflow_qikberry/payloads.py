@@ -1,4 +1,5 @@
-"""Request bodies of the send endpoints, built from :class:`~airflow_qikberry.send_options.SendOptions`.
+"""
+Request bodies of the send endpoints, built from :class:`~airflow_qikberry.send_options.SendOptions`.
 
 The root of ``sms/send`` and ``sms/send/json`` (the options in wire form plus the text and its ``type``),
 the validated nodes of a batch (:class:`BatchNode`), the form fields of a ``sms/bulk`` upload, the body of
@@ -79,8 +80,11 @@ def _message_fields(
 def root_payload(
     options: SendOptions, settings: ConnectionSettings, message: str | None, *, require_message: bool = True
 ) -> tuple[dict[str, Any], MessageLength | None]:
-    """The parameters of a send in wire form (``sms/send``, the ``root`` of a batch, the fields of an upload)
-    and how its text is billed (None for a batch root without a text).
+    """
+    Return the parameters of a send in wire form and how its text is billed.
+
+    The wire form is that of ``sms/send``, the ``root`` of a batch or the fields of an upload; the billing is
+    None for a batch root without a text.
 
     ``options`` are checked with the connection (:meth:`SendOptions.wire`), then the text with the options'
     encoding and ``max_units``. A batch root may leave the text to its nodes (``require_message=False``);
@@ -107,7 +111,8 @@ def check_request_size(count: int, field: str) -> None:
 
 
 class BatchNode(NamedTuple):
-    """One validated node of a batch: its wire form, its number and the custom id the caller gave.
+    """
+    One validated node of a batch: its wire form, its number and the custom id the caller gave.
 
     A BatchNode is validated by definition: only this module's builders make one (:func:`build_batch_node`
     from a caller's mapping, :func:`validated_batch_node` from parts validated elsewhere), and
@@ -123,7 +128,8 @@ class BatchNode(NamedTuple):
 def validated_batch_node(
     number: str, custom_id: str | None, *, message: str | None = None, api_type: str | None = None
 ) -> BatchNode:
-    """A :class:`BatchNode` from parts the caller has already validated; nothing is checked again.
+    """
+    Return a :class:`BatchNode` from parts the caller has already validated; nothing is checked again.
 
     For a caller that validates a large batch once, in an earlier pass, and must not pay for it twice (the
     campaign engine, whose prepare pass spools exactly these parts). The caller vouches that ``number`` is
@@ -153,7 +159,8 @@ def build_batch_node(
     encoding: EncodingOption,
     max_units: int | None,
 ) -> BatchNode:
-    """Validate one ``sms/send/json`` node and give it every parameter it overrides, its encoding included.
+    """
+    Validate one ``sms/send/json`` node and give it every parameter it overrides, its encoding included.
 
     A node whose text differs from the root's carries its own ``type``: a Hindi node under a GSM-7 root
     goes out as ``U``, not as question marks.
@@ -226,9 +233,12 @@ def build_batch_nodes(
     encoding: EncodingOption,
     max_units: int | None,
 ) -> list[BatchNode]:
-    """Validate every mapping of ``nodes`` with :func:`build_batch_node`; a :class:`BatchNode` is already
-    validated and is taken as it is. The batch itself is checked whatever its nodes: not empty, within the
-    per-request limit, no custom id twice, and a text for every node."""
+    """
+    Validate every mapping of ``nodes`` with :func:`build_batch_node`.
+
+    A :class:`BatchNode` is already validated and is taken as it is. The batch itself is checked whatever its
+    nodes: not empty, within the per-request limit, no custom id twice, and a text for every node.
+    """
     built = [
         node
         if isinstance(node, BatchNode)
@@ -262,10 +272,13 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 
 def template_payload(options: SendOptions, template: DltTemplate | None) -> dict[str, Any]:
-    """The body of ``sms/send/template`` (reference 4.6) less its recipients and ``meta.foreign_id``, which
-    the send adds when it runs: the stored template by ``id`` (its uuid, when the account's templates were
-    read and it was found there, or when ``options.template`` is uuid-shaped) or else by ``alias``, the
-    variables as ``data``, and ``meta`` (``webhook_id``, ``tags``, ``flash``)."""
+    """
+    Build the body of ``sms/send/template`` (reference 4.6) less its recipients and ``meta.foreign_id``.
+
+    The send adds those when it runs. The body has the stored template by ``id`` (its uuid, when the
+    account's templates were read and it was found there, or when ``options.template`` is uuid-shaped)
+    or else by ``alias``, the variables as ``data``, and ``meta`` (``webhook_id``, ``tags``, ``flash``).
+    """
     ref = str(options.template)
     body: dict[str, Any] = (
         {"id": template.id}

@@ -1,4 +1,5 @@
-"""Phone numbers: how a number the user wrote becomes the digits the API gets, or a typed error.
+"""
+Phone numbers: how a number the user wrote becomes the digits the API gets, or a typed error.
 
 The rule (docs/validation.md, "Phone numbers"): an input maps to exactly the digits written (plus a country
 code from the region), or it is refused naming the problem and the fix; a number the API would refuse
@@ -72,7 +73,8 @@ def _phonenumbers() -> ModuleType:
 
 
 def mask_number(number: str) -> str:
-    """Hide the middle digits of a phone number for logs and errors: keep the first 4 and last 3 digits.
+    """
+    Hide the middle digits of a phone number for logs and errors: keep the first 4 and last 3 digits.
 
     Other characters (``+``, spaces) are kept in place. Numbers with fewer than 10 digits are fully masked.
 
@@ -105,13 +107,14 @@ class _BadNumber(Exception):
 
 @functools.lru_cache(maxsize=512)
 def _region(default_region: str) -> str | None:
-    """The upper-cased region code, or None when phonenumbers does not know it (cached: called per row)."""
+    """Return the upper-cased region code, or None when phonenumbers does not know it (cached)."""
     region = default_region.strip().upper()
     return region if region in _phonenumbers().SUPPORTED_REGIONS else None
 
 
 def validate_region(default_region: str | None) -> str | None:
-    """An ISO 3166 alpha-2 region phonenumbers knows, upper-cased (``"in"`` -> ``"IN"``); None stays None.
+    """
+    Return an ISO 3166 alpha-2 region phonenumbers knows, upper-cased (``"in"`` -> ``"IN"``); None stays None.
 
     Example::
 
@@ -167,7 +170,8 @@ _UNKNOWN_COUNTRY = object()
 
 
 def _ascii_number_text(text: str) -> str:
-    """``text`` with every digit in ASCII and invisible characters removed; nothing else is changed.
+    """
+    ``text`` with every digit in ASCII and invisible characters removed; nothing else is changed.
 
     A decimal digit of any script (full-width, Arabic-Indic, Devanagari, ...) becomes the ASCII digit of
     the same value (``unicodedata.decimal``: one exact value per digit, never a guess); a Unicode
@@ -196,7 +200,8 @@ def _ascii_number_text(text: str) -> str:
 
 
 def _number_from_value(raw: object) -> str:
-    """The digits of a number that arrived as a number value (SQL drivers, pandas, JSON), or _BadNumber.
+    """
+    Return the digits of a number that arrived as a number value (SQL drivers, pandas, JSON), or _BadNumber.
 
     Integers (``int``, ``bool`` excluded, and every ``numbers.Integral`` such as numpy's) are exact. A float
     is refused: it may already have lost digits before it got here (Excel shows 919876543210 as 9.19877E+11,
@@ -248,8 +253,11 @@ def _is_number_value(value: object) -> bool:
 
 
 def _number_text(raw: object) -> tuple[str, bool]:
-    """``(text, from_value)``: the number as ASCII text, and whether it came from a number value (which cannot
-    hold a leading 0). Refuses, with _BadNumber, every form whose digits are not exactly the user's."""
+    """
+    Return the number as ASCII text, and whether it came from a number value (which cannot hold a leading 0).
+
+    Refuses, with _BadNumber, every form whose digits are not exactly the user's.
+    """
     if not isinstance(raw, str):
         return _number_from_value(raw), True
     text = _ascii_number_text(raw).strip()
@@ -288,8 +296,11 @@ def _number_text(raw: object) -> tuple[str, bool]:
 
 
 class _FastRegion:
-    """The common shape of a number of one region, read without ``phonenumbers.parse``: a string of ASCII
-    digits that is a valid *mobile* national number of the region, alone or after the region's country code.
+    """
+    The common shape of a number of one region, read without ``phonenumbers.parse``.
+
+    A string of ASCII digits that is a valid *mobile* national number of the region, alone or after the
+    region's country code.
 
     Compiled once per region from the same metadata phonenumbers reads, and only for shapes where every step
     of the full rules is known to give ``country code + the digits written``; anything else returns None
@@ -355,8 +366,12 @@ class _FastRegion:
 
 @functools.lru_cache(maxsize=512)
 def _fast_region(region: str) -> _FastRegion | None:
-    """The fast reading of ``region`` (a checked region code), or None when its country code is shared
-    with other regions or its metadata lacks a part the fast path relies on."""
+    """
+    Return the fast reading of ``region`` (a checked region code).
+
+    None when its country code is shared with other regions or its metadata lacks a part the fast path
+    relies on.
+    """
     pn = _phonenumbers()
     metadata = pn.PhoneMetadata.metadata_for_region(region)
     if metadata is None or metadata.country_code is None:
@@ -372,7 +387,9 @@ def _fast_region(region: str) -> _FastRegion | None:
 
 
 class _FastCountry:
-    """Without a region, the common shape is the API's own: a string of ASCII digits, country code first.
+    """
+    Without a region, the common shape is the API's own: a string of ASCII digits, country code first.
+
     The full rules read it as ``"+" + digits`` and accept it when *possible* (validity is not required
     without a region, so that test ranges work). This is that reading for one country code, compiled once:
 
@@ -415,8 +432,11 @@ def _fast_country(country_code: int) -> _FastCountry | None:
 
 
 def _fast_international(text: str) -> str | None:
-    """``text`` itself when it is a possible number in the API's format by the full rules' own reading (see
-    :class:`_FastCountry`), else None."""
+    """
+    Return ``text`` itself when it is a possible number in the API's format, else None.
+
+    Possible by the full rules' own reading (see :class:`_FastCountry`).
+    """
     if not (text.isascii() and text.isdigit()) or text[0] == "0":
         return None
     if not API_MIN_DIGITS <= len(text) <= API_MAX_DIGITS:
@@ -431,7 +451,7 @@ def _fast_international(text: str) -> str | None:
 
 
 def _fast_read(text: str, region: str | None) -> str | None:
-    """The fast reading of a plain digit string, or None for the full rules."""
+    """Return the fast reading of a plain digit string, or None for the full rules."""
     if region is None:
         return _fast_international(text)
     fast = _fast_region(region)
@@ -490,8 +510,12 @@ def _normalize_full(raw: object, region: str | None) -> str:
 
 
 def _check_lost_zero(text: str, region: str, out: str) -> None:
-    """A number value cannot hold a leading 0: refuse it when, with the 0, it is another valid number of the
-    region (an Italian landline 06..., read from an integer column as 6...)."""
+    """
+    Refuse a number value that lost a leading 0 it needs.
+
+    A number value cannot hold a leading 0. Refuse it when, with the 0, it is another valid number of the
+    region (an Italian landline 06..., read from an integer column as 6...).
+    """
     pn = _phonenumbers()
     with_zero = _parse(pn, "0" + text, region)
     if with_zero is None or with_zero is _UNKNOWN_COUNTRY or not pn.is_valid_number(with_zero):
@@ -505,9 +529,12 @@ def _check_lost_zero(text: str, region: str, out: str) -> None:
 
 @functools.lru_cache(maxsize=512)
 def _prefix_forms(country_code: int, region: str | None) -> frozenset[str]:
-    """What may precede the national significant number in what the user wrote: nothing or a trunk prefix
-    (national forms), or the country code after an optional international prefix, optionally followed by a
-    trunk prefix (the "+44 (0)20 ..." form)."""
+    """
+    Return what may precede the national significant number in what the user wrote.
+
+    Nothing or a trunk prefix (national forms), or the country code after an optional international prefix,
+    optionally followed by a trunk prefix (the "+44 (0)20 ..." form).
+    """
     pn = _phonenumbers()
     trunks = {""}
     for code in pn.region_codes_for_country_code(country_code):
@@ -530,7 +557,7 @@ def _prefix_forms(country_code: int, region: str | None) -> frozenset[str]:
 
 
 def _read(text: str, region: str | None) -> Any:
-    """The phonenumbers reading of ``text`` (checked ASCII); raises _BadNumber naming why there is none."""
+    """Return the phonenumbers reading of ``text`` (checked ASCII); _BadNumber says why there is none."""
     pn = _phonenumbers()
     international = text.startswith("+")
     if not international and text.startswith("00"):
@@ -600,7 +627,8 @@ def _read(text: str, region: str | None) -> Any:
 
 
 def normalize_number(raw: str, *, default_region: str | None = None, field: str = "to") -> str:
-    """Return a phone number as country code + national digits without ``+`` (the API's format).
+    """
+    Return a phone number as country code + national digits without ``+`` (the API's format).
 
     Accepts ``"+91 98765 43210"``, ``"0091 98765 43210"``, ``"919876543210"`` and, with ``default_region``,
     national forms such as ``"(415) 555-0101"`` (region ``"US"``). The number must be *possible* (a length
@@ -620,8 +648,12 @@ def normalize_number(raw: str, *, default_region: str | None = None, field: str 
 
 
 def split_recipients(to: str) -> list[str]:
-    """The entries of a recipient string: split at commas, semicolons, line breaks and tabs, and before a
-    ``+`` that follows a space (each entry is then normalised on its own)."""
+    """
+    Return the entries of a recipient string.
+
+    Split at commas, semicolons, line breaks and tabs, and before a ``+`` that follows a space (each entry is
+    then normalised on its own).
+    """
     entries: list[str] = []
     for chunk in _LIST_HARD_SPLIT_RE.split(to):
         entries.extend(piece for piece in _LIST_PLUS_SPLIT_RE.split(chunk.strip()) if piece)
@@ -631,7 +663,8 @@ def split_recipients(to: str) -> list[str]:
 def normalize_numbers(
     to: str | Iterable[str], *, default_region: str | None = None, field: str = "to"
 ) -> list[str]:
-    """Normalise one or many recipients, keeping order and dropping exact duplicates.
+    """
+    Normalise one or many recipients, keeping order and dropping exact duplicates.
 
     ``to`` is one number, a string of numbers separated by commas, semicolons, new lines or spaces, or an
     iterable with one number per item. A space-separated entry is first read as one number (``"+91 98765

@@ -1,4 +1,7 @@
-"""The DLT pre-check: before any request, is each text one its registered template lets through?
+"""
+The DLT pre-check.
+
+Before any request: is each text one its registered template lets through?
 
 On India's DLT routes (services ``T``, ``P``, ``S``) a text sent with a DLT ``template_id`` must fit that
 template, from that template's sender, or the network accepts it, charges it and then rejects it. For every
@@ -55,8 +58,12 @@ DLT_SERVICES = frozenset({"T", "P", "S"})
 
 
 class Subject(NamedTuple):
-    """One text a send would post: where it is (``message``, ``nodes[3].message``), the text, its sender,
-    route and DLT template id, and the template when the send names a stored one (a send by template)."""
+    """
+    One text a send would post.
+
+    Where it is (``message``, ``nodes[3].message``), the text, its sender, route and DLT template id, and
+    the template when the send names a stored one (a send by template).
+    """
 
     where: str
     text: str | None
@@ -99,8 +106,11 @@ def template_problem(template: DltTemplate, sender: str, catalog: Catalog | None
 
 
 def text_problem(template: DltTemplate, text: str) -> Problem | None:
-    """Rule 4: the text fits the template's body (``None`` also when the body cannot be read: see
-    :func:`check`)."""
+    """
+    Check rule 4: the text fits the template's body.
+
+    ``None`` also when the body cannot be read: see :func:`check`.
+    """
     body = template.parsed
     if body is None:
         return None
@@ -112,8 +122,11 @@ def text_problem(template: DltTemplate, text: str) -> Problem | None:
 
 
 class Outcome(NamedTuple):
-    """What :func:`check` found: the failures (where, template, problem), why some texts could not be
-    checked, and how many were checked."""
+    """
+    What :func:`check` found.
+
+    The failures (where, template, problem), why some texts could not be checked, and how many were checked.
+    """
 
     failures: list[tuple[Subject, DltTemplate, Problem]]
     skipped: list[str]
@@ -121,8 +134,11 @@ class Outcome(NamedTuple):
 
 
 def check(subjects: Sequence[Subject], catalog: Catalog | None, unavailable: str | None = None) -> Outcome:
-    """Check every subject on a DLT route that names a template; ``catalog`` None: it could not be read
-    (``unavailable`` says why)."""
+    """
+    Check every subject on a DLT route that names a template.
+
+    ``catalog`` None: it could not be read (``unavailable`` says why).
+    """
     failures: list[tuple[Subject, DltTemplate, Problem]] = []
     skipped: list[str] = []
     checked = 0
@@ -160,7 +176,11 @@ def check(subjects: Sequence[Subject], catalog: Catalog | None, unavailable: str
 def mismatch_error(
     failures: Sequence[tuple[Subject, DltTemplate, Problem]], what: str = "this text"
 ) -> QikberryDltMismatchError:
-    """The typed error of a send with texts that fail the check: the first one in full, and how many."""
+    """
+    Return the typed error of a send with texts that fail the check.
+
+    It gives the first one in full, and how many.
+    """
     subject, template, problem = failures[0]
     more = (
         f" ({len(failures)} texts of this send fail the check; this is the first)"
@@ -181,8 +201,12 @@ def mismatch_error(
 
 
 def run(subjects: Sequence[Subject], catalog: Callable[[], Catalog], mode: DltCheck, log: Any) -> None:
-    """The pre-check of one send: raise on a failure; with nothing checkable, warn (``"auto"``) or raise
-    (``"required"``); ``"off"`` does nothing. The catalog is read only when a text names a template."""
+    """
+    Run the pre-check of one send.
+
+    Raise on a failure; with nothing checkable, warn (``"auto"``) or raise (``"required"``); ``"off"`` does
+    nothing. The catalog is read only when a text names a template.
+    """
     if mode == "off":
         return
     relevant = [s for s in subjects if _relevant(s)]

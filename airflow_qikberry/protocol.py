@@ -1,5 +1,8 @@
-"""The Qikberry v2 wire format in one place: API paths, status vocabulary, envelopes, error mapping, what an
-HTTP outcome means for a retry, paging, accepted counts, numbers as the API writes them, and redaction.
+"""
+The Qikberry v2 wire format in one place.
+
+API paths, status vocabulary, envelopes, error mapping, what an HTTP outcome means for a retry, paging,
+accepted counts, numbers as the API writes them, and redaction.
 
 Both transports (requests and httpx) and both hooks go through this module, so they can never disagree
 about what a response means. This module does no I/O. Request bodies are :mod:`airflow_qikberry.payloads`'s.
@@ -26,7 +29,6 @@ __all__ = [
     "AWAITING_DLR",
     "DEFAULT_BASE_URL",
     "DELIVERED",
-    "FAILED_STATUSES",
     "MAX_STATUS_PAGES",
     "PENDING_STATUSES",
     "ApiResponse",
@@ -74,22 +76,10 @@ class Paths:
 AWAITING_DLR = "AWAITING-DLR"
 DELIVERED = "DELIVRD"
 PENDING_STATUSES: frozenset[str] = frozenset({AWAITING_DLR})
-FAILED_STATUSES: frozenset[str] = frozenset(
-    {
-        "UNDELIV", "TIMEOUT-DLR", "EXPIRED", "FAILED", "BARRED", "BLACKLST", "INVALID-SUB", "ABSENT-SUB",
-        "HANDSET-ERR", "NET-ERR", "MEMEXEC", "MOB-OFF", "HANDSET-BUSY", "SERIES-BLK", "SERIES-BLOCK",
-        "NO-CREDITS", "NO-ACCOUNT", "SERVER-ERR", "INV-NUMBER", "SPAM", "DNDNUMB", "SNDR-BLOCK",
-        "TEMPLATE-NOT-FOUND", "INV-TEMPLATE", "INV-SENDER", "NOT-OPTIN", "OPTOUT-REJ", "PROMO-TMOUT",
-        "REJECTED", "NOTALLOWED", "DUPLICATE", "THROTTLED", "DLT-REJECTED", "REJ-MULTIPART", "DLT-INV-TMID",
-        "DLT-INV-ENTITY", "DLT-INV-TM-ID", "DLT-TM-VAR-EXECEED", "DLT-ENTITY-NOT-FOUND", "DLT-TM-BLACKLST",
-        "DLT-ENTITY-BLACKLST", "DLT-HEADER-INACTIVE", "DLT-TM-INACTIVE", "DLT-SENDER-NOT-REG-TM",
-        "INV-PROVISION", "INV-SERVICE", "INV-SCHEDULE",
-    }
-)  # fmt: skip
 
 
 def is_final(status: str) -> bool:
-    """True when a delivery status will not change any more (unknown statuses count as final)."""
+    """Return True when a delivery status will not change any more (unknown statuses count as final)."""
     return status not in PENDING_STATUSES
 
 
@@ -142,7 +132,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def decode_body(text: str) -> Any:
-    """The JSON value of a response body, or None when it is not JSON."""
+    """Return the JSON value of a response body, or None when it is not JSON."""
     try:
         return json.loads(text) if text else None
     except ValueError:
@@ -251,8 +241,11 @@ Disposition = Literal["ok", "retry", "ambiguous", "fail"]
 
 
 def classify(method: str, status_code: int) -> Disposition:
-    """What to do after an HTTP answer: ``ok``; ``retry`` (safe to repeat); ``ambiguous`` (a POST that may
-    have been processed: reconcile, never blindly repeat); ``fail`` (repeating cannot help).
+    """
+    Return what to do after an HTTP answer.
+
+    ``ok``; ``retry`` (safe to repeat); ``ambiguous`` (a POST that may have been processed: reconcile, never
+    blindly repeat); ``fail`` (repeating cannot help).
 
     GETs repeat on 408, 429 and any 5xx (the 520-524 family of proxies included). A send (POST) repeats only
     on 429 and 503, which refuse before processing; 408, 500, 502, 504, 520-524 and other 5xx may come after
@@ -325,7 +318,7 @@ def canonical_number(number: Any) -> str:
 
 
 def rows_of(response: ApiResponse, *, what: str) -> list[Mapping[str, Any]]:
-    """The ``data`` rows of a response that must carry a list of objects; a garbled body is a typed error."""
+    """Return the ``data`` rows of a response that must carry a list of objects (garbled: a typed error)."""
     data = response.data
     if data is None:
         return []
@@ -339,7 +332,8 @@ def rows_of(response: ApiResponse, *, what: str) -> list[Mapping[str, Any]]:
 
 
 def next_page(body: Mapping[str, Any], page: int, rows_on_page: int) -> int | None:
-    """The page after ``page`` of a Laravel-paginated answer, or None when ``page`` was the last.
+    """
+    Return the page after ``page`` of a Laravel-paginated answer, or None when ``page`` was the last.
 
     Reads the API-resource form (``meta.last_page``, ``links.next``) and the flat paginator form
     (``last_page``, ``next_page_url``); an unpaginated list has no page after it.
@@ -361,7 +355,8 @@ MAX_STATUS_PAGES = 10_000  # 1,000,000 rows: twice the largest bulk upload
 
 
 def status_page(response: ApiResponse, page: int) -> tuple[list[Mapping[str, Any]], int | None]:
-    """The rows of one ``sms/status`` answer and the number of the next page (None: this was the last).
+    """
+    Return the rows of one ``sms/status`` answer and the number of the next page (None: this was the last).
 
     Accepts the current envelope (rows in ``data``, ``links``/``meta`` beside it) and the pre-2024 one
     (a flat paginator inside ``data``). Following more than :data:`MAX_STATUS_PAGES` pages is an error,
@@ -378,8 +373,11 @@ def status_page(response: ApiResponse, page: int) -> tuple[list[Mapping[str, Any
 
 
 def status_total(response: ApiResponse) -> int | None:
-    """How many rows a paginated ``sms/status`` query has in all (``meta.total``, or a flat paginator's
-    ``total``), or None when the answer does not say."""
+    """
+    Return how many rows a paginated ``sms/status`` query has in all, or None when the answer does not say.
+
+    Read from ``meta.total``, or a flat paginator's ``total``.
+    """
     data = response.data
     container: Mapping[str, Any] = response.body
     if isinstance(data, Mapping) and isinstance(data.get("data"), list):
@@ -393,8 +391,12 @@ def status_total(response: ApiResponse) -> int | None:
 def status_params(
     *, message_id: str | None, custom_id: str | None, mobile: str | None, default_region: str | None
 ) -> dict[str, str]:
-    """Query of an ``sms/status`` lookup; combined keys AND. At least one key is required. Each key is checked
-    before any request: a dict or a list would otherwise be sent as its repr."""
+    """
+    Query of an ``sms/status`` lookup; combined keys AND.
+
+    At least one key is required. Each key is checked before any request: a dict or a list would otherwise be
+    sent as its repr.
+    """
     params = {
         "id": validation.validate_text_id(message_id, field="message_id"),
         "cid": validation.validate_text_id(custom_id, field="custom_id", allow_int=True),
@@ -407,6 +409,6 @@ def status_params(
 
 
 def accepted_count(message: str) -> int | None:
-    """The count in ``"<N> numbers accepted for delivery."``, or None when the message has none."""
+    """Return the count in ``"<N> numbers accepted for delivery."``, or None when the message has none."""
     match = re.match(r"\s*(\d+)", message)
     return int(match.group(1)) if match else None

@@ -1,4 +1,5 @@
-"""Client-side rate limiting: token buckets per (base URL, token), shared by every hook of a process.
+"""
+Client-side rate limiting: token buckets per (base URL, token), shared by every hook of a process.
 
 The API allows 1000 GET requests per minute per token. Every hook, sync or async (and so every sensor and
 trigger) in a process that uses the same token draws from the same bucket (:data:`GET_BUDGETS`), so together
@@ -16,11 +17,12 @@ Registries and caches key a (server, token) by :func:`token_key`, a digest: they
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
-import time
-from collections.abc import Callable
 from typing import Protocol
+
+from airflow_qikberry.clock import SYSTEM_CLOCK, Clock
 
 __all__ = [
     "GET_BUDGETS",
@@ -34,8 +36,11 @@ __all__ = [
 
 
 class Budget(Protocol):
-    """What a transport draws from before each request: one :class:`TokenBucket`, or a :class:`BucketChain`
-    of several used as one."""
+    """
+    What a transport draws from before each request.
+
+    One :class:`TokenBucket`, or a :class:`BucketChain` of several used as one.
+    """
 
     rate_per_minute: float
     capacity: float
@@ -51,20 +56,18 @@ class Budget(Protocol):
     def hold(self, seconds: float) -> None: ...
 
 
-def _acquire(budget: Budget, sleep: Callable[[float], None]) -> float:
+def _acquire(budget: Budget, clock: Clock) -> float:
     delay = budget.reserve()
     if delay > 0:
-        sleep(delay)
+        clock.sleep(delay)
     return delay
 
 
-async def _acquire_async(budget: Budget) -> float:
+async def _acquire_async(budget: Budget, clock: Clock) -> float:
     delay = budget.reserve()
     if delay > 0:
-        import asyncio
-
         try:
-            await asyncio.sleep(delay)
+            await clock.asleep(delay)
         except asyncio.CancelledError:
             # A trigger that times out while queued never makes its call: its token goes back, or the
             # debt it left would delay every other caller for nothing.
@@ -74,7 +77,8 @@ async def _acquire_async(budget: Budget) -> float:
 
 
 class TokenBucket:
-    """A thread-safe token bucket refilling ``rate_per_minute`` tokens per minute, holding at most ``burst``.
+    """
+    A thread-safe token bucket refilling ``rate_per_minute`` tokens per minute, holding at most ``burst``.
 
     Example::
 
@@ -87,8 +91,7 @@ class TokenBucket:
         rate_per_minute: float,
         *,
         burst: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if rate_per_minute <= 0:
             raise ValueError("rate_per_minute must be positive")
@@ -98,9 +101,8 @@ class TokenBucket:
         self.capacity = float(burst) if burst is not None else max(1.0, self.rate_per_minute / 10)
         self._per_second = self.rate_per_minute / 60.0
         self._tokens = self.capacity
-        self._clock = clock
-        self._sleep = sleep
-        self._updated = clock()
+        self.clock = clock
+        self._updated = clock.monotonic()
         # No token is handed out before this instant: set by hold() when the server answered 429.
         self._not_before = float("-inf")
         self._lock = threading.Lock()
@@ -114,30 +116,35 @@ class TokenBucket:
     def reserve(self) -> float:
         """Take a token, returning how long the caller must wait before using it (0 when available now)."""
         with self._lock:
-            now = self._clock()
+            now = self.clock.monotonic()
             self._refill(now)
             self._tokens -= 1.0
             wait = 0.0 if self._tokens >= 0 else -self._tokens / self._per_second
             return max(wait, self._not_before - now)
 
     def hold(self, seconds: float) -> None:
-        """Hand out no token for ``seconds`` from now (a server's ``Retry-After``): every caller in the
-        process waits it out, instead of each one spending a request to learn about the 429 again."""
+        """
+        Hand out no token for ``seconds`` from now (a server's ``Retry-After``).
+
+        Every caller in the process waits it out, instead of each one spending a request to learn about the
+        429 again.
+        """
         if seconds > 0:
             with self._lock:
-                self._not_before = max(self._not_before, self._clock() + seconds)
+                self._not_before = max(self._not_before, self.clock.monotonic() + seconds)
 
     def acquire(self) -> float:
         """Block until a token is available; returns the seconds waited."""
-        return _acquire(self, self._sleep)
+        return _acquire(self, self.clock)
 
     async def acquire_async(self) -> float:
-        """Wait, without blocking the event loop, until a token is available; returns the seconds waited.
+        """
+        Wait, without blocking the event loop, until a token is available; returns the seconds waited.
 
         Draws from the same budget as :meth:`acquire`, so threads and coroutines of one process share it.
         A cancelled wait gives its token back.
         """
-        return await _acquire_async(self)
+        return await _acquire_async(self, self.clock)
 
     def refund(self) -> None:
         """Give back a token that was reserved but not used."""
@@ -146,10 +153,11 @@ class TokenBucket:
 
 
 class BucketChain:
-    """Several buckets used as one: each acquire takes a token from every bucket and waits for the slowest.
+    """
+    Several buckets used as one: each acquire takes a token from every bucket and waits for the slowest.
 
-    It owns no tokens, only its members do; ``sleep`` is how :meth:`acquire` waits (threads),
-    :meth:`acquire_async` waits on the event loop.
+    It owns no tokens, only its members do; it waits on the clock of its first member, in a thread
+    (:meth:`acquire`) or on the event loop (:meth:`acquire_async`).
 
     Example::
 
@@ -158,24 +166,24 @@ class BucketChain:
         await chain.acquire_async()  # the same, in a trigger
     """
 
-    def __init__(self, *buckets: TokenBucket, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, *buckets: TokenBucket) -> None:
         if not buckets:
             raise ValueError("a BucketChain needs at least one bucket")
         self.buckets = buckets
         self.rate_per_minute = min(b.rate_per_minute for b in buckets)
         self.capacity = min(b.capacity for b in buckets)
-        self._sleep = sleep
+        self.clock = buckets[0].clock
 
     def reserve(self) -> float:
         return max(bucket.reserve() for bucket in self.buckets)
 
     def acquire(self) -> float:
         """Block until every member has a token for this call; returns the seconds waited."""
-        return _acquire(self, self._sleep)
+        return _acquire(self, self.clock)
 
     async def acquire_async(self) -> float:
         """Wait on the event loop until every member has a token; a cancelled wait refunds them all."""
-        return await _acquire_async(self)
+        return await _acquire_async(self, self.clock)
 
     def refund(self) -> None:
         for bucket in self.buckets:
@@ -187,13 +195,17 @@ class BucketChain:
 
 
 def token_key(base_url: str, token: str) -> tuple[str, str]:
-    """The identity of a (server, token) that may be kept in memory: the base URL without its trailing slash
-    and a SHA-256 digest of the token, never the token itself."""
+    """
+    Return the identity of a (server, token) that may be kept in memory.
+
+    The base URL without its trailing slash and a SHA-256 digest of the token, never the token itself.
+    """
     return base_url.rstrip("/"), hashlib.sha256(token.encode()).hexdigest()
 
 
 class BudgetRegistry:
-    """The process-wide buckets of one kind of budget, one per (base URL, token).
+    """
+    The process-wide buckets of one kind of budget, one per (base URL, token), keyed by :func:`token_key`.
 
     Example::
 
@@ -201,26 +213,19 @@ class BudgetRegistry:
         assert bucket is GET_BUDGETS.bucket(settings.base_url + "/", settings.token, 1000)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._lock = threading.Lock()
 
     def bucket(self, base_url: str, token: str, rate_per_minute: float) -> TokenBucket:
-        """The bucket of a (base URL, token); a changed rate replaces it."""
+        """Return the bucket of a (base URL, token); a changed rate replaces it."""
         key = token_key(base_url, token)
         with self._lock:
             bucket = self._buckets.get(key)
             if bucket is None or bucket.rate_per_minute != float(rate_per_minute):
-                bucket = self._buckets[key] = TokenBucket(rate_per_minute)
+                bucket = self._buckets[key] = TokenBucket(rate_per_minute, clock=self.clock)
             return bucket
-
-    def items(self) -> list[tuple[tuple[str, str], TokenBucket]]:
-        """Every (key, bucket) held: keys are :func:`token_key` digests."""
-        with self._lock:
-            return list(self._buckets.items())
-
-    def __len__(self) -> int:
-        return len(self._buckets)
 
 
 #: The token's GET budget (``rate_limit_per_minute``): every GET of every hook draws from it.

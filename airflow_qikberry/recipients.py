@@ -1,5 +1,7 @@
-"""Recipients as users hand them over, read into a shape a send takes: one reader for the send operator and
-the notifier (a campaign reads rows: :mod:`airflow_qikberry.campaign`).
+"""
+Recipients as users hand them over, read into a shape a send takes.
+
+One reader for the send operator and the notifier (a campaign reads rows: :mod:`airflow_qikberry.campaign`).
 
 A template renders a list to its text, an XCom may hold records instead of numbers, a SQL driver gives
 number values: :func:`recipient_list` reads ``to`` back and refuses what cannot be numbers with a hint about
@@ -25,11 +27,13 @@ __all__ = ["recipient_entries", "recipient_entry", "recipient_list"]
 
 
 def recipient_list(to: Any, *, field: str = "to") -> str | list[Any]:
-    """Recipients as a template or an XCom hands them over, in a shape a send takes: a string of numbers, or
-    a list of entries. A list rendered as text is read back; what cannot be numbers is refused with a hint
-    about fixing the template: nothing, an empty list, a mapping (a record instead of its number), bytes,
-    another type. Each entry is :func:`recipient_entry`'s; every number, the API's 8-15 digits and
-    duplicates are :func:`~airflow_qikberry.phone.normalize_numbers`'s.
+    """
+    Recipients as a template or an XCom hands them over, in a shape a send takes.
+
+    A string of numbers, or a list of entries. A list rendered as text is read back; what cannot be numbers is
+    refused with a hint about fixing the template: nothing, an empty list, a mapping (a record instead of its
+    number), bytes, another type. Each entry is :func:`recipient_entry`'s; every number, the API's 8-15 digits
+    and duplicates are :func:`~airflow_qikberry.phone.normalize_numbers`'s.
 
     Example::
 
@@ -66,10 +70,13 @@ def recipient_list(to: Any, *, field: str = "to") -> str | list[Any]:
 
 
 def recipient_entry(entry: Any, position: int, *, field: str = "to") -> Any:
-    """One entry of a list of recipients, if it can be a number: a string, or a number value (passed on as
-    it is, so that the rule of :func:`~airflow_qikberry.phone.normalize_numbers` applies: an int is exact, a
-    float is refused, it may have lost digits). Anything else is refused naming its ``position`` (1-based),
-    with a hint for a record."""
+    """
+    One entry of a list of recipients, if it can be a number.
+
+    A string, or a number value (passed on as it is, so that the rule of
+    :func:`~airflow_qikberry.phone.normalize_numbers` applies: an int is exact, a float is refused, it may
+    have lost digits). Anything else is refused naming its ``position`` (1-based), with a hint for a record.
+    """
     if isinstance(entry, str) or (isinstance(entry, Number) and not isinstance(entry, bool)):
         return entry
     hint = (

@@ -1,4 +1,5 @@
-"""The two drivers of the provider's sans-IO cores: one blocking, one awaiting. Cores do no I/O; drivers do.
+"""
+The two drivers of the provider's sans-IO cores: one blocking, one awaiting. Cores do no I/O; drivers do.
 
 A core is a generator that yields a request and receives its answer (``answer = yield request``). When the
 request fails with a typed API error (:class:`~airflow_qikberry.exceptions.QikberryError`), the error is

@@ -1,4 +1,5 @@
-"""The send parameters, defined once: :class:`SendOptions`, one validated, immutable value.
+"""
+The send parameters, defined once: :class:`SendOptions`, one validated, immutable value.
 
 A send takes, besides its recipients and text, a sender, a service (route), DLT template and entity ids, a
 schedule, an encoding, a flash flag, a webhook id, a cap on SMS parts, opt-out tags, a campaign name and a
@@ -94,8 +95,11 @@ class BulkParams(SendParams, total=False):
 
 
 class TemplateParams(TypedDict, total=False):
-    """``QikberryHook.send_template``'s keyword arguments (``sms/send/template``): sender and route are the
-    template's, the custom id is sent as ``meta.foreign_id``."""
+    """
+    ``QikberryHook.send_template``'s keyword arguments (``sms/send/template``).
+
+    Sender and route are the template's, the custom id is sent as ``meta.foreign_id``.
+    """
 
     flash: bool
     webhook_id: str | None
@@ -105,8 +109,12 @@ class TemplateParams(TypedDict, total=False):
 
 
 class TemplateSendParams(TemplateParams, total=False):
-    """Everything ``sms/send/template`` takes: :class:`TemplateParams` and the stored template (alias, id or
-    DLT template id) with its variables (``template_data``, the API's ``data``)."""
+    """
+    Everything ``sms/send/template`` takes.
+
+    :class:`TemplateParams` and the stored template (alias, id or DLT template id) with its variables
+    (``template_data``, the API's ``data``).
+    """
 
     template: str | None
     template_data: Mapping[str, Any] | None
@@ -136,7 +144,11 @@ def validate_dlt_check(value: Any, *, field: str = "dlt_check") -> DltCheck:
 
 
 def _template_data(value: Any) -> tuple[tuple[str, str], ...]:
-    """The variables of a send by template as (name, text) pairs; a dict rendered as text is read back."""
+    """
+    Return the variables of a send by template as (name, text) pairs.
+
+    A dict rendered as text is read back.
+    """
     value = validation.rendered_literal(value, "template_data")
     if not isinstance(value, Mapping):
         raise QikberryValidationError(
@@ -176,8 +188,12 @@ def _finite(number: float | Decimal) -> bool:
 
 
 def is_given(value: Any) -> bool:
-    """Whether a caller gave a parameter: ``None`` and ``""`` mean "use the default"; anything else, even an
-    empty dict or list, is given and gets checked (and refused) rather than quietly replaced."""
+    """
+    Whether a caller gave a parameter.
+
+    ``None`` and ``""`` mean "use the default"; anything else, even an empty dict or list, is given and gets
+    checked (and refused) rather than quietly replaced.
+    """
     return value is not None and not (isinstance(value, str) and value == "")
 
 
@@ -190,8 +206,11 @@ def _name(name: Any) -> str | None:
 
 
 def checked_sender(value: Any, settings: ConnectionSettings, *, service: str, field: str = "sender") -> str:
-    """A sender checked for ``service``: a DLT header on Indian DLT routes unless the connection turns the
-    check off (``check_dlt_sender``)."""
+    """
+    Return a sender checked for ``service``.
+
+    A DLT header on Indian DLT routes unless the connection turns the check off (``check_dlt_sender``).
+    """
     return validation.validate_sender(
         value, service=service, dlt=None if settings.check_dlt_sender else False, field=field
     )
@@ -199,8 +218,11 @@ def checked_sender(value: Any, settings: ConnectionSettings, *, service: str, fi
 
 @dataclass(frozen=True, init=False, slots=True)
 class SendOptions:
-    """The send parameters of one send, checked; sender and service are checked for their route by
-    :meth:`wire`, against the connection (left out, they are the connection's).
+    """
+    The send parameters of one send, checked.
+
+    Sender and service are checked for their route by :meth:`wire`, against the connection (left out, they are
+    the connection's).
 
     ``SendOptions(**kwargs)`` checks every argument that needs no connection and raises
     :class:`~airflow_qikberry.exceptions.QikberryValidationError` naming the field. ``None`` means "not
@@ -288,7 +310,8 @@ class SendOptions:
 
     @classmethod
     def from_keywords(cls, method: str, params: Mapping[str, Any], allowed: Any) -> SendOptions:
-        """The options of a hook send method's keyword arguments; ``allowed`` is its ``*Params`` typed dict.
+        """
+        Return the options of a hook send method's keyword arguments (``allowed``: its ``*Params``).
 
         A keyword the method does not take is a ``TypeError``, as for any Python function.
         """
@@ -299,27 +322,33 @@ class SendOptions:
 
     @classmethod
     def rendered(cls, **values: Any) -> SendOptions:
-        """The options of values a template may have rendered: what rendering turned into another type is
-        undone first. A number given for a text parameter (``"123456"`` rendered natively) is text again,
-        ``""`` is "not given", and tags rendered as a list's text are read back as a list."""
+        """
+        Return the options of values a template may have rendered.
+
+        What rendering turned into another type is undone first. A number given for a text parameter
+        (``"123456"`` rendered natively) is text again, ``""`` is "not given", and tags rendered as a list's
+        text are read back as a list.
+        """
         return cls(**{key: _unrendered(key, val) for key, val in values.items()})
 
     @classmethod
     def from_operator(cls, task: object, **overrides: Any) -> SendOptions:
-        """The options of an operator or notifier, :meth:`rendered`: each parameter is read from ``task``'s
-        instance attribute of the same name (its rendered template field; a method or class attribute of
-        that name is not a parameter); ``overrides`` win."""
+        """
+        Return the options of an operator or notifier, :meth:`rendered`.
+
+        Each parameter is read from ``task``'s instance attribute of the same name (its rendered template
+        field; a method or class attribute of that name is not a parameter); ``overrides`` win.
+        """
         attributes = vars(task)
         given = {key: attributes[key] for key in _NAMES if key in attributes}
         return cls.rendered(**{**given, **overrides})
 
     def replace(self, **changes: Any) -> SendOptions:
-        """A copy with ``changes``, checked like a new value."""
+        """Return a copy with ``changes``, checked like a new value."""
         return replace(self, **changes)
 
     def refuse_unless(self, allowed: Any, path: str) -> None:
-        """Refuse a parameter that the endpoint ``path`` does not take (``allowed``: its ``*Params``), rather
-        than dropping it from the request."""
+        """Refuse a parameter that the endpoint ``path`` does not take (``allowed``), rather than drop it."""
         for key in _NAMES - allowed.__optional_keys__:
             if getattr(self, key) != _NOT_GIVEN.get(key):
                 raise QikberryValidationError(
@@ -327,7 +356,8 @@ class SendOptions:
                 )
 
     def wire(self, settings: ConnectionSettings) -> dict[str, Any]:
-        """The parameters as the API names them, the connection's defaults filled in and checked with it.
+        """
+        Return the parameters as the API names them, the connection's defaults filled in and checked with it.
 
         Checks the service, the sender for that route (a DLT header on Indian DLT routes), the connection's
         entity id, and the schedule's window (more than 5 minutes, less than 92 days ahead), written in the

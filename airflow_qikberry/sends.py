@@ -1,5 +1,8 @@
-"""Sends, prepared: the requests of ``sms/send``, ``sms/send/json``, ``sms/bulk`` and ``sms/send/template``
-built and checked, and how each one's answer is read and its custom id looked up.
+"""
+Sends, prepared.
+
+The requests of ``sms/send``, ``sms/send/json``, ``sms/bulk`` and ``sms/send/template`` built and checked, and
+how each one's answer is read and its custom id looked up.
 
 ``prepare_sms``, ``prepare_batch``, ``prepare_upload`` (and ``prepare_template``, in
 :mod:`airflow_qikberry.template_sends`) check every argument against the connection and build the request;
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from airflow_qikberry import idempotency as ido
@@ -71,8 +75,12 @@ T = TypeVar("T")
 
 
 class SendIO(NamedTuple):
-    """What running a prepared send needs from its hook: the transport to post through, a reader of every
-    ``sms/status`` row of a query (all pages), the reused-custom-id check of a lookup, and the logger."""
+    """
+    What running a prepared send needs from its hook.
+
+    The transport to post through, a reader of every ``sms/status`` row of a query (all pages), the
+    reused-custom-id check of a lookup, and the logger.
+    """
 
     transport: RequestsTransport
     status_rows: Callable[[Mapping[str, str]], Iterable[MessageStatus]]
@@ -81,9 +89,12 @@ class SendIO(NamedTuple):
 
 
 class PreparedSend(Protocol[T]):
-    """A send checked and built, ready to run: :meth:`to_send` gives what ``ExactlyOnce`` runs and whether
-    to look it up before posting it (a task retry); ``dlt_check`` and :meth:`dlt_subjects` what the DLT
-    pre-check checks first."""
+    """
+    A send checked and built, ready to run.
+
+    :meth:`to_send` gives what ``ExactlyOnce`` runs and whether to look it up before posting it (a task
+    retry); ``dlt_check`` and :meth:`dlt_subjects` what the DLT pre-check checks first.
+    """
 
     @property
     def dlt_check(self) -> DltCheck: ...
@@ -97,12 +108,57 @@ def _flag(value: object, field: str) -> bool:
     return validation.validate_flag(value, field=field)
 
 
+def shown_numbers(numbers: list[str]) -> str:
+    """Return the first five numbers, masked, for a log line."""
+    return ", ".join(phone.mask_number(n) for n in numbers[:5]) + (", ..." if len(numbers) > 5 else "")
+
+
+def one_text_send(
+    io: SendIO,
+    path: str,
+    body: Mapping[str, Any],
+    numbers: list[str],
+    cid: str,
+    *,
+    length: MessageLength | None = None,
+) -> ido.Send[list[SentMessage]]:
+    """
+    Return the exactly-once send of one text to ``numbers`` under the custom id ``cid``.
+
+    It posts ``body`` to ``path`` (``sms/send``, ``sms/send/template``); its answer must account for every
+    number, and an unknown outcome is looked up by ``cid``. ``length``: the text's, for answers without units.
+    """
+
+    def parse(response: ApiResponse) -> list[SentMessage]:
+        sent = [SentMessage.from_api(row) for row in rows_of(response, what=path)]
+        ido.accounted_for(sent, numbers, "request")
+        if length is not None:  # the answer has no units: they are the rendered text's
+            sent = [m if m.units else replace(m, units=length.units, length=length.length) for m in sent]
+        return sent
+
+    def lookup(check_reuse: bool) -> ido.Finding[list[SentMessage]]:
+        rows = list(io.status_rows({"cid": cid}))
+        return ido.match_send_rows(rows, cid, numbers, io.reuse_check(check_reuse))
+
+    return ido.Send(
+        what=f"POST {path}",
+        post=lambda: io.transport.request("POST", path, json=body),
+        parse=parse,
+        lookup=lookup,
+        unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cid),
+    )
+
+
 # --- sms/send
 
 
 class SmsRequest(NamedTuple):
-    """A checked ``sms/send``: its numbers, its parameters in wire form (text and type included; the numbers
-    and the custom id are added when it runs) and how its text is billed."""
+    """
+    A checked ``sms/send``.
+
+    Its numbers, its parameters in wire form (text and type included; the numbers and the custom id are added
+    when it runs) and how its text is billed.
+    """
 
     numbers: list[str]
     payload: dict[str, Any]
@@ -129,27 +185,11 @@ class SmsRequest(NamedTuple):
         io.log.info(
             "Sending SMS to %d number(s) [%s] via service %s, custom id %s",
             len(numbers),
-            ", ".join(phone.mask_number(n) for n in numbers[:5]) + (", ..." if len(numbers) > 5 else ""),
+            shown_numbers(numbers),
             payload["service"],
             cid,
         )
-
-        def parse(response: ApiResponse) -> list[SentMessage]:
-            sent = [SentMessage.from_api(row) for row in rows_of(response, what="sms/send")]
-            ido.accounted_for(sent, numbers, "request")
-            return sent
-
-        def lookup(check_reuse: bool) -> ido.Finding[list[SentMessage]]:
-            rows = list(io.status_rows({"cid": cid}))
-            return ido.match_send_rows(rows, cid, numbers, io.reuse_check(check_reuse))
-
-        send = ido.Send(
-            what=f"POST {Paths.SEND}",
-            post=lambda: io.transport.request("POST", Paths.SEND, json=payload),
-            parse=parse,
-            lookup=lookup,
-            unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cid),
-        )
+        send = one_text_send(io, Paths.SEND, payload, numbers, cid)
         return send, ido.is_task_retry(identity) and not self.resend
 
 
@@ -167,7 +207,7 @@ def prepare_sms(
 
 
 def _subject(where: str, fields: Mapping[str, Any], root: Mapping[str, Any]) -> Subject:
-    """The DLT pre-check's view of a text: a node's own fields, else its root's."""
+    """Return the DLT pre-check's view of a text: a node's own fields, else its root's."""
 
     def get(key: str) -> Any:
         return fields.get(key, root.get(key))
@@ -321,8 +361,11 @@ class _BatchReader:
 def _answer_rows(
     sent: Sequence[SentMessage], cids: Sequence[str], numbers: Sequence[str]
 ) -> dict[int, SentMessage] | None:
-    """The rows of a batch's answer by node index (by custom id, else by number), or None when a row names
-    a node that was not sent (an answer that cannot be trusted row by row)."""
+    """
+    Return the rows of a batch's answer by node index (by custom id, else by number).
+
+    None when a row names a node that was not sent (an answer that cannot be trusted row by row).
+    """
     by_cid = {cid: i for i, cid in enumerate(cids)}
     by_number: dict[str, list[int]] = {}
     for i, n in enumerate(numbers):
@@ -348,8 +391,11 @@ def prepare_batch(
     resend: bool = False,
     check_first: bool | None = None,
 ) -> BatchRequest:
-    """Check and build a batch of per-recipient texts (``sms/send/json``); ``message`` is the nodes' default
-    text. See ``QikberryHook.send_batch``."""
+    """
+    Check and build a batch of per-recipient texts (``sms/send/json``).
+
+    ``message`` is the nodes' default text. See ``QikberryHook.send_batch``.
+    """
     resend = _flag(resend, "resend")
     if check_first is not None:
         check_first = _flag(check_first, "check_first")
@@ -443,8 +489,11 @@ def prepare_upload(
     filename: str | None = None,
     resend: bool = False,
 ) -> BulkUpload:
-    """Check and build a bulk upload of one text to every number in a TXT/CSV file (``sms/bulk``). See
-    ``QikberryHook.upload_bulk``."""
+    """
+    Check and build a bulk upload of one text to every number in a TXT/CSV file (``sms/bulk``).
+
+    See ``QikberryHook.upload_bulk``.
+    """
     resend = _flag(resend, "resend")
     options.refuse_unless(BulkParams, Paths.BULK)
     payload, _ = root_payload(options, settings, message)

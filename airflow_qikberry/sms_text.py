@@ -1,5 +1,8 @@
-"""SMS text: the GSM-7 alphabet, how the API counts characters, septets and billed parts, what text can be
-sent at all, fitting a text into a number of parts, and the one table of GSM-7 look-alikes.
+"""
+SMS text.
+
+The GSM-7 alphabet, how the API counts characters, septets and billed parts, what text can be sent at all,
+fitting a text into a number of parts, and the one table of GSM-7 look-alikes.
 
 No I/O and no Airflow import. Checks raise :class:`~airflow_qikberry.exceptions.QikberryValidationError`
 naming the field (``message`` by default) and the fix.
@@ -97,7 +100,8 @@ _LOOKALIKE_TABLE = str.maketrans(GSM7_LOOKALIKES)
 
 @dataclass(frozen=True, slots=True)
 class MessageLength:
-    """How the API counts a text.
+    """
+    How the API counts a text.
 
     ``length`` is the character count (code points, as the API's ``length`` field), ``septets`` the GSM-7
     septets (extension characters count 2) or, for UCS-2, the UTF-16 code units (an emoji counts 2), and
@@ -120,7 +124,8 @@ def _char_name(char: str) -> str:
 
 
 def is_gsm7(text: str) -> bool:
-    """True when every character is in the GSM 03.38 default alphabet or its extension table.
+    """
+    Return True when every character is in the GSM 03.38 default alphabet or its extension table.
 
     Example::
 
@@ -131,7 +136,8 @@ def is_gsm7(text: str) -> bool:
 
 
 def detect_encoding(text: str) -> Encoding:
-    """``"gsm7"`` when the text fits the GSM-7 alphabet, else ``"ucs2"`` (what the API's auto type does).
+    """
+    ``"gsm7"`` when the text fits the GSM-7 alphabet, else ``"ucs2"`` (what the API's auto type does).
 
     Example::
 
@@ -142,7 +148,8 @@ def detect_encoding(text: str) -> Encoding:
 
 
 def _parts(text: str, cost: int, doubles: int, single: int, multi: int, double_re: re.Pattern[str]) -> int:
-    """Number of parts for ``text`` costing ``cost`` units, of which ``doubles`` characters cost 2.
+    """
+    Return the number of parts for ``text`` costing ``cost`` units, of which ``doubles`` characters cost 2.
 
     A two-unit character (GSM escape pair, UTF-16 surrogate pair) is never split across parts, so when such
     characters exist the plain ``ceil(cost / multi)`` can be one short; the parts are then packed run by run
@@ -188,9 +195,11 @@ _ASCII_GSM7_EXTENSION = tuple(sorted(c for c in GSM7_EXTENSION if " " <= c <= "~
 
 
 def measure_printable_ascii(text: str, encoding: EncodingOption = "auto") -> MessageLength | None:
-    """:func:`measure` of a text of printable ASCII only (what most templates render), counted with
-    ``str.count`` and no regex or intermediate string; None for any other text (or encoding) so the
-    caller takes the full path. Such a text is always sendable (no control character, no surrogate).
+    """
+    Return :func:`measure` of a text of printable ASCII only (what most templates render).
+
+    Counted with ``str.count`` and no regex or intermediate string; None for any other text (or encoding) so
+    the caller takes the full path. Such a text is always sendable (no control character, no surrogate).
 
     Example::
 
@@ -232,10 +241,12 @@ _CONTROL_NAMES = {"\x00": "NUL", "\x1b": "ESC", "\x7f": "DEL"}
 
 
 def check_sendable(text: str, *, field: str = "message") -> None:
-    """Refuse a text holding a character that cannot be sent (typed error naming ``field``, the character and
-    its 1-based position): an unpaired UTF-16 surrogate, NUL or another control character except tab, line
-    feed, form feed and carriage return. :func:`validate_message` runs it; :func:`measure` does not (it only
-    counts).
+    """
+    Refuse a text holding a character that cannot be sent.
+
+    The typed error names ``field``, the character and its 1-based position. Not sendable: an unpaired UTF-16
+    surrogate, NUL or another control character except tab, line feed, form feed and carriage return.
+    :func:`validate_message` runs it; :func:`measure` does not (it only counts).
 
     Example::
 
@@ -268,12 +279,14 @@ def check_sendable(text: str, *, field: str = "message") -> None:
 
 
 def replace_unsendable(text: str, replacement: str = "?") -> str:
-    """``text`` with every character that cannot be sent (see :func:`validate_message`) replaced, for text
-    built from sources nobody can fix in time, such as an exception message in an alert.
+    r"""
+    Return ``text`` with every character that cannot be sent (see :func:`validate_message`) replaced.
+
+    For text built from sources nobody can fix in time, such as an exception message in an alert.
 
     Example::
 
-        >>> replace_unsendable("disk \\ud83d full\\x00")
+        >>> replace_unsendable("disk \ud83d full\x00")
         'disk ? full?'
     """
     return _UNSENDABLE_RE.sub(replacement, text)
@@ -298,7 +311,8 @@ def _resolve_encoding(text: str, encoding: str, field: str) -> Encoding:
 
 
 def measure(text: str, encoding: EncodingOption = "auto") -> MessageLength:
-    """Count characters, septets/code units and SMS parts the way the API bills them.
+    """
+    Count characters, septets/code units and SMS parts the way the API bills them.
 
     GSM-7: up to 160 septets is one part, longer texts use 153-septet parts. UCS-2: up to 70 UTF-16 code
     units is one part, longer texts use 67-unit parts. A two-unit character is never split between parts.
@@ -326,7 +340,8 @@ ENCODING_OPTIONS: tuple[EncodingOption, ...] = ("auto", "gsm7", "ucs2")
 
 
 def validate_encoding(encoding: object, *, field: str = "encoding") -> EncodingOption:
-    """``"auto"``, ``"gsm7"`` or ``"ucs2"``; anything else is a typed error naming ``field``.
+    """
+    ``"auto"``, ``"gsm7"`` or ``"ucs2"``; anything else is a typed error naming ``field``.
 
     Example::
 
@@ -339,7 +354,8 @@ def validate_encoding(encoding: object, *, field: str = "encoding") -> EncodingO
 
 
 def validate_max_units(units: object, *, field: str = "max_units") -> int | None:
-    """None (no cap) or a whole number of SMS parts, at least 1.
+    """
+    None (no cap) or a whole number of SMS parts, at least 1.
 
     Example::
 
@@ -386,7 +402,8 @@ def validate_message(
     max_units: int | None = None,
     field: str = "message",
 ) -> MessageLength:
-    """Check a message text and return how it will be billed.
+    """
+    Check a message text and return how it will be billed.
 
     The text must be non-empty after stripping, at most 4096 characters, and (when ``max_units`` is given) fit
     in ``max_units`` parts. The error for a too-long text says how many parts it needs and how many characters
@@ -445,7 +462,7 @@ def validate_message(
 
 
 def _attaches_to_previous(text: str, cut: int) -> bool:
-    """True when cutting before ``text[cut]`` would split a visible character (grapheme cluster)."""
+    """Return True when cutting before ``text[cut]`` would split a visible character (grapheme cluster)."""
     nxt, prev = text[cut], text[cut - 1]
     if unicodedata.category(nxt) in ("Mn", "Mc", "Me") or nxt == _ZWJ:
         return True  # combining marks, Indic vowel signs, emoji modifiers' joiner
@@ -468,7 +485,8 @@ def _attaches_to_previous(text: str, cut: int) -> bool:
 def truncate_to_units(
     text: str, units: int, *, encoding: EncodingOption = "auto", ellipsis: str = "…"
 ) -> str:
-    """Cut ``text`` to the longest prefix that, with ``ellipsis`` appended, fits in ``units`` SMS parts.
+    """
+    Cut ``text`` to the longest prefix that, with ``ellipsis`` appended, fits in ``units`` SMS parts.
 
     Text that already fits (and is at most 4096 characters) is returned unchanged. Cuts fall between whole
     characters (never inside a GSM escape pair, a surrogate pair, or a combining sequence / emoji cluster)
@@ -503,9 +521,11 @@ def truncate_to_units(
 
 
 def transliterate(text: str) -> str:
-    """Replace what has a GSM-7 form: the look-alikes of :data:`GSM7_LOOKALIKES`, and accented Latin letters
-    outside GSM-7 (á, ô, ł...) by their base letter when that is GSM-7. Text that still needs UCS-2 (emoji,
-    Devanagari) keeps those characters.
+    """
+    Replace what has a GSM-7 form.
+
+    The look-alikes of :data:`GSM7_LOOKALIKES`, and accented Latin letters outside GSM-7 (á, ô, ł...) by their
+    base letter when that is GSM-7. Text that still needs UCS-2 (emoji, Devanagari) keeps those characters.
 
     Example::
 

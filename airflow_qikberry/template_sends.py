@@ -1,6 +1,9 @@
-"""Sends by stored template, prepared: the request of ``sms/send/template`` built and checked, and how its
-answer is read and its foreign id looked up. The sibling of :mod:`airflow_qikberry.sends` (same
-:class:`~airflow_qikberry.sends.PreparedSend` shape, run by ``QikberryHook.send_prepared``), kept apart so
+"""
+Sends by stored template, prepared.
+
+The request of ``sms/send/template`` built and checked, and how its answer is read and its foreign id
+looked up. The sibling of :mod:`airflow_qikberry.sends` (same :class:`~airflow_qikberry.sends.PreparedSend`
+shape, run by ``QikberryHook.send_prepared``), kept apart so
 each module stays small.
 
 Example::
@@ -14,31 +17,34 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow_qikberry import idempotency as ido
 from airflow_qikberry import phone
-from airflow_qikberry.exceptions import QikberryDeliveryUnknownError, QikberryValidationError
-from airflow_qikberry.models import SentMessage
+from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.payloads import check_request_size
 from airflow_qikberry.precheck import Subject
-from airflow_qikberry.protocol import ApiResponse, Paths, rows_of
+from airflow_qikberry.protocol import Paths
 from airflow_qikberry.send_options import DltCheck, SendOptions, TemplateSendParams
-from airflow_qikberry.sends import SendIO, _flag
+from airflow_qikberry.sends import SendIO, _flag, one_text_send, shown_numbers
 
 if TYPE_CHECKING:
     from airflow_qikberry.catalog import Catalog, DltTemplate
     from airflow_qikberry.connection import ConnectionSettings
+    from airflow_qikberry.models import SentMessage
     from airflow_qikberry.sms_text import MessageLength
 
 __all__ = ["TemplateRequest", "prepare_template"]
 
 
 class TemplateRequest(NamedTuple):
-    """A checked ``sms/send/template``: its numbers and its body less recipients and foreign id, and, when
-    the account's templates could be read, the stored template, the text it renders (``text``), how that
-    text is billed and the route it takes. ``unresolved`` says why the template could not be looked up."""
+    """
+    A checked ``sms/send/template``.
+
+    Its numbers and its body less recipients and foreign id, and, when the account's templates could be
+    read, the stored template, the text it renders (``text``), how that text is billed and the route it
+    takes. ``unresolved`` says why the template could not be looked up.
+    """
 
     numbers: list[str]
     payload: dict[str, Any]
@@ -78,28 +84,10 @@ class TemplateRequest(NamedTuple):
             "Sending template %s to %d number(s) [%s], foreign id %s",
             self.template.describe() if self.template is not None else repr(self.payload),
             len(numbers),
-            ", ".join(phone.mask_number(n) for n in numbers[:5]) + (", ..." if len(numbers) > 5 else ""),
+            shown_numbers(numbers),
             cid,
         )
-
-        def parse(response: ApiResponse) -> list[SentMessage]:
-            sent = [SentMessage.from_api(row) for row in rows_of(response, what=Paths.SEND_TEMPLATE)]
-            ido.accounted_for(sent, numbers, "request")
-            if length is not None:  # the answer has no units: they are the rendered text's
-                sent = [m if m.units else replace(m, units=length.units, length=length.length) for m in sent]
-            return sent
-
-        def lookup(check_reuse: bool) -> ido.Finding[list[SentMessage]]:
-            rows = list(io.status_rows({"cid": cid}))
-            return ido.match_send_rows(rows, cid, numbers, io.reuse_check(check_reuse))
-
-        send = ido.Send(
-            what=f"POST {Paths.SEND_TEMPLATE}",
-            post=lambda: io.transport.request("POST", Paths.SEND_TEMPLATE, json=body),
-            parse=parse,
-            lookup=lookup,
-            unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cid),
-        )
+        send = one_text_send(io, Paths.SEND_TEMPLATE, body, numbers, cid, length=length)
         return send, ido.is_task_retry(identity) and not self.resend
 
 
@@ -111,11 +99,14 @@ def prepare_template(
     *,
     resend: bool = False,
 ) -> TemplateRequest:
-    """Check and build a send of a stored template (``sms/send/template``). With the account's templates
-    (``catalog``) the template is found by alias, stored id, DLT template id or name, its variables are
-    checked, and its text is rendered and measured here; without them (the account may not read
-    ``sms/templates``) the API alone resolves ``options.template`` (as ``id`` when uuid-shaped, else as
-    ``alias``) and renders it. See ``QikberryHook.send_template``."""
+    """
+    Check and build a send of a stored template (``sms/send/template``).
+
+    With the account's templates (``catalog``) the template is found by alias, stored id, DLT template id
+    or name, its variables are checked, and its text is rendered and measured here; without them (the
+    account may not read ``sms/templates``) the API alone resolves ``options.template`` (as ``id`` when
+    uuid-shaped, else as ``alias``) and renders it. See ``QikberryHook.send_template``.
+    """
     from airflow_qikberry import sms_text
     from airflow_qikberry.payloads import template_payload
 

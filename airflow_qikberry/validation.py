@@ -1,5 +1,8 @@
-"""Client-side checks of send parameters, run before any HTTP request: sender, service, DLT ids, custom ids,
-tags, yes/no flags, text ids, the schedule, and the reader of lists rendered as text.
+"""
+Client-side checks of send parameters, run before any HTTP request.
+
+Sender, service, DLT ids, custom ids, tags, yes/no flags, text ids, the schedule, and the reader of lists
+rendered as text.
 
 Phone numbers live in :mod:`airflow_qikberry.phone`, SMS text (alphabets, length, units) in
 :mod:`airflow_qikberry.sms_text`. No I/O and no Airflow import. Every failure raises
@@ -64,7 +67,7 @@ def fail(field: str, message: str) -> NoReturn:
 
 
 def shown(value: object, limit: int = 40) -> str:
-    """A short repr for error messages; long values are cut so one bad row cannot flood a log."""
+    """Return a short repr for error messages; long values are cut so one bad row cannot flood a log."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -73,7 +76,8 @@ _LITERAL_BRACKETS = (("[", "]"), ("(", ")"), ("{", "}"))
 
 
 def rendered_literal(value: Any, field: str) -> Any:
-    """A list, tuple or dict that a template rendered to its text form, read back; other values as they are.
+    """
+    Return a list, tuple or dict that a template rendered to its text form, read back (others as they are).
 
     Without ``render_template_as_native_obj`` a template such as ``{{ ti.xcom_pull('numbers') }}`` renders a
     list to its repr, ``"['919876543210', '919876543211']"``. Text that starts and ends with matching
@@ -117,7 +121,8 @@ def rendered_literal(value: Any, field: str) -> Any:
 def rendered_list(
     value: Any, field: str, *, dicts: bool = False, hint: str = "pass a list of strings"
 ) -> Any:
-    """A list that a template rendered to its text form, read back as a list; any other value as it is.
+    """
+    Return a list that a template rendered to its text form, read back as a list; any other value as it is.
 
     The one reader of lists rendered as text (recipients, tags, a campaign's rows): see
     :func:`rendered_literal`. The text must hold a list or tuple (with ``dicts``, a dict too, one row);
@@ -139,7 +144,8 @@ def rendered_list(
 
 
 def validate_service(service: str | None, *, field: str = "service") -> str:
-    """Check a service (route) code: 1-16 letters, digits, ``_`` or ``-``, e.g. ``T``, ``P``, ``MKT``.
+    """
+    Check a service (route) code: 1-16 letters, digits, ``_`` or ``-``, e.g. ``T``, ``P``, ``MKT``.
 
     The API documents product codes only by example (``T``, ``P``, ``S``, ``G``; ``MKT``, ``A2P`` on other
     tenants), so anything code-shaped passes and the API decides; only blanks and punctuation are refused.
@@ -164,7 +170,8 @@ def validate_service(service: str | None, *, field: str = "service") -> str:
 def validate_sender(
     sender: str | None, *, service: str | None = None, dlt: bool | None = None, field: str = "sender"
 ) -> str:
-    """Check a sender id.
+    """
+    Check a sender id.
 
     Outside India's DLT routes: 3-11 letters/digits (alphanumeric sender id) or 3-15 digits (numeric
     sender). On DLT routes (``dlt=True``, or ``dlt=None`` and service ``T``/``P``/``S``): a registered
@@ -212,7 +219,8 @@ def validate_sender(
 
 
 def validate_custom_id(custom_id: str | None, *, field: str = "custom_id") -> str | None:
-    """Check your own reference id: 1-255 characters, no control characters, no edge spaces.
+    """
+    Check your own reference id: 1-255 characters, no control characters, no edge spaces.
 
     ``None`` and ``""`` mean "no custom id". The API documents ``custom`` only as a string; the length cap
     assumes a database string column, and edge spaces are refused because the server trims them, which
@@ -244,7 +252,8 @@ def validate_custom_id(custom_id: str | None, *, field: str = "custom_id") -> st
 
 
 def validate_dlt_id(value: str | None, *, field: str) -> str | None:
-    """Check an Indian DLT id (``entity_id`` or ``template_id``): 10-30 digits. ``None``/``""`` -> ``None``.
+    """
+    Check an Indian DLT id (``entity_id`` or ``template_id``): 10-30 digits. ``None``/``""`` -> ``None``.
 
     Example::
 
@@ -268,7 +277,8 @@ def validate_dlt_id(value: str | None, *, field: str) -> str | None:
 
 
 def validate_tags(tags: str | Sequence[str] | None, *, field: str = "tags") -> list[str]:
-    """Check opt-out tags: at most 3 non-empty strings. A string is read as a comma-separated list.
+    """
+    Check opt-out tags: at most 3 non-empty strings. A string is read as a comma-separated list.
 
     Exact duplicates are dropped before counting.
 
@@ -312,10 +322,12 @@ _FALSE_WORDS = frozenset({"false", "f", "no", "n", "off", "0"})
 
 
 def validate_flag(value: object, *, field: str) -> bool:
-    """A yes/no parameter as Python, a template, a connection or JSON give it: a bool, 0 or 1, or one of the
-    words Airflow's ``to_boolean`` reads (``true/t/yes/y/on/1``, ``false/f/no/n/off/0``, any case, spaces
-    around ignored). Anything else is a typed error naming ``field``: ``"false"`` is never true because it
-    is a non-empty string, and ``"maybe"`` is never quietly false.
+    """
+    Return a yes/no parameter as Python, a template, a connection or JSON give it.
+
+    A bool, 0 or 1, or one of the words Airflow's ``to_boolean`` reads (``true/t/yes/y/on/1``,
+    ``false/f/no/n/off/0``, any case, spaces around ignored). Anything else is a typed error naming ``field``:
+    ``"false"`` is never true because it is a non-empty string, and ``"maybe"`` is never quietly false.
 
     Example::
 
@@ -340,10 +352,12 @@ def validate_flag(value: object, *, field: str) -> bool:
 
 
 def validate_text_id(value: object, *, field: str, allow_int: bool = False) -> str | None:
-    """An optional id or name sent as text (``webhook_id``, a campaign ``name``, a status lookup's id):
+    """
+    Return an optional id or name sent as text (``webhook_id``, a campaign ``name``, a status lookup's id).
+
     ``None`` or ``""`` -> ``None``; otherwise a non-blank string (an ``int`` too when ``allow_int``, as native
-    template rendering makes one of "12345") without control characters or unpaired surrogates. A dict, a
-    list or any other type is a typed error naming ``field``: it would otherwise be sent as its repr.
+    template rendering makes one of "12345") without control characters or unpaired surrogates. A dict, a list
+    or any other type is a typed error naming ``field``: it would otherwise be sent as its repr.
 
     Example::
 
@@ -394,9 +408,11 @@ def _describe(delta: timedelta) -> str:
 
 
 def parse_schedule(when: datetime | str | None, *, field: str = "schedule_at") -> datetime | None:
-    """A send time as an aware datetime, its form checked: an aware datetime, or an ISO-8601 string with a UTC
-    offset (``Z`` too). ``None`` means send now. Its window and the API's time zone are
-    :func:`validate_schedule`'s, which needs the connection's zone.
+    """
+    Return a send time as an aware datetime, its form checked.
+
+    An aware datetime, or an ISO-8601 string with a UTC offset (``Z`` too). ``None`` means send now. Its
+    window and the API's time zone are :func:`validate_schedule`'s, which needs the connection's zone.
 
     Example::
 
@@ -436,7 +452,8 @@ def validate_schedule(
     timezone: str = "Asia/Kolkata",
     field: str = "schedule_at",
 ) -> str | None:
-    """Check a send time and return it in the API's wire format, ``YYYY-mm-dd HH:MM:SS`` in ``timezone``.
+    """
+    Check a send time and return it in the API's wire format, ``YYYY-mm-dd HH:MM:SS`` in ``timezone``.
 
     ``None`` means send now. Naive datetimes and offset-less strings are refused (which zone would they be
     in?). The time must be more than ``min_ahead`` and less than ``max_ahead`` from ``now``; the defaults

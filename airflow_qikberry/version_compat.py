@@ -1,4 +1,8 @@
-"""Which Airflow this process runs, for the few places that must differ between Airflow 2.11 and 3.x.
+"""
+Which Airflow this process runs, for the few places that must differ between Airflow 2.11 and 3.x.
+
+Today one flag, read where the task context differs (:mod:`airflow_qikberry.campaign.preparation`); add the
+next one (``AIRFLOW_V_3_1_PLUS``...) when code needs it, not before.
 
 As in the official providers: prefer ``airflow.providers.common.compat`` imports (they pick the right path
 on every version); branch on these flags only where behaviour, not an import path, differs.
@@ -13,11 +17,11 @@ Example::
 
 from __future__ import annotations
 
-__all__ = ["AIRFLOW_V_3_0_PLUS", "AIRFLOW_V_3_1_PLUS", "AIRFLOW_V_3_2_PLUS", "get_base_airflow_version_tuple"]
+__all__ = ["AIRFLOW_V_3_0_PLUS", "get_base_airflow_version_tuple"]
 
 
 def get_base_airflow_version_tuple() -> tuple[int, int, int]:
-    """(major, minor, micro) of the running Airflow, pre-release and local parts dropped."""
+    """Return (major, minor, micro) of the running Airflow, pre-release and local parts dropped."""
     from airflow import __version__
     from packaging.version import Version
 
@@ -26,5 +30,3 @@ def get_base_airflow_version_tuple() -> tuple[int, int, int]:
 
 
 AIRFLOW_V_3_0_PLUS: bool = get_base_airflow_version_tuple() >= (3, 0, 0)
-AIRFLOW_V_3_1_PLUS: bool = get_base_airflow_version_tuple() >= (3, 1, 0)
-AIRFLOW_V_3_2_PLUS: bool = get_base_airflow_version_tuple() >= (3, 2, 0)

@@ -84,7 +84,7 @@ async def raw_lookup(base_url: str) -> AsyncIterator[Lookup]:
     """A lookup through a bare ``httpx.AsyncClient``: the same GET, headers and pool as the hook's."""
     import httpx
 
-    from airflow_qikberry.transport.sync import USER_AGENT
+    from airflow_qikberry.transport.base import USER_AGENT
 
     headers = {"Accept": "application/json", "User-Agent": USER_AGENT, "Authorization": f"Bearer {TOKEN}"}
     # The pool the hook's transport builds (16 connections, all kept alive): only the code on top differs.

@@ -21,6 +21,8 @@ from typing import Any, Final
 
 import pytest
 
+from airflow_qikberry.clock import Clock
+
 
 def _installed_airflow_version() -> tuple[int, int]:
     # Package metadata, not ``airflow.__version__``: importing airflow here would read its configuration
@@ -161,22 +163,22 @@ class DagRunResult(dict[str, str]):
             return None if row is None else XComModel.deserialize_value(row)
 
 
-class Sleeps(list[float]):
-    """Stands in for ``hook._sleep``: records every wait (retries, reconcile lookups) instead of sleeping.
+class Sleeps(list[float], Clock):
+    """A clock for tests: records every wait (retries, reconcile lookups, budgets) instead of sleeping.
 
-    Each recorded wait also moves :meth:`clock` (give it to ``hook.policy.clock`` so ``retry_deadline`` is
-    spent by simulated waits) and, when an emulator is given, the emulator's clock, so messages accepted
-    with ``visibility_delay_seconds`` become visible while the hook "waits". Time passes for the emulator
-    too: before the clock moves, the requests it is still handling finish (a send the client gave up on
-    after its read timeout is then accepted before the lookups that follow, as it would be within a real
-    wait; without this, a busy machine could run a whole simulated reconcile window before the emulator
-    has processed the request it is about).
+    Each recorded wait also moves :meth:`monotonic` (so ``retry_deadline`` is spent by simulated waits)
+    and, when an emulator is given, the emulator's clock, so messages accepted with
+    ``visibility_delay_seconds`` become visible while the hook "waits". Passed where the provider takes
+    its :class:`~airflow_qikberry.clock.Clock` (the documented seam). Time passes for the emulator too:
+    before the clock moves, the requests it is still handling finish (a send the client gave up on after
+    its read timeout is then accepted before the lookups that follow, as it would be within a real wait;
+    without this, a busy machine could run a whole simulated reconcile window before the emulator has
+    processed the request it is about).
 
     Example::
 
         sleeps = Sleeps(emulator)
-        hook._sleep = sleeps
-        hook.policy.clock = sleeps.clock
+        hook = QikberryHook(qikberry_conn_id=conn_id, clock=sleeps)
     """
 
     def __init__(self, emulator: Any = None) -> None:
@@ -184,15 +186,28 @@ class Sleeps(list[float]):
         self.emulator = emulator
         self.now = 0.0
 
-    def __call__(self, seconds: float) -> None:
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
         self.append(seconds)
         self.now += seconds
         if self.emulator is not None and seconds > 0:
             self.emulator.wait_requests_done()
             self.emulator.advance_clock(seconds)
 
-    def clock(self) -> float:
-        return self.now
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+class NoWaits(Clock):
+    """The real clock, except that waits return at once (a test whose point is not the waiting)."""
+
+    def sleep(self, seconds: float) -> None:
+        pass
+
+    async def asleep(self, seconds: float) -> None:
+        pass
 
 
 def api_counts(emulator: Any) -> dict[str, int]:
@@ -247,7 +262,8 @@ class SentRequests(list[Any]):
 
 def _provider_dir() -> str:
     spec = importlib.util.find_spec("airflow_qikberry")  # where it is installed; importing it is not needed
-    assert spec is not None and spec.origin is not None
+    assert spec is not None
+    assert spec.origin is not None
     return str(Path(spec.origin).resolve().parent) + "/"
 
 

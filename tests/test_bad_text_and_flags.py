@@ -50,7 +50,8 @@ def test_validate_flag_refuses_anything_else(value: Any) -> None:
     # Airflow's to_boolean would read "maybe" as False and Python's bool() "false" as True: neither here.
     with pytest.raises(QikberryValidationError) as info:
         v.validate_flag(value, field="flash")
-    assert info.value.field == "flash" and "true or false" in info.value.message
+    assert info.value.field == "flash"
+    assert "true or false" in info.value.message
 
 
 @pytest.mark.parametrize(("given", "sent"), [("false", 0), ("0", 0), ("off", 0), ("true", 1), ("yes", 1)])
@@ -98,7 +99,8 @@ def test_connection_extras_use_the_same_reader(make_qikberry_conn: Any, emulator
 
     make_qikberry_conn(verify_ssl="off", check_dlt_sender="No")
     settings = QikberryHook().settings
-    assert settings.verify_ssl is False and settings.check_dlt_sender is False
+    assert settings.verify_ssl is False
+    assert settings.check_dlt_sender is False
     make_qikberry_conn(verify_ssl="maybe")
     with pytest.raises(QikberryValidationError) as info:
         _ = QikberryHook().settings
@@ -158,10 +160,12 @@ def test_a_campaign_row_with_half_an_emoji_is_rejected_and_the_others_are_sent(
         max_invalid_ratio=0.5,
         rejected_path=str(rejected),
     ).execute({})
-    assert summary["accepted"] == 2 and summary["rejected"] == {"invalid_message": 2}
+    assert summary["accepted"] == 2
+    assert summary["rejected"] == {"invalid_message": 2}
     assert sorted(m["mobile"] for m in emulator.messages()) == ["919876543210", "919876543213"]
     report = rejected.read_text(encoding="utf-8")
-    assert "unpaired UTF-16 surrogate U+D83D" in report and "NUL (U+0000)" in report
+    assert "unpaired UTF-16 surrogate U+D83D" in report
+    assert "NUL (U+0000)" in report
 
 
 # ----------------------------------------------------------------------------------------- API limits
@@ -172,7 +176,8 @@ def test_numbers_outside_8_to_15_digits_are_refused_naming_the_count(number: str
     with pytest.raises(QikberryValidationError) as info:
         phone.normalize_number(number, field="nodes[3].to")
     assert info.value.field == "nodes[3].to"
-    assert f"has {digits} digits" in info.value.message and "8 to 15" in info.value.message
+    assert f"has {digits} digits" in info.value.message
+    assert "8 to 15" in info.value.message
 
 
 def test_a_campaign_row_the_api_would_refuse_is_rejected_up_front_and_its_chunk_is_sent(
@@ -190,7 +195,8 @@ def test_a_campaign_row_the_api_would_refuse_is_rejected_up_front_and_its_chunk_
         message="Sale starts today",
         max_invalid_ratio=0.25,
     ).execute({})
-    assert summary["accepted"] == 4 and summary["rejected"] == {"invalid_number": 1}
+    assert summary["accepted"] == 4
+    assert summary["rejected"] == {"invalid_number": 1}
     assert sorted(m["mobile"] for m in emulator.messages()) == good
     assert count(emulator, "POST sms/send/json") == 1
 
@@ -221,4 +227,5 @@ def test_the_notifier_reads_number_values_by_the_same_rule_and_never_loses_an_al
     QikberryNotifier(to=[919876543210, 919876543211.0], message=f"disk {CUT} full").notify({})
     assert [(m["mobile"], m["text"]) for m in emulator.messages()] == [(NUMBER, "disk ? full")]
     logged = all_log_text(caplog, capfd)
-    assert "recipient 2 skipped" in logged and "is a float" in logged  # the value's own rule, not its str()
+    assert "recipient 2 skipped" in logged
+    assert "is a float" in logged

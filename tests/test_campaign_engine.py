@@ -52,10 +52,12 @@ def test_exactly_one_source() -> None:
     assert c.choose_source(recipients=[]) == "recipients"  # given, empty: fails later as "no rows"
     with pytest.raises(QikberryValidationError) as none:
         c.choose_source(recipients=None, csv_path="")
-    assert none.value.field == "recipients" and "csv_path, sql, recipients_xcom_task_id" in str(none.value)
+    assert none.value.field == "recipients"
+    assert "csv_path, sql, recipients_xcom_task_id" in str(none.value)
     with pytest.raises(QikberryValidationError) as several:
         c.choose_source(csv_path="/x.csv", sql="SELECT 1")
-    assert several.value.field == "csv_path" and "csv_path, sql" in str(several.value)
+    assert several.value.field == "csv_path"
+    assert "csv_path, sql" in str(several.value)
 
 
 def test_recipient_rows_shapes() -> None:
@@ -85,7 +87,8 @@ def test_phone_column_detection() -> None:
     assert c.phone_key(["Cell"], "cell") == "Cell"
     with pytest.raises(QikberryValidationError) as missing:
         c.phone_key(["name", "city"], None)
-    assert missing.value.field == "phone_column" and "'city'" in str(missing.value)
+    assert missing.value.field == "phone_column"
+    assert "'city'" in str(missing.value)
     with pytest.raises(QikberryValidationError) as wrong:
         c.phone_key(["name", "mobile"], "msisdn")
     assert wrong.value.field == "phone_column"
@@ -110,7 +113,8 @@ def test_csv_over_200_mb_is_refused_before_reading(tmp_path: Path) -> None:
         handle.truncate(c.MAX_CSV_BYTES + 1)  # sparse: no 200 MB written
     with pytest.raises(QikberryValidationError) as err:
         next(iter(c.csv_rows(str(big))))
-    assert err.value.field == "csv_path" and "200 MB" in str(err.value)
+    assert err.value.field == "csv_path"
+    assert "200 MB" in str(err.value)
 
 
 class _SqliteHook:
@@ -132,7 +136,8 @@ def test_sql_rows_fetch_in_batches_as_dicts(tmp_path: Path) -> None:
         )
     query = "SELECT mobile, name FROM customers WHERE name != ?"
     rows = list(c.sql_rows(_SqliteHook(db), query, ("C1",), fetch_size=2))
-    assert rows[0] == {"mobile": 919876543210, "name": "C0"} and len(rows) == 4
+    assert rows[0] == {"mobile": 919876543210, "name": "C0"}
+    assert len(rows) == 4
     with pytest.raises(QikberryValidationError) as no_conn:
         list(c.sql_rows(object(), "SELECT 1"))
     assert no_conn.value.field == "sql_conn_id"
@@ -174,7 +179,8 @@ def test_options_accept_a_split_schedule() -> None:
     options = c.CampaignOptions.checked(
         name="camp", message="Hi", batch_size=1000, interval=600, schedule_at="2099-01-01T10:00:00+05:30"
     )
-    assert options.interval == timedelta(minutes=10) and options.send.schedule_at is not None
+    assert options.interval == timedelta(minutes=10)
+    assert options.send.schedule_at is not None
     assert options.send.schedule_at.utcoffset() == timedelta(hours=5, minutes=30)
 
 
@@ -208,7 +214,8 @@ def test_batch_times_follow_the_interval_and_are_all_checked() -> None:
     )  # fmt: skip
     with pytest.raises(QikberryValidationError) as err:
         c.batch_times(late, chunks, 0, "Asia/Kolkata")
-    assert err.value.field == "schedule_at" and "batch 2 of 3" in str(err.value)
+    assert err.value.field == "schedule_at"
+    assert "batch 2 of 3" in str(err.value)
     # A resumed campaign checks only the batches it still has to send: batch 1 is past, batch 2 is not.
     past = c.CampaignOptions.checked(
         name="camp", message="Hi", batch_size=1000, interval=timedelta(hours=1),
@@ -246,7 +253,8 @@ def test_prepare_rejects_counts_and_spools() -> None:
     assert dict(report.counts) == {
         "invalid_number": 1, "missing_number": 1, "message_too_long": 1, "template_error": 1
     }  # fmt: skip
-    assert prepared.units == 3 and prepared.chunk_units == [2, 1]
+    assert prepared.units == 3
+    assert prepared.chunk_units == [2, 1]
     assert prepared.sample[1] == {
         "row": 4, "mobile": "9198XXXXX211", "message": "Hi नमस्ते", "units": 1, "encoding": "ucs2"
     }  # fmt: skip
@@ -265,7 +273,8 @@ def test_prepare_chunk_offsets_point_at_each_chunk_first_row() -> None:
 
 def test_prepare_same_number_same_static_text_is_a_duplicate() -> None:
     prepared, _, lines = _prepare([{"mobile": "919876543210"}, {"mobile": "+91 98765-43210"}])
-    assert prepared.duplicates == 1 and lines == [["919876543210"]]
+    assert prepared.duplicates == 1
+    assert lines == [["919876543210"]]
 
 
 def test_prepare_digest_changes_with_the_rows() -> None:
@@ -281,7 +290,8 @@ def test_prepare_stops_past_the_message_limit(monkeypatch: pytest.MonkeyPatch) -
     rows = [{"mobile": f"91987654{i:04d}"} for i in range(10)]
     with pytest.raises(QikberryValidationError) as err:
         _prepare(rows, field_name="csv_path")
-    assert err.value.field == "csv_path" and "stopped at source row 4" in str(err.value)
+    assert err.value.field == "csv_path"
+    assert "stopped at source row 4" in str(err.value)
 
 
 def test_sandbox_and_encoding_rejections() -> None:
@@ -369,7 +379,8 @@ def test_limits() -> None:
     with pytest.raises(QikberryValidationError) as err:
         c.check_limits(prepared, report, max_invalid_ratio=0.05, field="csv_path")
     assert err.value.field == "max_invalid_ratio"
-    assert "1 of 2 rows (50.0%)" in str(err.value) and "invalid_number 1 (e.g. row 2:" in str(err.value)
+    assert "1 of 2 rows (50.0%)" in str(err.value)
+    assert "invalid_number 1 (e.g. row 2:" in str(err.value)
     c.check_limits(prepared, report, max_invalid_ratio=0.5, field="csv_path")
     empty, report, _ = _prepare([])
     with pytest.raises(QikberryValidationError, match="no rows") as none:
@@ -392,7 +403,8 @@ def test_campaign_key_is_stable_across_tries_unless_resend() -> None:
     assert ido.campaign_key(None, "camp", content="a") == ido.campaign_key(None, "camp", content="a")
     assert ido.campaign_key(None, "camp", content="a") != ido.campaign_key(None, "camp", content="b")
     key = ido.campaign_key(IDENTITY, "camp")
-    assert ido.campaign_custom_id(key, 3, 17) == f"qc-{key}-3-17" and len(key) == 16
+    assert ido.campaign_custom_id(key, 3, 17) == f"qc-{key}-3-17"
+    assert len(key) == 16
 
 
 @pytest.mark.parametrize("total", [1, 2, 7, 100, 1000])

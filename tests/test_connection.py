@@ -68,3 +68,14 @@ def test_non_http_base_url_is_refused_up_front(host: str) -> None:
     with pytest.raises(QikberryValidationError) as info:
         settings(host=host)
     assert info.value.field == "host"
+
+
+@pytest.mark.parametrize(
+    "name", ["timeout", "reconcile_window", "rate_limit_per_minute", "templates_cache_seconds"]
+)
+@pytest.mark.parametrize("value", ["nan", "inf", float("nan"), True, "-1", "ten", [30]])
+def test_a_numeric_extra_that_is_not_a_finite_number_is_refused(name: str, value: object) -> None:
+    # NaN passed "not <= 0" as a positive timeout, and JSON true read as 1 s; infinity waited forever.
+    with pytest.raises(QikberryValidationError) as info:
+        settings(**{name: value})
+    assert info.value.field == name

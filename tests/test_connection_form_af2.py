@@ -125,7 +125,8 @@ def test_a_connection_saved_through_the_form_is_read_back(request_context: None)
         45.0,
         "UTC",
     )
-    assert s.token == "ui-token" and s.base_url == "http://127.0.0.1:8055/api/v2/"
+    assert s.token == "ui-token"
+    assert s.base_url == "http://127.0.0.1:8055/api/v2/"
 
 
 @pytest.mark.parametrize(

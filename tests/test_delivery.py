@@ -91,7 +91,8 @@ def test_default_status_sets_follow_the_api() -> None:
 
 def test_custom_status_sets() -> None:
     sets = StatusSets.of(pending=["AWAITING-DLR", "TIMEOUT-DLR"])
-    assert sets.outcome("TIMEOUT-DLR") == "pending" and sets.outcome("UNDELIV") == "failed"
+    assert sets.outcome("TIMEOUT-DLR") == "pending"
+    assert sets.outcome("UNDELIV") == "failed"
     explicit = StatusSets.of(failed=["UNDELIV"])
     assert explicit.outcome("UNDELIV") == "failed"
     assert explicit.outcome("EXPIRED") == "pending"  # with an explicit failed set, others keep waiting
@@ -181,7 +182,8 @@ def test_pack_ids_round_trips_compactly() -> None:
     assert sorted(unpack_ids(packed)) == sorted(ids)
     assert pack_ids(unpack_ids(packed)) == packed
     assert pack_ids([f"{G1}:1", f"{G1}:3", f"{G1}:4"])["ranges"] == {G1: "1,3-4"}
-    assert split_id(f"{G1}:12") == (G1, 12) and split_id("bare") == (None, None)
+    assert split_id(f"{G1}:12") == (G1, 12)
+    assert split_id("bare") == (None, None)
 
 
 # -- plans: only what is pending, the cheapest way
@@ -214,7 +216,8 @@ def test_a_sweep_asks_only_about_pending_messages() -> None:
     for mid in ids[250:299]:
         api.status[mid] = "UNDELIV"
     assert api.sweep(tracker) == 1
-    assert api.sweep(tracker) == 1 and api.calls == [("id", ids[299])]  # one pending: one id lookup
+    assert api.sweep(tracker) == 1
+    assert api.calls == [("id", ids[299])]
     api.status[ids[299]] = "DELIVRD"
     api.sweep(tracker)
     assert api.sweep(tracker) == 0  # nothing pending: nothing asked
@@ -268,7 +271,8 @@ def test_not_visible_yet_is_pending_and_a_404_is_not_an_error() -> None:
 
     run_sweep(tracker, api.page, not_found)
     summary = tracker.summary()
-    assert summary["not_visible"] == 2 and tracker.verdict().state == "pending"
+    assert summary["not_visible"] == 2
+    assert tracker.verdict().state == "pending"
 
 
 # -- verdicts and summaries
@@ -287,14 +291,16 @@ def test_success_needs_the_ratio_and_returns_early_below_one() -> None:
     assert tracker_with(["DELIVRD"] * 3 + ["AWAITING-DLR"]).verdict().state == "pending"
     assert tracker_with(["DELIVRD"] * 4).verdict().state == "success"
     early = tracker_with(["DELIVRD"] * 6 + ["AWAITING-DLR"] * 4, success_ratio=0.6).verdict()
-    assert early.state == "success" and early.summary["pending"] == 4
+    assert early.state == "success"
+    assert early.summary["pending"] == 4
     not_yet = tracker_with(["DELIVRD"] * 5 + ["AWAITING-DLR"] * 5, success_ratio=0.6).verdict()
     assert not_yet.state == "pending"
 
 
 def test_failure_comes_as_soon_as_the_ratio_is_out_of_reach() -> None:
     one_failed = tracker_with(["UNDELIV"] + [""] * 9).verdict()
-    assert one_failed.state == "failure" and one_failed.summary["pending"] == 9
+    assert one_failed.state == "failure"
+    assert one_failed.summary["pending"] == 9
     assert tracker_with(["UNDELIV"] + [""] * 9, success_ratio=0.9).verdict().state == "pending"
     assert tracker_with(["UNDELIV", "EXPIRED"] + [""] * 8, success_ratio=0.9).verdict().state == "failure"
 
@@ -309,11 +315,16 @@ def test_final_statuses_are_never_replaced() -> None:
 def test_summary_lists_are_capped_and_totals_exact() -> None:
     statuses = ["UNDELIV"] * 120 + ["EXPIRED"] * 30 + ["DELIVRD"] * 40 + ["AWAITING-DLR"] * 5 + [""] * 5
     summary = tracker_with(statuses).summary()
-    assert summary["total"] == 200 and summary["delivered"] == 40 and summary["delivered_ratio"] == 0.2
-    assert summary["failed"] == 150 and summary["failed_ids_total"] == 150
+    assert summary["total"] == 200
+    assert summary["delivered"] == 40
+    assert summary["delivered_ratio"] == 0.2
+    assert summary["failed"] == 150
+    assert summary["failed_ids_total"] == 150
     assert len(summary["failed_ids"]) == MAX_LISTED_IDS == 100
     assert summary["failed_ids"][0] == f"{G1}:1"
-    assert summary["pending"] == 10 and summary["pending_ids_total"] == 10 and summary["not_visible"] == 5
+    assert summary["pending"] == 10
+    assert summary["pending_ids_total"] == 10
+    assert summary["not_visible"] == 5
     assert summary["by_status"] == {"UNDELIV": 120, "DELIVRD": 40, "EXPIRED": 30, "AWAITING-DLR": 5}
     assert summary["failed_by_status"] == {"UNDELIV": 120, "EXPIRED": 30}
     json.dumps(summary)  # XCom- and event-safe
@@ -333,7 +344,8 @@ def test_group_mode_does_not_decide_on_a_group_it_has_not_seen() -> None:
     assert tracker.verdict().state == "pending"  # G2 shows nothing yet: its size is unknown
     api.add(G2, 5, "DELIVRD")
     api.sweep(tracker)
-    assert tracker.verdict().state == "success" and tracker.summary()["total"] == 10
+    assert tracker.verdict().state == "success"
+    assert tracker.summary()["total"] == 10
 
 
 def test_expected_count_counts_messages_not_yet_visible() -> None:
@@ -357,13 +369,15 @@ def test_gaps_in_positions_count_as_pending() -> None:
     ids = api.add(G1, 10, "DELIVRD")
     api.groups[G1] = ids[:3] + ids[5:]  # 4 and 5 not visible
     api.sweep(tracker)
-    assert tracker.summary()["total"] == 10 and tracker.verdict().state == "pending"
+    assert tracker.summary()["total"] == 10
+    assert tracker.verdict().state == "pending"
 
 
 def test_pushed_reports_drive_the_same_verdict() -> None:
     # Roadmap item 1: a webhook-driven trigger feeds statuses instead of polling.
     tracker = DeliveryTracker(group_ids=[G1], expected_count=2)
-    assert tracker.observe(f"{G1}:1", "DELIVRD") and tracker.observe(f"{G1}:2", "DELIVRD")
+    assert tracker.observe(f"{G1}:1", "DELIVRD")
+    assert tracker.observe(f"{G1}:2", "DELIVRD")
     assert tracker.verdict().state == "success"
 
 

@@ -84,7 +84,8 @@ def test_a_match_gives_values_and_a_mismatch_says_what_differs() -> None:
     assert "should begin with 'Dear '" in match(body, "Hello Asha, your OTP is 4711. -Acme").detail
     assert "should end with '. -Acme'" in match(body, "Dear Asha, your OTP is 4711. - Acme").detail
     long = match(body, "Dear " + "A" * 33 + ", your OTP is 4711. -Acme")
-    assert long.kind == TOO_LONG and "{{name}} would hold 33" in long.detail
+    assert long.kind == TOO_LONG
+    assert "{{name}} would hold 33" in long.detail
     fixed = match(TemplateBody.parse("Server down"), "Server up")
     assert (
         fixed.detail
@@ -92,7 +93,8 @@ def test_a_match_gives_values_and_a_mismatch_says_what_differs() -> None:
         "'down'"
     )
     lines = match(TemplateBody.parse("Hi {{a}}, bye"), "Hi A\nB, bye")
-    assert lines.kind == MISMATCH and "a variable cannot hold a line break" in lines.detail
+    assert lines.kind == MISMATCH
+    assert "a variable cannot hold a line break" in lines.detail
 
 
 # ---------------------------------------------------------------------------- properties

@@ -39,7 +39,8 @@ def _load_script(relative_path: str) -> ModuleType:
     # first because dataclasses look their module up while the class body executes.
     path = REPO_ROOT / relative_path
     spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -115,8 +116,10 @@ def test_recording_warnings_keeps_each_warnings_stack_and_logs_it(caplog: pytest
     first, second = caught
     assert (first.message, first.filename, first.category) == ("library probe", __file__, "UserWarning")
     assert first.passes_through(PROVIDER_DIR)
-    assert second.message == "elsewhere probe" and not second.passes_through(PROVIDER_DIR)
-    assert "library probe" in caplog.text and "elsewhere probe" in caplog.text  # as a task log shows them
+    assert second.message == "elsewhere probe"
+    assert not second.passes_through(PROVIDER_DIR)
+    assert "library probe" in caplog.text
+    assert "elsewhere probe" in caplog.text
 
 
 def test_qikberry_conn_is_read_by_airflow(qikberry_conn: str, emulator: Any) -> None:
@@ -146,7 +149,8 @@ def test_make_qikberry_conn_other_id_and_extras(make_qikberry_conn: Callable[...
 def test_emulator_fixture_serves_real_http(emulator: Any) -> None:
     import requests
 
-    assert emulator.base_url.startswith("http://127.0.0.1:") and emulator.base_url.endswith("/api/v2/")
+    assert emulator.base_url.startswith("http://127.0.0.1:")
+    assert emulator.base_url.endswith("/api/v2/")
     ok = requests.get(
         emulator.base_url + "auth/me",
         headers={"Authorization": f"Bearer {TEST_TOKEN}", "Accept": "application/json"},
@@ -322,7 +326,8 @@ def test_demo_report_counts_statuses_and_credits() -> None:
     report = demo.render_report(messages, {"campaign": "c1", "rejected_total": 1, "duplicates_removed": 2})
     lines = [line.split() for line in report.splitlines()]
     assert ["recipients", "in", "the", "table", "6"] in lines
-    assert ["delivered", "2"] in lines and ["failed:", "UNDELIV", "1"] in lines
+    assert ["delivered", "2"] in lines
+    assert ["failed:", "UNDELIV", "1"] in lines
     assert ["credits", "spent", "4"] in lines
 
 
@@ -351,7 +356,8 @@ def test_demo_runs_end_to_end_without_showing_token_or_number(
     assert "failed: UNDELIV          3" in report
     assert "rejected before sending  1" in report
     assert token not in out + err
-    assert "919876500000" not in out + err and "+91 98765 00000" not in out + err
+    assert "919876500000" not in out + err
+    assert "+91 98765 00000" not in out + err
 
 
 # ---------------------------------------------------------------------------------------------- xdist safety

@@ -23,7 +23,8 @@ from airflow_qikberry.protocol import canonical_number, classify, error_for, is_
 def test_classic_envelope() -> None:
     body = {"status": 200, "message": "1 numbers accepted for delivery.", "data": [{"id": "u:1"}]}
     parsed = parse_response(200, json.dumps(body), {})
-    assert parsed.data == [{"id": "u:1"}] and parsed.message.startswith("1 numbers")
+    assert parsed.data == [{"id": "u:1"}]
+    assert parsed.message.startswith("1 numbers")
 
 
 def test_ok_envelope() -> None:
@@ -66,7 +67,9 @@ def test_validation_error_carries_field_and_errors() -> None:
     body = {"status": "ERROR", "code": 422, "message": "The to field is required.", "errors": {"to": ["req"]}}
     with pytest.raises(QikberryValidationError) as info:
         parse_response(422, json.dumps(body), {})
-    assert info.value.field == "to" and info.value.errors == {"to": ["req"]} and info.value.status_code == 422
+    assert info.value.field == "to"
+    assert info.value.errors == {"to": ["req"]}
+    assert info.value.status_code == 422
 
 
 def test_rate_limit_retry_after_header() -> None:
@@ -92,24 +95,32 @@ def test_errors_pickle_round_trip() -> None:
     err = QikberryDeliveryUnknownError("unknown", numbers=["919876543210"], custom_id="c1", status_code=None)
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is QikberryDeliveryUnknownError
-    assert again.numbers == ["919876543210"] and again.custom_id == "c1" and str(again) == str(err)
+    assert again.numbers == ["919876543210"]
+    assert again.custom_id == "c1"
+    assert str(again) == str(err)
     rl = pickle.loads(pickle.dumps(QikberryRateLimitError("slow down", retry_after=3)))
-    assert rl.retry_after == 3 and rl.status_code == 429
+    assert rl.retry_after == 3
+    assert rl.status_code == 429
 
 
 def test_status_vocabulary() -> None:
     assert not is_final("AWAITING-DLR")
-    assert is_final("DELIVRD") and is_final("UNDELIV") and is_final("SOMETHING-NEW")
+    assert is_final("DELIVRD")
+    assert is_final("UNDELIV")
+    assert is_final("SOMETHING-NEW")
 
 
 def test_models_tolerate_mixed_number_types() -> None:
     sent = SentMessage.from_api({"id": "g:1", "mobile": "91", "status": "AWAITING-DLR", "units": "2",
                                  "length": 7, "charges": "2.0000", "customid": ""})  # fmt: skip
-    assert (
-        sent.units == 2 and str(sent.charges) == "2.0000" and sent.custom_id is None and sent.group_id == "g"
-    )
+    assert sent.units == 2
+    assert str(sent.charges) == "2.0000"
+    assert sent.custom_id is None
+    assert sent.group_id == "g"
     status = MessageStatus.from_api({"id": "g:2", "status": "DELIVRD", "delivered_at": "", "custom": "c"})
-    assert status.is_delivered and status.delivered_at is None and status.custom_id == "c"
+    assert status.is_delivered
+    assert status.delivered_at is None
+    assert status.custom_id == "c"
     assert Balance.from_api({"service": "T", "credits": "109", "charges": 1, "postpaid": 0}).credits == 109
 
 

@@ -190,7 +190,8 @@ def test_every_listed_class_and_module_imports() -> None:
     info = get_provider_info()
     modules = list(_module_paths(info))
     classes = list(_class_paths(info))
-    assert modules and classes
+    assert modules
+    assert classes
     for module in modules:
         importlib.import_module(module)
     for path in classes:

@@ -6,30 +6,31 @@ import asyncio
 
 import pytest
 
+from airflow_qikberry.clock import Clock
 from airflow_qikberry.exceptions import QikberryRateLimitError, QikberryServerError
 from airflow_qikberry.transport.retry import Retry, RetryPolicy, bounded_by
 
 
-class FakeTime:
+class FakeTime(Clock):
     """A clock that only moves when the policy sleeps."""
 
     def __init__(self) -> None:
         self.now = 0.0
         self.sleeps: list[float] = []
 
-    def clock(self) -> float:
+    def monotonic(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
 
-    async def async_sleep(self, seconds: float) -> None:
+    async def asleep(self, seconds: float) -> None:
         self.sleep(seconds)
 
 
 def policy(fake: FakeTime, **kwargs: float) -> RetryPolicy:
-    return RetryPolicy(sleep=fake.sleep, async_sleep=fake.async_sleep, clock=fake.clock, **kwargs)  # type: ignore[arg-type]
+    return RetryPolicy(clock=fake, **kwargs)  # type: ignore[arg-type]
 
 
 def limited(after: float) -> Retry:
@@ -47,7 +48,8 @@ def test_retry_after_waits_never_run_past_the_deadline() -> None:
     with pytest.raises(QikberryRateLimitError):
         policy(fake, deadline=60.0, max_attempts=10, max_retry_after=60.0).run(attempt)
     # One 50 s wait fits in 60 s; a second would end at 100 s, so it is never started.
-    assert fake.sleeps == [50.0] and calls == [0.0, 50.0]
+    assert fake.sleeps == [50.0]
+    assert calls == [0.0, 50.0]
 
 
 def test_max_retry_after_caps_the_server_wait() -> None:

@@ -85,11 +85,13 @@ def test_options_are_checked_when_built_and_cannot_change() -> None:
         SendOptions(schedule_at="2030-01-01 09:00")  # no offset: its form needs no connection
     assert caught.value.field == "schedule_at"
     options = SendOptions(tags="promo, otp", flash="yes", schedule_at="2030-01-01T09:00:00Z")
-    assert options.tags == ("promo", "otp") and options.flash is True
+    assert options.tags == ("promo", "otp")
+    assert options.flash is True
     assert options.schedule_at == datetime(2030, 1, 1, 9, tzinfo=timezone.utc)
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.sender = "OTHERS"  # type: ignore[misc]
-    assert options.replace(sender="OTHERS").sender == "OTHERS" and options.sender is None
+    assert options.replace(sender="OTHERS").sender == "OTHERS"
+    assert options.sender is None
     with pytest.raises(QikberryValidationError):
         options.replace(max_units=0)  # a copy is checked like a new value
 
@@ -100,8 +102,12 @@ def test_wire_fills_in_and_checks_against_the_connection() -> None:
     wire = SendOptions(
         sender="OFFERS", service="P", schedule_at=when, flash=True, tags="promo", name="diwali"
     ).wire(SETTINGS)
-    assert wire["sender"] == "OFFERS" and wire["service"] == "P" and wire["flash"] == 1
-    assert wire["tags"] == ["promo"] and wire["name"] == "diwali" and len(wire["time"]) == 19
+    assert wire["sender"] == "OFFERS"
+    assert wire["service"] == "P"
+    assert wire["flash"] == 1
+    assert wire["tags"] == ["promo"]
+    assert wire["name"] == "diwali"
+    assert len(wire["time"]) == 19
     with pytest.raises(QikberryValidationError) as caught:
         SendOptions(sender="qikbry").wire(SETTINGS)  # a DLT header is upper case on route T
     assert caught.value.field == "sender"
@@ -200,7 +206,6 @@ def test_a_campaign_checks_its_schedule_per_batch_saying_which(qikberry_conn: st
             hook=QikberryHook(qikberry_conn_id=qikberry_conn),
             identity=None,
         )
-    assert caught.value.field == "schedule_at" and str(caught.value).endswith(
-        "(schedule_at); nothing was sent."
-    )
+    assert caught.value.field == "schedule_at"
+    assert str(caught.value).endswith("(schedule_at); nothing was sent.")
     assert emulator.messages() == []

@@ -79,9 +79,11 @@ def test_measure_text_answers_as_before(encoding: str) -> None:
             continue
         full = _full(text, encoding)
         if full is None:
-            assert isinstance(got, tuple) and got[0] == "invalid_message"
+            assert isinstance(got, tuple)
+            assert got[0] == "invalid_message"
         elif full.units > 3:
-            assert isinstance(got, tuple) and got[0] == "message_too_long"
+            assert isinstance(got, tuple)
+            assert got[0] == "message_too_long"
         else:
             assert got == full
 

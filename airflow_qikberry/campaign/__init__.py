@@ -1,4 +1,5 @@
-"""The bulk-campaign engine behind :class:`~airflow_qikberry.operators.campaign.QikberryBulkCampaignOperator`.
+"""
+The bulk-campaign engine behind :class:`~airflow_qikberry.operators.campaign.QikberryBulkCampaignOperator`.
 
 A campaign is two passes over its rows, neither of which holds the rows in memory:
 

@@ -1,5 +1,8 @@
-"""Sending one chunk of a campaign: what became of each of its rows (accepted, refused by the API, left out
-of its answer), and how a row the API refuses is isolated so that the rest of the chunk still goes out.
+"""
+Sending one chunk of a campaign.
+
+What became of each of its rows (accepted, refused by the API, left out of its answer), and how a row the API
+refuses is isolated so that the rest of the chunk still goes out.
 
 See :mod:`airflow_qikberry.campaign` and docs/campaign.md.
 """
@@ -13,13 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_qikberry import phone
+from airflow_qikberry import idempotency as ido
+from airflow_qikberry import payloads as p
+from airflow_qikberry import phone, sends
 from airflow_qikberry import validation as v
-from airflow_qikberry.campaign.options import CampaignOptions, Chunk
 from airflow_qikberry.campaign.preparation import RejectedReport, scrub
-from airflow_qikberry.exceptions import QikberryValidationError
+from airflow_qikberry.exceptions import QikberryPartialSendError, QikberryValidationError
 
 if TYPE_CHECKING:
+    from airflow_qikberry.campaign.options import CampaignOptions, Chunk
     from airflow_qikberry.hooks.qikberry import QikberryHook
 
 __all__ = [
@@ -73,15 +78,19 @@ _NODE_ERROR = re.compile(r"^nodes\.(\d+)\.(\w+)$")
 
 @dataclass
 class ChunkOutcome:
-    """What became of a chunk's rows: the group ids holding its accepted messages (one per request that was
-    accepted), how many were accepted, and the rows not sent as ``(position, reason, detail)``."""
+    """
+    What became of a chunk's rows.
+
+    The group ids holding its accepted messages (one per request that was accepted), how many were accepted,
+    and the rows not sent as ``(position, reason, detail)``.
+    """
 
     groups: list[str] = field(default_factory=list)
     accepted: int = 0
     not_sent: list[tuple[int, str, str]] = field(default_factory=list)
 
     def stored(self, size: int) -> Any:
-        """The task-state form: the group id alone for a chunk accepted whole in one request."""
+        """Return the task-state form: the group id alone for a chunk accepted whole in one request."""
         if len(self.groups) == 1 and not self.not_sent and self.accepted == size:
             return self.groups[0]
         return {"g": list(self.groups), "a": self.accepted, "n": [list(row) for row in self.not_sent]}
@@ -104,9 +113,13 @@ class ChunkOutcome:
 
 
 class NotSentRows:
-    """Rows the API did not take: counted by reason, the first :data:`NOT_SENT_LISTED` listed with the number
-    masked (for the summary), every one added to the rejected report (with the number, as for rows rejected
-    before sending: the report is the user's file)."""
+    """
+    Rows the API did not take.
+
+    Counted by reason, the first :data:`NOT_SENT_LISTED` listed with the number masked (for the summary),
+    every one added to the rejected report (with the number, as for rows rejected before sending: the report
+    is the user's file).
+    """
 
     def __init__(self, report: RejectedReport, source_rows: Sequence[int]) -> None:
         self.report, self.source_rows = report, source_rows
@@ -122,10 +135,13 @@ class NotSentRows:
 
 
 def _refused_nodes(error: QikberryValidationError, count: int, row_fields: set[str]) -> dict[int, str] | None:
-    """The nodes a 422 from ``sms/send/json`` names (``nodes.<i>.<field>``), each with the API's message;
-    ``{}`` when it names none; None when it is about the request as a whole: a root field, a field every
-    row shares (the sender, a DLT id: only ``row_fields`` differ from row to row), or every node of the
-    request for a reason other than its number."""
+    """
+    Return the nodes a 422 from ``sms/send/json`` names (``nodes.<i>.<field>``), each with the API's message.
+
+    ``{}`` when it names none; None when it is about the request as a whole: a root field, a field every row
+    shares (the sender, a DLT id: only ``row_fields`` differ from row to row), or every node of the request
+    for a reason other than its number.
+    """
     named: dict[int, str] = {}
     fields: set[str] = set()
     for key, messages in error.errors.items():
@@ -140,8 +156,12 @@ def _refused_nodes(error: QikberryValidationError, count: int, row_fields: set[s
 
 
 def runs(positions: Sequence[int]) -> list[int]:
-    """For each run of consecutive positions, its first, last and middle one: the rows looked up to find a
-    request that holds part of the run (a request holds a run of a chunk, less the rows the API refused)."""
+    """
+    For each run of consecutive positions, its first, last and middle one.
+
+    The rows looked up to find a request that holds part of the run (a request holds a run of a chunk, less
+    the rows the API refused).
+    """
     out: list[int] = []
     i = 0
     while i < len(positions):
@@ -154,7 +174,10 @@ def runs(positions: Sequence[int]) -> list[int]:
 
 
 class ChunkSender:
-    """Posts a chunk's rows (all of them, or those still to send) and settles what became of each one:
+    """
+    Post a chunk's rows (all of them, or those still to send) and settle what became of each one.
+
+    Each row is:
 
     * accepted (the answer's rows, or a lookup's when the answer was lost);
     * refused by the API with a 422 that names it (``nodes.<i>.to``): it is recorded as not sent
@@ -183,8 +206,6 @@ class ChunkSender:
     def send(
         self, chunk: Chunk, rows: list[list[str]], positions: Sequence[int] | None = None
     ) -> ChunkOutcome:
-        from airflow_qikberry import idempotency as ido
-        from airflow_qikberry.exceptions import QikberryPartialSendError
 
         # Every id is made the same way and the last is the longest: checking it checks them all.
         v.validate_custom_id(ido.campaign_custom_id(self.key, chunk.index, chunk.size - 1), field="custom_id")
@@ -237,9 +258,6 @@ class ChunkSender:
         return outcome
 
     def _post(self, chunk: Chunk, rows: list[list[str]], batch: Sequence[int]) -> Any:
-        from airflow_qikberry import idempotency as ido
-        from airflow_qikberry import payloads as p
-        from airflow_qikberry import sends
 
         node, cid, key, k = p.validated_batch_node, ido.campaign_custom_id, self.key, chunk.index
         # Pass 1 validated every number and measured every text: the nodes go to the hook as validated
@@ -260,7 +278,6 @@ class ChunkSender:
         return self.hook.send_prepared(prepared)
 
     def _left_out(self, chunk: Chunk, batch: Sequence[int], error: Any, outcome: ChunkOutcome) -> None:
-        from airflow_qikberry import idempotency as ido
 
         prefix = ido.campaign_custom_id(self.key, chunk.index, 0)[:-1]
         missing = sorted(

@@ -1,5 +1,7 @@
-"""A campaign and its DLT template: sending by a stored template (each row's variables from its columns)
-and the per-row DLT pre-check.
+"""
+A campaign and its DLT template.
+
+Sending by a stored template (each row's variables from its columns) and the per-row DLT pre-check.
 
 Before pass 1 (:func:`plan`), the template is found among the account's, checked as a whole (active, the
 campaign's sender its sender, that sender approved: a failure there is every row's, so it fails the task
@@ -42,9 +44,12 @@ DLT_MISMATCH = "dlt_mismatch"
 
 
 class CampaignDlt(NamedTuple):
-    """What a campaign's DLT template changes: its send options (the template's sender and DLT id filled
-    in), how a row's text is rendered (a campaign by template), and the per-row check (text -> what
-    differs, or None)."""
+    """
+    What a campaign's DLT template changes.
+
+    Its send options (the template's sender and DLT id filled in), how a row's text is rendered (a campaign
+    by template), and the per-row check (text -> what differs, or None).
+    """
 
     send: SendOptions
     render: Callable[[Mapping[str, Any]], str] | None = None
@@ -52,8 +57,11 @@ class CampaignDlt(NamedTuple):
 
 
 class RowRenderer:
-    """A row's text from a template body: each ``{{name}}`` is the row's value of column ``name`` (exact,
-    else without regard to case) or of the column ``columns`` maps it to. A value is inserted as text, as a
+    """
+    A row's text from a template body.
+
+    Each ``{{name}}`` is the row's value of column ``name`` (exact, else without regard to case) or of the
+    column ``columns`` maps it to. A value is inserted as text, as a
     Jinja ``{{ row.col }}`` would be; an empty cell (None, "", a NaN) is a row error, as the API refuses a
     blank variable.
 
@@ -111,7 +119,11 @@ def _text(value: Any) -> str | None:
 
 
 def plan(options: CampaignOptions, hook: QikberryHook, settings: ConnectionSettings, log: Any) -> CampaignDlt:
-    """The campaign's template, checked as a whole, and its per-row renderer and check (see the module)."""
+    """
+    Return the campaign's template, checked as a whole.
+
+    With it, its per-row renderer and check (see the module).
+    """
     send, mode = options.send, options.send.dlt_check
     if send.template is not None:
         return _by_template(options, hook.dlt_catalog(), settings, log)

@@ -1,5 +1,7 @@
-"""The whole campaign: prepare, check, and send (or, in a dry run, only report), with a progress line per
-chunk; returns the summary the operator pushes to XCom.
+"""
+The whole campaign: prepare, check, and send (or, in a dry run, only report), with a progress line per chunk.
+
+Returns the summary the operator pushes to XCom.
 
 See :mod:`airflow_qikberry.campaign` and docs/campaign.md.
 """
@@ -14,14 +16,18 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_qikberry import idempotency as ido
+from airflow_qikberry.campaign import dlt
 from airflow_qikberry.campaign.chunks import ChunkOutcome, ChunkSender, NotSentRows
 from airflow_qikberry.campaign.options import CampaignOptions, Chunk, ChunkPlan, batch_times
 from airflow_qikberry.campaign.preparation import Prepared, RejectedReport, Spool, check_limits, prepare
 from airflow_qikberry.campaign.resume import STORE_PAGE, ProgressRecord, Resume
-from airflow_qikberry.campaign.sources import Source
-from airflow_qikberry.exceptions import QikberryInsufficientBalanceError
+from airflow_qikberry.exceptions import QikberryInsufficientBalanceError, QikberryRowsNotSentError
+from airflow_qikberry.models import estimate_cost
+from airflow_qikberry.payloads import root_payload
 
 if TYPE_CHECKING:
+    from airflow_qikberry.campaign.sources import Source
     from airflow_qikberry.hooks.qikberry import QikberryHook
     from airflow_qikberry.idempotency import TaskIdentity
 
@@ -81,7 +87,8 @@ def run_campaign(
     identity: Any = _CURRENT_TASK,
     log: Any = None,
 ) -> dict[str, Any]:
-    """Prepare, check, and send (or, with ``dry_run``, only report) a campaign; returns its summary.
+    """
+    Prepare, check, and send (or, with ``dry_run``, only report) a campaign; returns its summary.
 
     ``store`` is Airflow's ``task_state_store`` (3.3+) or None; ``identity`` defaults to the running task's.
     ``rejected_path`` is a local path, or a URL / ``ObjectStoragePath`` on object storage (credentials from
@@ -92,10 +99,6 @@ def run_campaign(
     """
     import logging
     import tempfile
-
-    from airflow_qikberry import idempotency as ido
-    from airflow_qikberry.campaign import dlt
-    from airflow_qikberry.payloads import root_payload
 
     log = log if log is not None else logging.getLogger(__name__)
     ident: TaskIdentity | None = ido.task_identity() if identity is _CURRENT_TASK else identity
@@ -234,8 +237,6 @@ def run_campaign(
                 )
             times = batch_times(options, chunks, start, settings.api_timezone)
             if options.check_balance and start < len(chunks):
-                from airflow_qikberry.models import estimate_cost
-
                 balances = hook.get_balance(service)
                 summary["estimated_credits"] = float(
                     estimate_cost(prepared.units, balances, service).credits_needed
@@ -262,8 +263,12 @@ def run_campaign(
 
 
 class _Rejected:
-    """Where the rejected report goes: a local path, or (object storage) a local file in the campaign's
-    temporary folder uploaded to the object whenever the report is closed."""
+    """
+    Where the rejected report goes.
+
+    A local path, or (object storage) a local file in the campaign's temporary folder uploaded to the object
+    whenever the report is closed.
+    """
 
     def __init__(self, path: Any, conn_id: str | None, tmp: str) -> None:
         from airflow_qikberry.campaign import storage
@@ -289,8 +294,6 @@ def _dry_run(
     log: Any,
 ) -> dict[str, Any]:
     if options.check_balance:
-        from airflow_qikberry.models import estimate_cost
-
         estimate = estimate_cost(prepared.units, hook.get_balance(service), service)
         summary["estimated_credits"] = float(estimate.credits_needed)
         summary["balance_covers"] = estimate.covered
@@ -328,8 +331,10 @@ def _send(
     log: Any,
     summary: dict[str, Any],
 ) -> int:
-    """Pass 2: send chunks ``start..`` in order (of chunk ``start`` only the ``pending`` rows, when an earlier
-    try sent the rest); returns how many messages this try got accepted.
+    """
+    Pass 2: send chunks ``start..`` in order; return how many messages this try got accepted.
+
+    Of chunk ``start`` only the ``pending`` rows are sent, when an earlier try sent the rest.
 
     ``scan`` (a retry without task state): when a chunk this try sent comes out with no row accepted, an
     earlier try may have sent it the same way and gone on, leaving no trace to search by; so the next chunk
@@ -337,8 +342,6 @@ def _send(
     there. The API refuses or leaves out the same rows in every try, so a chunk it accepts rows of now was
     never sent before: the scan costs nothing then.
     """
-    from airflow_qikberry import idempotency as ido
-
     if start >= len(chunks):
         log.info("Campaign %r: every chunk was already settled; nothing left to send", options.name)
         return 0
@@ -410,10 +413,12 @@ def _finish(
     rejected_path: str | None,
     log: Any,
 ) -> dict[str, Any]:
-    """The summary with the rows the API did not take; a typed error when, with the rows rejected before
-    sending, they are more than ``max_invalid_ratio`` allows (everything else was sent by then)."""
-    from airflow_qikberry.exceptions import QikberryRowsNotSentError
+    """
+    Return the summary with the rows the API did not take.
 
+    A typed error when, with the rows rejected before sending, they are more than ``max_invalid_ratio`` allows
+    (everything else was sent by then).
+    """
     not_sent = sum(reasons.values())
     summary["not_sent"] = not_sent
     summary["not_sent_by_reason"] = dict(reasons.most_common())

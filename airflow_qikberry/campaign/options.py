@@ -1,5 +1,8 @@
-"""What a campaign sends and how: :class:`CampaignOptions` (checked before anything is read or sent) and the
-plan of its chunks and split-schedule batches.
+"""
+What a campaign sends and how.
+
+:class:`CampaignOptions` (checked before anything is read or sent) and the plan of its chunks and
+split-schedule batches.
 
 See :mod:`airflow_qikberry.campaign` and docs/campaign.md.
 """
@@ -50,7 +53,8 @@ _SEND_PARAMS = frozenset(f.name for f in fields(SendOptions))
 
 @dataclass(frozen=True)
 class CampaignOptions:
-    """What to send and how; :meth:`checked` validates every field before anything is read or sent.
+    """
+    What to send and how; :meth:`checked` validates every field before anything is read or sent.
 
     ``send`` holds the send parameters (:class:`~airflow_qikberry.send_options.SendOptions`), the campaign
     ``name`` among them; left out, sender, service and entity id come from the connection, as for every
@@ -93,7 +97,8 @@ class CampaignOptions:
         interval: timedelta | float | None = None,
         **kwargs: Any,
     ) -> CampaignOptions:
-        """Validate and build. ``has_template`` says a per-row template was given instead of ``message``.
+        """
+        Validate and build. ``has_template`` says a per-row template was given instead of ``message``.
 
         The send parameters are ``send`` (an operator's, read from its fields) and any send parameter among
         ``kwargs`` (``sender=``, ``tags=``, ...; a value rendered as text is read back as a
@@ -256,9 +261,13 @@ class ChunkPlan(NamedTuple):
 def batch_times(
     options: CampaignOptions, chunks: Sequence[Chunk], start: int, timezone: str
 ) -> list[datetime | None]:
-    """The scheduled time of each batch: ``schedule_at + i * interval`` (one time for all without a split
-    schedule, none without ``schedule_at``). Every batch still to be sent (those of ``chunks[start:]``) must
-    lie in the API's schedule window: all are checked before the first chunk goes out."""
+    """
+    Return the scheduled time of each batch.
+
+    ``schedule_at + i * interval`` (one time for all without a split schedule, none without ``schedule_at``).
+    Every batch still to be sent (those of ``chunks[start:]``) must lie in the API's schedule window: all are
+    checked before the first chunk goes out.
+    """
     batches = chunks[-1].batch + 1 if chunks else 0
     first = options.send.schedule_at
     if first is None:

@@ -1,5 +1,7 @@
-"""Pass 1 of a campaign: validate, render, de-duplicate and measure every row; spool the accepted ones and
-report the rejected ones; then check the limits before anything is sent.
+"""
+Pass 1 of a campaign: validate, render, de-duplicate and measure every row.
+
+Spool the accepted ones and report the rejected ones; then check the limits before anything is sent.
 
 See :mod:`airflow_qikberry.campaign` and docs/campaign.md.
 """
@@ -15,15 +17,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from airflow_qikberry import phone, sms_text
+from airflow_qikberry.campaign.dlt import DLT_MISMATCH
 from airflow_qikberry.campaign.options import MAX_CAMPAIGN_MESSAGES, Chunk, ChunkPlan
 from airflow_qikberry.campaign.sources import phone_key
 from airflow_qikberry.exceptions import QikberryValidationError
-
-if TYPE_CHECKING:
-    pass
+from airflow_qikberry.payloads import API_TYPE
 
 __all__ = [
     "EMPTY_MESSAGE",
@@ -78,7 +79,8 @@ def scrub(text: str, limit: int = 200) -> str:
 
 
 def context_globals(context: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The task context as a plain dict of template globals, without reading a deprecated key.
+    """
+    Return the task context as a plain dict of template globals, without reading a deprecated key.
 
     Airflow 2's context warns each time a deprecated key (``execution_date``, ``next_ds``... 13 of them) is
     read, and ``dict(context)`` reads every key. Airflow 2 itself hands a context to ``**kwargs`` through
@@ -101,8 +103,12 @@ def context_globals(context: Mapping[str, Any] | None) -> dict[str, Any]:
 def compile_row_template(
     env: Any, source: str, variables: Mapping[str, Any] | None = None
 ) -> Callable[..., str]:
-    """Compile ``source`` once with ``env`` (the task's sandboxed Jinja environment); the result renders a
-    row's text with ``row`` in scope, next to ``variables`` (the task context: ``ds``, ``params``...)."""
+    """
+    Compile ``source`` once with ``env`` (the task's sandboxed Jinja environment).
+
+    The result renders a row's text with ``row`` in scope, next to ``variables`` (the task context: ``ds``,
+    ``params``...).
+    """
     import jinja2
 
     if not isinstance(source, str) or not source.strip():
@@ -140,7 +146,8 @@ def compile_row_template(
 
 
 class RejectedReport:
-    """Rejected rows: counts by reason, one example each, and (with a path) a CSV ``row,reason,value,detail``.
+    """
+    Rejected rows: counts by reason, one example each, and (with a path) a CSV ``row,reason,value,detail``.
 
     ``value`` is the number as given (the report is the user's own file: it must identify the row); ``detail``
     is the validation message, numbers masked.
@@ -216,7 +223,8 @@ class Prepared:
 
 
 def _number_value(raw: Any) -> Any:
-    """A row's number as ``normalize_number`` takes it, or None when the cell is empty.
+    """
+    Return a row's number as ``normalize_number`` takes it, or None when the cell is empty.
 
     Number values (int, float, Decimal from a SQL driver or pandas) are passed on unchanged: the validation
     rule decides (an int is exact; a float is refused because it may already have lost digits). A float or
@@ -246,7 +254,8 @@ def prepare(
     field_name: str = "recipients",
     check: Callable[[str], str | None] | None = None,
 ) -> Prepared:
-    """Pass 1: validate, render, de-duplicate and measure every row; spool the accepted ones.
+    """
+    Pass 1: validate, render, de-duplicate and measure every row; spool the accepted ones.
 
     Spool lines are JSON ``[number]`` (one ``message`` for all) or ``[number, text, type]``: what the send
     pass needs to build each node without validating it again (the number canonical, the text measured, and
@@ -256,9 +265,6 @@ def prepare(
     (docs/campaign.md). More than 500,000 accepted messages stop the pass with an error at once. ``check``
     (the DLT pre-check of a rendered text: what differs, or None) rejects a row as ``dlt_mismatch``.
     """
-    from airflow_qikberry.campaign.dlt import DLT_MISMATCH
-    from airflow_qikberry.payloads import API_TYPE
-
     if (message is None) == (render is None):
         raise ValueError("prepare needs exactly one of message and render")
     out = Prepared()
@@ -348,9 +354,12 @@ def prepare(
 
 
 def spool_line(*parts: str) -> str:
-    """The JSON array of ``parts`` exactly as ``json.dumps(parts, ensure_ascii=False)`` writes it (the spool
-    and the campaign's digest depend on these bytes), without building an encoder's machinery per row: the
-    encoder's own string escaper, joined by its own separator."""
+    """
+    Return the JSON array of ``parts`` exactly as ``json.dumps(parts, ensure_ascii=False)`` writes it.
+
+    The spool and the campaign's digest depend on these bytes. Built without an encoder's machinery per row:
+    the encoder's own string escaper, joined by its own separator.
+    """
     return "[" + ", ".join(map(_json_string, parts)) + "]"
 
 
@@ -425,7 +434,7 @@ class Spool:
         return str(json.loads(self.handle.readline())[0])
 
     def rows(self, chunk: int) -> list[list[str]]:
-        """The rows of chunk ``chunk`` (the last chunk read is kept)."""
+        """Return the rows of chunk ``chunk`` (the last chunk read is kept)."""
         if self._last is None or self._last[0] != chunk:
             self.handle.seek(self.offsets[chunk])
             readline = self.handle.readline

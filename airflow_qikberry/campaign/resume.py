@@ -1,5 +1,8 @@
-"""Resuming a campaign on a task retry: the progress record in Airflow's task state store (a hint) and the
-search, by custom-id lookups, for the chunks an earlier try got accepted, settled row by row.
+"""
+Resuming a campaign on a task retry.
+
+The progress record in Airflow's task state store (a hint) and the search, by custom-id lookups, for the
+chunks an earlier try got accepted, settled row by row.
 
 See :mod:`airflow_qikberry.campaign` and docs/campaign.md.
 """
@@ -9,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_qikberry import idempotency as ido
 from airflow_qikberry import phone
 from airflow_qikberry.campaign.chunks import EARLIER_LEFT_OUT, NOT_ACCEPTED_EARLIER, ChunkOutcome, runs
-from airflow_qikberry.campaign.options import Chunk, ChunkPlan
-from airflow_qikberry.campaign.preparation import Spool
-from airflow_qikberry.exceptions import QikberryValidationError
+from airflow_qikberry.exceptions import QikberryDeliveryUnknownError, QikberryValidationError
+from airflow_qikberry.protocol import canonical_number
 
 if TYPE_CHECKING:
-    from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
+    from airflow_qikberry.campaign.options import Chunk, ChunkPlan
+    from airflow_qikberry.campaign.preparation import Spool
     from airflow_qikberry.hooks.qikberry import QikberryHook
     from airflow_qikberry.models import MessageStatus
 
@@ -31,7 +35,8 @@ STORE_PAGE = 100  # group ids per task-state-store key: one write per chunk, wha
 
 
 class ProgressRecord:
-    """The campaign's progress in Airflow's task state store (3.3+), a hint for a retry.
+    """
+    The campaign's progress in Airflow's task state store (3.3+), a hint for a retry.
 
     Written after each chunk is settled: the page holding that chunk's outcome (its group id; for a chunk
     some of whose rows the API did not take, ``{"g": group ids, "a": accepted, "n": rows not sent}``), then
@@ -66,7 +71,8 @@ class ProgressRecord:
         self.usable = store is not None  # False when there is none, or it could not be read
 
     def read(self) -> tuple[int, list[Any]] | None:
-        """``(chunks_done, stored outcomes)`` recorded by an earlier try, None when there is no usable record.
+        """
+        ``(chunks_done, stored outcomes)`` recorded by an earlier try, None when there is no usable record.
 
         Raises when the record belongs to other rows (the source changed, or only its order, between tries).
         """
@@ -110,8 +116,12 @@ class ProgressRecord:
         return done, entries[:done]
 
     def write(self, chunks_done: int, page_entries: Sequence[Any]) -> None:
-        """Record that ``chunks_done`` chunks are settled; ``page_entries`` are the stored outcomes of the
-        page of :data:`STORE_PAGE` chunks the last one belongs to, up to it."""
+        """
+        Record that ``chunks_done`` chunks are settled.
+
+        ``page_entries`` are the stored outcomes of the page of :data:`STORE_PAGE` chunks the last one belongs
+        to, up to it.
+        """
         if self.store is None:
             return
         page = (chunks_done - 1) // STORE_PAGE
@@ -133,7 +143,8 @@ _CHANGED_FIX = (
 
 
 class Resume:
-    """How far earlier tries of a campaign task got, chunk by chunk and row by row: a retry's first step.
+    """
+    How far earlier tries of a campaign task got, chunk by chunk and row by row: a retry's first step.
 
     :meth:`find` fills ``outcomes`` for the chunks earlier tries settled and says where this try starts.
     Every row found must carry the number the spool has at its position; otherwise the source changed (or
@@ -151,7 +162,6 @@ class Resume:
         field: str,
         log: Any,
     ) -> None:
-        from airflow_qikberry import idempotency as ido
 
         self.hook, self.key, self.chunks, self.spool, self.outcomes = hook, key, chunks, spool, outcomes
         self.field, self.log = field, log
@@ -160,12 +170,11 @@ class Resume:
         )
 
     def cid(self, chunk: int, position: int) -> str:
-        from airflow_qikberry import idempotency as ido
 
         return ido.campaign_custom_id(self.key, chunk, position)
 
     def row(self, chunk: int, position: int) -> MessageStatus | None:
-        """The message of one row, by its custom id (None: not there, or not yet visible)."""
+        """Return the message of one row, by its custom id (None: not there, or not yet visible)."""
         cid = self.cid(chunk, position)
         rows = [r for r in self.hook.get_status(custom_id=cid) if r.custom_id == cid]
         if not rows:
@@ -174,14 +183,13 @@ class Resume:
         return rows[0]
 
     def probe(self, chunk: int, positions: Iterable[int]) -> MessageStatus | None:
-        """The first of these rows that is there."""
+        """Return the first of these rows that is there."""
         for position in positions:
             if (found := self.row(chunk, position)) is not None:
                 return found
         return None
 
     def check(self, chunk: int, position: int, row: MessageStatus) -> None:
-        from airflow_qikberry.protocol import canonical_number
 
         expected = (
             self.spool.first_number(chunk) if position == 0 else str(self.spool.rows(chunk)[position][0])
@@ -197,7 +205,6 @@ class Resume:
             )
 
     def unknown(self, chunk: int) -> Callable[[str], QikberryDeliveryUnknownError]:
-        from airflow_qikberry.exceptions import QikberryDeliveryUnknownError
 
         return lambda msg: QikberryDeliveryUnknownError(
             f"Resuming the campaign: {msg.rstrip('.')}. Nothing more was sent in this try.",
@@ -205,8 +212,11 @@ class Resume:
         )
 
     def find(self, start: int) -> tuple[int, list[int] | None]:
-        """Where this try starts: ``(chunk, None)`` to send from ``chunk`` on, or ``(chunk, positions)`` when
-        an earlier try sent part of ``chunk`` and these rows of it are still to send.
+        """
+        Where this try starts.
+
+        ``(chunk, None)`` to send from ``chunk`` on, or ``(chunk, positions)`` when an earlier try sent part
+        of ``chunk`` and these rows of it are still to send.
 
         Looks up the first row of chunks from ``start`` on (exponential, then binary search: a chunk is
         posted only once the one before it is settled); the first chunk whose first row is missing is
@@ -215,8 +225,6 @@ class Resume:
         Every chunk before it is then settled from its rows: ``outcomes`` gets its group ids, accepted
         count and rows not sent; the last of them may be only partly sent.
         """
-        from airflow_qikberry import idempotency as ido
-
         anchors: dict[int, MessageStatus] = {}
 
         def accepted(index: int) -> bool:
@@ -254,8 +262,11 @@ class Resume:
         return boundary, None
 
     def settle(self, index: int, anchor: MessageStatus | None, *, last: bool) -> list[int]:
-        """Fill ``outcomes[index]`` from what the API holds of chunk ``index``; return the rows of it still to
-        send (only for the ``last`` chunk an earlier try reached, which it may have left part-sent).
+        """
+        Fill ``outcomes[index]`` from what the API holds of chunk ``index``.
+
+        Return the rows of it still to send (only for the ``last`` chunk an earlier try reached, which it may
+        have left part-sent).
 
         The group of a row found holds every row of its request; a chunk accepted whole costs one page
         (its ``meta.total``). Rows in none of the groups found are looked up by their custom ids (the
@@ -264,8 +275,6 @@ class Resume:
         one was settled), or, for the ``last`` chunk, are confirmed absent over the reconcile window and
         sent again.
         """
-        from airflow_qikberry import idempotency as ido
-
         chunk = self.chunks[index]
         size = chunk.size
         found: dict[int, MessageStatus] = {}
@@ -338,11 +347,12 @@ class Resume:
     def confirm(
         self, index: int, absent: list[int], found: Mapping[int, Any], take: Callable[[MessageStatus], None]
     ) -> list[int]:
-        """The rows of ``absent`` that stay absent over the reconcile window (looked up by the ends and
-        middle of each run of them); a row that shows up brings its request's group, and the rest is
-        confirmed again."""
-        from airflow_qikberry import idempotency as ido
+        """
+        Return the rows of ``absent`` that stay absent over the reconcile window.
 
+        They are looked up by the ends and middle of each run of them; a row that shows up brings its
+        request's group, and the rest is confirmed again.
+        """
         shown: list[MessageStatus] = []
         probes: list[int] = []
 

@@ -1,5 +1,8 @@
-"""Where a campaign's rows come from: a list, a CSV file, a SQL query or an XCom, each streamed as mappings of
-column name to value, and which column holds the phone number.
+"""
+Where a campaign's rows come from.
+
+A list, a CSV file, a SQL query or an XCom, each streamed as mappings of column name to value, and which
+column holds the phone number.
 
 See :mod:`airflow_qikberry.campaign` and docs/campaign.md.
 """
@@ -9,14 +12,11 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from airflow_qikberry import phone
 from airflow_qikberry import validation as v
 from airflow_qikberry.exceptions import QikberryValidationError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "MAX_CSV_BYTES",
@@ -49,11 +49,13 @@ SOURCE_FIELDS = ("recipients", "csv_path", "sql", "recipients_xcom_task_id")
 
 
 class Source(NamedTuple):
-    """Where the rows come from: the operator field that named it, and a function that streams its rows
-    (called once; each row a mapping of column name to value).
+    """
+    Where the rows come from.
 
-    ``identity``, for a source object on object storage, returns what was read once the rows are read
-    (:meth:`~airflow_qikberry.campaign.storage.ObjectSource.identity`): a retry must read the same bytes.
+    The operator field that named it, and a function that streams its rows (called once; each row a mapping of
+    column name to value). ``identity``, for a source object on object storage, returns what was read once the
+    rows are read (:meth:`~airflow_qikberry.campaign.storage.ObjectSource.identity`): a retry must read the
+    same bytes.
     """
 
     field: str
@@ -62,7 +64,10 @@ class Source(NamedTuple):
 
 
 def choose_source(**given: Any) -> str:
-    """The one source field that is set (``recipients``, ``csv_path``, ``sql``, ``recipients_xcom_task_id``).
+    """
+    Return the one source field that is set.
+
+    The fields: ``recipients``, ``csv_path``, ``sql``, ``recipients_xcom_task_id``.
 
     ``None`` means not given; an empty list of recipients is given (and later fails as "no rows").
     """
@@ -84,8 +89,11 @@ def choose_source(**given: Any) -> str:
 def recipient_rows(
     recipients: Any, *, phone_column: str | None = None, field: str = "recipients"
 ) -> Iterator[Mapping[str, Any]]:
-    """Rows of a ``recipients`` value: a list of numbers and/or dicts (one row each), one dict, or a string
-    of numbers (comma, semicolon or newline separated; a rendered Python/JSON list is read as a list).
+    """
+    Rows of a ``recipients`` value.
+
+    A list of numbers and/or dicts (one row each), one dict, or a string of numbers (comma, semicolon or
+    newline separated; a rendered Python/JSON list is read as a list).
 
     A bare number becomes ``{"mobile": number}`` (``{phone_column: number}`` when that is given).
     """
@@ -110,7 +118,7 @@ def recipient_rows(
 
 
 def check_csv_file(path: str, *, field: str = "csv_path") -> None:
-    """The CSV exists and is within the API's 200 MB campaign-file limit (checked before reading it)."""
+    """Check that the CSV exists and is within the API's 200 MB campaign-file limit, before reading it."""
     try:
         size = os.stat(path).st_size
     except OSError as exc:
@@ -135,7 +143,7 @@ def csv_rows(path: str, *, delimiter: str = ",", field: str = "csv_path") -> Ite
 def read_csv(
     handle: IO[str], name: str, *, delimiter: str = ",", field: str = "csv_path"
 ) -> Iterator[Mapping[str, Any]]:
-    """The rows of an open CSV text stream with a header line; ``name`` (a path or URL) for errors."""
+    """Yield the rows of an open CSV text stream with a header line; ``name`` (a path or URL) for errors."""
     try:
         reader = csv.DictReader(handle, delimiter=delimiter)
         if not reader.fieldnames:
@@ -151,7 +159,8 @@ def read_csv(
 def sql_rows(
     db_hook: Any, sql: str, parameters: Any = None, *, fetch_size: int = SQL_FETCH_SIZE
 ) -> Iterator[Mapping[str, Any]]:
-    """Stream a query's rows as dicts (column names from ``cursor.description``), ``fetch_size`` at a time.
+    """
+    Stream a query's rows as dicts (column names from ``cursor.description``), ``fetch_size`` at a time.
 
     ``db_hook`` is any hook with ``get_conn()`` returning a DB-API connection (every common.sql
     ``DbApiHook``).
@@ -186,7 +195,7 @@ def sql_rows(
 
 
 def phone_key(keys: Iterable[str], phone_column: str | None) -> str:
-    """The column that holds the number: ``phone_column`` (exact, else case-insensitive) or a guess."""
+    """Return the column that holds the number: ``phone_column`` (exact, else case-insensitive) or a guess."""
     columns = [str(k) for k in keys]
     lowered = {c.lower(): c for c in reversed(columns)}
     if phone_column:

@@ -1,5 +1,8 @@
-"""Campaign files on object storage: a source CSV read, and a rejected report written, through Airflow's
-``ObjectStoragePath`` (``s3://``, ``gs://``, ``file://``..., credentials from an Airflow connection).
+"""
+Campaign files on object storage.
+
+A source CSV read, and a rejected report written, through Airflow's ``ObjectStoragePath`` (``s3://``,
+``gs://``, ``file://``..., credentials from an Airflow connection).
 
 A source object is read as a stream (never whole into memory) and measured while it is read: its size, and
 a SHA-256 of its bytes. With what the store says of it (ETag, version id, modification time) that is its
@@ -44,7 +47,11 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
 def is_object_storage(value: Any) -> bool:
-    """True for an ``ObjectStoragePath`` or a URL (``s3://...``, ``file://...``); False for a local path."""
+    """
+    Check whether ``value`` is object storage.
+
+    True for an ``ObjectStoragePath`` or a URL (``s3://...``, ``file://...``); False for a local path.
+    """
     if value is None:
         return False
     if isinstance(value, str):
@@ -61,13 +68,17 @@ def _path_class() -> Any:
 
 
 def shown(path: Any) -> str:
-    """The path as text for logs and errors: its URL, without any password put in it."""
+    """Return the path as text for logs and errors: its URL, without any password put in it."""
     return re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/@:]*):[^/@]*@", r"\1\2@", str(path))
 
 
 def object_path(value: Any, conn_id: str | None, *, field: str) -> Any:
-    """An ``ObjectStoragePath`` for ``value`` (one already, or a URL), with ``conn_id``'s credentials when the
-    URL names no connection itself (``s3://conn_id@bucket/key`` does)."""
+    """
+    Return an ``ObjectStoragePath`` for ``value`` (one already, or a URL).
+
+    It carries ``conn_id``'s credentials when the URL names no connection itself (``s3://conn_id@bucket/key``
+    does).
+    """
     cls = _path_class()
     if isinstance(value, cls):
         return value
@@ -96,7 +107,7 @@ def _info(path: Any, field: str) -> dict[str, Any]:
 
 
 def _meta(info: Mapping[str, Any]) -> dict[str, Any]:
-    """What the store says identifies a version of the object (whichever of these it reports)."""
+    """Return what the store says identifies a version of the object (whichever of these it reports)."""
     lowered = {str(k).lower(): v for k, v in info.items()}
     meta: dict[str, Any] = {}
     for name, keys in (
@@ -144,7 +155,7 @@ class ObjectSource:
         self._read: _Measured | None = None
 
     def check(self) -> None:
-        """The object exists and is within the API's 200 MB campaign-file limit (asked of the store)."""
+        """Check the object exists and is within the API's 200 MB campaign-file limit (asked of the store)."""
         from airflow_qikberry.campaign.sources import MAX_CSV_BYTES
 
         info = _info(self.path, self.field)
@@ -163,8 +174,11 @@ class ObjectSource:
         )
 
     def open(self) -> IO[bytes]:
-        """The object's bytes as a buffered stream, measured as they are read (the limit holds even when
-        the object grew after :meth:`check`)."""
+        """
+        Open the object's bytes as a buffered stream, measured as they are read.
+
+        The limit holds even when the object grew after :meth:`check`.
+        """
         from airflow_qikberry.campaign.sources import MAX_CSV_BYTES
 
         if not self.checked:
@@ -183,8 +197,12 @@ class ObjectSource:
         return io.BufferedReader(self._read, buffer_size=1 << 20)
 
     def identity(self) -> dict[str, Any] | None:
-        """What was read: ``{"url", "size", "sha256"}`` and the store's ``etag``, ``version_id``,
-        ``modified`` when it reports them (None before the object is read)."""
+        """
+        Return what was read.
+
+        ``{"url", "size", "sha256"}`` and the store's ``etag``, ``version_id``, ``modified`` when it reports
+        them (None before the object is read).
+        """
         if self._read is None:
             return None
         return {
@@ -208,7 +226,8 @@ def object_csv_rows(
 def check_unchanged(
     recorded: Any, current: Mapping[str, Any] | None, *, field: str, chunks_done: int
 ) -> None:
-    """Refuse to resume when the source object an earlier try read differs from the one read now.
+    """
+    Refuse to resume when the source object an earlier try read differs from the one read now.
 
     The bytes decide (their SHA-256): an object rewritten with the same content resumes. The store's size,
     ETag, version and modification time say what changed.
@@ -238,8 +257,12 @@ def check_unchanged(
 
 
 class ObjectTarget:
-    """Where a rejected report goes on object storage: written locally while the campaign runs, then
-    uploaded whole (object stores cannot append) each time the report is closed."""
+    """
+    Where a rejected report goes on object storage.
+
+    Written locally while the campaign runs, then uploaded whole (object stores cannot append) each time the
+    report is closed.
+    """
 
     def __init__(self, path: Any, *, field: str = "rejected_path") -> None:
         self.path, self.field = path, field

@@ -1,4 +1,5 @@
-"""Waiting for delivery reports: what the delivery sensor and trigger share.
+"""
+Waiting for delivery reports: what the delivery sensor and trigger share.
 
 * :mod:`~airflow_qikberry.delivery.inputs` - status sets, message and group ids, ratio and count checks.
 * :mod:`~airflow_qikberry.delivery.tracker` - :class:`DeliveryTracker`: what is known, the cheapest next

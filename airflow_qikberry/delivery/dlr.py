@@ -1,4 +1,5 @@
-"""One delivery report (DLR) as delivery events carry it, read from a pushed payload or a status row.
+"""
+One delivery report (DLR) as delivery events carry it, read from a pushed payload or a status row.
 
 The API reports a message's final status two ways: it pushes a payload (reference 4.13) to a webhook, and it
 serves the message's row from ``sms/status`` (4.7), the source of truth. Both become one
@@ -77,7 +78,7 @@ Source = Literal["push", "status"]
 
 
 def report_key(message_id: str, status: str) -> str:
-    """What consumers deduplicate reports by: one message reaches one final status once."""
+    """Return what consumers deduplicate reports by: one message reaches one final status once."""
     return f"{message_id}|{status}"
 
 
@@ -116,7 +117,11 @@ def _from_unix(value: Any) -> str | None:
 
 
 def _from_wall(value: Any, zone: str) -> str | None:
-    """An API ``Y-m-d H:i:s`` wall time in ``zone`` as ISO-8601 UTC (None when blank or unreadable)."""
+    """
+    Read an API ``Y-m-d H:i:s`` wall time in ``zone`` as ISO-8601 UTC.
+
+    None when blank or unreadable.
+    """
     text = _text(value)
     if text is None:
         return None
@@ -139,7 +144,8 @@ def _masked(number: Any) -> str:
 
 @dataclass(frozen=True)
 class DeliveryReport:
-    """A message's final status with what the API says about it; the number is masked.
+    """
+    A message's final status with what the API says about it; the number is masked.
 
     ``submitted_at`` is when the API received the request, ``operator_at`` when it handed the message to
     the operator (pushes only), ``delivered_at`` when the report came; all ISO-8601 UTC or None. ``source``
@@ -176,8 +182,12 @@ class DeliveryReport:
 
     @classmethod
     def from_push(cls, payload: Any, statuses: StatusSets, api_timezone: str) -> DeliveryReport:
-        """A pushed report (reference 4.13). A body that names no message id or status is a
-        :class:`~airflow_qikberry.exceptions.QikberryValidationError` naming the field."""
+        """
+        Read a pushed report (reference 4.13).
+
+        A body that names no message id or status is a
+        :class:`~airflow_qikberry.exceptions.QikberryValidationError` naming the field.
+        """
         if not isinstance(payload, Mapping):
             raise QikberryValidationError(
                 f"A delivery report must be a JSON object, got {type(payload).__name__}.", field="body"
@@ -217,7 +227,7 @@ class DeliveryReport:
 
     @classmethod
     def from_status(cls, row: MessageStatus, statuses: StatusSets, api_timezone: str) -> DeliveryReport:
-        """A status row of ``sms/status`` (its number is masked here)."""
+        """Read a status row of ``sms/status`` (its number is masked here)."""
         return cls(
             message_id=row.message_id,
             status=row.status,
@@ -235,11 +245,11 @@ class DeliveryReport:
         )
 
     def with_context(self, *, campaign: str | None, sender: str | None) -> DeliveryReport:
-        """This report with what the provider recorded when it sent (the row's own sender wins)."""
+        """Return this report with what the provider recorded when it sent (the row's own sender wins)."""
         return replace(self, campaign=campaign or self.campaign, sender=self.sender or sender)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form an asset event carries: the fields plus ``id``, ``key`` and ``group_id``."""
+        """Return the JSON form an asset event carries: the fields plus ``id``, ``key`` and ``group_id``."""
         data = asdict(self)
         data["id"] = data.pop("message_id")
         data["group_id"] = self.group_id

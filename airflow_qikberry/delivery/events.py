@@ -1,4 +1,5 @@
-"""Reading delivery events in a consumer DAG: the reports of the asset events that started a run.
+"""
+Reading delivery events in a consumer DAG: the reports of the asset events that started a run.
 
 A DAG scheduled on a delivery-event asset (:mod:`airflow_qikberry.assets`) gets, in its context's
 ``triggering_asset_events``, one or more asset events whose ``extra["payload"]`` holds a batch of reports.
@@ -46,7 +47,8 @@ def _payload(event: Any) -> Mapping[str, Any]:
 def reports_in(
     triggering_asset_events: Any, asset: Any = None, *, outcome: str | None = None
 ) -> list[dict[str, Any]]:
-    """Every delivery report of the triggering asset events, each once, in the order they were emitted.
+    """
+    Every delivery report of the triggering asset events, each once, in the order they were emitted.
 
     :param triggering_asset_events: the context's ``triggering_asset_events`` (a mapping of asset to
         events), or a list of asset events (objects with ``extra``, or dicts with ``"extra"``).

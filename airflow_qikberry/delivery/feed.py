@@ -1,4 +1,5 @@
-"""The delivery feed: what a delivery-event watcher does each sweep to find new final reports.
+"""
+The delivery feed: what a delivery-event watcher does each sweep to find new final reports.
 
 One sweep, in order:
 
@@ -68,8 +69,12 @@ GROUP_CONCURRENCY = 4
 
 @dataclass(frozen=True)
 class Selection:
-    """Which final reports a watcher emits: by outcome (``delivered``, ``failed``) or exact statuses, and
-    optionally only of one campaign (a name or a glob such as ``"bill-reminder-*"``) or sender."""
+    """
+    Which final reports a watcher emits.
+
+    By outcome (``delivered``, ``failed``) or exact statuses, and optionally only of one campaign (a name
+    or a glob such as ``"bill-reminder-*"``) or sender.
+    """
 
     outcomes: frozenset[str] = frozenset({"failed"})
     statuses: frozenset[str] | None = None
@@ -103,7 +108,8 @@ class Selection:
 
 @dataclass(frozen=True)
 class FeedSettings:
-    """How a feed reads: the connection, the selection, the status vocabulary and its time windows.
+    """
+    How a feed reads: the connection, the selection, the status vocabulary and its time windows.
 
     ``lookback`` bounds how long a group is watched after it was sent (seconds); ``settle`` how long after
     the send a group whose positions are unknown is read once more before it is closed (rows the API shows
@@ -120,8 +126,12 @@ class FeedSettings:
 
 
 class Sweep(NamedTuple):
-    """What one sweep found: the new reports the watcher wants, its memory after the sweep (JSON) and
-    counts (``pushed``, ``read_back``, ``lookups``, ``inbox_reads``, ``groups_open``, ...)."""
+    """
+    What one sweep found.
+
+    The new reports the watcher wants, its memory after the sweep (JSON) and counts (``pushed``,
+    ``read_back``, ``lookups``, ``inbox_reads``, ``groups_open``, ...).
+    """
 
     reports: list[DeliveryReport]
     memory: str
@@ -159,8 +169,12 @@ class DeliveryFeed:
     # -- the sweep
 
     async def sweep(self, *, catch_up: bool = True, max_age: float = 0.0) -> Sweep:
-        """One sweep (registry, inbox, then catch-up when ``catch_up``); ``max_age`` lets catch-up lookups
-        reuse another watcher's identical answer of up to that many seconds (one triggerer's event loop)."""
+        """
+        Run one sweep (registry, inbox, then catch-up when ``catch_up``).
+
+        ``max_age`` lets catch-up lookups reuse another watcher's identical answer of up to that many
+        seconds (one triggerer's event loop).
+        """
         before = (self.memory.to_json(), set(self._registry_seen), dict(self._inbox_seen))
         try:
             return await self._sweep(catch_up, max_age)
@@ -197,7 +211,11 @@ class DeliveryFeed:
         return Sweep(out, self.memory.to_json(), stats)
 
     def _process(self, report: DeliveryReport, now: float, out: list[DeliveryReport]) -> None:
-        """A final report seen for the first time: remember it, and keep it when the selection wants it."""
+        """
+        Process a final report seen for the first time.
+
+        Remember it, and keep it when the selection wants it.
+        """
         group_id = report.group_id
         group = self.memory.groups.get(group_id) if group_id else None
         if group is not None:

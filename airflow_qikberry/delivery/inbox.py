@@ -1,4 +1,5 @@
-"""Where delivery events find their reports besides ``sms/status``: the push inbox and the sends registry.
+"""
+Where delivery events find their reports besides ``sms/status``: the push inbox and the sends registry.
 
 Both live in Airflow Variables, that is in the metadata database, the one store every API server, worker
 and triggerer of a deployment shares:
@@ -75,7 +76,7 @@ _STATUS_PART = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
 def conn_key(conn_id: str) -> str:
-    """The connection's part of a key: its id when plain, else ``h`` and a digest of it."""
+    """Return the connection's part of a key: its id when plain, else ``h`` and a digest of it."""
     if _PLAIN_CONN.match(conn_id):
         return conn_id
     return "h" + hashlib.sha256(conn_id.encode()).hexdigest()[:20]
@@ -109,6 +110,8 @@ def inbox_key(conn_id: str, received_ms: int, message_id: str, status: str) -> s
 
 
 class InboxKey(NamedTuple):
+    """An inbox key of a connection, read into its parts."""
+
     key: str
     received_ms: int
     message_id: str
@@ -120,8 +123,12 @@ class InboxKey(NamedTuple):
 
 
 def parse_inbox_key(conn_id: str, key: str) -> InboxKey | None:
-    """The parts of an inbox key of this connection; None for any other key (a listing by prefix may
-    return keys of another connection whose id starts the same, or keys a person added)."""
+    """
+    Return the parts of an inbox key of this connection.
+
+    None for any other key (a listing by prefix may return keys of another connection whose id starts
+    the same, or keys a person added).
+    """
     prefix = inbox_prefix(conn_id)
     if not key.startswith(prefix):
         return None
@@ -139,6 +146,8 @@ def sent_key(conn_id: str, sent_at: float, group_id: str) -> str:
 
 
 class SentKey(NamedTuple):
+    """A registry key of a group the provider sent, read into its parts."""
+
     key: str
     sent_at: int
     group_id: str
@@ -156,8 +165,12 @@ def parse_sent_key(conn_id: str, key: str) -> SentKey | None:
 
 @dataclass(frozen=True)
 class SentEntry:
-    """What the registry says of a group the provider sent: the positions accepted (``"1-250"``; None when
-    not known, e.g. a campaign chunk), the campaign name, sender and service, and the task that sent it."""
+    """
+    What the registry says of a group the provider sent.
+
+    The positions accepted (``"1-250"``; None when not known, e.g. a campaign chunk), the campaign name,
+    sender and service, and the task that sent it.
+    """
 
     positions: str | None = None
     campaign: str | None = None
@@ -193,9 +206,13 @@ class VariableStore(Protocol):
 
 
 class SdkVariables:
-    """Variables through the Task SDK, as a triggerer (Airflow 3) reaches the metadata database: the
-    Execution API. Values are read from the metadata database only, never from a secrets backend (a
-    report is never there, and asking one for each report would cost a call to it each time)."""
+    """
+    Variables through the Task SDK, as a triggerer (Airflow 3) reaches the metadata database.
+
+    That is, through the Execution API. Values are read from the metadata database only, never from a
+    secrets backend (a report is never there, and asking one for each report would cost a call to it
+    each time).
+    """
 
     async def keys(self, prefix: str) -> list[str]:
         from airflow.providers.common.compat.sdk import Variable
@@ -226,8 +243,12 @@ class SdkVariables:
 
 
 class MetadataDbVariables:
-    """Variables read and written in the metadata database directly: where the code runs with database
-    access (an API server, Airflow 2's triggerer, an in-process ``dag.test()``)."""
+    """
+    Variables read and written in the metadata database directly.
+
+    For where the code runs with database access (an API server, Airflow 2's triggerer, an in-process
+    ``dag.test()``).
+    """
 
     async def keys(self, prefix: str) -> list[str]:
         return await asyncio.to_thread(self._keys, prefix)
@@ -288,7 +309,11 @@ def in_triggerer() -> bool:
 
 
 def variable_store() -> VariableStore:
-    """The Variables of this process: the Execution API in an Airflow 3 triggerer, else the database."""
+    """
+    Return the Variables of this process.
+
+    The Execution API in an Airflow 3 triggerer, else the database.
+    """
     return SdkVariables() if in_triggerer() else MetadataDbVariables()
 
 
@@ -306,7 +331,8 @@ def record_sent(
     sent_at: float | None = None,
     log: Any = None,
 ) -> int:
-    """Record accepted sends in the registry, so delivery-event watchers read back their reports.
+    """
+    Record accepted sends in the registry, so delivery-event watchers read back their reports.
 
     ``groups`` maps each group id to the positions accepted in it (None when unknown). Called by the send
     and campaign operators when the connection has ``delivery_events`` on; call it after your own
@@ -352,8 +378,11 @@ def record_sent(
 
 
 def positions_by_group(message_ids: Sequence[str]) -> dict[str, list[int] | None]:
-    """The accepted positions of each group of ``<group>:<n>`` message ids (ids of another shape have no
-    group to record and are left out)."""
+    """
+    Return the accepted positions of each group of ``<group>:<n>`` message ids.
+
+    Ids of another shape have no group to record and are left out.
+    """
     from airflow_qikberry.delivery.inputs import split_id
 
     out: dict[str, list[int] | None] = {}

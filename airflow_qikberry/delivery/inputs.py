@@ -1,4 +1,5 @@
-"""What a delivery wait is given, checked: status sets, message and group ids, ratio and expected count.
+"""
+What a delivery wait is given, checked: status sets, message and group ids, ratio and expected count.
 
 The sensor's templated inputs may arrive as Python values or as the text a non-native template rendering
 made of them (a list rendered from XCom); each is read here once and refused with a typed error naming the
@@ -57,7 +58,8 @@ def _status_set(value: Iterable[str] | None, name: str) -> frozenset[str] | None
 
 @dataclass(frozen=True)
 class StatusSets:
-    """Which delivery statuses mean pending, delivered and failed.
+    """
+    Which delivery statuses mean pending, delivered and failed.
 
     Defaults follow the API (reference 6.1): ``AWAITING-DLR`` pending, ``DELIVRD`` delivered, every other
     status a final failure (``failed=None``). With an explicit ``failed`` set, a status in none of the three
@@ -79,7 +81,7 @@ class StatusSets:
         delivered: Iterable[str] | None = None,
         failed: Iterable[str] | None = None,
     ) -> StatusSets:
-        """Sets from user input (None: the default), checked: delivered non-empty, no status in two sets."""
+        """Set from user input (None: the default), checked: delivered non-empty, no status in two sets."""
         p = _status_set(pending, "pending_statuses")
         d = _status_set(delivered, "delivered_statuses")
         f = _status_set(failed, "failed_statuses")
@@ -120,7 +122,7 @@ class StatusSets:
         return "pending"
 
     def to_kwargs(self) -> dict[str, list[str] | None]:
-        """The sets as JSON-ready keyword arguments (sorted lists), for a trigger's ``serialize()``."""
+        """Return the sets as JSON-ready keyword arguments (sorted lists), for a trigger's ``serialize()``."""
         return {
             "pending_statuses": sorted(self.pending),
             "delivered_statuses": sorted(self.delivered),
@@ -155,7 +157,8 @@ def _runs(positions: list[int]) -> str:
 
 
 def pack_ids(message_ids: Iterable[str]) -> dict[str, Any]:
-    """A compact, JSON-ready form of a set of ids: ``<uuid>:1`` .. ``<uuid>:10000`` become ``"1-10000"``.
+    """
+    Return a compact, JSON-ready form of a set of ids: ``<uuid>:1`` .. ``<uuid>:10000`` become ``"1-10000"``.
 
     Trigger kwargs are stored in the metadata database; 10,000 ids of one campaign take a few dozen bytes
     instead of 400 KB. Ids of another shape are kept as they are. :func:`unpack_ids` reverses it.
@@ -175,7 +178,7 @@ def pack_ids(message_ids: Iterable[str]) -> dict[str, Any]:
 
 
 def unpack_ids(packed: Mapping[str, Any]) -> list[str]:
-    """The ids of :func:`pack_ids` output (grouped, in position order)."""
+    """Return the ids of :func:`pack_ids` output (grouped, in position order)."""
     out: list[str] = []
     for group, runs in dict(packed.get("ranges") or {}).items():
         for part in str(runs).split(","):
@@ -192,7 +195,7 @@ _ID_FORBIDDEN = set(" \t\r\n,'\"[](){}")
 
 
 def _items(value: Any, name: str) -> list[Any]:
-    """A list from a list-like value, or from the text a non-native template rendering made of one."""
+    """Return a list from a list-like value, or from the text a non-native template rendering made of one."""
     if isinstance(value, str):
         text = value.strip()
         parsed = rendered_literal(text, name)
@@ -220,8 +223,12 @@ def _clean_id(item: Any, name: str, keys: tuple[str, ...]) -> str:
 
 
 def parse_message_ids(value: Any) -> list[str]:
-    """The message ids a sensor watches: a list (ids, or send results with an ``id``), a list literal
-    rendered as text, or one id. Duplicates are watched once. Raises :class:`QikberryValidationError`."""
+    """
+    Return the message ids a sensor watches.
+
+    A list (ids, or send results with an ``id``), a list literal rendered as text, or one id. Duplicates are
+    watched once. Raises :class:`QikberryValidationError`.
+    """
     ids = [_clean_id(item, "message_ids", ("id", "message_id")) for item in _items(value, "message_ids")]
     if not ids:
         raise QikberryValidationError(
@@ -231,8 +238,12 @@ def parse_message_ids(value: Any) -> list[str]:
 
 
 def parse_group_ids(value: Any) -> list[str]:
-    """The group ids a sensor watches: one id, a list of them, a campaign result holding ``group_ids``, or
-    any of those rendered as text. Raises :class:`QikberryValidationError`."""
+    """
+    Return the group ids a sensor watches.
+
+    One id, a list of them, a campaign result holding ``group_ids``, or any of those rendered as text. Raises
+    :class:`QikberryValidationError`.
+    """
     if isinstance(value, str) and value.strip()[:1] == "{":
         value = rendered_literal(value.strip(), "group_id")
     if isinstance(value, Mapping):

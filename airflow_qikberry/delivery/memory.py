@@ -1,4 +1,5 @@
-"""What a delivery-event watcher remembers across restarts: the groups it watches and what it processed.
+"""
+What a delivery-event watcher remembers across restarts: the groups it watches and what it processed.
 
 A message is *processed* once its final status was seen and, when it matched the watcher's selection, put in
 an event. Positions ``n`` of ``<group>:<n>`` ids are kept as runs (``"1-4998,5000"``), so a campaign of
@@ -34,7 +35,8 @@ GroupSource = Literal["sent", "push"]
 
 
 class PositionSet:
-    """A set of positive integers kept as sorted, non-adjacent runs ``[first, last]``.
+    """
+    A set of positive integers kept as sorted, non-adjacent runs ``[first, last]``.
 
     Example::
 
@@ -51,8 +53,11 @@ class PositionSet:
 
     @classmethod
     def parse(cls, text: str | None) -> PositionSet:
-        """From the ``"1-3,7"`` form (``pack_ids`` writes the same); blank is empty. Bad text raises
-        ``ValueError``."""
+        """
+        Read a set from the ``"1-3,7"`` form (``pack_ids`` writes the same); blank is empty.
+
+        Bad text raises ``ValueError``.
+        """
         out = cls()
         for part in (text or "").split(","):
             part = part.strip()
@@ -113,7 +118,7 @@ class PositionSet:
         return list(zip(self._starts, self._ends, strict=True))
 
     def without(self, other: PositionSet) -> list[int]:
-        """The positions of this set that are not in ``other``, in order."""
+        """Return the positions of this set that are not in ``other``, in order."""
         return [pos for pos in self if pos not in other]
 
     def __str__(self) -> str:
@@ -124,7 +129,8 @@ class PositionSet:
 
 @dataclass
 class GroupMemory:
-    """A watched group (a request or campaign chunk: the ``<uuid>`` of ``<uuid>:<n>`` ids).
+    """
+    A watched group (a request or campaign chunk: the ``<uuid>`` of ``<uuid>:<n>`` ids).
 
     ``since`` is when it was sent (or first heard of, for a group learned from a push); ``expected`` the
     positions the provider recorded sending (None: unknown, the group's pages show them); ``done`` the
@@ -141,7 +147,11 @@ class GroupMemory:
     sender: str | None = None
 
     def pending_positions(self) -> list[int] | None:
-        """Expected positions not processed yet; None when the expected positions are unknown."""
+        """
+        Return the expected positions not processed yet.
+
+        None when the expected positions are unknown.
+        """
         if self.expected is None:
             return None
         return self.expected.without(self.done)
@@ -173,7 +183,8 @@ class GroupMemory:
 
 
 class EventMemory:
-    """The watched groups, the processed messages and where the push inbox was read up to.
+    """
+    The watched groups, the processed messages and where the push inbox was read up to.
 
     ``inbox_bucket`` is the last inbox time bucket read (see :mod:`airflow_qikberry.delivery.inbox`).
     """
@@ -195,8 +206,12 @@ class EventMemory:
         campaign: str | None = None,
         sender: str | None = None,
     ) -> GroupMemory:
-        """Watch a group, or complete what is known of one already watched (a group first learned from a
-        push gets the positions, campaign and sender the provider recorded when it sent)."""
+        """
+        Watch a group, or complete what is known of one already watched.
+
+        A group first learned from a push gets the positions, campaign and sender the provider recorded
+        when it sent.
+        """
         group = self.groups.get(group_id)
         if group is None:
             group = self.groups[group_id] = GroupMemory(group_id, since, source)
@@ -216,8 +231,11 @@ class EventMemory:
         return [g for g in self.groups.values() if not g.closed]
 
     def expire(self, before: float) -> list[GroupMemory]:
-        """Forget groups sent before ``before`` (the lookback) and processed ids of no group; returns the
-        groups forgotten."""
+        """
+        Forget groups sent before ``before`` (the lookback) and processed ids of no group.
+
+        Returns the groups forgotten.
+        """
         old = [g for g in self.groups.values() if g.since < before]
         for group in old:
             del self.groups[group.group_id]
@@ -264,8 +282,12 @@ class EventMemory:
 
     @classmethod
     def from_json(cls, text: Any) -> EventMemory:
-        """Memory from its stored form; anything unreadable (or of another version) is empty memory, so a
-        watcher starts over rather than fails (it then emits the lookback's reports again)."""
+        """
+        Read memory from its stored form.
+
+        Anything unreadable (or of another version) is empty memory, so a watcher starts over rather than
+        fails (it then emits the lookback's reports again).
+        """
         memory = cls()
         if not text:
             return memory

@@ -1,4 +1,5 @@
-"""What a delivery wait tells people: one-line descriptions, failure and timeout messages, trigger events.
+"""
+What a delivery wait tells people: one-line descriptions, failure and timeout messages, trigger events.
 
 Example::
 
@@ -66,7 +67,7 @@ def timeout_message(summary: Mapping[str, Any]) -> str:
 def event_payload(
     status: Literal["success", "failure", "timeout", "error"], summary: Mapping[str, Any], message: str = ""
 ) -> dict[str, Any]:
-    """The payload of every delivery trigger event (and of any future push-driven trigger)."""
+    """Return the payload of every delivery trigger event (and of any future push-driven trigger)."""
     if not message:
         if status == "failure":
             message = failure_message(summary)
@@ -82,8 +83,11 @@ def _by_count(counts: Mapping[str, int]) -> dict[str, int]:
 
 
 def reports_summary(reports: Sequence[DeliveryReport]) -> dict[str, Any]:
-    """The counts of a batch of delivery reports, in the delivery summary's vocabulary (``total``,
-    ``delivered``, ``failed``, ``by_status``, ``failed_by_status``, ``failed_ids``)."""
+    """
+    Return the counts of a batch of delivery reports, in the delivery summary's vocabulary.
+
+    That is ``total``, ``delivered``, ``failed``, ``by_status``, ``failed_by_status`` and ``failed_ids``.
+    """
     by_status: dict[str, int] = {}
     failed_by_status: dict[str, int] = {}
     failed: list[str] = []
@@ -125,10 +129,13 @@ def reports_payload(
     part: int = 1,
     parts: int = 1,
 ) -> dict[str, Any]:
-    """The payload of a delivery event (an asset event's ``extra["payload"]``): the reports (numbers
-    masked; deduplicate by each report's ``key``), their summary, a one-line message, the connection and
-    the selection of the watcher that emitted it, and ``part`` of ``parts`` when one sweep's reports took
-    several events."""
+    """
+    Return the payload of a delivery event (an asset event's ``extra["payload"]``).
+
+    The reports (numbers masked; deduplicate by each report's ``key``), their summary, a one-line
+    message, the connection and the selection of the watcher that emitted it, and ``part`` of ``parts``
+    when one sweep's reports took several events.
+    """
     summary = reports_summary(reports)
     return {
         "reports": [report.to_dict() for report in reports],

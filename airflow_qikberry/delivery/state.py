@@ -1,4 +1,5 @@
-"""Where a delivery-event watcher keeps its memory: its asset's state store (Airflow 3.3+).
+"""
+Where a delivery-event watcher keeps its memory: its asset's state store (Airflow 3.3+).
 
 The trigger is given an accessor of the asset state store of every asset it watches (``asset_state_store``);
 the memory is written to each, as a JSON object (readable in the UI). Where Airflow has no state store
@@ -20,8 +21,11 @@ __all__ = ["MemoryStore"]
 
 
 class MemoryStore:
-    """The watcher's memory in its asset's state store (every asset it watches); in the process only where
-    Airflow has no state store (before 3.3) or gives none."""
+    """
+    The watcher's memory in its asset's state store (every asset it watches).
+
+    In the process only where Airflow has no state store (before 3.3) or gives none.
+    """
 
     def __init__(self, store: Any, key: str) -> None:
         self.key = key

@@ -1,4 +1,5 @@
-"""One delivery sweep: the lookups a tracker planned, written once, carried out blocking or concurrently.
+"""
+One delivery sweep: the lookups a tracker planned, written once, carried out blocking or concurrently.
 
 :func:`step_lookups` is the sans-IO core of one planned step (:mod:`airflow_qikberry.sansio`): an id lookup,
 one group page, or a walk of a group's pages that stops as soon as it has seen what it looks for. It yields
@@ -51,7 +52,7 @@ Answer = StatusPage[StatusRow]
 
 
 def is_transient(exc: BaseException) -> bool:
-    """An error the next sweep may not see (429, 5xx, a dropped connection): keep waiting, do not fail."""
+    """Tell whether the next sweep may not see this error (429, 5xx, a dropped connection): keep waiting."""
     if isinstance(exc, QikberryConnectionError):
         return exc.retryable
     return isinstance(exc, (QikberryRateLimitError, QikberryServerError))
@@ -68,7 +69,8 @@ def _ask(lookup: Step) -> Core[Step, Answer, Answer]:
 
 
 def step_lookups(tracker: DeliveryTracker, step: Step) -> Core[Step, Answer, int]:
-    """The lookups of one planned ``step``, each answer observed by ``tracker``; returns how many it made.
+    """
+    Make the lookups of one planned ``step``, each answer observed by ``tracker``; return how many it made.
 
     It yields ``Step("id", message_id)``, to be answered with a page of that id's rows, and
     ``Step("page", group_id, n)``, to be answered with page ``n`` of the group.
@@ -98,8 +100,11 @@ def step_lookups(tracker: DeliveryTracker, step: Step) -> Core[Step, Answer, int
 
 
 def run_sweep(tracker: DeliveryTracker, fetch_page: FetchPage, fetch_message: FetchMessage) -> int:
-    """Run one sweep with blocking lookups, step after step (the sensor on a worker); returns how many
-    lookups it made. The first error that is not a 404 ends the sweep."""
+    """
+    Run one sweep with blocking lookups, step after step (the sensor on a worker).
+
+    Returns how many lookups it made. The first error that is not a 404 ends the sweep.
+    """
 
     def fetch(lookup: Step) -> Answer:
         if lookup.kind == "page":
@@ -116,7 +121,8 @@ async def arun_sweep(
     *,
     concurrency: int = 8,
 ) -> int:
-    """Run one sweep with ``concurrency`` lookups in flight (the trigger); returns how many it made.
+    """
+    Run one sweep with ``concurrency`` lookups in flight (the trigger); returns how many it made.
 
     Lookups that fail leave their messages pending; after all have finished the first non-transient error
     (else the first transient one) is raised, so what the others learned is kept.

@@ -1,4 +1,5 @@
-"""DeliveryTracker: what is known about a watched set of messages, and the next sweep's cheapest plan.
+"""
+DeliveryTracker: what is known about a watched set of messages, and the next sweep's cheapest plan.
 
 A :class:`DeliveryTracker` holds what is known about a watched set of messages - named by message id, or by
 group (campaign) id - and works out, sweep after sweep, which lookups answer "delivered yet?" with the fewest
@@ -32,11 +33,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from airflow_qikberry.delivery.inputs import Outcome, StatusSets, check_expected_count, check_ratio, split_id
 from airflow_qikberry.exceptions import QikberryValidationError
-from airflow_qikberry.models import StatusRow
+
+if TYPE_CHECKING:
+    from airflow_qikberry.models import StatusRow
 
 __all__ = ["MAX_LISTED_IDS", "STATUS_PAGE_SIZE", "DeliveryTracker", "DeliveryVerdict", "Step"]
 
@@ -104,7 +107,8 @@ class _Group:
 
 
 class DeliveryTracker:
-    """What is known about a watched set of messages, the next sweep's plan, the verdict and the summary.
+    """
+    What is known about a watched set of messages, the next sweep's plan, the verdict and the summary.
 
     Give exactly one of ``message_ids`` or ``group_ids``. In group mode the group's size is what its pages
     show (plus positions missing below the highest one seen); ``expected_count`` (the number of messages
@@ -194,7 +198,7 @@ class DeliveryTracker:
     # -- the plan
 
     def plan(self) -> list[Step]:
-        """The lookups of the next sweep: only messages still pending, the cheapest way per group."""
+        """Plan the lookups of the next sweep: only messages still pending, the cheapest way per group."""
         steps = [Step("id", mid) for mid in self._pending(self._loose)]
         for group in self._groups.values():
             steps.extend(self._plan_group(group))
@@ -234,7 +238,8 @@ class DeliveryTracker:
         return self.plan()
 
     def observe(self, message_id: str, status: str) -> bool:
-        """Record a status for a watched message (from any source: a lookup, a pushed delivery report).
+        """
+        Record a status for a watched message (from any source: a lookup, a pushed delivery report).
 
         Returns False for a message this tracker does not watch. A final status is never replaced.
         """
@@ -255,7 +260,7 @@ class DeliveryTracker:
             self.status[message_id] = str(status or "")
 
     def observe_message(self, message_id: str, rows: Iterable[StatusRow]) -> None:
-        """The answer of an id lookup (no row: the message is not visible yet)."""
+        """Return the answer of an id lookup (no row: the message is not visible yet)."""
         for row in rows:
             if row.message_id == message_id:
                 self.observe(message_id, row.status)
@@ -269,8 +274,11 @@ class DeliveryTracker:
         next_page: int | None,
         expected: Iterable[str] = (),
     ) -> None:
-        """One page of a group: statuses and where each message sits; ``expected`` ids missing from it
-        lose their page (the next plan finds them another way)."""
+        """
+        One page of a group: statuses and where each message sits.
+
+        ``expected`` ids missing from it lose their page (the next plan finds them another way).
+        """
         group = self._groups[group_id]
         if rows and next_page is not None:
             self.page_size = len(rows)  # a full page: the API's real page size
@@ -318,7 +326,8 @@ class DeliveryTracker:
     # -- verdict and summary
 
     def verdict(self) -> DeliveryVerdict:
-        """success once delivered/total reaches success_ratio; failure once it no longer can; else pending.
+        """
+        Success once delivered/total reaches success_ratio; failure once it no longer can; else pending.
 
         Group mode never decides while a group has shown no message at all (its size is unknown), unless
         ``expected_count`` says how many to expect.
@@ -341,7 +350,7 @@ class DeliveryTracker:
         return [mid for group in self._groups.values() for mid in group.members]
 
     def summary(self) -> dict[str, Any]:
-        """Counts by status, delivered ratio, failed and pending ids (at most MAX_LISTED_IDS listed)."""
+        """Count by status, delivered ratio, failed and pending ids (at most MAX_LISTED_IDS listed)."""
         by_status: dict[str, int] = {}
         failed_by_status: dict[str, int] = {}
         failed: list[str] = []

@@ -1,4 +1,5 @@
-"""A local emulator of the Qikberry (MOBtexting v2) SMS REST API, standard library only.
+"""
+A local emulator of the Qikberry (MOBtexting v2) SMS REST API, standard library only.
 
 It never imports the rest of ``airflow_qikberry`` nor Airflow, so it checks the provider independently.
 Importing this package is cheap: the server machinery loads on first use of :class:`Emulator`.

@@ -158,7 +158,7 @@ def _templates_file(path: str | None) -> tuple[list[Any], list[Any]]:
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
-    """The :class:`EmulatorConfig` the parsed command line asks for (not validated yet)."""
+    """Return the :class:`EmulatorConfig` the parsed command line asks for (not validated yet)."""
     token = args.token or os.environ.get("QIKBERRY_EMULATOR_TOKEN") or DEFAULT_TOKEN
     config = EmulatorConfig(
         token=token,

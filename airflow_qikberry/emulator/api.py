@@ -1,4 +1,5 @@
-"""The Qikberry v2 endpoints: validation, state changes and the documented response shapes.
+"""
+The Qikberry v2 endpoints: validation, state changes and the documented response shapes.
 
 Transport-free: the HTTP layer hands over an :class:`ApiRequest` and writes back the :class:`ApiResult`.
 """
@@ -11,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_qikberry.emulator.api_developer import DeveloperApi
 from airflow_qikberry.emulator.api_dlt import DltApi
@@ -31,8 +32,6 @@ from airflow_qikberry.emulator.envelope import (
     split_list,
     validation_error,
 )
-from airflow_qikberry.emulator.forms import UploadedFile
-from airflow_qikberry.emulator.registry import Template
 from airflow_qikberry.emulator.state import (
     AWAITING_DLR,
     EmulatorState,
@@ -43,6 +42,10 @@ from airflow_qikberry.emulator.state import (
     display_mobile,
     number,
 )
+
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator.forms import UploadedFile
+    from airflow_qikberry.emulator.registry import Template
 
 NUMBER_RE = re.compile(r"^[1-9][0-9]{7,14}$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -284,15 +287,19 @@ class Api:
             raise validation_error(webhook_field, f"The selected {attr(webhook_field)} is invalid.") from None
 
     def _refuse(self, errors: Errors, field_name: str, text: str) -> None:
-        """A refused (blocked) number: a 422 naming the field, or only a message that names neither the node
-        nor the number (``refusal_names_node=False``)."""
+        """
+        Refuse a blocked number.
+
+        With a 422 naming the field, or only a message that names neither the node nor the number
+        (``refusal_names_node=False``).
+        """
         if self.state.config.refusal_names_node:
             errors.add(field_name, text)
         else:
             raise ApiError(422, "The request contains a blocked number.")
 
     def _not_suppressed(self, numbers: list[str]) -> list[str]:
-        """The numbers a send goes to: suppressed ones (opted out of everything) are left out silently."""
+        """Return the numbers a send goes to: suppressed ones (opted out of everything) are left out."""
         suppressed = set(self.state.config.suppressed_numbers)
         return [n for n in numbers if n not in suppressed] if suppressed else numbers
 
@@ -314,7 +321,7 @@ class Api:
         ]
 
     def _numbers(self, raw: Any, field_name: str, errors: Errors) -> list[str]:
-        """The recipients of a one-text send (``to``), checked; one bad number refuses the request whole."""
+        """Return the recipients of a one-text send (``to``), checked; one bad number refuses the request."""
         cfg = self.state.config
         numbers = split_list(raw)
         if not numbers:
@@ -477,9 +484,12 @@ class Api:
 
     # ------------------------------------------------------------------ sms/send/template
     def send_template(self, req: ApiRequest) -> ApiResult:
-        """Send a stored template (reference 4.6): ``alias`` or ``id``, ``recipient.to``, ``data`` (variable
-        values), optional ``meta`` {webhook_id, foreign_id, tags, flash}. ``foreign_id`` is the messages'
-        custom id: ``sms/status?cid=`` finds them by it and delivery reports carry it as ``cid``/``custom``.
+        """
+        Send a stored template (reference 4.6).
+
+        ``alias`` or ``id``, ``recipient.to``, ``data`` (variable values), optional ``meta`` {webhook_id,
+        foreign_id, tags, flash}. ``foreign_id`` is the messages' custom id: ``sms/status?cid=`` finds them by
+        it and delivery reports carry it as ``cid``/``custom``.
         """
         params, cfg, now = req.params, self.state.config, self.state.time()
         errors = Errors()
@@ -552,7 +562,7 @@ class Api:
         return ok({"status": "OK", "message": "Message(s) Queued successfully", "data": rows})
 
     def _stored_template(self, params: dict[str, Any], errors: Errors) -> Template | None:
-        """The template named by ``id`` (its uuid; wins when both are given) or ``alias``."""
+        """Return the template named by ``id`` (its uuid; wins when both are given) or ``alias``."""
         template_uuid = scalar(params, "id", "id", errors)
         alias = scalar(params, "alias", "alias", errors)
         state = self.state
@@ -647,8 +657,11 @@ class Api:
 
     # ------------------------------------------------------------------ text the API cannot store
     def check_text(self, req: ApiRequest) -> None:
-        """Refuse a request whose parameters hold an unpaired UTF-16 surrogate (JSON can carry ``"\\ud83d"``
-        and Python's json reads it into a str; it has no UTF-8 form, so the API cannot store it).
+        r"""
+        Refuse a request whose parameters hold an unpaired UTF-16 surrogate.
+
+        JSON can carry ``"\ud83d"`` and Python's json reads it into a str; it has no UTF-8 form, so the API
+        cannot store it.
 
         Assumed answer: a validation error (``unpaired_surrogate_status``, 422) naming the parameter, before
         anything is accepted; see docs/emulator.md.
@@ -675,9 +688,10 @@ _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 def unpaired_surrogate(value: Any, path: str = "") -> str | None:
-    """The dotted path (``nodes.3.message``) of the first key or string holding a UTF-16 surrogate, or None.
+    r"""
+    Return the dotted path (``nodes.3.message``) of the first key or string holding a surrogate, or None.
 
-    Python's json joins an escaped pair (``"\\ud83d\\ude00"``) into one character, so any surrogate left in a
+    Python's json joins an escaped pair (``"\ud83d\ude00"``) into one character, so any surrogate left in a
     parsed str is an unpaired one.
     """
     if isinstance(value, str):
@@ -737,7 +751,7 @@ def _valid_date(value: str) -> bool:
 
 
 def read_numbers(upload: UploadedFile, column: str | None) -> list[str]:
-    """Valid numbers from an uploaded TXT (one per line) or CSV file; invalid rows are skipped."""
+    """Return valid numbers from an uploaded TXT (one per line) or CSV file; invalid rows are skipped."""
     stream = io.TextIOWrapper(upload.file, encoding="utf-8-sig", errors="replace", newline="")
     try:
         name = upload.filename.lower()

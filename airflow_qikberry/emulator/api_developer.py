@@ -1,5 +1,4 @@
-"""``developer/webhooks`` (with the verification challenge) and ``developer/subscriptions`` (reference 4.13,
-4.14)."""
+"""The endpoints ``developer/webhooks`` (with the challenge) and ``developer/subscriptions`` (4.13, 4.14)."""
 
 from __future__ import annotations
 
@@ -86,8 +85,11 @@ class DeveloperApi:
         return changes
 
     def _challenge(self, hook_id: str, uri: str, key: str, secret: str) -> dict[str, Any]:
-        """Send the challenge (outside the state lock); with ``webhook_verification="reject"`` a failure is a
-        422 on ``uri`` and nothing is stored."""
+        """
+        Send the challenge (outside the state lock).
+
+        With ``webhook_verification="reject"`` a failure is a 422 on ``uri`` and nothing is stored.
+        """
         result = challenge(self.state, hook_id, uri, key, secret)
         if not result["ok"] and self.state.config.webhook_verification == "reject":
             raise validation_error(
@@ -163,7 +165,9 @@ class DeveloperApi:
         if webhook_id is not None and self.state.get_webhook(webhook_id) is None:
             errors.add("webhook_id", "The selected webhook id is invalid.")
         errors.raise_if_any()
-        assert event is not None and identity is not None and webhook_id is not None  # checked above
+        assert event is not None
+        assert identity is not None
+        assert webhook_id is not None
         try:
             sub = self.state.create_subscription(event, identity, webhook_id)
         except UnknownWebhook:

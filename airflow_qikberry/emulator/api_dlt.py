@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from airflow_qikberry.emulator.envelope import ApiError, ApiRequest, ApiResult, name_filter, ok, paged
-from airflow_qikberry.emulator.registry import Problems
-from airflow_qikberry.emulator.state import EmulatorState
+
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator.registry import Problems
+    from airflow_qikberry.emulator.state import EmulatorState
 
 PER_PAGE = 15
 Handler = Callable[[ApiRequest], ApiResult]
@@ -53,7 +56,7 @@ class DltApi:
         }
 
     def _gated(self, handler: Handler) -> Handler:
-        """The handler, unless the account has no access to templates (``templates_unavailable_status``)."""
+        """Return the handler, refused when templates are unavailable (``templates_unavailable_status``)."""
 
         def gate(req: ApiRequest) -> ApiResult:
             status = self.state.config.templates_unavailable_status

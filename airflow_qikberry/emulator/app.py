@@ -16,7 +16,8 @@ from airflow_qikberry.emulator.webhooks import Dispatcher
 
 
 class Emulator:
-    """A local, in-memory Qikberry v2 API over real HTTP, with inspection, clock and fault controls.
+    """
+    A local, in-memory Qikberry v2 API over real HTTP, with inspection, clock and fault controls.
 
     Example::
 
@@ -105,8 +106,11 @@ class Emulator:
 
     # ------------------------------------------------------------------ controls
     def reset(self, timeout: float = RESET_TIMEOUT_SECONDS) -> bool:
-        """Forget messages, requests, faults, push faults, webhooks, subscriptions, internal errors and clock
-        offset; restore the config (and the senders and templates it seeds).
+        """
+        Forget what the emulator holds and restore its config (and the senders and templates it seeds).
+
+        Forgotten: messages, requests, faults, push faults, webhooks, subscriptions, internal errors and the
+        clock offset.
 
         First waits (at most ``timeout`` seconds) until no API request is being handled, so a request in
         flight finishes against the old state and one arriving meanwhile starts against the new state.
@@ -142,11 +146,12 @@ class Emulator:
         return self.state.set_outcome_rules(rules)
 
     def now(self) -> datetime:
-        """The emulator clock (wall clock plus every ``advance_clock``) as an aware datetime."""
+        """Return the emulator clock (wall clock plus every ``advance_clock``) as an aware datetime."""
         return self.state.now()
 
     def wait_requests_done(self, timeout: float = RESET_TIMEOUT_SECONDS) -> bool:
-        """Wait (at most ``timeout`` s) until no API request is being handled; False when the wait timed out.
+        """
+        Wait (at most ``timeout`` s) until no API request is being handled; False when the wait timed out.
 
         For a client that simulates its waits: before it "waits" N seconds, the requests the emulator is still
         handling (a send it already gave up on, say) finish, as they would within N real seconds.
@@ -167,8 +172,11 @@ class Emulator:
         return self.state.webhook_deliveries()
 
     def webhooks(self) -> list[dict[str, Any]]:
-        """Every webhook as stored (secrets masked), with its challenges, subscriptions and delivery counts:
-        ``attempts``, ``succeeded``, ``failed_attempts``, ``dropped``, ``skipped_inactive``, ``pending``."""
+        """
+        Every webhook as stored (secrets masked), with its challenges, subscriptions and delivery counts.
+
+        ``attempts``, ``succeeded``, ``failed_attempts``, ``dropped``, ``skipped_inactive``, ``pending``.
+        """
         return self.state.inspect_webhooks()
 
     def push_faults(self) -> list[dict[str, Any]]:
@@ -182,7 +190,8 @@ class Emulator:
         self.state.set_push_faults([])
 
     def internal_errors(self) -> list[dict[str, Any]]:
-        """Exceptions raised inside the emulator (answered as 500), oldest first, since the last reset.
+        """
+        Exceptions raised inside the emulator (answered as 500), oldest first, since the last reset.
 
         Each: ``method``, ``path`` (no query string), ``type``, ``message``, ``traceback``, ``at`` (emulator
         clock, ``Y-m-d H:i:s``) and ``timestamp`` (emulator epoch seconds). Injected faults are not listed.

@@ -55,7 +55,8 @@ def _outcome_rules() -> list[dict[str, str]]:
 
 @dataclass
 class EmulatorConfig:
-    """Configuration of an :class:`~airflow_qikberry.emulator.Emulator`.
+    """
+    Configuration of an :class:`~airflow_qikberry.emulator.Emulator`.
 
     Documented API behaviour is fixed; everything the reference leaves open is a field here.
 
@@ -148,7 +149,7 @@ class EmulatorConfig:
         return copy.deepcopy(self)
 
     def public_dict(self) -> dict[str, Any]:
-        """The configuration as JSON-ready data, with the token masked."""
+        """Return the configuration as JSON-ready data, with the token masked."""
         data = dataclasses.asdict(self)
         data["token"] = "*****" if self.token else ""
         return data
@@ -206,7 +207,7 @@ def validate_outcome_rules(rules: Any) -> list[dict[str, str]]:
 
 
 def number_list(name: str, value: Any) -> list[str]:
-    """A list of phone numbers (digits with country code, an optional leading ``+``), stored as digits."""
+    """Return a list of phone numbers (digits with country code, an optional ``+``), stored as digits."""
     if isinstance(value, str):
         value = [part for part in value.split(",") if part.strip()]
     if not isinstance(value, (list, tuple)):

@@ -1,4 +1,5 @@
-"""The account's ``developer/webhooks`` and ``developer/subscriptions``: storage, views and DLR routing.
+"""
+The account's ``developer/webhooks`` and ``developer/subscriptions``: storage, views and DLR routing.
 
 Transport-free and lock-free: :class:`EmulatorState` owns one :class:`Developer` and calls it under its
 lock. Calling a webhook (the verification challenge, a delivery-report push) is the job of
@@ -27,6 +28,8 @@ STAT_KEYS = ("attempts", "succeeded", "failed_attempts", "dropped", "skipped_ina
 
 @dataclass
 class Webhook:
+    """A registered webhook (reference 4.13), as the emulator stores it."""
+
     id: str
     name: str
     uri: str
@@ -41,7 +44,7 @@ class Webhook:
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAT_KEYS, 0))
 
     def view(self) -> dict[str, Any]:
-        """The documented object: secret and validation key masked."""
+        """Return the documented object: secret and validation key masked."""
         return {
             "id": self.id,
             "name": self.name,
@@ -56,6 +59,8 @@ class Webhook:
 
 @dataclass
 class Subscription:
+    """A subscription of a webhook to an event (reference 4.14)."""
+
     id: int
     event: str
     identity: str
@@ -92,7 +97,8 @@ class Developer:
         return sub
 
     def targets(self, webhook_id: str | None, routing: str) -> list[tuple[str, str]]:
-        """(webhook id, source) pairs a delivery report goes to, each webhook once.
+        """
+        (webhook id, source) pairs a delivery report goes to, each webhook once.
 
         Subscriptions are read when the report is produced (the message becomes final), not at send time.
         """

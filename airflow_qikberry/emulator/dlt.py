@@ -1,4 +1,7 @@
-"""The emulator's own DLT template matcher: does a message text fit its registered template body?
+r"""
+The emulator's own DLT template matcher.
+
+Does a message text fit its registered template body?
 
 Standard library only, and deliberately not shared with the provider: the emulator plays the network, and
 the provider's pre-check is written separately from the documented rules (docs/api-assumptions.md, "DLT
@@ -9,8 +12,8 @@ The rules, all of them:
 * A template body is fixed text with placeholders ``{{name}}``; a name is ASCII letters and digits only.
   Any other ``{{`` in a body (``{{ name }}``, ``{{first_name}}``, ``{{}}``, a ``{{`` never closed) makes the
   body invalid. A lone ``{``, ``}`` or ``}}`` is fixed text.
-* Line endings are normalised first, in the body and in the text: ``\\r\\n`` and a lone ``\\r`` become
-  ``\\n``. Nothing else is normalised: fixed text is compared exactly, character by character, case-sensitive,
+* Line endings are normalised first, in the body and in the text: ``\r\n`` and a lone ``\r`` become
+  ``\n``. Nothing else is normalised: fixed text is compared exactly, character by character, case-sensitive,
   every space, tab and line break counting.
 * Each placeholder stands for any run of characters without a line break, empty included; placeholders are
   independent of each other (two ``{{otp}}`` may hold different text) and their names play no part.
@@ -67,11 +70,15 @@ class TemplateBody:
 
 @dataclass(frozen=True)
 class Placeholder:
+    """A ``{{name}}`` of a template body."""
+
     name: str
 
 
 @dataclass(frozen=True)
 class MatchResult:
+    """What :func:`match` found, and why when it is not a match."""
+
     verdict: str  # MATCH, VARIABLE_TOO_LONG or MISMATCH
     reason: str = ""
 
@@ -108,7 +115,7 @@ def parse_body(body: str) -> TemplateBody:
 
 
 def render(body: TemplateBody, values: Mapping[str, str]) -> str:
-    """The body with every placeholder replaced by its value; ``KeyError`` naming the first missing one."""
+    """Return the body with every placeholder replaced by its value (``KeyError``: the first missing one)."""
     out: list[str] = []
     for part in body.parts:
         out.append(values[part.name] if isinstance(part, Placeholder) else part)
@@ -116,8 +123,12 @@ def render(body: TemplateBody, values: Mapping[str, str]) -> str:
 
 
 def _tokens(body: TemplateBody) -> list[str | int]:
-    """Fixed strings and, for each run of adjacent placeholders, their count (k adjacent placeholders of at
-    most L characters each hold exactly the texts of at most k*L characters: one span does)."""
+    """
+    Return the fixed strings and, for each run of adjacent placeholders, their count.
+
+    k adjacent placeholders of at most L characters each hold exactly the texts of at most k*L characters: one
+    span does.
+    """
     tokens: list[str | int] = []
     for part in body.parts:
         if isinstance(part, Placeholder):
@@ -146,7 +157,8 @@ def _after_fixed(text: str, reach: Intervals, fixed: str) -> Intervals:
 
 
 def _after_span(text: str, reach: Intervals, limit: int | None) -> Intervals:
-    """Positions reachable by a span of at most ``limit`` characters (None: any) without a line break.
+    """
+    Positions reachable by a span of at most ``limit`` characters (None: any) without a line break.
 
     From an interval of start positions [lo, hi] every position in it stays reachable (the empty span) and
     the span can only extend past ``hi`` inside the line that holds ``hi``.

@@ -1,18 +1,25 @@
-"""What every endpoint shares: the request and result types, the error envelope, Laravel-style validation
-messages, parameter readers and the API-resource pagination (``data`` + ``links`` + ``meta``)."""
+"""
+What every endpoint shares.
+
+The request and result types, the error envelope, Laravel-style validation messages, parameter readers and the
+API-resource pagination (``data`` + ``links`` + ``meta``).
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from airflow_qikberry.emulator.forms import UploadedFile
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator.forms import UploadedFile
 
 
 @dataclass
 class ApiRequest:
+    """One API request as the handlers see it: parameters from the query and the body merged."""
+
     method: str
     path: str
     params: dict[str, Any]
@@ -24,6 +31,8 @@ class ApiRequest:
 
 @dataclass
 class ApiResult:
+    """A handler's answer: status, JSON body and extra headers."""
+
     status: int
     body: Any
     headers: list[tuple[str, str]] = field(default_factory=list)
@@ -77,7 +86,7 @@ def ok(body: dict[str, Any], headers: list[tuple[str, str]] | None = None) -> Ap
 
 # ---------------------------------------------------------------------------- value helpers
 def scalar(params: dict[str, Any], key: str, field_name: str, errors: Errors) -> str | None:
-    """A string parameter (JSON numbers/bools accepted and stringified); None when absent or empty."""
+    """Return a string parameter (JSON numbers/bools accepted and stringified); None when absent or empty."""
     value = params.get(key)
     if value is None:
         return None
@@ -100,7 +109,7 @@ def required(params: dict[str, Any], key: str, field_name: str, errors: Errors) 
 
 
 def split_list(value: Any) -> list[str] | None:
-    """A list given as JSON array, PHP array or comma-separated string."""
+    """Return a list given as JSON array, PHP array or comma-separated string."""
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
@@ -172,8 +181,7 @@ def _window(page: int, last_page: int, on_each_side: int = 3) -> list[int | None
 def paged(
     req: ApiRequest, rows: list[Any], per_page: int, path: str, extra: list[tuple[str, str]]
 ) -> ApiResult:
-    """One page of a CRUD list in the API-resource envelope (``status``/``code``/``message`` + ``data`` +
-    ``links`` + ``meta``)."""
+    """Return one page of a CRUD list in the API-resource envelope (status, data, links, meta...)."""
     page = page_number(req.params)
     start = (page - 1) * per_page
     chunk = rows[start : start + per_page]

@@ -1,4 +1,5 @@
-"""Deterministic fault injection: which request gets which failure.
+"""
+Deterministic fault injection: which request gets which failure.
 
 Every rule owns a ``random.Random`` seeded from the emulator seed and the rule's position, so the same
 seed and the same request sequence always produce the same faults.
@@ -79,7 +80,7 @@ class FaultRule:
 
 
 def _counting(raw: dict[str, Any], where: str) -> tuple[int | None, float | None, int, int | str | None]:
-    """The ``times``, ``probability``, ``after`` and ``seed`` of a rule, checked."""
+    """Return the ``times``, ``probability``, ``after`` and ``seed`` of a rule, checked."""
     times, probability = raw.get("times"), raw.get("probability")
     if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
         raise ValueError(f"{where}: times must be a positive integer")
@@ -155,7 +156,7 @@ def parse_rules(raw: Any, emulator_seed: int) -> list[FaultRule]:
 
 
 def pick(rules: Sequence[FaultRule], method: str, endpoint: str) -> FaultRule | None:
-    """The first matching rule that fires for this request, if any (the caller holds the state lock)."""
+    """Return the first matching rule that fires for this request, if any (the caller holds the lock)."""
     for rule in rules:
         if rule.matches(method, endpoint) and rule.fires():
             return rule
@@ -171,8 +172,12 @@ PUSH_TARGETS = frozenset({"dlr", "challenge", "*"})
 
 @dataclass
 class PushFaultRule(FaultRule):
-    """A fault on the emulator's calls to a webhook: ``endpoint`` holds the webhook id glob, ``method``
-    the call (``dlr`` push or verification ``challenge``; ``*`` both)."""
+    """
+    A fault on the emulator's calls to a webhook.
+
+    ``endpoint`` holds the webhook id glob, ``method`` the call (``dlr`` push or verification ``challenge``;
+    ``*`` both).
+    """
 
     def to_dict(self) -> dict[str, Any]:
         return {

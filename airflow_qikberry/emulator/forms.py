@@ -1,4 +1,5 @@
-"""Request bodies: a bounded reader (Content-Length or chunked), PHP-style form keys, streaming multipart.
+"""
+Request bodies: a bounded reader (Content-Length or chunked), PHP-style form keys, streaming multipart.
 
 The multipart parser reads the body in fixed-size blocks and spools file parts to a temporary file, so a
 large upload never sits in memory whole and nothing beyond the request body is read from the socket.
@@ -30,6 +31,8 @@ class BodyError(Exception):
 
 
 class Readable(Protocol):
+    """What :class:`BodyReader` reads from: a buffered socket file."""
+
     def read(self, size: int = ..., /) -> bytes: ...
     def readline(self, size: int = ..., /) -> bytes: ...
 
@@ -149,6 +152,8 @@ def parse_query(query: str) -> dict[str, Any]:
 
 @dataclass
 class UploadedFile:
+    """A file part of a multipart upload, spooled to a temporary file."""
+
     filename: str
     content_type: str
     file: IO[bytes]
@@ -157,6 +162,8 @@ class UploadedFile:
 
 @dataclass
 class MultipartResult:
+    """The fields and files of a parsed multipart body."""
+
     fields: list[tuple[str, str]] = field(default_factory=list)
     files: dict[str, UploadedFile] = field(default_factory=dict)
 

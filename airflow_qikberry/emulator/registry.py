@@ -1,4 +1,5 @@
-"""The account's DLT senders and templates (``sms/senders``, ``sms/templates``): storage, checks and views.
+"""
+The account's DLT senders and templates (``sms/senders``, ``sms/templates``): storage, checks and views.
 
 Transport-free and lock-free: :class:`EmulatorState` owns one :class:`Registry` and calls it under its lock.
 The same field checks serve the API (their messages become a Laravel 422) and the seeds given in
@@ -45,6 +46,8 @@ Problems = dict[str, str]
 
 @dataclass
 class Sender:
+    """A registered sender (header) of ``sms/senders``."""
+
     id: str
     name: str
     service: str
@@ -59,6 +62,8 @@ class Sender:
 
 @dataclass
 class Template:
+    """A registered template of ``sms/templates``."""
+
     id: str
     sender_id: str
     sender: str
@@ -75,7 +80,7 @@ class Template:
 
 
 def text(value: Any) -> str | None:
-    """A string field as the API reads it (numbers stringified, blank is absent); None when absent."""
+    """Return a string field as the API reads it (numbers stringified, blank is absent); None when absent."""
     if value is None or isinstance(value, bool):
         return None if value is None else ("1" if value else "0")
     if isinstance(value, (int, float)):
@@ -360,7 +365,8 @@ class Registry:
 
     # ------------------------------------------------------------------ seeds
     def seed(self, senders: list[dict[str, Any]], templates: list[dict[str, Any]], stamp: str) -> None:
-        """Add seeded senders, then templates; ``ValueError`` naming the seed and field on bad input.
+        """
+        Add seeded senders, then templates; ``ValueError`` naming the seed and field on bad input.
 
         A template whose sender was not seeded gets one: approved, country IN, service by template type.
         """
@@ -427,7 +433,8 @@ DLT_REJECTED = "DLT-REJECTED"
 def dlt_check(
     registry: Registry, template_id: str, sender: str, text: str, max_chars: int
 ) -> tuple[str, str]:
-    """The final DLT status a network gives a message, and why; ``("", "")`` when it passes.
+    """
+    Return the final DLT status a network gives a message, and why; ``("", "")`` when it passes.
 
     Checked in this order, the first failure wins: the template id is registered (``DLT-INV-TM-ID``), the
     template is active (``DLT-TM-INACTIVE``), the sender is the template's sender, compared without regard to

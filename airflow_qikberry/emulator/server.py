@@ -1,4 +1,5 @@
-"""HTTP plumbing: a keep-alive ThreadingHTTPServer whose handler routes, authenticates and injects faults.
+"""
+HTTP plumbing: a keep-alive ThreadingHTTPServer whose handler routes, authenticates and injects faults.
 
 The hot path (``POST sms/send``) avoids per-request logging and writes each response with one ``send``
 (status line, headers and body together) on a TCP_NODELAY socket, so keep-alive clients never wait on
@@ -92,6 +93,8 @@ _DATE = _DateCache()
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
+    """The emulator's threaded HTTP server; it tracks open connections so that stopping closes them."""
+
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
@@ -129,6 +132,8 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 
 
 class EmulatorHandler(BaseHTTPRequestHandler):
+    """One connection's requests: API, control API and the fault and rate-limit rules around them."""
+
     protocol_version = "HTTP/1.1"
     server_version = "QikberryEmulator/1.0"
     sys_version = ""
@@ -141,7 +146,8 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         return None
 
     def parse_request(self) -> bool:
-        """Parse the request line and headers; a lean version of the standard parser for HTTP/1.x.
+        """
+        Parse the request line and headers; a lean version of the standard parser for HTTP/1.x.
 
         The standard one builds headers through the ``email`` feed parser, which costs about a third of
         a ``sms/send`` round trip. Anything other than a plain HTTP/1.0 or 1.1 request line takes the

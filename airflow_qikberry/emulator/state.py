@@ -1,4 +1,5 @@
-"""In-memory state of the emulator: messages, credits, webhooks, throttle windows, faults and logs.
+"""
+In-memory state of the emulator: messages, credits, webhooks, throttle windows, faults and logs.
 
 One lock guards everything. It is never held while a webhook is called or a fault sleeps. Delivery
 statuses are computed lazily: a heap orders pending messages by the emulator time at which they become
@@ -45,12 +46,12 @@ logger = logging.getLogger("airflow_qikberry.emulator")
 
 
 def display_mobile(mobile: str, number_format: str) -> str:
-    """A stored number (digits with country code) as responses write it under ``number_format``."""
+    """Return a stored number (digits with country code) as responses write it under ``number_format``."""
     return "+" + mobile if number_format == "plus" else mobile
 
 
 def canonical_mobile(value: str) -> str:
-    """A ``mobile`` filter in either form (``919876543210`` or ``+919876543210``) as stored."""
+    """Return a ``mobile`` filter in either form (``919876543210`` or ``+919876543210``) as stored."""
     return value.strip().lstrip("+").strip()
 
 
@@ -61,15 +62,17 @@ def number(value: float) -> int | float:
 
 
 class InsufficientBalance(Exception):
-    pass
+    """A send would take the balance below zero on a prepaid account."""
 
 
 class UnknownWebhook(Exception):
-    pass
+    """A send names a webhook id that does not exist."""
 
 
 @dataclass(slots=True)
 class Message:
+    """One accepted message, its delivery report and what it cost."""
+
     seq: int
     id: str
     group_id: str
@@ -133,6 +136,8 @@ class NewMessage:
 
 @dataclass
 class Delivery:
+    """One push of a delivery report to a webhook: its attempt and when it is due."""
+
     message_seq: int
     webhook_id: str
     payload: dict[str, Any]
@@ -146,6 +151,8 @@ class Delivery:
 
 @dataclass
 class Throttle:
+    """The rate limiter's answer for one request: allowed or not, and the headers to send."""
+
     allowed: bool
     limit: int
     remaining: int
@@ -182,7 +189,8 @@ class EmulatorState:
             return self._requests.wait_for(lambda: self.active_requests == 0, timeout=timeout)
 
     def reset(self, timeout: float = RESET_TIMEOUT_SECONDS) -> bool:
-        """Wait (at most ``timeout`` s) for in-flight API requests, then forget everything.
+        """
+        Wait (at most ``timeout`` s) for in-flight API requests, then forget everything.
 
         Returns False when the wait timed out; the reset happens anyway and the timeout is recorded as an
         internal error (a request straddling a reset can leave its effects in the new state).
@@ -320,7 +328,7 @@ class EmulatorState:
             return [r.to_dict() for r in self.push_faults]
 
     def pick_push_fault(self, push: str, webhook_id: str) -> FaultRule | None:
-        """The push fault (``push``: "dlr" or "challenge") that applies to this call to a webhook, if any."""
+        """Return the push fault (``push``: "dlr" or "challenge") for this call to a webhook, if any."""
         with self.lock:
             return pick(self.push_faults, push, webhook_id) if self.push_faults else None
 
@@ -465,8 +473,11 @@ class EmulatorState:
             return group_id, accepted
 
     def _dlt_verdicts(self, items: list[NewMessage], service: str) -> list[tuple[str, str]] | None:
-        """DLT mode: each message's (final DLT status or "", reason), checked when accepted, as the network
-        checks at submission; None when DLT mode is off or the service is not a DLT route.
+        """
+        Return each message's DLT verdict: (final DLT status or "", reason), or None when DLT mode is off.
+
+        Checked when accepted, as the network checks at submission; None as well when the service is not a
+        DLT route.
 
         A message is checked when it carries a template_id or was sent by a stored template.
         """
@@ -717,8 +728,10 @@ class EmulatorState:
         }
 
     def lookup(self, filters: dict[str, str]) -> list[Message]:
-        """Visible messages matching every filter (keys: id, cid, mobile, group_id, date), in submit order
-        (newest first with ``status_order="newest_first"``).
+        """
+        Return the visible messages matching every filter (keys: id, cid, mobile, group_id, date).
+
+        They come in submit order (newest first with ``status_order="newest_first"``).
 
         A message is visible once ``visibility_delay_seconds`` (as configured when it was accepted) have
         passed on the emulator clock. Must be called with the lock held (the caller renders rows under the
@@ -805,7 +818,7 @@ class EmulatorState:
             return hook.view()
 
     def webhook_snapshot(self, hook_id: str) -> dict[str, Any] | None:
-        """What an update needs to decide on a new challenge: uri, secret, token, status, verified."""
+        """Return what an update needs to decide on a new challenge: uri, secret, token, status, verified."""
         with self.lock:
             hook = self.developer.webhooks.get(hook_id)
             if hook is None:

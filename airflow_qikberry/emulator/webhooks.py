@@ -1,5 +1,8 @@
-"""Calls to webhooks: delivery-report pushes (a background ticker that finalises due messages and calls
-webhooks) and the verification challenge sent when a webhook is created or re-pointed.
+"""
+Calls to webhooks.
+
+Delivery-report pushes (a background ticker that finalises due messages and calls webhooks) and the
+verification challenge sent when a webhook is created or re-pointed.
 
 Webhook calls run outside the state lock with a short timeout; results (and retries) are recorded back
 under the lock. ``process(wait=True)`` lets the clock and flush controls return only after every call
@@ -14,10 +17,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from airflow_qikberry.emulator.state import Delivery, EmulatorState
-
 if TYPE_CHECKING:
     import urllib.request
+
+    from airflow_qikberry.emulator.state import Delivery, EmulatorState
 
 _opener: urllib.request.OpenerDirector | None = None
 
@@ -36,7 +39,8 @@ def _get_opener() -> urllib.request.OpenerDirector:
 def post_json(
     uri: str, payload: dict[str, Any], secret: str, timeout: float, answer: list[bytes] | None = None
 ) -> tuple[int | None, str | None]:
-    """POST ``payload`` to ``uri``; return (HTTP status or None, error text or None).
+    """
+    POST ``payload`` to ``uri``; return (HTTP status or None, error text or None).
 
     With ``answer``, the first 64 KiB of a 2xx answer's body are appended to it.
     """
@@ -65,7 +69,8 @@ def post_json(
 
 
 def challenge(state: EmulatorState, hook_id: str, uri: str, key: str, secret: str) -> dict[str, Any]:
-    """Send the verification challenge and judge the answer (reference 4.13, ``help/verify-webhook.md``).
+    """
+    Send the verification challenge and judge the answer (reference 4.13, ``help/verify-webhook.md``).
 
     ``POST <uri>?token=<key>`` with ``{"validation_key": key, "challenge": <random>}`` (and the Bearer
     secret when set); passed only by HTTP 200 with a JSON object whose ``challenge`` is the same value.
@@ -97,7 +102,7 @@ def challenge(state: EmulatorState, hook_id: str, uri: str, key: str, secret: st
 
 
 def injected(kind: str, status: int) -> tuple[int | None, str]:
-    """The result of a call a push fault stopped: no connection, or an error status."""
+    """Return the result of a call a push fault stopped: no connection, or an error status."""
     if kind == "unreachable":
         return None, "injected fault: receiver unreachable"
     return status, f"injected fault: HTTP {status}"
@@ -131,7 +136,8 @@ class Dispatcher:
                 self._state.record_internal_error("TICK", "(delivery ticker)", exc)
 
     def process(self, *, wait: bool, flush: bool = False) -> int:
-        """Finalise due (or, with ``flush``, all pending) messages and make due webhook calls.
+        """
+        Finalise due (or, with ``flush``, all pending) messages and make due webhook calls.
 
         With ``wait``, return only when no call is due any more: retries that fall due within the time the
         clock was advanced are made too (advancing 90 minutes makes a failed push's three retries).

@@ -1,5 +1,7 @@
-"""What :class:`~airflow_qikberry.hooks.qikberry.QikberryHook` does with DLT senders and templates: read
-them (:meth:`DltHookMixin.get_templates`, :meth:`~DltHookMixin.get_senders`, the cached
+"""
+What :class:`~airflow_qikberry.hooks.qikberry.QikberryHook` does with DLT senders and templates.
+
+It reads them (:meth:`DltHookMixin.get_templates`, :meth:`~DltHookMixin.get_senders`, the cached
 :meth:`~DltHookMixin.dlt_catalog`), send a stored template (:meth:`~DltHookMixin.send_template`) and run the
 DLT pre-check of a prepared send (:meth:`~DltHookMixin.check_dlt`). Kept apart so the hook module stays a
 thin face; the work is :mod:`airflow_qikberry.lookups`, :mod:`airflow_qikberry.sends` and
@@ -27,7 +29,8 @@ T = TypeVar("T")
 
 
 class DltHookMixin:
-    """DLT senders and templates, sends by template and the DLT pre-check, for ``QikberryHook``.
+    """
+    DLT senders and templates, sends by template and the DLT pre-check, for ``QikberryHook``.
 
     Example::
 
@@ -59,9 +62,12 @@ class DltHookMixin:
         return self._run(senders())
 
     def dlt_catalog(self, *, refresh: bool = False) -> Catalog:
-        """The account's senders and templates, reused in this process for the connection's
-        ``templates_cache_seconds`` (``refresh`` reads them again); a list the account may not read is
-        marked unavailable in the catalog, not raised."""
+        """
+        Return the account's senders and templates.
+
+        They are reused in this process for the connection's ``templates_cache_seconds`` (``refresh`` reads
+        them again); a list the account may not read is marked unavailable in the catalog, not raised.
+        """
         from airflow_qikberry.catalog import cached_catalog
         from airflow_qikberry.lookups import dlt_catalog
         from airflow_qikberry.ratelimit import token_key
@@ -83,8 +89,10 @@ class DltHookMixin:
         resend: bool = False,
         **params: Unpack[TemplateParams],
     ) -> list[SentMessage]:
-        """Send a stored template (``sms/send/template``) with its variables ``data``, from the template's
-        sender on its route; returns one :class:`SentMessage` per number.
+        """
+        Send a stored template (``sms/send/template``) with its variables ``data``.
+
+        It goes from the template's sender on its route; returns one :class:`SentMessage` per number.
 
         ``template`` is the template's alias, stored id, DLT template id or name. It is looked up among the
         account's (:meth:`dlt_catalog`), its variables checked, its text rendered, measured and DLT
@@ -107,8 +115,11 @@ class DltHookMixin:
         return self.send_prepared(prepared)
 
     def check_dlt(self, prepared: PreparedSend[Any]) -> None:
-        """The DLT pre-check of a prepared send (:mod:`airflow_qikberry.precheck`): what ``send_prepared``
-        runs before posting, and what a dry run runs on its own."""
+        """
+        Run the DLT pre-check of a prepared send (:mod:`airflow_qikberry.precheck`).
+
+        It is what ``send_prepared`` runs before posting, and what a dry run runs on its own.
+        """
         from airflow_qikberry import precheck
 
         precheck.run(prepared.dlt_subjects(), self.dlt_catalog, prepared.dlt_check, self.log)

@@ -1,12 +1,11 @@
-"""QikberryHook: the public sync hook. It reads the connection, owns the HTTP transport and the retry policy,
-and hands the work to the modules that do it: a send's keyword arguments become one
-:class:`~airflow_qikberry.send_options.SendOptions`, :mod:`airflow_qikberry.sends` checks and builds the
-request, and :mod:`airflow_qikberry.idempotency` runs it exactly once through the transport
-(:mod:`airflow_qikberry.transport`). Status and balance lookups read the wire format of
-:mod:`airflow_qikberry.protocol`.
+"""
+QikberryHook: the public sync hook.
 
-DAG files import this module at every parse, so it imports only what defining the class needs; the modules
-that do the work are imported on first use.
+It reads the connection, owns the HTTP transport and the retry policy, and hands the work to the modules that
+do it: a send's keyword arguments become one :class:`~airflow_qikberry.send_options.SendOptions`,
+:mod:`airflow_qikberry.sends` checks and builds the request, and :mod:`airflow_qikberry.idempotency` runs it
+exactly once through the transport (:mod:`airflow_qikberry.transport`). Status and balance lookups are the
+sans-IO cores of :mod:`airflow_qikberry.lookups`, carried out with blocking calls.
 """
 
 from __future__ import annotations
@@ -16,12 +15,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from airflow.providers.common.compat.sdk import BaseHook
-
-from airflow_qikberry.exceptions import QikberryValidationError
+from airflow_qikberry.exceptions import QikberryError, QikberryValidationError
 from airflow_qikberry.get_provider_info import CONN_TYPE
+from airflow_qikberry.hooks.base import HookArgs, QikberryBaseHook
 from airflow_qikberry.hooks.dlt import DltHookMixin
-from airflow_qikberry.hooks.policy import RetrySettingsMixin, positive_or_none
+from airflow_qikberry.transport.retry import DEFAULT_RETRY_DEADLINE
 
 if TYPE_CHECKING:
     import requests
@@ -33,19 +31,24 @@ if TYPE_CHECKING:
     from airflow_qikberry.models import Balance, BatchResult, MessageStatus, SentMessage, StatusPage
     from airflow_qikberry.payloads import BatchNode
     from airflow_qikberry.protocol import ApiResponse
-    from airflow_qikberry.ratelimit import Budget
     from airflow_qikberry.send_options import BatchParams, BulkParams, SmsParams
     from airflow_qikberry.sends import PreparedSend
     from airflow_qikberry.transport.sync import RequestsTransport
+
+# DAG files import this module at every parse, within the 15 ms budget of bench/import_cost.py. The modules
+# that do the work (connection, sends, idempotency, lookups, the requests transport: about 15-30 ms with what
+# they import) are imported by the methods that use them, on the first call.
 
 T = TypeVar("T")
 
 __all__ = ["QikberryHook"]
 
 
-class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
-    """Talk to the Qikberry SMS API (MOBtexting v2): send, look up delivery status, check balance; DLT
-    senders, templates and sends by template come from :class:`~airflow_qikberry.hooks.dlt.DltHookMixin`.
+class QikberryHook(DltHookMixin, QikberryBaseHook):
+    """
+    Talk to the Qikberry SMS API (MOBtexting v2): send, look up delivery status, check balance.
+
+    DLT senders, templates and sends by template come from :class:`~airflow_qikberry.hooks.dlt.DltHookMixin`.
 
     The connection (conn type ``qikberry``) holds the access token in its password, the base URL in its
     host and defaults (sender, service, DLT entity id, default region, ...) in its extras. It is read
@@ -70,9 +73,9 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
     :param timeout: read timeout in seconds for every call (overrides the connection's ``timeout`` extra).
     :param max_attempts: attempts per call, first try included.
     :param retry_deadline: seconds that bound a whole call: attempts, waits and lookups included (default:
-        the connection's ``retry_deadline`` extra, else derived: 120, or timeout + reconcile window + 10 when
-        that is more). A value too short to settle an unknown outcome and send again is refused when the
-        connection is read (see docs/hook.md, "Settings that must fit together").
+        the connection's ``retry_deadline`` extra, else derived: ``least_derived_deadline`` (120), or timeout
+        + reconcile window + 10 when that is more). A value too short to settle an unknown outcome and send
+        again is refused when the connection is read (see docs/hook.md, "Settings that must fit together").
     :param max_retry_after: cap, in seconds, on how long a server's ``Retry-After`` may make us wait.
     :param reconcile_delay: seconds before the first lookup of an unknown outcome (then 2, 4, 8, 8... s;
         default 1, or the window if that is shorter). Given explicitly, at most the reconcile window.
@@ -80,32 +83,25 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
         ``reconcile_window`` extra, else 30).
     :param clock_skew: seconds of clock difference allowed when deciding that rows found for a custom id
         were submitted before this call began (a reused custom id).
+    :param least_derived_deadline: the least a derived retry deadline is (the notifier passes 0: an alert
+        waits no longer than one unknown outcome needs).
+    :param clock: how the hook reads time and waits (default: the real clock; see
+        :mod:`airflow_qikberry.clock`).
     """
 
-    conn_name_attr = "qikberry_conn_id"
-    default_conn_name = "qikberry_default"
-    conn_type = CONN_TYPE
     hook_name = "Qikberry"
 
     def __init__(
         self,
-        qikberry_conn_id: str = default_conn_name,
+        qikberry_conn_id: str = QikberryBaseHook.default_conn_name,
         *,
-        timeout: float | None = None,
-        max_attempts: int = 5,
-        retry_deadline: float | None = None,
-        max_retry_after: float = 60.0,
         reconcile_delay: float | None = None,
         reconcile_window: float | None = None,
         clock_skew: float = 120.0,
-        **kwargs: Any,
+        least_derived_deadline: float = DEFAULT_RETRY_DEADLINE,
+        **kwargs: Unpack[HookArgs],
     ) -> None:
-        from airflow_qikberry.connection import DEFAULT_RETRY_DEADLINE
-        from airflow_qikberry.transport.retry import RetryPolicy
-
-        super().__init__(**kwargs)
-        self.qikberry_conn_id = qikberry_conn_id
-        self.timeout_override = timeout
+        super().__init__(qikberry_conn_id, **kwargs)
         if reconcile_delay is not None and not reconcile_delay >= 0:
             raise QikberryValidationError(
                 f"reconcile_delay must be 0 or more seconds, got {reconcile_delay!r}.",
@@ -122,30 +118,30 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
                 field="reconcile_window",
             )
         self.reconcile_window_override = reconcile_window
-        self.retry_deadline_override = positive_or_none(retry_deadline, "retry_deadline")
         self.clock_skew = clock_skew
+        self.least_derived_deadline = least_derived_deadline
         self._extras_set: frozenset[str] = frozenset()
-        # The deadline is fitted to the connection's window and timeout when the connection is read.
-        self.policy = RetryPolicy(
-            max_attempts=max_attempts,
-            deadline=retry_deadline or DEFAULT_RETRY_DEADLINE,
-            max_retry_after=max_retry_after,
-            log=self.log,
-        )
+
+    @property
+    def retry_deadline(self) -> float:
+        """Return the deadline of each call, fitted to the connection (which it reads)."""
+        _ = self.settings
+        return self.policy.deadline
+
+    @property
+    def reconcile_window(self) -> float:
+        """Return the seconds an unknown outcome is looked for: the argument, else the connection's."""
+        if self.reconcile_window_override is not None:
+            return self.reconcile_window_override
+        return self.settings.reconcile_window
 
     # -- connection and transport
 
     @cached_property
     def settings(self) -> ConnectionSettings:
-        """The parsed connection; reading it also registers the token with Airflow's secrets masker."""
-        from airflow.providers.common.compat.sdk import mask_secret
-
-        from airflow_qikberry.connection import ConnectionSettings
-
+        """Return the parsed connection, its settings fitted together; its token is masked from then on."""
         conn = self.get_connection(self.qikberry_conn_id)
-        if conn.password:
-            mask_secret(conn.password)
-        settings = ConnectionSettings.from_connection(conn)
+        settings = self.settings_from(conn)
         extra = conn.extra_dejson or {}
         # Which extras the connection sets (for error messages that say where a value came from).
         self._extras_set = frozenset(
@@ -153,11 +149,12 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
             for name in ("reconcile_window", "retry_deadline", "timeout")
             if extra.get(name, extra.get(f"extra__{CONN_TYPE}__{name}")) not in (None, "")
         )
-        self._fit_to(settings)
+        self.policy.deadline = self._fitted_deadline(settings)
         return settings
 
-    def _fit_to(self, s: ConnectionSettings) -> None:
-        """Check this hook's arguments together with the connection's extras, and set the retry deadline.
+    def _fitted_deadline(self, s: ConnectionSettings) -> float:
+        """
+        Check this hook's arguments together with the connection's extras; return the retry deadline.
 
         A send must be able to settle an unknown outcome within its deadline: refused here, before any
         request, when an explicit ``retry_deadline`` is too short for the reconcile window and timeout in
@@ -180,40 +177,36 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
                 field="reconcile_delay",
             )
         deadline = self.retry_deadline_override
-        self.policy.deadline = fitted_retry_deadline(
+        return fitted_retry_deadline(
             deadline if deadline is not None else s.retry_deadline,
             window=window,
             timeout=self.timeout_override or s.timeout,
             deadline_from=source(deadline, "retry_deadline"),
             window_from=window_from,
             timeout_from=source(self.timeout_override, "timeout"),
+            least=self.least_derived_deadline,
         )
 
     @cached_property
     def transport(self) -> RequestsTransport:
-        """Every call's transport, within the token's process-wide GET budget."""
+        """Return every call's transport, within the token's process-wide GET budget."""
         from airflow_qikberry.transport.sync import RequestsTransport
 
         return RequestsTransport(self.settings, policy=self.policy, timeout=self.timeout_override)
 
     @cached_property
     def _polls(self) -> RequestsTransport:
-        """The transport of delivery polls (:meth:`poll_page`, :meth:`poll_message`): this one's session and
-        retry policy, within the poll budget as well; a 429 holds the poll budget of the whole process."""
+        """
+        Return the transport of delivery polls (:meth:`poll_page`, :meth:`poll_message`).
+
+        This one's session and retry policy, within the poll budget as well; a 429 holds the poll budget of
+        the whole process.
+        """
         return self.transport.for_polls()
 
     @property
-    def _bucket(self) -> Budget:
-        """The process-wide GET budget of this connection's (base URL, token)."""
-        return self.transport.bucket
-
-    @property
-    def _timeouts(self) -> tuple[float, float]:
-        return self.transport.timeouts
-
-    @property
     def session(self) -> requests.Session:
-        """The pooled keep-alive session (one per hook)."""
+        """Return the pooled keep-alive session (one per hook)."""
         return self.transport.session
 
     def get_conn(self) -> requests.Session:
@@ -229,12 +222,6 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def reconcile_window(self) -> float:
-        if self.reconcile_window_override is not None:
-            return self.reconcile_window_override
-        return self.settings.reconcile_window
 
     def _exactly_once(self) -> ExactlyOnce:
         from airflow_qikberry.idempotency import ExactlyOnce
@@ -259,7 +246,7 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
         return drive(lookup, lambda request: via.get(*request))
 
     def _status_rows(self, params: Mapping[str, str]) -> Iterator[MessageStatus]:
-        """Every row of a status query, following the API's pages lazily (any query may be paged)."""
+        """Return every row of a status query, following the API's pages lazily (any query may be paged)."""
         from airflow_qikberry.lookups import StatusQuery
 
         query = StatusQuery(params)
@@ -271,7 +258,8 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
     def send_sms(
         self, to: str | Iterable[str], message: str, *, resend: bool = False, **params: Unpack[SmsParams]
     ) -> list[SentMessage]:
-        """Send one text to one or more numbers (``sms/send``); returns one :class:`SentMessage` per number.
+        """
+        Send one text to one or more numbers (``sms/send``); returns one :class:`SentMessage` per number.
 
         The keyword arguments are the send parameters of ``sms/send``
         (:class:`~airflow_qikberry.send_options.SmsParams`): ``sender``, ``service``, ``template_id``,
@@ -299,7 +287,8 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
         check_first: bool | None = None,
         **params: Unpack[BatchParams],
     ) -> BatchResult:
-        """Send per-recipient texts in one request (``sms/send/json``).
+        """
+        Send per-recipient texts in one request (``sms/send/json``).
 
         Each node is a mapping with ``to`` (one number) and optionally any send parameter the API lets a
         node override: ``message``, ``sender``, ``template_id``, ``entity_id``, ``encoding``, ``flash``,
@@ -352,7 +341,8 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
         resend: bool = False,
         **params: Unpack[BulkParams],
     ) -> int:
-        """Send one text to every number in a TXT/CSV file (``sms/bulk``); returns the accepted count.
+        """
+        Send one text to every number in a TXT/CSV file (``sms/bulk``); returns the accepted count.
 
         The keyword arguments are the send parameters of ``sms/bulk``
         (:class:`~airflow_qikberry.send_options.BulkParams`: no ``tags``, no ``name``). The file (a path, or a
@@ -378,10 +368,12 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
         )
 
     def send_prepared(self, prepared: PreparedSend[T]) -> T:
-        """Run a send that :mod:`airflow_qikberry.sends` prepared (``prepare_sms``, ``prepare_batch``,
-        ``prepare_upload``), exactly once: what the send methods above do after checking their arguments,
-        and what the send operator runs (the very value its dry run would show), the notifier and the
-        campaign too.
+        """
+        Run a send that :mod:`airflow_qikberry.sends` prepared, exactly once.
+
+        The send comes from ``prepare_sms``, ``prepare_batch`` or ``prepare_upload``. This is what the send
+        methods above do after checking their arguments, and what the send operator runs (the very value its
+        dry run would show), the notifier and the campaign too.
 
         Example::
 
@@ -407,7 +399,8 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
         custom_id: str | None = None,
         mobile: str | None = None,
     ) -> list[MessageStatus]:
-        """Delivery status by message id, custom id and/or number (``sms/status``); combined keys AND.
+        """
+        Delivery status by message id, custom id and/or number (``sms/status``); combined keys AND.
 
         Follows the API's pages, so a custom id naming many messages returns all of them.
         """
@@ -428,8 +421,11 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
         return self._status_rows(group_query(group_id))
 
     def group_page(self, group_id: str, page: int = 1) -> tuple[list[MessageStatus], int | None, int | None]:
-        """One 100-row page of a group's statuses: its rows, the next page's number (None: it was the last)
-        and the group's row count in all when the API gives it (``meta.total``), else None.
+        """
+        One 100-row page of a group's statuses.
+
+        Its rows, the next page's number (None: it was the last) and the group's row count in all when the API
+        gives it (``meta.total``), else None.
 
         Example::
 
@@ -449,7 +445,7 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
         return self._run(page_of(group_query(group_id), page), self._polls)
 
     def poll_message(self, message_id: str) -> list[MessageStatus]:
-        """The status of one message, as a delivery sensor polls it (within the poll budget)."""
+        """Return the status of one message, as a delivery sensor polls it (within the poll budget)."""
         from airflow_qikberry.lookups import message_query, status_rows
 
         return self._run(status_rows(message_query(message_id)), self._polls)
@@ -462,7 +458,6 @@ class QikberryHook(RetrySettingsMixin, DltHookMixin, BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the token with ``auth/me`` and list the account's DLT senders and templates: never sends."""
-        from airflow_qikberry.exceptions import QikberryError
         from airflow_qikberry.protocol import Paths, redact
 
         try:

@@ -1,4 +1,5 @@
-"""QikberryAsyncHook: delivery-status, balance and DLT template lookups for triggers, over httpx.
+"""
+QikberryAsyncHook: delivery-status, balance and DLT template lookups for triggers, over httpx.
 
 It only reads (status, balance): sends happen on workers through :class:`QikberryHook`, never in the
 triggerer, whose restarts would repeat them. Its lookups are the sync hook's, written once in
@@ -16,11 +17,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.connection import get_async_connection
 
-from airflow_qikberry.connection import ConnectionSettings
-from airflow_qikberry.exceptions import QikberryValidationError
-from airflow_qikberry.get_provider_info import CONN_TYPE
+from airflow_qikberry.hooks.base import HookArgs, QikberryBaseHook
 from airflow_qikberry.lookups import (
     Lookup,
     Request,
@@ -31,22 +30,26 @@ from airflow_qikberry.lookups import (
     page_of,
     status_rows,
 )
-from airflow_qikberry.models import Balance, MessageStatus, StatusPage
 from airflow_qikberry.protocol import ApiResponse, status_params
 from airflow_qikberry.sansio import adrive
-from airflow_qikberry.transport.retry import RetryPolicy
+from airflow_qikberry.transport.aio import HttpxTransport
+from airflow_qikberry.transport.coalesce import coalescer, request_key
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from airflow_qikberry.catalog import DltSender, DltTemplate
-    from airflow_qikberry.transport.aio import HttpxTransport
+    from airflow_qikberry.connection import ConnectionSettings
+    from airflow_qikberry.models import Balance, MessageStatus, StatusPage
 
 __all__ = ["QikberryAsyncHook"]
 
 T = TypeVar("T")
 
 
-class QikberryAsyncHook(BaseHook):
-    """Async twin of :class:`~airflow_qikberry.hooks.qikberry.QikberryHook` for lookups (status, balance).
+class QikberryAsyncHook(QikberryBaseHook):
+    """
+    Async twin of :class:`~airflow_qikberry.hooks.qikberry.QikberryHook` for lookups (status, balance).
 
     The connection is fetched with common.compat's async-safe helper on first use; one pooled
     ``httpx.AsyncClient`` serves every call until :meth:`close`.
@@ -64,54 +67,24 @@ class QikberryAsyncHook(BaseHook):
     :param retry_deadline: seconds that bound a whole call, waits included (default: the connection's
         ``retry_deadline`` extra, else 120; lookups have no reconcile window to fit).
     :param max_retry_after: cap, in seconds, on how long a server's ``Retry-After`` may make us wait.
+    :param clock: how the hook reads time and waits (default: the real clock; see
+        :mod:`airflow_qikberry.clock`).
     """
 
-    conn_name_attr = "qikberry_conn_id"
-    default_conn_name = "qikberry_default"
-    conn_type = CONN_TYPE
     hook_name = "Qikberry (async)"
 
     def __init__(
-        self,
-        qikberry_conn_id: str = default_conn_name,
-        *,
-        timeout: float | None = None,
-        max_attempts: int = 5,
-        retry_deadline: float | None = None,
-        max_retry_after: float = 60.0,
-        **kwargs: Any,
+        self, qikberry_conn_id: str = QikberryBaseHook.default_conn_name, **kwargs: Unpack[HookArgs]
     ) -> None:
-        from airflow_qikberry.connection import DEFAULT_RETRY_DEADLINE
-
-        super().__init__(**kwargs)
-        self.qikberry_conn_id = qikberry_conn_id
-        self.timeout_override = timeout
-        if retry_deadline is not None and not retry_deadline > 0:
-            raise QikberryValidationError(
-                f"retry_deadline must be a positive number of seconds, got {retry_deadline!r}.",
-                field="retry_deadline",
-            )
-        self.retry_deadline_override = retry_deadline
-        self.policy = RetryPolicy(
-            max_attempts=max_attempts,
-            deadline=retry_deadline or DEFAULT_RETRY_DEADLINE,
-            max_retry_after=max_retry_after,
-            log=self.log,
-        )
+        super().__init__(qikberry_conn_id, **kwargs)
         self._settings: ConnectionSettings | None = None
         self._transport: HttpxTransport | None = None
         self._poll_transport: HttpxTransport | None = None
 
     async def get_settings(self) -> ConnectionSettings:
-        """The parsed connection, fetched once without blocking the event loop."""
+        """Return the parsed connection, fetched once without blocking the event loop."""
         if self._settings is None:
-            from airflow.providers.common.compat.connection import get_async_connection
-            from airflow.providers.common.compat.sdk import mask_secret
-
-            conn = await get_async_connection(self.qikberry_conn_id, self)
-            if conn.password:
-                mask_secret(conn.password)
-            self._settings = ConnectionSettings.from_connection(conn)
+            self._settings = self.settings_from(await get_async_connection(self.qikberry_conn_id, self))
             if self.retry_deadline_override is None and self._settings.retry_deadline is not None:
                 self.policy.deadline = self._settings.retry_deadline
         return self._settings
@@ -119,8 +92,6 @@ class QikberryAsyncHook(BaseHook):
     async def get_transport(self) -> HttpxTransport:
         """Every call's transport, within the token's process-wide GET budget (created on first use)."""
         if self._transport is None:
-            from airflow_qikberry.transport.aio import HttpxTransport
-
             s = await self.get_settings()
             # Checked again after the await: concurrent first lookups each opened a client, one never closed.
             if self._transport is None:
@@ -128,8 +99,12 @@ class QikberryAsyncHook(BaseHook):
         return self._transport
 
     async def get_poll_transport(self) -> HttpxTransport:
-        """The transport of delivery polls: this hook's client and retry policy, within both the token's GET
-        budget and its poll budget; a 429 holds the poll budget of the whole process."""
+        """
+        Return the transport of delivery polls.
+
+        This hook's client and retry policy, within both the token's GET budget and its poll budget; a 429
+        holds the poll budget of the whole process.
+        """
         if self._poll_transport is None:
             transport = await self.get_transport()
             if self._poll_transport is None:
@@ -201,9 +176,12 @@ class QikberryAsyncHook(BaseHook):
     # -- delivery polling (triggers)
 
     def _poll(self, max_age: float) -> Callable[[Request], Awaitable[ApiResponse]]:
-        """A delivery trigger's GET: within the poll budget, and made once for every identical GET of this
-        event loop (an answer up to ``max_age`` seconds old is reused)."""
-        from airflow_qikberry.transport.coalesce import coalescer, request_key
+        """
+        Return a delivery trigger's GET.
+
+        Within the poll budget, and made once for every identical GET of this event loop (an answer up to
+        ``max_age`` seconds old is reused).
+        """
 
         async def get(request: Request) -> ApiResponse:
             transport = await self.get_poll_transport()
@@ -216,8 +194,11 @@ class QikberryAsyncHook(BaseHook):
     async def poll_page(
         self, group_id: str, page: int = 1, *, max_age: float = 0.0
     ) -> StatusPage[MessageStatus]:
-        """One page of a group's statuses, as a delivery trigger polls it: within the poll budget, and made
-        once for every identical poll of this event loop (an answer up to ``max_age`` seconds old is reused).
+        """
+        One page of a group's statuses, as a delivery trigger polls it.
+
+        Within the poll budget, and made once for every identical poll of this event loop (an answer up to
+        ``max_age`` seconds old is reused).
 
         Example::
 
@@ -227,5 +208,5 @@ class QikberryAsyncHook(BaseHook):
         return await self._run(page_of(group_query(group_id), page), self._poll(max_age))
 
     async def poll_message(self, message_id: str, *, max_age: float = 0.0) -> list[MessageStatus]:
-        """The status of one message, as a delivery trigger polls it (see :meth:`poll_page`)."""
+        """Return the status of one message, as a delivery trigger polls it (see :meth:`poll_page`)."""
         return await self._run(status_rows(message_query(message_id)), self._poll(max_age))

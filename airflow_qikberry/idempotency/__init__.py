@@ -1,4 +1,5 @@
-"""Exactly-once sends: custom ids, task identity, and the state machine that settles an unknown outcome.
+"""
+Exactly-once sends: custom ids, task identity, and the state machine that settles an unknown outcome.
 
 Every send carries a custom id (``custom``). A send is repeated only when it provably was not processed
 (connection refused, 429, 503). When its outcome is unknown (read timeout, connection dropped after

@@ -1,6 +1,8 @@
-"""The send state machine: :class:`ExactlyOnce` runs a prepared :class:`Send` so that it is accepted once,
-or reported as not sent or as an unknown outcome, settling an unknown outcome by looking its custom id up
-over the reconcile window.
+"""
+The send state machine.
+
+:class:`ExactlyOnce` runs a prepared :class:`Send` so that it is accepted once, or reported as not sent or as
+an unknown outcome, settling an unknown outcome by looking its custom id up over the reconcile window.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def accounted_for(sent: Sequence[SentMessage], numbers: Sequence[str], what: str
 
 
 class Send(Generic[T]):
-    """One send, prepared: how to post it, read its answer, look it up, and describe an unknown outcome.
+    """
+    One send, prepared: how to post it, read its answer, look it up, and describe an unknown outcome.
 
     ``lookup(check_reuse)``: when ``check_reuse`` is true, rows submitted before this call began count as a
     reused custom id. ``resend_after_ambiguity`` is False for uploads: an ambiguous upload is never posted
@@ -71,7 +74,8 @@ class Send(Generic[T]):
 
 
 class ExactlyOnce:
-    """Runs a :class:`Send` so that it is accepted once, or reported as not sent or unknown.
+    """
+    Runs a :class:`Send` so that it is accepted once, or reported as not sent or unknown.
 
     Example::
 
@@ -132,9 +136,11 @@ class ExactlyOnce:
         *,
         on_wait: Callable[[float, float], None] | None = None,
     ) -> Finding[T]:
-        """Call ``lookup`` with backoff (1, 2, 4, 8, 8 ... s) until its finding is settled or the window
-        closes. ``on_wait(wait, left)`` is told before each wait: how long it is, and how much of the window
-        is left before it.
+        """
+        Call ``lookup`` with backoff (1, 2, 4, 8, 8 ... s) until its finding is settled or the window closes.
+
+        ``on_wait(wait, left)`` is told before each wait: how long it is, and how much of the window is left
+        before it.
 
         When the call's deadline ends the lookups before the window has closed, "nothing found yet" proves
         nothing: the verdict is then ``unknown``, never ``absent``.
@@ -161,7 +167,7 @@ class ExactlyOnce:
             if on_wait is not None:
                 on_wait(wait, left)
             if wait > 0:
-                self.policy.sleep(wait)
+                self.policy.clock.sleep(wait)
             waited += max(wait, 0.25)  # a zero first delay still moves the window on
             verdict = lookup()
             if verdict.settled:
@@ -242,7 +248,7 @@ class ExactlyOnce:
 
 
 def _accepted_rows(result: Any) -> tuple[list[SentMessage], str | None]:
-    """The messages of a partial verdict's result (a batch's or a send's) and their group id."""
+    """Return the messages of a partial verdict's result (a batch's or a send's) and their group id."""
     if isinstance(result, BatchResult):
         return list(result.messages), result.group_id
     messages = list(result) if isinstance(result, (list, tuple)) else []

@@ -1,5 +1,7 @@
-"""What a custom-id lookup found, judged against what was sent: a :class:`Finding` (found, absent, partial,
-unknown, or a reused custom id).
+"""
+What a custom-id lookup found, judged against what was sent.
+
+A :class:`Finding` (found, absent, partial, unknown, or a reused custom id).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ ABSENT: Finding[Any] = Finding("absent")
 
 
 def submitted_before(row: MessageStatus, not_before: datetime, api_timezone: str) -> bool:
-    """True when the row's ``submitted_at`` (API-local wall time) is earlier than ``not_before``."""
+    """Return True when the row's ``submitted_at`` (API-local wall time) is earlier than ``not_before``."""
     if not row.submitted_at:
         return False
     try:
@@ -93,7 +95,7 @@ class ReuseCheck(NamedTuple):
 
 
 def reused(rows: Sequence[MessageStatus], reuse: ReuseCheck | None) -> Finding[Any] | None:
-    """A ``reused`` verdict when any of ``rows`` was submitted before this call began, else None."""
+    """Return a ``reused`` verdict when any of ``rows`` was submitted before this call began, else None."""
     old = reuse.older(rows) if reuse is not None else []
     if not old:
         return None
@@ -143,8 +145,7 @@ def match_batch_rows(
     numbers: Sequence[str],
     reuse: ReuseCheck | None = None,
 ) -> Finding[list[SentMessage]]:
-    """Judge the rows of a batch's group against the nodes sent (custom id ``custom_ids[i]`` to
-    ``numbers[i]``)."""
+    """Judge the rows of a batch's group against the nodes sent (``custom_ids[i]`` to ``numbers[i]``)."""
     wanted = {cid: canonical_number(n) for cid, n in zip(custom_ids, numbers, strict=True)}
     if (verdict := reused([r for r in rows if r.custom_id in wanted], reuse)) is not None:
         return verdict
@@ -176,8 +177,12 @@ def match_batch_rows(
 def match_upload_rows(
     rows: Sequence[MessageStatus], custom_id: str, reuse: ReuseCheck | None
 ) -> Finding[int]:
-    """Judge the rows a ``cid`` lookup found for a bulk upload: any row of ours proves it was accepted
-    (the count is of the rows visible so far; the API may still be processing the file)."""
+    """
+    Judge the rows a ``cid`` lookup found for a bulk upload.
+
+    Any row of ours proves it was accepted (the count is of the rows visible so far; the API may still be
+    processing the file).
+    """
     rows = [r for r in rows if r.custom_id == custom_id]
     if not rows:
         return ABSENT

@@ -1,6 +1,8 @@
-"""Custom ids and task identity: the ids a retry of the same Airflow task derives again (so it can find
-what an earlier try sent), fingerprints of a send that do not depend on the order of its recipients, and the
-per-row ids of a campaign.
+"""
+Custom ids and task identity.
+
+The ids a retry of the same Airflow task derives again (so it can find what an earlier try sent), fingerprints
+of a send that do not depend on the order of its recipients, and the per-row ids of a campaign.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ def is_task_retry(identity: TaskIdentity | None) -> bool:
 def derive_custom_id(
     fingerprint: str, identity: TaskIdentity | None = _LOOK_UP, *, fresh: bool = False
 ) -> str:
-    """A custom id that a retry of the same Airflow task reproduces, so the retry can find earlier sends.
+    """
+    Return a custom id that a retry of the same Airflow task reproduces, so the retry can find earlier sends.
 
     Inside a task: sha256 of (dag_id, task_id, run_id, map_index, n, fingerprint), where ``n`` counts
     the sends with the same fingerprint made so far in this try. The try number is left out, so try 2
@@ -103,19 +106,27 @@ def fingerprint(*parts: Any) -> str:
 
 
 def canonical_fields(payload: Mapping[str, Any]) -> str:
-    """A send's parameters in one form whatever order they came in: keys sorted, and the tags (a set of
-    opt-out tags, which a caller may pass as a Python set) sorted too."""
+    """
+    Return a send's parameters in one form whatever order they came in.
+
+    Keys sorted, and the tags (a set of opt-out tags, which a caller may pass as a Python set) sorted too.
+    """
     return repr(sorted((key, sorted(val) if key == "tags" else val) for key, val in payload.items()))
 
 
 def send_fingerprint(numbers: Iterable[str], payload: Mapping[str, Any]) -> str:
-    """The identity of a ``sms/send``: its numbers as a set (their order does not matter: a Python set
-    iterates in another order in every process, so in every try of a task) and its parameters."""
+    """
+    Return the identity of a ``sms/send``.
+
+    Its numbers as a set (their order does not matter: a Python set iterates in another order in every
+    process, so in every try of a task) and its parameters.
+    """
     return fingerprint("send_sms", sorted(numbers), canonical_fields(payload))
 
 
 def batch_identity(nodes: Sequence[Mapping[str, Any]], root: Mapping[str, Any]) -> tuple[str, list[int]]:
-    """The identity of a ``sms/send/json`` batch and each node's rank in it.
+    """
+    Return the identity of a ``sms/send/json`` batch and each node's rank in it.
 
     A batch is the multiset of its nodes (each node's number, text and overrides) under its root: the same
     nodes in another order are the same batch. The rank of a node is its place when the nodes are sorted by
@@ -131,7 +142,8 @@ def batch_identity(nodes: Sequence[Mapping[str, Any]], root: Mapping[str, Any]) 
 
 
 def sample_positions(size: int) -> list[int]:
-    """Positions of a batch looked up to find it when its first node may be missing: first, last, middle.
+    """
+    Positions of a batch looked up to find it when its first node may be missing: first, last, middle.
 
     A node the API refused or left out is absent while the rest of its request is there, so one node
     proves nothing by its absence; all three absent while others were accepted would take three nodes
@@ -144,7 +156,8 @@ CAMPAIGN_ID_PREFIX = "qc-"
 
 
 def campaign_key(identity: TaskIdentity | None, name: str, *, resend: bool = False, content: str = "") -> str:
-    """The key in a campaign's custom ids ``qc-<key>-<chunk>-<position>`` (16 hex characters).
+    """
+    Return the key in a campaign's custom ids ``qc-<key>-<chunk>-<position>`` (16 hex characters).
 
     Inside a task: a hash of (dag_id, task_id, run_id, map_index, campaign name) without the try number, so
     a retried task derives the very ids its earlier tries sent and can find how far they got; with
@@ -167,5 +180,5 @@ def campaign_key(identity: TaskIdentity | None, name: str, *, resend: bool = Fal
 
 
 def campaign_custom_id(key: str, chunk: int, position: int) -> str:
-    """The custom id of the row at ``position`` (0-based) of chunk ``chunk`` of campaign ``key``."""
+    """Return the custom id of the row at ``position`` (0-based) of chunk ``chunk`` of campaign ``key``."""
     return f"{CAMPAIGN_ID_PREFIX}{key}-{chunk}-{position}"

@@ -1,18 +1,24 @@
-"""How far an earlier try of a campaign got: the accepted prefix of chunks sent in order, found with a
-logarithmic number of lookups, and the boundary chunk confirmed absent over the reconcile window.
+"""
+How far an earlier try of a campaign got.
+
+The accepted prefix of chunks sent in order, found with a logarithmic number of lookups, and the boundary
+chunk confirmed absent over the reconcile window.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from airflow_qikberry.exceptions import (
     QikberryDeliveryUnknownError,
     QikberryError,
 )
-from airflow_qikberry.idempotency.exactly_once import ExactlyOnce
 from airflow_qikberry.idempotency.findings import ABSENT, Finding
 from airflow_qikberry.transport.retry import bounded_by
+
+if TYPE_CHECKING:
+    from airflow_qikberry.idempotency.exactly_once import ExactlyOnce
 
 __all__ = [
     "accepted_prefix",
@@ -22,7 +28,8 @@ __all__ = [
 
 
 def accepted_prefix(total: int, accepted: Callable[[int], bool], *, start: int = 0) -> int:
-    """How many of ``total`` chunks sent strictly in order were accepted (the first ``p``; none after them).
+    """
+    How many of ``total`` chunks sent strictly in order were accepted (the first ``p``; none after them).
 
     ``accepted(k)`` looks chunk ``k`` up; chunks below ``start`` are already known to be accepted. The search
     steps exponentially from ``start`` (start, +1, +3, +7, ...) until a chunk is missing, then bisects between
@@ -60,7 +67,8 @@ def accepted_prefix(total: int, accepted: Callable[[int], bool], *, start: int =
 def resume_point(
     total: int, accepted: Callable[[int], bool], confirm_absent: Callable[[int], bool], *, start: int = 0
 ) -> int:
-    """The first chunk a retried campaign must send.
+    """
+    Return the first chunk a retried campaign must send.
 
     :func:`accepted_prefix` sees what the API shows now, but a chunk accepted moments before the earlier try
     died may become visible only later. So the boundary chunk counts as unsent only once ``confirm_absent``
@@ -82,8 +90,11 @@ def confirm_absent(
     looking_for: str = "",
     why: str = "",
 ) -> bool:
-    """True when ``lookup`` (a custom-id lookup: is it there?) keeps finding nothing for the runner's whole
-    reconcile window, with the same backoff as an ambiguous send; False as soon as it finds it.
+    """
+    Return True when ``lookup`` keeps finding nothing for the runner's whole reconcile window.
+
+    ``lookup`` is a custom-id lookup (is it there?), made with the same backoff as an ambiguous send; False
+    comes as soon as it finds it.
 
     The runner's log says, before each wait, what it waits for (``what``, looked up by ``looking_for``),
     how much of the window is left and ``why``; then how it ended. A window cut short by the call's retry

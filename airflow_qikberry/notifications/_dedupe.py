@@ -1,4 +1,5 @@
-"""Who may send an alert: the notifier's claim on one custom id, exact within a process and on one machine.
+"""
+Who may send an alert: the notifier's claim on one custom id, exact within a process and on one machine.
 
 The API is the notifier's only memory shared across machines, and it offers no atomic "send unless sent":
 a lookup of the custom id followed by a send leaves a window (the lookup's answer, the send's round trip
@@ -43,7 +44,7 @@ _warned: set[str] = set()
 
 
 def default_lock_dir() -> Path:
-    """A directory per user under the system temp directory: the processes of one Airflow user share it."""
+    """Return a directory per user in the system temp directory (shared by the processes of one user)."""
     user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
     return Path(tempfile.gettempdir()) / f"airflow-qikberry-alerts-{user}"
 
@@ -80,7 +81,8 @@ class Claim:
 def claim(
     custom_id: str, *, until: float, lock_dir: Path | None, log: Any, wait: float = 120.0
 ) -> Iterator[Claim]:
-    """Hold the claim on ``custom_id`` (whose dedupe window ends at ``until``) for the block.
+    """
+    Hold the claim on ``custom_id`` (whose dedupe window ends at ``until``) for the block.
 
     Waits while another thread of this process, or another process sharing ``lock_dir``, holds it; the OS
     releases a machine lock whose process died. Without ``lock_dir`` (or when it cannot be used: the reason

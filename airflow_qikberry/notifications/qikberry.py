@@ -1,4 +1,5 @@
-"""QikberryNotifier: SMS alerts from task callbacks, DAG callbacks and Deadline Alerts.
+"""
+QikberryNotifier: SMS alerts from task callbacks, DAG callbacks and Deadline Alerts.
 
 DAG files import notifiers at every parse, so this module imports only the base class: the hook and the
 validation helpers are imported when an alert is actually sent, and the hook (which reads the connection)
@@ -23,6 +24,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.notifier import BaseNotifier
+
+from airflow_qikberry.clock import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
     from airflow_qikberry.hooks.qikberry import QikberryHook
@@ -64,7 +67,7 @@ def _state_value(state: Any) -> str | None:
 
 
 def _when(context: Mapping[str, Any]) -> str:
-    """The logical date as ``2026-11-27T02:00Z`` (UTC) or ISO with offset; else the run id."""
+    """Return the logical date as ``2026-11-27T02:00Z`` (UTC) or ISO with offset; else the run id."""
     dag_run = context.get("dag_run")
     date = context.get("logical_date") or _get(dag_run, "logical_date")
     if date is not None and hasattr(date, "strftime"):
@@ -90,7 +93,8 @@ def _first_line(error: Any) -> str:
 
 
 def default_message(context: Mapping[str, Any]) -> str:
-    """``[Airflow] sales_etl.load failed (try 2/3) 2026-11-27T02:00Z: KeyError 'amount'``.
+    """
+    ``[Airflow] sales_etl.load failed (try 2/3) 2026-11-27T02:00Z: KeyError 'amount'``.
 
     Task callbacks name the task and the try; DAG-level callbacks (their context carries ``reason``) name
     the DAG only. Every context key is optional.
@@ -130,8 +134,11 @@ def default_message(context: Mapping[str, Any]) -> str:
 
 
 def fit_text(text: str, max_units: int) -> str:
-    """Transliterate what has a GSM-7 form, then shorten to ``max_units`` parts without splitting a
-    character. Text that still needs UCS-2 (emoji, Devanagari) is counted as UCS-2 and shortened to fit."""
+    """
+    Transliterate what has a GSM-7 form, then shorten to ``max_units`` parts without splitting a character.
+
+    Text that still needs UCS-2 (emoji, Devanagari) is counted as UCS-2 and shortened to fit.
+    """
     from airflow_qikberry import sms_text
 
     # An exception text may hold half of a surrogate pair or a control character, which cannot be sent: an
@@ -145,7 +152,8 @@ def fit_text(text: str, max_units: int) -> str:
 
 
 class QikberryNotifier(BaseNotifier):
-    """Send an SMS alert through the Qikberry API from an Airflow callback.
+    """
+    Send an SMS alert through the Qikberry API from an Airflow callback.
 
     Use it as ``on_failure_callback`` / ``on_retry_callback`` / ``on_success_callback`` of a task or a DAG,
     or (through ``async_notify``) as the callback of a Deadline Alert. It never raises: an alert that cannot
@@ -163,6 +171,8 @@ class QikberryNotifier(BaseNotifier):
         custom id encodes number, text and window; see docs/notifier.md for where that ends).
     :param lock_dir: directory of the same-machine alert claims (default: one per user under the system
         temp directory). Processes that share it never send the same alert twice within the window.
+    :param clock: how the notifier's hook reads time and waits (default: the real clock; see
+        :mod:`airflow_qikberry.clock`).
     :param max_attempts: attempts per API call (the hook's retries), kept low so a callback does not hang.
     :param retry_deadline: seconds bounding each API call, retries and lookups included. Default: the
         shortest that lets one unknown outcome (a 502, a timeout, a dropped connection) be looked up over
@@ -185,6 +195,7 @@ class QikberryNotifier(BaseNotifier):
         max_attempts: int = 3,
         retry_deadline: float | None = None,
         lock_dir: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -197,22 +208,21 @@ class QikberryNotifier(BaseNotifier):
         self.max_attempts = max_attempts
         self.retry_deadline = retry_deadline
         self.lock_dir = lock_dir
+        self.clock = clock
 
     @cached_property
     def hook(self) -> QikberryHook:
-        """Built on first use, after the templates are rendered (never at DAG parse time)."""
-        from airflow_qikberry.connection import settle_time
+        """Return the hook, built on first use, after the templates are rendered (never at DAG parse time)."""
         from airflow_qikberry.hooks.qikberry import QikberryHook
 
-        hook = QikberryHook(
+        return QikberryHook(
             qikberry_conn_id=self.qikberry_conn_id,
             max_attempts=self.max_attempts,
             retry_deadline=self.retry_deadline,
+            # Not the hook's 120 s: a callback should not hang longer than one unknown outcome needs.
+            least_derived_deadline=0.0,
+            clock=self.clock,
         )
-        if self.retry_deadline is None and hook.settings.retry_deadline is None:
-            # Not the hook's 120 s default: a callback should not hang longer than one unknown outcome needs.
-            hook.retry_deadline = settle_time(hook.settings.timeout, hook.reconcile_window)
-        return hook
 
     def get_template_env(self, dag: Any = None) -> Any:
         # Under dag.test() a DAG-level callback gets a SerializedDAG without get_template_env
@@ -236,25 +246,28 @@ class QikberryNotifier(BaseNotifier):
             self.log.error("Qikberry alert was not sent: %s: %s", type(err).__name__, err)
 
     def render_text(self, context: Mapping[str, Any]) -> str:
-        """The final SMS text: the message (or the default one), transliterated and shortened."""
+        """Return the final SMS text: the message (or the default one), transliterated and shortened."""
         text = self.message if isinstance(self.message, str) and self.message.strip() else None
         if text is None:
             text = default_message(context)
         return fit_text(text, self.max_units)
 
     def custom_id(self, number: str, text: str, now: float | None = None) -> str:
-        """Custom id for (number, text, dedupe window): the same within a window in every process."""
+        """Return the custom id of (number, text, dedupe window): the same in every process."""
         window = self._window(now)
         digest = hashlib.sha256(f"{number}\x1f{text}\x1f{window}".encode()).hexdigest()
         return "an-" + digest[:24]
 
     def _window(self, now: float | None = None) -> int:
-        """The dedupe window ``now`` falls in: windows are a fixed grid of ``dedupe_window`` seconds."""
+        """Return the dedupe window ``now`` falls in (windows: a fixed grid of ``dedupe_window`` seconds)."""
         return int((time.time() if now is None else now) // max(self.dedupe_window, 1e-9))
 
     def _numbers(self, default_region: str | None) -> list[str]:
-        """Normalised recipients; a bad entry is logged and skipped, the others stay. No recipients at all
-        (``to`` empty, a mapping, ...) is an error: the alert is not sent, and says so."""
+        """
+        Normalised recipients; a bad entry is logged and skipped, the others stay.
+
+        No recipients at all (``to`` empty, a mapping, ...) is an error: the alert is not sent, and says so.
+        """
         from airflow_qikberry import phone
         from airflow_qikberry.recipients import recipient_entry, recipient_list
 
@@ -343,7 +356,8 @@ class QikberryNotifier(BaseNotifier):
         )
 
     async def async_notify(self, context: Any) -> None:
-        """Send the alert from the triggerer (Deadline Alerts' ``AsyncCallback``). Never raises.
+        """
+        Send the alert from the triggerer (Deadline Alerts' ``AsyncCallback``). Never raises.
 
         The async hook deliberately cannot send (a send in the triggerer would be repeated on every triggerer
         restart). An alert is a one-shot callback whose repeats are already deduplicated by its custom id

@@ -1,4 +1,5 @@
-"""QikberryCheckBalanceOperator: fail or skip when a service's credits are below a threshold.
+"""
+QikberryCheckBalanceOperator: fail or skip when a service's credits are below a threshold.
 
 DAG files import this module at every parse, so it imports only the base class and the exception types; the
 hook is imported and built when the task runs.
@@ -57,12 +58,13 @@ def _is_template(value: Any) -> bool:
 
 
 def _json_number(value: Decimal) -> int | float:
-    """An int when whole (``9997``), else a float (``12.5``): what XCom and templates handle natively."""
+    """Return an int when whole (``9997``), else a float (``12.5``): what XCom and templates handle."""
     return int(value) if value == value.to_integral_value() else float(value)
 
 
 class QikberryCheckBalanceOperator(BaseOperator):
-    """Check that a Qikberry service has at least ``min_credits`` credits; fail or skip when it has fewer.
+    """
+    Check that a Qikberry service has at least ``min_credits`` credits; fail or skip when it has fewer.
 
     Put it before a send or a campaign: with ``on_low="fail"`` the task fails (no retries:
     ``AirflowFailException``) with the credits and the threshold in the message; with ``on_low="skip"`` it is

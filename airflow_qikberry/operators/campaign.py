@@ -1,4 +1,5 @@
-"""QikberryBulkCampaignOperator: text a table of customers, resumably, from a DAG.
+"""
+QikberryBulkCampaignOperator: text a table of customers, resumably, from a DAG.
 
 DAG files import this module at every parse, so it imports only the base class: the campaign engine
 (:mod:`airflow_qikberry.campaign`), the hook, Jinja, ``requests`` and ``phonenumbers`` are imported when the
@@ -42,7 +43,8 @@ def _text(value: Any) -> Any:
 
 
 class QikberryBulkCampaignOperator(BaseOperator):
-    """Send a campaign: one SMS per row of a list, a CSV file, a SQL query or an upstream XCom.
+    """
+    Send a campaign: one SMS per row of a list, a CSV file, a SQL query or an upstream XCom.
 
     Each row's number is validated and its text rendered (one ``message`` for all, or a Jinja
     ``message_template`` with ``row`` in scope, compiled once); invalid rows go to a rejected report,
@@ -354,8 +356,11 @@ class QikberryBulkCampaignOperator(BaseOperator):
         return f"{ti.dag_id}.{ti.task_id}.{ti.run_id}" if ti is not None else "campaign"
 
     def _row_template_env(self) -> Any:
-        """The task's Jinja environment (macros, filters, undefined handling), always sandboxed: a row's
-        values come from data, and ``render_template_as_native_obj`` must not make texts non-strings."""
+        """
+        Return the task's Jinja environment (macros, filters, undefined handling), always sandboxed.
+
+        A row's values come from data, and ``render_template_as_native_obj`` must not make texts non-strings.
+        """
         dag = self.dag if self.has_dag() else None
         if dag is not None:
             try:

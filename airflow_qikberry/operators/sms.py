@@ -1,4 +1,5 @@
-"""QikberrySendSmsOperator: send one text, or a stored DLT template, to one or more numbers from a DAG.
+"""
+QikberrySendSmsOperator: send one text, or a stored DLT template, to one or more numbers from a DAG.
 
 DAG files import this module at every parse, so it imports only the base class: the hook, the checks,
 ``requests`` and ``phonenumbers`` are imported when the task runs, and the hook (which reads the connection)
@@ -39,9 +40,13 @@ SAMPLE_SIZE = 5
 
 
 def _flags(**flags: Any) -> tuple[bool, ...]:
-    """Yes/no arguments as booleans; one given as text ("false" from a template, a Variable, a connection)
-    is read as Airflow reads booleans, and anything else fails the DAG file's import naming the argument.
-    Booleans, the usual case, cost nothing: validation is imported only for another type."""
+    """
+    Yes/no arguments as booleans.
+
+    One given as text ("false" from a template, a Variable, a connection) is read as Airflow reads booleans,
+    and anything else fails the DAG file's import naming the argument. Booleans, the usual case, cost nothing:
+    validation is imported only for another type.
+    """
     if all(isinstance(value, bool) for value in flags.values()):
         return tuple(flags.values())
     from airflow_qikberry.validation import validate_flag
@@ -50,7 +55,8 @@ def _flags(**flags: Any) -> tuple[bool, ...]:
 
 
 class QikberrySendSmsOperator(BaseOperator):
-    """Send one SMS text to one or more numbers through the Qikberry API; returns the accepted messages.
+    """
+    Send one SMS text to one or more numbers through the Qikberry API; returns the accepted messages.
 
     Every argument is validated before any request: a bad number, an empty or over-long text, a bad sender,
     schedule, custom id or more than 3 tags fail the task with a
@@ -248,7 +254,7 @@ class QikberrySendSmsOperator(BaseOperator):
         )
 
     def _dry_run(self, prepared: SmsRequest | TemplateRequest) -> dict[str, Any]:
-        """What the prepared send would post, and a balance lookup; no POST is made."""
+        """Return what the prepared send would post, and a balance lookup; no POST is made."""
         from airflow_qikberry import phone
         from airflow_qikberry.exceptions import QikberryError
         from airflow_qikberry.models import estimate_cost

@@ -1,4 +1,5 @@
-"""The delivery-report receiver: where the Qikberry API pushes delivery reports (Airflow 3 API server).
+"""
+The delivery-report receiver: where the Qikberry API pushes delivery reports (Airflow 3 API server).
 
 An Airflow 3 API-server plugin: a FastAPI app mounted at ``/qikberry`` of every API server that loads it.
 Register ``https://<airflow>/qikberry/dlr/<conn id>`` as the webhook's ``uri`` with the connection's
@@ -64,7 +65,7 @@ _cache: dict[str, tuple[float, ReceiverSettings | None]] = {}
 
 
 def _load_settings(conn_id: str) -> ReceiverSettings | None:
-    """The connection's receiver settings (None: no such connection). Blocking: run in a thread."""
+    """Load the connection's receiver settings (None: no such connection). Blocking: run in a thread."""
     from airflow.models.connection import Connection
 
     try:
@@ -119,7 +120,7 @@ def _record(conn_id: str, report: Any) -> None:
 
 
 def create_app() -> "FastAPI":
-    """The receiver's FastAPI app (routes relative to its mount point: ``POST /dlr/{conn_id}``)."""
+    """Create the receiver's FastAPI app (routes relative to its mount point: ``POST /dlr/{conn_id}``)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 

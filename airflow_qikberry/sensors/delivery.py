@@ -1,4 +1,5 @@
-"""QikberryDeliverySensor: wait until sent messages (or whole campaigns) are delivered.
+"""
+QikberryDeliverySensor: wait until sent messages (or whole campaigns) are delivered.
 
 DAG files import sensors at every parse, so this module imports only the base class: the tracker, the hooks
 and the trigger are imported when the sensor runs.
@@ -26,8 +27,11 @@ _DEFER_GRACE_SECONDS = 120.0
 
 
 class QikberryDeliverySensor(BaseSensorOperator):
-    """Wait until ``success_ratio`` of the watched messages are delivered; fail as soon as that can no longer
-    happen; return (XCom) a summary: counts by status, delivered ratio, failed ids and ids still pending.
+    """
+    Wait until ``success_ratio`` of the watched messages are delivered.
+
+    Fail as soon as that can no longer happen; return (XCom) a summary: counts by status, delivered ratio,
+    failed ids and ids still pending.
 
     Watch ``message_ids`` (a list, e.g. rendered from the send task's XCom) or ``group_id`` (one campaign id
     or a list of them, e.g. a chunked campaign's ``group_ids``). ``AWAITING-DLR`` is pending, ``DELIVRD``
@@ -116,7 +120,7 @@ class QikberryDeliverySensor(BaseSensorOperator):
     # -- inputs
 
     def _new_tracker(self) -> DeliveryTracker:
-        """The rendered inputs, checked (a typed error naming the field, before any request)."""
+        """Return the rendered inputs, checked (a typed error naming the field, before any request)."""
         from airflow_qikberry.delivery.inputs import check_expected_count, parse_group_ids, parse_message_ids
         from airflow_qikberry.delivery.tracker import DeliveryTracker
 
@@ -172,7 +176,8 @@ class QikberryDeliverySensor(BaseSensorOperator):
         message: str = "",
         cause: BaseException | None = None,
     ) -> NoReturn:
-        """How the sensor ends without success, in every mode: push the summary, then raise.
+        """
+        How the sensor ends without success, in every mode: push the summary, then raise.
 
         ``failure`` (the ratio can no longer be reached) raises ``AirflowFailException``: no retries, final
         statuses do not change. ``timeout`` raises ``AirflowSensorTimeout``. With ``soft_fail`` both skip
@@ -233,7 +238,8 @@ class QikberryDeliverySensor(BaseSensorOperator):
             self._fail(context, "timeout", summary, f"{exc} {timeout_message(summary)}", cause=exc)
 
     def _timeout_skip(self, skip: BaseException) -> bool:
-        """Whether Airflow's sensor loop raised ``skip`` for a timeout under ``soft_fail``.
+        """
+        Whether Airflow's sensor loop raised ``skip`` for a timeout under ``soft_fail``.
 
         Airflow (2.11 and 3.x) times a sensor out inside ``BaseSensorOperator.execute``, with no method to
         override: ``AirflowSensorTimeout``, or under ``soft_fail`` a bare ``AirflowSkipException`` that no

@@ -1,4 +1,5 @@
-"""The async transport: one ``httpx.AsyncClient`` per hook, for lookups made from the triggerer.
+"""
+The async transport: one ``httpx.AsyncClient`` per hook, for lookups made from the triggerer.
 
 It never sends messages (sends happen on workers, never in a trigger, which a triggerer restart would
 repeat); it speaks the same protocol, with the same retry policy and the same per-token GET budget as the
@@ -12,36 +13,33 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_qikberry.protocol import ApiResponse, auth_headers, query_params
-from airflow_qikberry.transport.base import (
-    RawResponse,
-    Transport,
-    TransportFailure,
-    caused_by,
-    failure,
-    get_answered,
-    get_failed,
-    install_log_filter,
-)
-from airflow_qikberry.transport.retry import Deadline
-from airflow_qikberry.transport.sync import USER_AGENT
+from airflow_qikberry.transport import base
 
 if TYPE_CHECKING:
     import httpx
 
     from airflow_qikberry.connection import ConnectionSettings
+    from airflow_qikberry.transport.retry import Deadline
 
 
 __all__ = ["HttpxTransport", "TransportClosed"]
 
 
 class TransportClosed(Exception):
-    """A request on a transport whose hook was closed. Not a :class:`QikberryError`: a coalesced lookup that
-    dies of it is made again by each caller that joined it, on its own transport."""
+    """
+    A request on a transport whose hook was closed.
+
+    Not a :class:`QikberryError`: a coalesced lookup that dies of it is made again by each caller that
+    joined it, on its own transport.
+    """
 
 
 class _Pool:
-    """The client and the requests in flight on it, shared by a transport and its :meth:`for_polls` view, so
-    that closing either closes both and nothing opens a new client afterwards."""
+    """
+    The client and the requests in flight on it, shared by a transport and its :meth:`for_polls` view.
+
+    Closing either closes both, and nothing opens a new client afterwards.
+    """
 
     def __init__(self) -> None:
         self.client: httpx.AsyncClient | None = None
@@ -49,8 +47,9 @@ class _Pool:
         self.in_flight: set[asyncio.Future[None]] = set()
 
 
-class HttpxTransport(Transport):
-    """Async GETs over a pooled ``httpx.AsyncClient``.
+class HttpxTransport(base.Transport):
+    """
+    Async GETs over a pooled ``httpx.AsyncClient``.
 
     Example::
 
@@ -62,8 +61,8 @@ class HttpxTransport(Transport):
     def __init__(self, settings: ConnectionSettings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
         self._pool = _Pool()
-        install_log_filter("httpx")
-        install_log_filter("httpcore")
+        base.install_log_filter("httpx")
+        base.install_log_filter("httpcore")
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -76,7 +75,7 @@ class HttpxTransport(Transport):
 
             s = self.settings
             pool.client = httpx.AsyncClient(
-                headers=auth_headers(s.token, s.auth_in, USER_AGENT),
+                headers=auth_headers(s.token, s.auth_in, base.USER_AGENT),
                 timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout),
                 verify=s.verify_ssl,
                 limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
@@ -87,7 +86,8 @@ class HttpxTransport(Transport):
         self.client  # noqa: B018  (a property that creates the client)
 
     async def aclose(self) -> None:
-        """Close the client once the requests still on it have their answers (at most a request timeout).
+        """
+        Close the client once the requests still on it have their answers (at most a request timeout).
 
         Such a request belongs to a coalesced lookup another trigger may still await; closing its connection
         under it made it retry on a new one, which nothing closed (a ResourceWarning in the task log).
@@ -105,7 +105,7 @@ class HttpxTransport(Transport):
 
     async def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None
-    ) -> RawResponse:
+    ) -> base.RawResponse:
         import httpx
 
         s = self.settings
@@ -121,7 +121,7 @@ class HttpxTransport(Transport):
         finally:
             self._pool.in_flight.discard(answered)
             answered.set_result(None)
-        return RawResponse(
+        return base.RawResponse(
             response.status_code, response.content.decode("utf-8", "replace"), response.headers
         )
 
@@ -134,22 +134,22 @@ class HttpxTransport(Transport):
             await self.bucket.acquire_async()
             try:
                 raw = await self.request("GET", path, params=params)
-            except TransportFailure as exc:
-                raise get_failed(exc) from None
-            return get_answered(raw)
+            except base.TransportFailure as exc:
+                raise base.get_failed(exc) from None
+            return base.get_answered(raw)
 
         return await self.policy.run_async(attempt, deadline, hold=self.hold)
 
 
-def _classified(exc: BaseException, what: str, token: str) -> TransportFailure:
+def _classified(exc: BaseException, what: str, token: str) -> base.TransportFailure:
     import ssl
 
     import httpx
 
     if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
-        return failure("fatal", what, exc, token, "not retried: fix the connection's host")
-    if caused_by(exc, (ssl.SSLCertVerificationError,)):
-        return failure(
+        return base.failure("fatal", what, exc, token, "not retried: fix the connection's host")
+    if base.caused_by(exc, (ssl.SSLCertVerificationError,)):
+        return base.failure(
             "fatal",
             what,
             exc,
@@ -158,5 +158,5 @@ def _classified(exc: BaseException, what: str, token: str) -> TransportFailure:
             "or set verify_ssl false for a sandbox",
         )
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        return failure("not_sent", what, exc, token)
-    return failure("ambiguous", what, exc, token)
+        return base.failure("not_sent", what, exc, token)
+    return base.failure("ambiguous", what, exc, token)

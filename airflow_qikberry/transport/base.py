@@ -1,6 +1,10 @@
-"""What both transports share: their settings, retry policy and budgets (:class:`Transport`), what they hand
-back (a raw response, or a failure that says whether the request was sent), and the log filter that keeps
-query-string tokens out of HTTP libraries' logs."""
+"""
+What both transports share.
+
+Their settings, retry policy and budgets (:class:`Transport`), what they hand back (a raw response, or a
+failure that says whether the request was sent), and the log filter that keeps query-string tokens out of HTTP
+libraries' logs.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
 
-from airflow_qikberry import ratelimit
+from airflow_qikberry import __version__, ratelimit
 from airflow_qikberry.exceptions import QikberryConnectionError, QikberryError
 from airflow_qikberry.protocol import ApiResponse, classify, decode_body, error_for, parse_response, redact
 from airflow_qikberry.transport.retry import Retry
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
     from airflow_qikberry.transport.retry import RetryPolicy
 
 __all__ = [
+    "USER_AGENT",
     "FailureKind",
     "RawResponse",
     "Transport",
@@ -31,6 +36,9 @@ __all__ = [
     "install_log_filter",
 ]
 
+#: How both transports introduce themselves to the API.
+USER_AGENT = f"airflow-provider-qikberry/{__version__}"
+
 TransportT = TypeVar("TransportT", bound="Transport")
 
 # not_sent: the request provably never reached the server (safe to repeat, even a send).
@@ -40,12 +48,14 @@ FailureKind = Literal["not_sent", "ambiguous", "fatal"]
 
 
 class RawResponse(NamedTuple):
+    """An HTTP answer as a transport hands it over: status, text and headers, not yet interpreted."""
+
     status_code: int
     text: str
     headers: Mapping[str, str]
 
     def parse(self) -> ApiResponse:
-        """The parsed success envelope, or the typed error this response stands for."""
+        """Return the parsed success envelope, or the typed error this response stands for."""
         return parse_response(self.status_code, self.text, self.headers)
 
     def error(self) -> QikberryError:
@@ -62,9 +72,11 @@ class TransportFailure(Exception):
 
 
 class Transport:
-    """What both transports hold: the connection's settings, the retry policy and the budget every request
-    draws from (default: the token's process-wide GET budget). ``hold``, when set, is told the wait of each
-    429 (see :meth:`for_polls`).
+    """
+    What both transports hold.
+
+    The connection's settings, the retry policy and the budget every request draws from (default: the token's
+    process-wide GET budget). ``hold``, when set, is told the wait of each 429 (see :meth:`for_polls`).
 
     Example::
 
@@ -94,10 +106,14 @@ class Transport:
         """Create the connection pool now, so that :meth:`for_polls` shares it (each transport overrides)."""
 
     def for_polls(self: TransportT) -> TransportT:
-        """This transport for delivery polls: the same settings, retry policy and connection pool (closed with
-        this transport), drawing from the token's GET budget and its poll budget (``poll_budget_per_minute``)
-        both; a 429 holds the poll budget of the whole process for its wait, so that every sensor and trigger
-        of the token waits it out together instead of each spending a call to meet the same 429."""
+        """
+        Return this transport for delivery polls.
+
+        The same settings, retry policy and connection pool (closed with this transport), drawing from the
+        token's GET budget and its poll budget (``poll_budget_per_minute``) both; a 429 holds the poll budget
+        of the whole process for its wait, so that every sensor and trigger of the token waits it out together
+        instead of each spending a call to meet the same 429.
+        """
         s = self.settings
         poll = ratelimit.POLL_BUDGETS.bucket(s.base_url, s.token, s.poll_budget_per_minute)
         self._open_pool()
@@ -110,12 +126,12 @@ class Transport:
 
 
 def get_failed(exc: TransportFailure) -> Exception:
-    """What a GET that got no answer raises: the error itself when it cannot heal, else a :class:`Retry`."""
+    """Return what a GET that got no answer raises: the error when it cannot heal, else a :class:`Retry`."""
     return exc.error if exc.kind == "fatal" else Retry(exc.error)
 
 
 def get_answered(raw: RawResponse) -> ApiResponse:
-    """What a GET's answer means: the parsed body, a :class:`Retry` (408, 429, 5xx) or the typed error."""
+    """Return what a GET's answer means: the body, a :class:`Retry` (408, 429, 5xx) or a typed error."""
     if classify("GET", raw.status_code) == "retry":
         error = raw.error()
         raise Retry(error, getattr(error, "retry_after", None))
@@ -131,7 +147,7 @@ def failure(kind: FailureKind, what: str, exc: BaseException, token: str, hint: 
 
 
 def caused_by(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
-    """True when ``exc`` or anything in its cause/context/reason/args chain is one of ``types``."""
+    """Return True when ``exc`` or anything in its cause/context/reason/args chain is one of ``types``."""
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
     while stack:

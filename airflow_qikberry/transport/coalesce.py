@@ -1,4 +1,5 @@
-"""Single-flight and short reuse of identical async GETs made in one event loop (one triggerer).
+"""
+Single-flight and short reuse of identical async GETs made in one event loop (one triggerer).
 
 Every deferred Qikberry sensor of a triggerer runs its trigger in the same event loop. When two of them wait
 on the same group they ask for the same pages: the first request for a key makes the call, identical
@@ -13,12 +14,12 @@ Only typed API errors are shared with the callers that joined a flight; if the f
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+from airflow_qikberry.clock import SYSTEM_CLOCK, Clock
 from airflow_qikberry.exceptions import QikberryError
 from airflow_qikberry.ratelimit import token_key
 
@@ -32,7 +33,7 @@ MAX_REUSE_SECONDS = 10.0
 
 
 def request_key(base_url: str, token: str, path: str, params: Mapping[str, Any] | None) -> Key:
-    """The identity of a GET: base URL, token digest, path and the non-empty parameters, in sorted order."""
+    """Return the identity of a GET: base URL, token digest, path and the non-empty parameters, sorted."""
     query = tuple(sorted((str(k), str(v)) for k, v in (params or {}).items() if v is not None))
     return (*token_key(base_url, token), path, query)
 
@@ -45,7 +46,8 @@ def _cancelled_from_outside() -> bool:
 
 
 class Coalescer:
-    """Shares identical in-flight GETs and recent answers among the coroutines of one event loop.
+    """
+    Shares identical in-flight GETs and recent answers among the coroutines of one event loop.
 
     Example::
 
@@ -55,7 +57,7 @@ class Coalescer:
     ``calls`` counts requests actually made, ``shared`` those answered by another caller's request.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
         self._flights: dict[Key, asyncio.Task[Any]] = {}
         self._done: OrderedDict[Key, tuple[float, Any]] = OrderedDict()
@@ -72,7 +74,7 @@ class Coalescer:
 
     async def run(self, key: Key, fetch: Callable[[], Awaitable[T]], *, max_age: float = 0.0) -> T:
         """``await fetch()``, unless an identical request is in flight or finished within ``max_age`` s."""
-        now = self._clock()
+        now = self._clock.monotonic()
         self._evict(now)
         if max_age > 0 and key in self._done:
             finished, value = self._done[key]
@@ -102,7 +104,7 @@ class Coalescer:
 
     async def _fly(self, key: Key, fetch: Callable[[], Awaitable[T]]) -> T:
         value = await fetch()
-        self._done[key] = (self._clock(), value)
+        self._done[key] = (self._clock.monotonic(), value)
         self._done.move_to_end(key)
         return value
 
@@ -117,7 +119,7 @@ _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Coalescer] = weak
 
 
 def coalescer() -> Coalescer:
-    """The coalescer of the running event loop (futures belong to one loop; a triggerer has one)."""
+    """Return the coalescer of the running event loop (futures belong to one loop; a triggerer has one)."""
     loop = asyncio.get_running_loop()
     found = _by_loop.get(loop)
     if found is None:

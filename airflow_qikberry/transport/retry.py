@@ -1,4 +1,5 @@
-"""How long and how often to retry: one policy, used by the sync and the async transports alike.
+"""
+How long and how often to retry: one policy, used by the sync and the async transports alike.
 
 A call gets a :class:`Deadline` when it starts; every wait (backoff, ``Retry-After``, reconciliation
 lookups) is taken from it, so ``retry_deadline`` bounds the whole call, not each attempt. A caller may ask
@@ -7,19 +8,21 @@ to be told each 429's wait (``hold``): the transport of delivery polls holds the
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import tenacity
 
+from airflow_qikberry.clock import SYSTEM_CLOCK, Clock
 from airflow_qikberry.exceptions import QikberryError, QikberryRateLimitError
 
-__all__ = ["Deadline", "Retry", "RetryPolicy", "bounded_by"]
+__all__ = ["DEFAULT_RETRY_DEADLINE", "Deadline", "Retry", "RetryPolicy", "bounded_by"]
+
+#: The retry deadline of a call when nothing asks for another and the reconcile window does not need more.
+DEFAULT_RETRY_DEADLINE = 120.0
 
 T = TypeVar("T")
 
@@ -36,13 +39,13 @@ class Retry(Exception):
 class Deadline:
     """A point in time after which a call makes no new attempt and starts no new wait."""
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, seconds: float, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
         self.seconds = seconds
-        self.end = clock() + seconds
+        self.end = clock.monotonic() + seconds
 
     def remaining(self) -> float:
-        return max(0.0, self.end - self._clock())
+        return max(0.0, self.end - self._clock.monotonic())
 
 
 # The deadline of the call in progress: the GETs a send makes to settle its outcome share the send's deadline.
@@ -64,31 +67,33 @@ _BACKOFF = tenacity.wait_exponential(multiplier=0.5, max=30.0) + tenacity.wait_r
 
 
 class RetryPolicy:
-    """Attempts, deadline and ``Retry-After`` cap of every call; ``sleep``, ``async_sleep`` and ``clock`` are
-    seams for tests (recorded instead of waited)."""
+    """
+    Attempts, deadline and ``Retry-After`` cap of every call; ``clock`` measures time and waits it out.
+
+    Example::
+
+        policy = RetryPolicy(max_attempts=3, deadline=60)
+        response = policy.run(attempt)  # again while attempt() raises Retry (its request was not processed)
+    """
 
     def __init__(
         self,
         *,
         max_attempts: int = 5,
-        deadline: float = 120.0,
+        deadline: float = DEFAULT_RETRY_DEADLINE,
         max_retry_after: float = 60.0,
         log: Any = None,
-        sleep: Callable[[float], None] = time.sleep,
-        async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.max_attempts = max(1, max_attempts)
         self.deadline = deadline
         self.max_retry_after = max_retry_after
         # Any logger with .warning(msg, *args): stdlib, or the structlog-backed one of Airflow 3 hooks.
         self.log = log if log is not None else logging.getLogger(__name__)
-        self.sleep = sleep
-        self.async_sleep = async_sleep
         self.clock = clock
 
     def start(self) -> Deadline:
-        """A new deadline, or the enclosing call's when this call runs inside one (see :func:`bounded_by`)."""
+        """Return a new deadline, or the enclosing call's inside one (see :func:`bounded_by`)."""
         return _current_deadline.get() or Deadline(self.deadline, self.clock)
 
     def wait_for(self, retry_state: tenacity.RetryCallState) -> float:
@@ -112,7 +117,7 @@ class RetryPolicy:
         return wait
 
     def _retrying(self, deadline: Deadline, hold: Callable[[float], None] | None) -> dict[str, Any]:
-        """The tenacity arguments of one call, sync or async (only the sleep differs)."""
+        """Return the tenacity arguments of one call, sync or async (only the sleep differs)."""
 
         def stop(retry_state: tenacity.RetryCallState) -> bool:
             upcoming = getattr(retry_state, "upcoming_sleep", 0.0) or 0.0
@@ -144,9 +149,12 @@ class RetryPolicy:
         *,
         hold: Callable[[float], None] | None = None,
     ) -> T:
-        """Call ``attempt`` until it returns, raises anything but :class:`Retry`, or the policy gives up
-        (then the last :class:`Retry`'s error is raised). ``hold`` is told the wait after each 429 (a
-        transport of delivery polls holds its poll budget for it: see :class:`~.base.Transport`)."""
+        """
+        Call ``attempt`` until it returns, raises anything but :class:`Retry`, or the policy gives up.
+
+        When the policy gives up, the last :class:`Retry`'s error is raised. ``hold`` is told the wait after
+        each 429 (a transport of delivery polls holds its poll budget for it: see :class:`~.base.Transport`).
+        """
         # Nearly every call succeeds at once: only a failure pays for tenacity's bookkeeping. The first
         # failure is replayed as tenacity's attempt 1 so its wait (and Retry-After) logic sees it.
         try:
@@ -161,7 +169,7 @@ class RetryPolicy:
             return attempt()
 
         try:
-            retrying = tenacity.Retrying(sleep=self.sleep, **self._retrying(deadline, hold))
+            retrying = tenacity.Retrying(sleep=self.clock.sleep, **self._retrying(deadline, hold))
             for try_ in retrying:
                 with try_:
                     return again()
@@ -176,7 +184,7 @@ class RetryPolicy:
         *,
         hold: Callable[[float], None] | None = None,
     ) -> T:
-        """The same policy for coroutines (the async hook's GETs), with the same fast path as :meth:`run`."""
+        """Run ``attempt``, a coroutine function (the async hook's GETs), as :meth:`run` runs a function."""
         deadline = deadline or self.start()
         try:
             return await attempt()
@@ -189,7 +197,7 @@ class RetryPolicy:
             return await attempt()
 
         try:
-            retrying = tenacity.AsyncRetrying(sleep=self.async_sleep, **self._retrying(deadline, hold))
+            retrying = tenacity.AsyncRetrying(sleep=self.clock.asleep, **self._retrying(deadline, hold))
             async for try_ in retrying:
                 with try_:
                     return await again()

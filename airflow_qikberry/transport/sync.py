@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any
 
-from airflow_qikberry import __version__
 from airflow_qikberry.protocol import ApiResponse, auth_headers, query_params
 from airflow_qikberry.transport.base import (
+    USER_AGENT,
     RawResponse,
     Transport,
     TransportFailure,
@@ -19,20 +19,19 @@ from airflow_qikberry.transport.base import (
     get_failed,
     install_log_filter,
 )
-from airflow_qikberry.transport.retry import Deadline
 
 if TYPE_CHECKING:
     import requests
 
     from airflow_qikberry.connection import ConnectionSettings
+    from airflow_qikberry.transport.retry import Deadline
 
-__all__ = ["USER_AGENT", "RequestsTransport"]
-
-USER_AGENT = f"airflow-provider-qikberry/{__version__}"
+__all__ = ["RequestsTransport"]
 
 
 class RequestsTransport(Transport):
-    """Sends one request at a time over a pooled keep-alive session; retries are the caller's business.
+    """
+    Sends one request at a time over a pooled keep-alive session; retries are the caller's business.
 
     Example::
 
@@ -107,8 +106,11 @@ class RequestsTransport(Transport):
     def get(
         self, path: str, params: Mapping[str, Any] | None = None, deadline: Deadline | None = None
     ) -> ApiResponse:
-        """GET within the rate budget, retried on connection errors, 408, 429 (honouring Retry-After) and
-        5xx; errors that cannot heal fail at once."""
+        """
+        GET within the rate budget, retried on connection errors, 408, 429 (honouring Retry-After) and 5xx.
+
+        Errors that cannot heal fail at once.
+        """
 
         def attempt() -> ApiResponse:
             self.bucket.acquire()
@@ -180,7 +182,8 @@ def _classified(exc: BaseException, what: str, token: str) -> TransportFailure:
 
 
 class _FromHere:
-    """A seekable file's bytes from its current position to its end, as the multipart encoder reads them.
+    """
+    A seekable file's bytes from its current position to its end, as the multipart encoder reads them.
 
     The encoder would send a ``BytesIO`` whole (``getvalue()``) and size a real file by ``fstat``, both
     ignoring the position; this wrapper offers only ``read`` and a ``len`` that shrinks as it is read.

@@ -1,6 +1,8 @@
-"""The file of a bulk upload (``sms/bulk``): a path, reopened for every attempt, or a seekable binary file
-object, rewound to where it stood. Checked before any request: that it exists, is binary and can be read
-again, its size, and a CSV's header.
+"""
+The file of a bulk upload (``sms/bulk``).
+
+A path, reopened for every attempt, or a seekable binary file object, rewound to where it stood. Checked
+before any request: that it exists, is binary and can be read again, its size, and a CSV's header.
 
 Example::
 
@@ -37,7 +39,7 @@ class UploadSource:
 
     @classmethod
     def of(cls, file: str | os.PathLike[str] | IO[bytes], filename: str | None) -> UploadSource:
-        """The source of ``file``, named ``filename`` (default: the file's own name)."""
+        """Return the source of ``file``, named ``filename`` (default: the file's own name)."""
         if isinstance(file, (str, os.PathLike)):
             path = Path(file)
             if not path.is_file():

@@ -1,4 +1,5 @@
-"""QikberryDeliveryTrigger: waits in the triggerer until enough messages are delivered (no worker slot).
+"""
+QikberryDeliveryTrigger: waits in the triggerer until enough messages are delivered (no worker slot).
 
 It only reads: sends happen on workers, never here (a triggerer restart would repeat them). It keeps no state
 that matters outside the API: a restarted trigger re-derives everything from the status API on its first
@@ -29,8 +30,11 @@ MIN_POLL_INTERVAL = 0.1
 
 
 class QikberryDeliveryTrigger(BaseTrigger):
-    """Poll delivery statuses until ``success_ratio`` of the messages are delivered, it can no longer be
-    reached, or ``end_time`` passes; then yield one event.
+    """
+    Poll delivery statuses until the wait is decided, then yield one event.
+
+    It is decided when ``success_ratio`` of the messages are delivered, when that can no longer be reached,
+    or when ``end_time`` passes.
 
     Events: ``{"status": "success" | "failure" | "timeout" | "error", "summary": {...}, "message": "..."}``;
     the summary is the one :class:`~airflow_qikberry.sensors.delivery.QikberryDeliverySensor` returns. A
@@ -136,8 +140,11 @@ class QikberryDeliveryTrigger(BaseTrigger):
         return seconds
 
     def next_wait(self, waits: int, now: float) -> float:
-        """Time until the grid point of ``interval`` nearest to ``now + interval``: sweeps of triggers with
-        the same interval happen together, and on average still one interval apart."""
+        """
+        Time until the grid point of ``interval`` nearest to ``now + interval``.
+
+        Sweeps of triggers with the same interval happen together, and on average still one interval apart.
+        """
         step = self.interval(waits)
         target = round((now + step) / step) * step
         if target - now < step / 2:

@@ -1,4 +1,5 @@
-"""QikberryDeliveryEventTrigger: delivery reports as asset events (an ``AssetWatcher``'s trigger, Airflow 3).
+"""
+QikberryDeliveryEventTrigger: delivery reports as asset events (an ``AssetWatcher``'s trigger, Airflow 3).
 
 It runs in the triggerer for as long as a DAG declares the asset, and every ``poll_interval`` emits one
 event (more for big batches) holding the new final reports that match its selection, read from the push
@@ -74,7 +75,8 @@ def _positive(value: Any, name: str, *, maximum: float | None = None) -> float:
 
 
 class QikberryDeliveryEventTrigger(BaseEventTrigger):
-    """Emit batches of final delivery reports of a connection as asset events (Airflow 3 asset watchers).
+    """
+    Emit batches of final delivery reports of a connection as asset events (Airflow 3 asset watchers).
 
     Each event's payload (the asset event's ``extra["payload"]``) holds ``reports`` (one dict per report:
     ``id``, ``key``, ``group_id``, ``mobile`` masked, ``status``, ``outcome``, ``error_code``, ``units``,
@@ -204,16 +206,23 @@ class QikberryDeliveryEventTrigger(BaseEventTrigger):
         )
 
     def memory_key(self) -> str:
-        """The asset state store key of this watcher's memory: changes when what it emits changes (its
-        connection, selection or status vocabulary), not with its intervals or batch size."""
+        """
+        Return the asset state store key of this watcher's memory.
+
+        It changes when what it emits changes (its connection, selection or status vocabulary), not with
+        its intervals or batch size.
+        """
         selection = self.feed_settings().selection.describe()
         basis = {"conn": self.qikberry_conn_id, "selection": selection, **self.status_sets.to_kwargs()}
         digest = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
         return f"{MEMORY_KEY}.{digest}"
 
     def payloads(self, sweep: Sweep) -> list[dict[str, Any]]:
-        """The event payloads of one sweep's reports: none when it found none, else batches of
-        ``max_batch``."""
+        """
+        Return the event payloads of one sweep's reports.
+
+        None when it found none, else batches of ``max_batch``.
+        """
         from airflow_qikberry.delivery.report import reports_payload
 
         reports = sweep.reports
@@ -235,7 +244,7 @@ class QikberryDeliveryEventTrigger(BaseEventTrigger):
         return _STREAM, hashlib.sha256(json.dumps(kwargs, sort_keys=True).encode()).hexdigest()
 
     def shared_stream_key(self) -> Hashable | None:
-        """A stream for this trigger alone: ack mode then tells it when its events are stored."""
+        """Return a stream for this trigger alone: ack mode then tells it when its events are stored."""
         key = self._stream_key()
         _STORES[key] = getattr(self, "asset_state_store", None)
         return key
@@ -253,8 +262,11 @@ class QikberryDeliveryEventTrigger(BaseEventTrigger):
     # -- any Airflow: its own loop
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Where the triggerer does not use shared streams (Airflow 3.0-3.2) or a test drives it: the memory
-        of a sweep is stored one sweep later, when the triggerer has long taken its events."""
+        """
+        Emit events where the triggerer does not use shared streams (Airflow 3.0-3.2) or a test drives it.
+
+        The memory of a sweep is stored one sweep later, when the triggerer has long taken its events.
+        """
         async with _Watch(self, getattr(self, "asset_state_store", None)) as watch:
             taken: str | None = None
             async for sweep in watch.sweeps():
@@ -317,8 +329,11 @@ class _Watch:
         )
 
     async def sweep_once(self, *, catch_up: bool, max_age: float) -> Sweep:
-        """One sweep on a hook of its own, closed before this returns whatever happens (cancellation too):
-        a watcher suspended at its ``yield`` and never closed (2.11's ``dag.test()``) holds no socket."""
+        """
+        Run one sweep on a hook of its own, closed before this returns whatever happens (cancellation too).
+
+        A watcher suspended at its ``yield`` and never closed (2.11's ``dag.test()``) holds no socket.
+        """
         from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
 
         self.hook = QikberryAsyncHook(qikberry_conn_id=self.trigger.qikberry_conn_id)
@@ -331,9 +346,13 @@ class _Watch:
             await self.close()
 
     async def sweeps(self) -> AsyncIterator[Sweep]:
-        """A sweep every ``poll_interval`` on the wall-clock grid (so watchers and sensors of one triggerer
-        that read the same groups make their identical lookups once), forever. A failed sweep (the API or
-        Airflow unreachable) is logged and tried again at the next interval."""
+        """
+        Yield a sweep every ``poll_interval`` on the wall-clock grid, forever.
+
+        On the grid so watchers and sensors of one triggerer that read the same groups make their
+        identical lookups once. A failed sweep (the API or Airflow unreachable) is logged and tried again
+        at the next interval.
+        """
         from airflow_qikberry.delivery.sweep import is_transient
         from airflow_qikberry.exceptions import QikberryError
 
@@ -386,16 +405,23 @@ _PRODUCER: type | None = None
 
 
 def _producer_class() -> type:
-    """The ack-mode producer (Airflow 3.3's ``SharedStreamProducer``), defined on first use: the base class
-    does not exist before 3.3, where this path is never taken."""
+    """
+    Return the ack-mode producer (Airflow 3.3's ``SharedStreamProducer``), defined on first use.
+
+    The base class does not exist before 3.3, where this path is never taken.
+    """
     global _PRODUCER
     if _PRODUCER is not None:
         return _PRODUCER
     from airflow.triggers.shared_stream import AdvanceItem, SharedStreamProducer
 
     class DeliveryEventProducer(SharedStreamProducer):
-        """Sweeps as the stream's raw events; each sweep's memory is the broker payload ``advance`` stores
-        once Airflow confirmed the events of that sweep (and of every one before it) are persisted."""
+        """
+        Sweeps as the stream's raw events.
+
+        Each sweep's memory is the broker payload ``advance`` stores once Airflow confirmed the events of
+        that sweep (and of every one before it) are persisted.
+        """
 
         def __init__(self, trigger: QikberryDeliveryEventTrigger, store: Any) -> None:
             self.watch = _Watch(trigger, store)

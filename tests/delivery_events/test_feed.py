@@ -96,11 +96,12 @@ def test_catch_up_alone_finds_every_failure_once_and_reads_only_recorded_groups(
     first, second = asyncio.run(sweeps(feed(qikberry_conn), True, True))
 
     assert sorted(r.message_id for r in first.reports) == sorted(failing)
-    assert {r.outcome for r in first.reports} == {"failed"} and {r.source for r in first.reports} == {
-        "status"
-    }
-    assert first.stats["read_back"] == 50 and first.stats["groups_open"] == 0
-    assert second.reports == [] and second.stats["lookups"] == 0  # closed groups are not read again
+    assert {r.outcome for r in first.reports} == {"failed"}
+    assert {r.source for r in first.reports} == {"status"}
+    assert first.stats["read_back"] == 50
+    assert first.stats["groups_open"] == 0
+    assert second.reports == []
+    assert second.stats["lookups"] == 0
     requests = status_requests(emulator)
     assert len(requests) == first.stats["lookups"] <= 4
     assert not [r for r in emulator.request_log()["requests"] if stranger in json.dumps(r)]
@@ -120,8 +121,10 @@ def test_pushed_reports_are_emitted_once_and_catch_up_reads_only_what_is_missing
     inbox_only, again, caught_up = asyncio.run(sweeps(f, False, False, True))
 
     assert sorted(r.message_id for r in inbox_only.reports) == sorted(ids[:7])
-    assert inbox_only.stats["pushed"] == 7 and inbox_only.stats["lookups"] == 0
-    assert again.reports == [] and again.stats["inbox_reads"] == 0  # read once, not again
+    assert inbox_only.stats["pushed"] == 7
+    assert inbox_only.stats["lookups"] == 0
+    assert again.reports == []
+    assert again.stats["inbox_reads"] == 0
     assert sorted(r.message_id for r in caught_up.reports) == sorted(ids[7:])
     # Only the three missing messages were looked up (by id), not the group's pages.
     assert len(status_requests(emulator)) == caught_up.stats["lookups"]
@@ -142,7 +145,8 @@ def test_a_push_teaches_a_group_unless_the_watcher_selects_a_campaign(
     # The pushed report, then the rest of its group read back.
     assert sorted(r.message_id for r in learning.reports) == sorted(ids)
     # A campaign watcher cannot know the group's campaign from a push: it reads nothing of it.
-    assert campaign_only.reports == [] and campaign_only.stats["lookups"] == 0
+    assert campaign_only.reports == []
+    assert campaign_only.stats["lookups"] == 0
 
 
 async def _both(a: DeliveryFeed, b: DeliveryFeed) -> tuple[Any, Any]:

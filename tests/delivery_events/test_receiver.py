@@ -63,7 +63,8 @@ def test_a_report_is_answered_200_once_it_is_recorded_with_the_number_masked(cli
     answer = _post(client, _report())
     assert answer.status_code == 200, answer.text
     (stored,) = _inbox().values()
-    assert stored["key"] == f"{GROUP}:1|UNDELIV" and stored["source"] == "push"
+    assert stored["key"] == f"{GROUP}:1|UNDELIV"
+    assert stored["source"] == "push"
     assert "919812345999" not in json.dumps(stored)
 
 
@@ -86,7 +87,8 @@ def test_a_connection_without_a_webhook_secret_takes_no_pushes(client: Any) -> N
 )  # fmt: skip
 def test_a_garbled_report_is_an_error_so_the_api_pushes_again(client: Any, body: str) -> None:
     answer = _post(client, body)
-    assert 400 <= answer.status_code < 500 and answer.json()["status"] == "ERROR"
+    assert 400 <= answer.status_code < 500
+    assert answer.json()["status"] == "ERROR"
     assert _inbox() == {}
 
 
@@ -102,7 +104,8 @@ def test_a_report_that_cannot_be_recorded_is_a_503(client: Any, monkeypatch: pyt
 def test_the_verification_challenge_is_answered_only_with_the_key_and_secret(client: Any) -> None:
     challenge = {"validation_key": TOKEN, "challenge": "abc123"}
     ok = _post(client, challenge, params={"token": TOKEN})
-    assert ok.status_code == 200 and ok.json() == {"challenge": "abc123"}
+    assert ok.status_code == 200
+    assert ok.json() == {"challenge": "abc123"}
     assert _post(client, {**challenge, "validation_key": "nope"}, params={"token": TOKEN}).status_code == 403
     assert _post(client, challenge, params={"token": "nope"}).status_code == 403
     assert _post(client, challenge, secret="wrong", params={"token": TOKEN}).status_code == 401
@@ -114,7 +117,8 @@ def test_the_secret_never_reaches_a_log(client: Any, caplog: pytest.LogCaptureFi
     _post(client, _report(), secret="wrong-" + SECRET)
     _post(client, _report())
     _post(client, {"validation_key": "x", "challenge": "c"}, params={"token": "bad"})
-    assert SECRET not in caplog.text and TOKEN not in caplog.text
+    assert SECRET not in caplog.text
+    assert TOKEN not in caplog.text
 
 
 def test_a_pending_status_is_acknowledged_and_not_recorded(client: Any) -> None:

@@ -50,7 +50,10 @@ def test_the_send_operator_records_its_group_when_the_connection_asks(
         assert recorded == {}
         return
     groups = {m["id"].rsplit(":", 1)[0] for m in emulator.messages()}
-    assert set(recorded) == groups and len(groups) == 1
+    assert set(recorded) == groups
+    assert len(groups) == 1
     (entry,) = recorded.values()
-    assert entry.positions == "1-3" and entry.task == f"{dag_id}.send" and entry.sender == "QIKBRY"
+    assert entry.positions == "1-3"
+    assert entry.task == f"{dag_id}.send"
+    assert entry.sender == "QIKBRY"
     assert "9876543210" not in json.dumps(entry.__dict__)  # no number in the registry

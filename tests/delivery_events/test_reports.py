@@ -40,11 +40,16 @@ def _push(**fields: Any) -> dict[str, Any]:
 def test_a_pushed_report_has_the_number_masked_times_in_utc_and_the_dedupe_key() -> None:
     report = DeliveryReport.from_push(_push(), StatusSets(), "Asia/Kolkata")
     data = report.to_dict()
-    assert data["id"] == f"{GROUP}:1" and data["group_id"] == GROUP
+    assert data["id"] == f"{GROUP}:1"
+    assert data["group_id"] == GROUP
     assert data["key"] == report.key == report_key(f"{GROUP}:1", "UNDELIV") == f"{GROUP}:1|UNDELIV"
-    assert data["outcome"] == "failed" and data["source"] == "push"
-    assert "12345" not in data["mobile"] and data["mobile"].endswith("123")
-    assert data["credits"] == "0.2500" and data["units"] == 1 and data["custom_id"] == "order-17"
+    assert data["outcome"] == "failed"
+    assert data["source"] == "push"
+    assert "12345" not in data["mobile"]
+    assert data["mobile"].endswith("123")
+    assert data["credits"] == "0.2500"
+    assert data["units"] == 1
+    assert data["custom_id"] == "order-17"
     assert data["submitted_at"] == "2024-11-27T09:33:20+00:00"
     assert data["delivered_at"] == "2024-11-27T09:34:20+00:00"
     assert DeliveryReport.from_dict(json.loads(json.dumps(data))) == report
@@ -53,7 +58,8 @@ def test_a_pushed_report_has_the_number_masked_times_in_utc_and_the_dedupe_key()
 def test_wall_times_are_read_in_the_api_time_zone() -> None:
     body = _push(sent_at=None, deliv_at=None, sent_time="2024-11-27 15:03:20", deliv_time="")
     report = DeliveryReport.from_push(body, StatusSets(), "Asia/Kolkata")
-    assert report.submitted_at == "2024-11-27T09:33:20+00:00" and report.delivered_at is None
+    assert report.submitted_at == "2024-11-27T09:33:20+00:00"
+    assert report.delivered_at is None
 
 
 @pytest.mark.parametrize(
@@ -106,9 +112,12 @@ def test_position_sets_keep_runs_and_read_back_their_text() -> None:
     s = PositionSet.parse("1-3,7")
     s.add(4)
     s.add(6)
-    assert str(s) == "1-4,6-7" and len(s) == 6 and 5 not in s and 7 in s
+    assert str(s) == "1-4,6-7"
+    assert len(s) == 6
+    assert 5 not in s
+    assert 7 in s
     assert PositionSet.parse(str(PositionSet.of(range(1, 500_001)))).runs() == [(1, 500_000)]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # noqa: PT011 - any refusal: the message is not the contract
         PositionSet.parse("3-1")
 
 
@@ -122,12 +131,15 @@ def test_memory_survives_its_stored_form_and_garbage_is_empty_memory() -> None:
     memory.inbox_bucket = 1732700
     again = EventMemory.from_json(memory.to_json())
     assert again.to_json() == memory.to_json()
-    assert again.processed(f"{GROUP}:2") and not again.processed(f"{GROUP}:3") and again.processed("loose-id")
+    assert again.processed(f"{GROUP}:2")
+    assert not again.processed(f"{GROUP}:3")
+    assert again.processed("loose-id")
     assert again.groups[GROUP].pending_positions() == [1, 3, 4, 5]
     for garbage in ("{", "[]", json.dumps({"v": 99, "g": {}}), json.dumps({"v": 1, "g": {"x": {}}})):
         assert EventMemory.from_json(garbage).groups == {}
     # Groups older than the lookback are forgotten.
-    assert [g.group_id for g in again.expire(before=200.0)] == [GROUP] and not again.groups
+    assert [g.group_id for g in again.expire(before=200.0)] == [GROUP]
+    assert not again.groups
 
 
 def _report(n: int, status: str = "UNDELIV") -> DeliveryReport:
@@ -137,7 +149,8 @@ def _report(n: int, status: str = "UNDELIV") -> DeliveryReport:
 def test_a_payload_carries_the_reports_and_their_counts() -> None:
     reports = [_report(1), _report(2, "DELIVRD"), _report(3, "EXPIRED"), _report(4)]
     payload = reports_payload(reports, connection="qikberry_default", selection={"outcomes": ["failed"]})
-    assert payload["summary"]["failed"] == 3 and payload["summary"]["delivered"] == 1
+    assert payload["summary"]["failed"] == 3
+    assert payload["summary"]["delivered"] == 1
     assert payload["summary"]["failed_by_status"] == {"UNDELIV": 2, "EXPIRED": 1}
     assert payload["message"] == "4 report(s): 1 delivered, 3 failed (UNDELIV: 2, EXPIRED: 1)"
     json.dumps(payload)  # an asset event's extra: JSON only
@@ -156,4 +169,5 @@ def test_reports_in_flattens_events_each_report_once() -> None:
     assert [r["id"] for r in reports_in(events, outcome="failed")] == [f"{GROUP}:1", f"{GROUP}:2"]
     as_dicts = [{"extra": {"payload": first}}, {"extra": {"payload": again}}]
     assert len(reports_in(as_dicts)) == 3
-    assert reports_in(None) == [] and reports_in({"asset": [_Event({"reports": "garbled"})]}) == []
+    assert reports_in(None) == []
+    assert reports_in({"asset": [_Event({"reports": "garbled"})]}) == []

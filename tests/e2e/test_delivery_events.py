@@ -238,7 +238,8 @@ def test_failed_reports_reach_the_follow_up_dag_by_push_once_across_a_triggerer_
         wave2 = d.failed_ids() - wave1
         assert len(wave2) == FAILING_PER_WAVE
         pushes = emulator.webhook_deliveries()
-        assert len(pushes) == 2 * PER_WAVE and all(p["ok"] for p in pushes)
+        assert len(pushes) == 2 * PER_WAVE
+        assert all(p["ok"] for p in pushes)
         d.start_triggerer()
         ids = d.wait_for_follow_ups(wave1 | wave2)
         time.sleep(20)  # two more sweeps of the watcher: nothing else may come

@@ -69,7 +69,8 @@ def test_flagship_dag_defers_its_sensor_to_the_triggerer(emulator: Any, tmp_path
     assert any("Trigger fired event" in e for e in trigger_events)
     # Everything the campaign accepted went through the emulator once.
     messages = emulator.messages()
-    assert len(messages) == 60 and len({m["mobile"] for m in messages}) == 60
+    assert len(messages) == 60
+    assert len({m["mobile"] for m in messages}) == 60
     # No task or trigger log reports a warning the provider (or the example DAG) caused: a deployment's task
     # process shows those (Airflow's "default" filter for module regex "airflow" matches airflow_qikberry).
     logs_folder = stack.home / "logs" / f"dag_id={FLAGSHIP}" / f"run_id={run_id}"
@@ -128,8 +129,11 @@ def test_flagship_keeps_its_files_on_s3_across_worker_processes(emulator: Any, t
         server.stop()
 
     assert state == "success", (states, campaign_log[-4000:])
-    assert len(keys) == 2 and keys[0].endswith("/customers.csv") and keys[1].endswith("/rejected.csv"), keys
+    assert len(keys) == 2, keys
+    assert keys[0].endswith("/customers.csv"), keys
+    assert keys[1].endswith("/rejected.csv"), keys
     assert "read s3://campaign_s3@flagship-campaigns/exports/" in campaign_log
     assert "test-secret-key" not in campaign_log
     messages = emulator.messages()
-    assert len(messages) == 60 and len({m["mobile"] for m in messages}) == 60
+    assert len(messages) == 60
+    assert len({m["mobile"] for m in messages}) == 60

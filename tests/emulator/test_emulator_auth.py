@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
 import requests
 
-from airflow_qikberry.emulator import Emulator
 from tests.emulator.conftest import EMU_TOKEN, TIMEOUT, Client
+
+if TYPE_CHECKING:
+    import pytest
+
+    from airflow_qikberry.emulator import Emulator
 
 JSON = {"Accept": "application/json"}
 
@@ -48,7 +51,8 @@ def test_body_access_token_form_and_json(client: Client, emu: Emulator) -> None:
     url = emu.base_url + "sms/send"
     form = requests.post(url, data={**fields, "access_token": EMU_TOKEN}, headers=JSON, timeout=TIMEOUT)
     as_json = requests.post(url, json={**fields, "access_token": EMU_TOKEN}, headers=JSON, timeout=TIMEOUT)
-    assert form.status_code == 200 and as_json.status_code == 200
+    assert form.status_code == 200
+    assert as_json.status_code == 200
     assert len(emu.messages()) == 2
 
 
@@ -91,7 +95,9 @@ def test_non_json_client_is_redirected_to_login_page(emu: Emulator) -> None:
     assert followed.status_code == 200
     assert followed.url == emu.url + "/login"
     page = followed.text
-    assert "<html" in page and '<form action="/login" method="post">' in page and "password" in page
+    assert "<html" in page
+    assert '<form action="/login" method="post">' in page
+    assert "password" in page
 
 
 def test_redirect_can_be_disabled(emu: Emulator) -> None:

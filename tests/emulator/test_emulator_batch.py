@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_qikberry.emulator import Emulator
-from tests.emulator.conftest import Client, Receiver
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
+    from tests.emulator.conftest import Client, Receiver
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 ROOT = {"message": "Root text", "sender": "QIKBRY", "service": "T"}
@@ -29,7 +30,8 @@ def test_send_json_rows_follow_nodes(client: Client, emu: Emulator) -> None:
     assert list(out) == ["status", "message", "data"]  # no group_id without root.name
     assert out["message"] == "2 numbers accepted for delivery."
     first, second = out["data"]
-    assert first["id"].endswith(":1") and second["id"].endswith(":2")
+    assert first["id"].endswith(":1")
+    assert second["id"].endswith(":2")
     assert first["id"].split(":")[0] == second["id"].split(":")[0]
     assert (first["customid"], second["customid"]) == ("c-1", "root-custom")
     assert (first["length"], second["length"]) == (9, 19)
@@ -103,7 +105,8 @@ def test_send_json_node_limit(client: Client, emu: Emulator) -> None:
     emu.configure(max_numbers_per_request=2)
     nodes = [{"to": f"91987654321{i}"} for i in range(3)]
     r = client.post("sms/send/json", json={"root": ROOT, "nodes": nodes})
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["nodes"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["nodes"]
 
 
 def test_send_json_charges_sum_over_nodes(client: Client, emu: Emulator) -> None:
@@ -145,7 +148,8 @@ def test_bulk_csv_column_parameter(client: Client, emu: Emulator) -> None:
     assert bulk(client, content, "list.csv", column="phone_b").status_code == 200
     assert [m["mobile"] for m in emu.messages()] == ["14155550101", "14155550102"]
     r = bulk(client, content, "list.csv", column="nope")
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["column"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["column"]
 
 
 def test_bulk_csv_without_header_row(client: Client, emu: Emulator) -> None:
@@ -158,11 +162,14 @@ def test_bulk_validation(client: Client) -> None:
     r = client.post(
         "sms/bulk", data={"message": "m", "sender": "s", "service": "T"}, files={"other": ("a", b"1")}
     )
-    assert r.status_code == 422 and r.json()["errors"] == {"file": ["The file field is required."]}
+    assert r.status_code == 422
+    assert r.json()["errors"] == {"file": ["The file field is required."]}
     r = bulk(client, b"nothing useful\n", "x.txt")
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["file"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["file"]
     r = bulk(client, b"919876543210\n", "x.txt", service="")
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["service"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["service"]
 
 
 def test_bulk_charges_credits_and_rejects_when_exhausted(client: Client, emu: Emulator) -> None:
@@ -172,7 +179,8 @@ def test_bulk_charges_credits_and_rejects_when_exhausted(client: Client, emu: Em
     balance = client.get("finance/balance", params={"service": "T"}).json()["data"]
     assert [row["credits"] for row in balance] == [1]
     r = bulk(client, numbers, "x.txt")
-    assert r.status_code == 422 and r.json() == {
+    assert r.status_code == 422
+    assert r.json() == {
         "status": "ERROR",
         "code": 422,
         "message": "Insufficient balance.",
@@ -183,7 +191,8 @@ def test_bulk_charges_credits_and_rejects_when_exhausted(client: Client, emu: Em
 def test_bulk_row_limit(client: Client, emu: Emulator) -> None:
     emu.configure(max_bulk_numbers=2)
     r = bulk(client, b"919876543210\n919876543211\n919876543212\n", "x.txt")
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["file"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["file"]
 
 
 def test_bulk_streamed_chunked_upload(client: Client, emu: Emulator) -> None:

@@ -89,7 +89,7 @@ def test_config_api_sets_and_validates_the_new_fields(emu: Emulator, client: Cli
 
 
 @pytest.mark.parametrize(
-    "field, value",
+    ("field", "value"),
     [
         ("visibility_delay_seconds", -0.5),
         ("number_format", "PLUS"),
@@ -236,9 +236,12 @@ def test_paginated_cid_lookup_walks_every_page(emu: Emulator, client: Client) ->
     assert ids == [row["id"] for row in sent]
     # The id and mobile lookups are paginated too.
     by_id = status(client, id=sent[0]["id"])
-    assert "meta" in by_id and by_id["meta"]["total"] == 1 and by_id["meta"]["per_page"] == 5
+    assert "meta" in by_id
+    assert by_id["meta"]["total"] == 1
+    assert by_id["meta"]["per_page"] == 5
     by_mobile = status(client, mobile="919876500099")
-    assert "links" in by_mobile and [r["custom"] for r in by_mobile["data"]] == ["other"]
+    assert "links" in by_mobile
+    assert [r["custom"] for r in by_mobile["data"]] == ["other"]
 
 
 def test_unpaginated_lookups_by_default_return_everything(emu: Emulator, client: Client) -> None:

@@ -3,12 +3,13 @@ statuses a network gives a text that does not fit its registered template (refer
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_qikberry.emulator import Emulator
-from tests.emulator.conftest import Client, Receiver
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
+    from tests.emulator.conftest import Client, Receiver
 
 OTP_ID = "1107000000000000001"
 BODY = "Dear {{name}}, your OTP is {{otp}}.\nDo not share it. -Acme"
@@ -254,4 +255,5 @@ def test_inspection_shows_the_dlt_verdict(client: Client, dlt: Emulator) -> None
     flat(client, "nope")
     first, second = dlt.messages()
     assert (first["dlt_status"], first["dlt_reason"]) == (None, "")
-    assert second["dlt_status"] == "DLT-REJECTED" and second["dlt_reason"]
+    assert second["dlt_status"] == "DLT-REJECTED"
+    assert second["dlt_reason"]

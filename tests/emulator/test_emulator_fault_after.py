@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 import requests
 
-from airflow_qikberry.emulator import Emulator
-from tests.emulator.conftest import Client
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
+    from tests.emulator.conftest import Client
 
 
 def _batch(client: Client, n: int) -> int:
@@ -44,4 +47,5 @@ def test_after_with_drop_after_accept_keeps_the_message(client: Client, emu: Emu
 @pytest.mark.parametrize("after", [-1, 1.5, True, "2"])
 def test_after_must_be_a_non_negative_integer(client: Client, after: object) -> None:
     r = client.control("POST", "faults", json=[{"kind": "error", "after": after}])
-    assert r.status_code == 400 and "after must be an integer >= 0" in r.json()["message"]
+    assert r.status_code == 400
+    assert "after must be an integer >= 0" in r.json()["message"]

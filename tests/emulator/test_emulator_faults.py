@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
-from airflow_qikberry.emulator import Emulator
 from tests.emulator.conftest import Client
+
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
 
 
 def test_get_rate_limit_with_headers(client: Client, emu: Emulator) -> None:
@@ -24,7 +26,8 @@ def test_get_rate_limit_with_headers(client: Client, emu: Emulator) -> None:
     r = client.get("finance/balance")
     assert r.status_code == 429
     assert r.json() == {"status": "ERROR", "code": 429, "message": "Too Many Attempts."}
-    assert r.headers["X-RateLimit-Remaining"] == "0" and r.headers["X-RateLimit-Limit"] == "5"
+    assert r.headers["X-RateLimit-Remaining"] == "0"
+    assert r.headers["X-RateLimit-Limit"] == "5"
     assert 1 <= int(r.headers["Retry-After"]) <= 60
     assert client.send().status_code == 200  # POSTs are not limited
     emu.advance_clock(20)
@@ -37,7 +40,8 @@ def test_default_get_limit_is_1000_per_minute(client: Client) -> None:
     r = client.get("auth/me")
     assert (r.headers["X-RateLimit-Limit"], r.headers["X-RateLimit-Remaining"]) == ("1000", "999")
     r = client.get("sms/send", params={"to": "919876543210", "message": "m", "sender": "S", "service": "T"})
-    assert r.status_code == 200 and r.headers["X-RateLimit-Remaining"] == "998"  # a GET send counts too
+    assert r.status_code == 200
+    assert r.headers["X-RateLimit-Remaining"] == "998"
     assert "X-RateLimit-Limit" not in client.send().headers  # POSTs are not limited
 
 
@@ -50,7 +54,8 @@ def test_rate_limit_window_is_per_token(emu: Emulator) -> None:
         second = Client(emu, token="second-token")
         try:
             r = second.get("auth/me")
-            assert r.status_code == 200 and r.headers["X-RateLimit-Remaining"] == "1"
+            assert r.status_code == 200
+            assert r.headers["X-RateLimit-Remaining"] == "1"
         finally:
             second.close()
     finally:
@@ -80,7 +85,8 @@ def test_error_fault_default_status_is_500(client: Client, emu: Emulator) -> Non
 def test_rate_limit_fault(client: Client, emu: Emulator) -> None:
     set_fault(emu, kind="rate_limit", seconds=3, times=1)
     r = client.send()
-    assert r.status_code == 429 and r.headers["Retry-After"] == "3"
+    assert r.status_code == 429
+    assert r.headers["Retry-After"] == "3"
     assert r.json()["message"] == "Too Many Attempts."
     assert emu.messages() == []
     set_fault(emu, kind="rate_limit", times=1)
@@ -92,7 +98,8 @@ def test_latency_fault_delays_then_processes(client: Client, emu: Emulator) -> N
     started = time.monotonic()
     r = client.send(custom="late")
     assert time.monotonic() - started >= 0.3
-    assert r.status_code == 200 and r.json()["data"][0]["customid"] == "late"
+    assert r.status_code == 200
+    assert r.json()["data"][0]["customid"] == "late"
     assert [m["custom"] for m in emu.messages()] == ["late"]
     assert emu.request_log()["requests"][0]["fault"] == "latency"
     started = time.monotonic()
@@ -116,7 +123,8 @@ def test_drop_after_accept(client: Client, emu: Emulator) -> None:
     with pytest.raises(requests.ConnectionError):
         client.send(custom="lost-answer")
     [msg] = emu.messages()
-    assert msg["custom"] == "lost-answer" and msg["status"] == "AWAITING-DLR"
+    assert msg["custom"] == "lost-answer"
+    assert msg["status"] == "AWAITING-DLR"
     assert client.send().status_code == 200  # a fresh connection works
     log = emu.request_log()["requests"]
     assert [(e["status"], e["fault"]) for e in log] == [(200, "drop_after_accept"), (200, None)]
@@ -184,17 +192,17 @@ def test_probability_and_times_combine(client: Client, emu: Emulator) -> None:
 
 
 @pytest.mark.parametrize(
-    "rule",
+    ("rule", "error"),
     [
-        {"kind": "explode"},
-        {"kind": "error", "times": 0},
-        {"kind": "error", "probability": 1.5},
-        {"kind": "error", "method": "TRACE"},
-        {"kind": "error", "status": 99},
-        {"kind": "latency", "seconds": -1},
-        {"kind": "error", "colour": "red"},
+        ({"kind": "explode"}, "kind must be one of"),
+        ({"kind": "error", "times": 0}, "times must be a positive integer"),
+        ({"kind": "error", "probability": 1.5}, "probability must be a number between 0 and 1"),
+        ({"kind": "error", "method": "TRACE"}, "method must be GET, POST"),
+        ({"kind": "error", "status": 99}, "status must be an HTTP status code"),
+        ({"kind": "latency", "seconds": -1}, "seconds must be a number >= 0"),
+        ({"kind": "error", "colour": "red"}, "unknown key"),
     ],
 )
-def test_invalid_fault_rules_are_rejected(emu: Emulator, rule: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_invalid_fault_rules_are_rejected(emu: Emulator, rule: dict[str, Any], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
         emu.set_faults([rule])

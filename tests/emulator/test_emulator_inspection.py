@@ -49,7 +49,8 @@ def test_requests_endpoint_never_stores_tokens(client: Client, emu: Emulator) ->
     assert r["counts"] == {"POST sms/send": 1, "GET auth/me": 1, "GET sms/status": 1}
     assert sum(r["per_minute"].values()) == 3
     minute = next(iter(r["per_minute"]))
-    assert len(minute) == 16 and minute[10] == " "
+    assert len(minute) == 16
+    assert minute[10] == " "
     assert EMU_TOKEN not in client.control("GET", "requests").text
     assert all("?" not in e["path"] for e in r["requests"])
 
@@ -59,20 +60,23 @@ def test_request_log_is_bounded_but_counts_are_not(client: Client, emu: Emulator
     for _ in range(5):
         client.get("auth/me")
     log = emu.request_log()
-    assert len(log["requests"]) == 3 and log["counts"]["GET auth/me"] == 5
+    assert len(log["requests"]) == 3
+    assert log["counts"]["GET auth/me"] == 5
 
 
 def test_faults_endpoints(client: Client, emu: Emulator) -> None:
     rule = {"endpoint": "sms/send", "method": "POST", "kind": "error", "status": 503, "times": 1}
     r = client.control("POST", "faults", json=[rule])
-    assert r.status_code == 200 and r.json()["faults"][0]["kind"] == "error"
+    assert r.status_code == 200
+    assert r.json()["faults"][0]["kind"] == "error"
     assert client.control("GET", "faults").json()["faults"][0]["remaining"] == 1
     assert client.send().status_code == 503
     assert client.control("POST", "faults", json={"faults": [rule]}).status_code == 200
     assert client.control("DELETE", "faults").json() == {"faults": []}
     assert client.send().status_code == 200
     bad = client.control("POST", "faults", json=[{"kind": "nope"}])
-    assert bad.status_code == 400 and "kind" in bad.json()["message"]
+    assert bad.status_code == 400
+    assert "kind" in bad.json()["message"]
 
 
 def test_outcomes_endpoints(client: Client, emu: Emulator) -> None:
@@ -87,7 +91,8 @@ def test_outcomes_endpoints(client: Client, emu: Emulator) -> None:
 
 def test_config_endpoints(client: Client, emu: Emulator) -> None:
     cfg = client.control("GET", "config").json()["config"]
-    assert cfg["token"] == "*****" and cfg["rate_limit_per_minute"] == 1000
+    assert cfg["token"] == "*****"
+    assert cfg["rate_limit_per_minute"] == 1000
     assert EMU_TOKEN not in client.control("GET", "config").text
     r = client.control("POST", "config", json={"rate_limit_per_minute": 2, "credits": {"T": 7}})
     assert r.json()["config"]["rate_limit_per_minute"] == 2
@@ -111,7 +116,8 @@ def test_webhook_deliveries_endpoint(client: Client, emu: Emulator, receiver: Re
     client.send(webhook_id=hook["id"])
     client.control("POST", "dlr/flush")
     [delivery] = client.control("GET", "webhook-deliveries").json()["deliveries"]
-    assert delivery["ok"] is True and delivery["webhook_id"] == hook["id"]
+    assert delivery["ok"] is True
+    assert delivery["webhook_id"] == hook["id"]
 
 
 def test_reset_endpoint_restores_everything(client: Client, emu: Emulator) -> None:
@@ -121,7 +127,9 @@ def test_reset_endpoint_restores_everything(client: Client, emu: Emulator) -> No
     client.post("developer/webhooks", json={"name": "h", "uri": "http://a.b/c"})
     emu.advance_clock(3600)
     assert client.control("POST", "reset").json() == {"status": "OK"}
-    assert emu.messages() == [] and emu.faults() == [] and emu.request_log()["requests"] == []
+    assert emu.messages() == []
+    assert emu.faults() == []
+    assert emu.request_log()["requests"] == []
     assert emu.config.rate_limit_per_minute == 1000
     assert client.get("developer/webhooks").json()["data"] == []
     assert client.get("finance/balance").json()["data"][0]["credits"] == 10000
@@ -134,13 +142,13 @@ def test_unknown_control_paths(client: Client) -> None:
 
 
 def test_configure_rejects_bad_values(emu: Emulator) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown config field"):
         emu.configure(unknown=1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown timezone"):
         emu.configure(timezone="Mars/Olympus")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="outcome rule 0 needs"):
         emu.configure(outcome_rules=[{"match": "x"}])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rate_limit_per_minute"):
         Emulator(EmulatorConfig(rate_limit_per_minute=0))
 
 

@@ -11,13 +11,15 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
-from airflow_qikberry.emulator import Emulator
 from tests.emulator.conftest import TIMEOUT, Client
+
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
 
 LOGGER = "airflow_qikberry.emulator"
 REPO = Path(__file__).resolve().parents[2]
@@ -52,12 +54,14 @@ def test_an_exception_in_a_handler_is_a_500_that_is_logged_and_recorded(
     assert "query-secret" not in repr(error)
     # ... shows it on the control API ...
     listed = client.control("GET", "errors")
-    assert listed.status_code == 200 and listed.json() == {"errors": [error]}
+    assert listed.status_code == 200
+    assert listed.json() == {"errors": [error]}
     # ... and logged it loudly, with the traceback.
     [record] = [rec for rec in caplog.records if rec.name == LOGGER]
     assert record.levelno == logging.ERROR
     assert "GET /api/v2/finance/balance" in record.getMessage()
-    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+    assert record.exc_info is not None
+    assert record.exc_info[0] is RuntimeError
     # The server carries on.
     monkeypatch.undo()
     assert client.get("finance/balance").status_code == 200
@@ -98,7 +102,8 @@ def test_an_exception_in_the_delivery_ticker_is_recorded(
     armed.clear()
     assert passed.wait(10)  # the ticker survived, and no failing tick is still being recorded
     errors = emu.internal_errors()
-    assert errors and {(e["method"], e["path"], e["type"]) for e in errors} == {
+    assert errors
+    assert {(e["method"], e["path"], e["type"]) for e in errors} == {
         ("TICK", "(delivery ticker)", "RuntimeError")
     }
     emu.clear_internal_errors()
@@ -216,7 +221,8 @@ def test_reset_waits_for_the_request_in_flight(emu: Emulator, client: Client, ki
     assert emu.reset() is True
     waited = time.monotonic() - started
     thread.join(TIMEOUT)
-    assert "error" not in result and result["status"] == 200, result
+    assert "error" not in result, result
+    assert result["status"] == 200, result
     # reset() returned only after the request was answered: it waited out (most of) the 0.5 s hold ...
     assert waited >= 0.3, waited
     assert emu.state.active_requests == 0
@@ -239,7 +245,8 @@ def test_reset_over_http_waits_too_and_is_not_counted_itself(emu: Emulator, clie
     assert client.control("POST", "reset").json() == {"status": "OK"}
     assert time.monotonic() - started >= 0.3
     thread.join(TIMEOUT)
-    assert result["status"] == 200 and emu.messages() == []
+    assert result["status"] == 200
+    assert emu.messages() == []
     assert client.control("POST", "reset", json={"timeout": -1}).status_code == 400
 
 

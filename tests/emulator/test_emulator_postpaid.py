@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from airflow_qikberry.emulator import Emulator
-from tests.emulator.conftest import Client
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
+    from tests.emulator.conftest import Client
 
 
 def _rows(client: Client) -> dict[str, dict[str, object]]:

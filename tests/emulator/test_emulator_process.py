@@ -41,7 +41,8 @@ def test_concurrent_sends_are_consistent(client: Client, emu: Emulator) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert len(ids) == 400 and len(set(ids)) == 400
+    assert len(ids) == 400
+    assert len(set(ids)) == 400
     assert len(emu.messages()) == 400
     credits = {row["service"]: row["credits"] for row in client.get("finance/balance").json()["data"]}
     assert credits["T"] == 10000 - 400
@@ -116,7 +117,8 @@ def test_cli_banner_serves_and_stops_on_sigterm() -> None:
             banner.strip() == f"Qikberry emulator listening on http://127.0.0.1:{port}/api/v2/ (token: set)"
         )
         r = me(port, token)
-        assert r.status_code == 200 and r.json()["data"]["username"] == "emulator"
+        assert r.status_code == 200
+        assert r.json()["data"]["username"] == "emulator"
         config = requests.get(f"http://127.0.0.1:{port}/_emulator/config", timeout=10).json()["config"]
         assert (config["seed"], config["dlr_delay_seconds"], config["rate_limit_per_minute"]) == (3, 0.5, 7)
         assert config["credits"] == {"T": 42, "P": 42, "S": 42, "G": 42}
@@ -186,6 +188,8 @@ def test_cli_refuses_a_bad_templates_file(tmp_path: Path) -> None:
             text=True,
             timeout=30,
         )
-        assert proc.returncode == 2 and "Cannot start" in proc.stderr
+        assert proc.returncode == 2
+        assert "Cannot start" in proc.stderr
         errors.append(proc.stderr)
-    assert "templates[0].body" in errors[0] and "missing.json" in errors[1]
+    assert "templates[0].body" in errors[0]
+    assert "missing.json" in errors[1]

@@ -4,10 +4,11 @@ truth) by date."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_qikberry.emulator import Emulator
-from tests.emulator.conftest import Client, Receiver
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
+    from tests.emulator.conftest import Client, Receiver
 
 HALF_HOUR = 1800
 
@@ -108,7 +109,8 @@ def test_a_retry_that_succeeds_stops_the_retries(client: Client, emu: Emulator, 
     emu.advance_clock(5 * HALF_HOUR)
     assert len(receiver.calls) == 3
     assert [a["outcome"] for a in emu.webhook_deliveries()] == ["retrying", "retrying", "delivered"]
-    assert stats(emu, hook_id)["succeeded"] == 1 and stats(emu, hook_id)["dropped"] == 0
+    assert stats(emu, hook_id)["succeeded"] == 1
+    assert stats(emu, hook_id)["dropped"] == 0
     [msg] = emu.messages()
     assert [(a["webhook_id"], a["outcome"]) for a in msg["webhook_attempts"]] == [
         (hook_id, "retrying"),
@@ -155,16 +157,19 @@ def test_push_faults_over_http(client: Client, emu: Emulator, receiver: Receiver
     hook_id = webhook(client, receiver.url)
     rule = {"webhook_id": "*", "kind": "error", "status": 502}
     r = client.control("POST", "push-faults", json={"faults": [rule]})
-    assert r.status_code == 200 and r.json()["faults"][0]["status"] == 502
+    assert r.status_code == 200
+    assert r.json()["faults"][0]["status"] == 502
     client.send()
     emu.flush_dlrs()
-    assert receiver.calls == [] and emu.webhook_deliveries()[0]["status_code"] == 502
+    assert receiver.calls == []
+    assert emu.webhook_deliveries()[0]["status_code"] == 502
     assert client.control("GET", "push-faults").json()["faults"][0]["applied"] == 1
     assert client.control("DELETE", "push-faults").json() == {"faults": []}
     emu.advance_clock(HALF_HOUR)
     assert len(receiver.wait_for(1)) == 1
     bad = client.control("POST", "push-faults", json=[{"kind": "explode"}])
-    assert bad.status_code == 400 and "kind" in bad.json()["message"]
+    assert bad.status_code == 400
+    assert "kind" in bad.json()["message"]
     bad = client.control("POST", "push-faults", json=[{"kind": "error", "push": "sms"}])
     assert bad.status_code == 400
     assert stats(emu, hook_id)["succeeded"] == 1
@@ -175,8 +180,11 @@ def test_webhooks_inspection_over_http(client: Client, emu: Emulator, receiver: 
     client.send()
     emu.flush_dlrs()
     [hook] = client.control("GET", "webhooks").json()["webhooks"]
-    assert hook["id"] == hook_id and hook["secret"] == "*****" and hook["has_secret"] is True
-    assert hook["subscriptions"] == [1] and hook["verified"] is True
+    assert hook["id"] == hook_id
+    assert hook["secret"] == "*****"
+    assert hook["has_secret"] is True
+    assert hook["subscriptions"] == [1]
+    assert hook["verified"] is True
     assert hook["deliveries"]["succeeded"] == 1
 
 
@@ -186,7 +194,8 @@ def test_reset_forgets_webhooks_subscriptions_and_push_faults(
     webhook(client, receiver.url)
     emu.set_push_faults([{"kind": "unreachable"}])
     emu.reset()
-    assert emu.webhooks() == [] and emu.push_faults() == []
+    assert emu.webhooks() == []
+    assert emu.push_faults() == []
     assert client.get("developer/subscriptions").json()["data"] == []
 
 
@@ -208,12 +217,13 @@ def test_lost_pushes_are_recovered_from_status_by_date(
     assert client.post("sms/send/json", json={"root": root, "nodes": nodes}).status_code == 200
     emu.advance_clock(2 + 3 * HALF_HOUR)
     assert receiver.calls == []
-    assert stats(emu, hook_id)["dropped"] == 130 and stats(emu, hook_id)["pending"] == 0
+    assert stats(emu, hook_id)["dropped"] == 130
+    assert stats(emu, hook_id)["pending"] == 0
     today = emu.messages()[0]["submitted_at"][:10]
     first = page_of(client, date=today)
-    assert (
-        first["meta"]["total"] == 130 and first["meta"]["per_page"] == 100 and first["meta"]["last_page"] == 2
-    )
+    assert first["meta"]["total"] == 130
+    assert first["meta"]["per_page"] == 100
+    assert first["meta"]["last_page"] == 2
     assert first["links"]["next"].endswith(f"?date={today}&page=2")
     rows = first["data"] + page_of(client, date=today, page=2)["data"]
     assert len({row["id"] for row in rows}) == 130

@@ -4,13 +4,15 @@ and ``refused_numbers`` (the whole request refused with a 422 naming the node, o
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from airflow_qikberry.emulator import Emulator, EmulatorConfig
 from airflow_qikberry.emulator.__main__ import build_parser, config_from_args
-from tests.emulator.conftest import Client
+
+if TYPE_CHECKING:
+    from tests.emulator.conftest import Client
 
 A, B, C = "919876500000", "919876500001", "919876500002"
 
@@ -32,7 +34,8 @@ def test_off_by_default(emu: Emulator, client: Client) -> None:
     config = emu.config
     assert (config.suppressed_numbers, config.refused_numbers, config.refusal_names_node) == ([], [], True)
     r = batch(client, [A, B, C])
-    assert r.status_code == 200 and len(r.json()["data"]) == 3
+    assert r.status_code == 200
+    assert len(r.json()["data"]) == 3
 
 
 def test_suppressed_number_is_left_out_of_a_batch_answer(emu: Emulator, client: Client) -> None:
@@ -60,7 +63,8 @@ def test_a_batch_of_suppressed_numbers_only_accepts_nothing(emu: Emulator, clien
 def test_suppressed_numbers_in_send_and_bulk(emu: Emulator, client: Client) -> None:
     emu.configure(suppressed_numbers=[B])
     r = client.send(to=f"{A},{B}")
-    assert r.status_code == 200 and [row["mobile"] for row in r.json()["data"]] == [A]
+    assert r.status_code == 200
+    assert [row["mobile"] for row in r.json()["data"]] == [A]
     assert client.send(to=B).json() == {
         "status": 200,
         "message": "0 numbers accepted for delivery.",
@@ -89,7 +93,8 @@ def test_refused_number_refuses_the_whole_batch_naming_the_node(emu: Emulator, c
 def test_refused_number_in_sms_send(emu: Emulator, client: Client) -> None:
     emu.configure(refused_numbers=[B])
     r = client.send(to=f"{A},{B}")
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["to"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["to"]
     assert emu.messages() == []
 
 

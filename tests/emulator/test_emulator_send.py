@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_qikberry.emulator import Emulator
 from airflow_qikberry.emulator.encoding import encode
-from tests.emulator.conftest import Client
+
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
+    from tests.emulator.conftest import Client
 
 ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}:(\d+)$")
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
@@ -29,12 +31,16 @@ def check_row(row: dict[str, Any], mobile: str, n: int, units: int = 1, length: 
         "submitted_at",
     ]
     m = ID_RE.match(row["id"])
-    assert m and int(m.group(1)) == n
+    assert m
+    assert int(m.group(1)) == n
     assert row["mobile"] == mobile
     assert row["status"] == "AWAITING-DLR"
-    assert row["units"] == units and type(row["units"]) is int
-    assert row["length"] == length and type(row["length"]) is int
-    assert row["charges"] == units and type(row["charges"]) is int
+    assert row["units"] == units
+    assert type(row["units"]) is int
+    assert row["length"] == length
+    assert type(row["length"]) is int
+    assert row["charges"] == units
+    assert type(row["charges"]) is int
     assert isinstance(row["customid"], str)
     assert TS_RE.match(row["submitted_at"])
 
@@ -52,9 +58,11 @@ def test_send_success_shape_for_every_encoding(client: Client, emu: Emulator, ho
     assert r.status_code == 200
     body = r.json()
     assert list(body) == ["status", "message", "data"]
-    assert body["status"] == 200 and body["message"] == "1 numbers accepted for delivery."
+    assert body["status"] == 200
+    assert body["message"] == "1 numbers accepted for delivery."
     check_row(body["data"][0], "919876543210", 1)
-    assert body["data"][0]["customid"] == "" and body["data"][0]["iso_code"] == "IN"
+    assert body["data"][0]["customid"] == ""
+    assert body["data"][0]["iso_code"] == "IN"
     [msg] = emu.messages()
     assert msg["id"] == body["data"][0]["id"]
     assert (msg["message"], msg["sender"], msg["service"], msg["status"]) == (
@@ -121,7 +129,8 @@ def test_units_and_length(client: Client, text: str, sms_type: str | None, units
 
 def test_gsm_basic_set_stays_gsm() -> None:
     assert encode("@£$¥èéùìòÇØøÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ!\"#¤%&'()*+,-./:;<=>?¡ÄÖÑÜ§¿äöñüà").encoding == "GSM"
-    assert encode("a\fb").units == 1 and encode("\f" * 81).units == 2
+    assert encode("a\fb").units == 1
+    assert encode("\f" * 81).units == 2
 
 
 def test_type_n_replaces_non_gsm_characters(client: Client, emu: Emulator) -> None:
@@ -180,7 +189,8 @@ def test_invalid_values_give_422_naming_the_field(client: Client, fields: dict[s
     r = client.post("sms/send", json={**FIELDS, **fields})
     assert r.status_code == 422, r.text
     body = r.json()
-    assert body["status"] == "ERROR" and body["code"] == 422
+    assert body["status"] == "ERROR"
+    assert body["code"] == 422
     assert list(body["errors"]) == [field]
     assert body["message"] == body["errors"][field][0]
 
@@ -190,7 +200,9 @@ def test_boundaries_that_are_accepted(client: Client, emu: Emulator) -> None:
     r = client.post("sms/send", json={**FIELDS, **ok, "flash": 1, "type": "n", "port": 5000})
     assert r.status_code == 200, r.text
     msg = emu.messages()[0]
-    assert msg["tags"] == ["a", "b", "c"] and msg["flash"] == 1 and msg["port"] == "5000"
+    assert msg["tags"] == ["a", "b", "c"]
+    assert msg["flash"] == 1
+    assert msg["port"] == "5000"
     r = client.post(
         "sms/send", json={**FIELDS, "meta": {"tags": ["promo"]}, "entity_id": "1", "template_id": "2"}
     )
@@ -202,7 +214,8 @@ def test_boundaries_that_are_accepted(client: Client, emu: Emulator) -> None:
 def test_too_many_numbers_in_one_request(client: Client, emu: Emulator) -> None:
     emu.configure(max_numbers_per_request=2)
     r = client.send(to="919876543210,919876543211,919876543212")
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["to"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["to"]
 
 
 def test_custom_service_list(client: Client, emu: Emulator) -> None:
@@ -235,12 +248,12 @@ def test_schedule_window(client: Client, emu: Emulator) -> None:
     fmt = "%Y-%m-%d %H:%M:%S"
     too_soon = (now.replace(microsecond=0) + _td(seconds=200)).strftime(fmt)
     r = client.send(time=too_soon)
-    assert (
-        r.status_code == 422 and r.json()["message"] == "The time must be more than 5 minutes in the future."
-    )
+    assert r.status_code == 422
+    assert r.json()["message"] == "The time must be more than 5 minutes in the future."
     too_late = (now + _td(days=93)).strftime(fmt)
     r = client.send(time=too_late)
-    assert r.status_code == 422 and r.json()["message"] == "The time must be less than 92 days in the future."
+    assert r.status_code == 422
+    assert r.json()["message"] == "The time must be less than 92 days in the future."
     assert client.send(time=(now + _td(hours=1)).strftime(fmt)).status_code == 200
     ampm = (now + _td(hours=2)).strftime("%Y-%m-%d %I:%M%p")
     assert client.send(time=ampm).status_code == 200, ampm
@@ -254,11 +267,11 @@ def test_schedule_window_is_configurable(client: Client, emu: Emulator) -> None:
     fmt = "%Y-%m-%d %H:%M:%S"
     assert client.send(time=(now + _td(minutes=2)).strftime(fmt)).status_code == 200  # < 5 min is fine now
     r = client.send(time=(now + _td(seconds=30)).strftime(fmt))
-    assert (
-        r.status_code == 422 and r.json()["message"] == "The time must be more than 1 minutes in the future."
-    )
+    assert r.status_code == 422
+    assert r.json()["message"] == "The time must be more than 1 minutes in the future."
     r = client.send(time=(now + _td(days=31)).strftime(fmt))  # < 3 months, but past the 30-day window
-    assert r.status_code == 422 and r.json()["message"] == "The time must be less than 30 days in the future."
+    assert r.status_code == 422
+    assert r.json()["message"] == "The time must be less than 30 days in the future."
     r = client.post(
         "sms/send/json",
         json={
@@ -266,7 +279,8 @@ def test_schedule_window_is_configurable(client: Client, emu: Emulator) -> None:
             "nodes": [{"to": "919876543210"}],
         },
     )
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["root.time"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["root.time"]
     assert len(emu.messages()) == 1
 
 

@@ -4,12 +4,13 @@ messages are stored like any other (status by id, group and ``cid`` = ``foreign_
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_qikberry.emulator import Emulator
-from tests.emulator.conftest import Client, Receiver
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
+    from tests.emulator.conftest import Client, Receiver
 
 TS = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 OTP_BODY = "Dear {{name}}, your OTP is {{otp}}. Valid for {{mins}} minutes. -Acme"
@@ -65,12 +66,11 @@ def test_response_shape(client: Client, seeded: Emulator) -> None:
         "919876543210",
         "919876543211",
     )
-    assert first["credits"] == "1" and isinstance(first["credits"], str)
-    assert (
-        TS.match(first["created_at"])
-        and first["status"] == "AWAITING-DLR"
-        and first["foreign_id"] == "order-17"
-    )
+    assert first["credits"] == "1"
+    assert isinstance(first["credits"], str)
+    assert TS.match(first["created_at"])
+    assert first["status"] == "AWAITING-DLR"
+    assert first["foreign_id"] == "order-17"
 
 
 def test_renders_the_body_and_stores_the_message(client: Client, seeded: Emulator) -> None:
@@ -84,9 +84,11 @@ def test_renders_the_body_and_stores_the_message(client: Client, seeded: Emulato
         "sms/send/template",
     )
     assert (msg["custom"], msg["tags"], msg["flash"], msg["id"]) == ("order-17", ["otp"], 1, row["id"])
-    assert msg["template"] == seeded.messages()[0]["template"] and msg["template"]
+    assert msg["template"] == seeded.messages()[0]["template"]
+    assert msg["template"]
     by_cid = client.get("sms/status", params={"cid": "order-17"}).json()["data"]
-    assert [r["id"] for r in by_cid] == [row["id"]] and by_cid[0]["custom"] == "order-17"
+    assert [r["id"] for r in by_cid] == [row["id"]]
+    assert by_cid[0]["custom"] == "order-17"
     assert by_cid[0]["length"] == len(msg["text"])
     by_group = client.get("sms/status", params={"group_id": row["id"].split(":")[0]}).json()
     assert by_group["meta"]["total"] == 1
@@ -95,7 +97,8 @@ def test_renders_the_body_and_stores_the_message(client: Client, seeded: Emulato
 def test_by_id_and_id_wins_over_alias(client: Client, seeded: Emulator) -> None:
     templates = {t["alias"]: t for t in client.get("sms/templates").json()["data"]}
     r = send(client, alias="otp", id=templates["sale"]["id"], data={"pct": "20%"})
-    assert r.status_code == 200 and r.json()["data"][0]["from"] == "ACMEPR"
+    assert r.status_code == 200
+    assert r.json()["data"][0]["from"] == "ACMEPR"
     assert seeded.messages()[0]["text"] == "Sale! 20% off ₹ today"
 
 
@@ -137,14 +140,16 @@ def test_errors_name_the_field(
 ) -> None:
     r = send(client, **fields)
     assert r.status_code == 422, r.text
-    assert r.json()["status"] == "ERROR" and list(r.json()["errors"]) == errors
+    assert r.json()["status"] == "ERROR"
+    assert list(r.json()["errors"]) == errors
     assert seeded.messages() == []
 
 
 def test_rendered_text_over_the_limit_is_refused(client: Client, seeded: Emulator) -> None:
     seeded.configure(max_message_chars=80)
     r = send(client, data={**DATA, "name": "N" * 40})
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["data"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["data"]
 
 
 def test_extra_data_is_ignored_and_values_are_inserted_as_given(client: Client, seeded: Emulator) -> None:
@@ -161,7 +166,8 @@ def test_suppressed_numbers_are_left_out(client: Client, seeded: Emulator) -> No
 def test_insufficient_balance(client: Client, seeded: Emulator) -> None:
     seeded.configure(credits={"T": 0})
     r = send(client)
-    assert r.status_code == 422 and r.json()["message"] == "Insufficient balance."
+    assert r.status_code == 422
+    assert r.json()["message"] == "Insufficient balance."
 
 
 def test_meta_webhook_id_gets_the_report_with_the_foreign_id(

@@ -87,7 +87,8 @@ def add_template(client: Client, **fields: Any) -> dict[str, Any]:
 def test_sender_create_shape(client: Client) -> None:
     sender = add_sender(client)
     assert list(sender) == SENDER_KEYS
-    assert UUID.match(sender["id"]) and ISO_Z.match(sender["created_at"])
+    assert UUID.match(sender["id"])
+    assert ISO_Z.match(sender["created_at"])
     assert sender["service"] == {"id": 1, "display_name": "Transactional SMS", "name": "T"}
     assert (sender["name"], sender["iso"], sender["entity_id"], sender["entity_name"]) == (
         "QIKBRY",
@@ -95,13 +96,15 @@ def test_sender_create_shape(client: Client) -> None:
         "1101000000001",
         "Acme",
     )
-    assert sender["status"] == 1 and sender["is_open"] == 0
+    assert sender["status"] == 1
+    assert sender["is_open"] == 0
     assert client.get(f"sms/senders/{sender['id']}").json()["data"] == sender
 
 
 def test_sender_validation(client: Client) -> None:
     r = client.post("sms/senders", json={})
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["name", "country_code", "service"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["name", "country_code", "service"]
     r = client.post("sms/senders", json={"name": "QIKBRY", "country_code": "IN", "service": "T"})
     assert list(r.json()["errors"]) == ["entity_id", "entity_name"]  # both required for India
     r = client.post(
@@ -127,14 +130,17 @@ def test_sender_update_delete_and_404(client: Client) -> None:
     assert deleted.json() == {"status": "OK", "code": 200, "message": "Deleted Successfully", "data": []}
     for method in ("get", "put", "delete"):
         r = getattr(client, method)(f"sms/senders/{sender['id']}", json={"name": "X"})
-        assert r.status_code == 404 and r.json() == {"status": "ERROR", "code": 404, "message": "Not Found."}
+        assert r.status_code == 404
+        assert r.json() == {"status": "ERROR", "code": 404, "message": "Not Found."}
 
 
 def test_sender_list_pages_and_filters(client: Client, emu: Emulator) -> None:
     for i in range(17):
         add_sender(client, name=f"SEND{i:02d}")
     first = client.get("sms/senders").json()
-    assert len(first["data"]) == 15 and first["meta"]["total"] == 17 and first["meta"]["per_page"] == 15
+    assert len(first["data"]) == 15
+    assert first["meta"]["total"] == 17
+    assert first["meta"]["per_page"] == 15
     assert first["meta"]["path"] == emu.base_url + "sms/senders"
     second = client.get("sms/senders", params={"page": 2}).json()
     assert [s["name"] for s in second["data"]] == ["SEND15", "SEND16"]
@@ -148,7 +154,8 @@ def test_template_create_shape(client: Client) -> None:
     sender = add_sender(client)
     template = add_template(client)
     assert list(template) == TEMPLATE_KEYS
-    assert template["sender_id"] == sender["id"] and template["sender"] == "QIKBRY"
+    assert template["sender_id"] == sender["id"]
+    assert template["sender"] == "QIKBRY"
     assert (template["template_id"], template["template_type"], template["alias"]) == (
         "1107000000000000001",
         "Transactional",
@@ -198,7 +205,8 @@ def test_template_body_variables_must_be_alphanumeric(client: Client, body: str)
     r = client.post(
         "sms/templates", json={"sender": "QIKBRY", "name": "t", "body": body, "template_id": "1", "type": "T"}
     )
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["body"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["body"]
     assert "alphabetic or alphanumeric" in r.json()["message"]
 
 
@@ -240,7 +248,8 @@ def test_template_update_delete_and_404(client: Client) -> None:
     ]
     assert (inactive["status"], inactive["is_english"]) == (0, 0)
     r = client.put(f"sms/templates/{template['id']}", json={"body": "bad {{a_b}}"})
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["body"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["body"]
     assert client.delete(f"sms/templates/{template['id']}").json()["message"] == "Deleted Successfully"
     for method in ("get", "put", "delete"):
         assert getattr(client, method)(f"sms/templates/{template['id']}", json={}).status_code == 404
@@ -252,11 +261,9 @@ def test_template_list_pages_and_filters(client: Client) -> None:
         add_template(client, name=f"promo {i}", template_id=str(1000 + i))
     add_template(client, name="otp", template_id="7")
     first = client.get("sms/templates").json()
-    assert (
-        len(first["data"]) == 15
-        and first["meta"]["total"] == 17
-        and first["links"]["next"].endswith("page=2")
-    )
+    assert len(first["data"]) == 15
+    assert first["meta"]["total"] == 17
+    assert first["links"]["next"].endswith("page=2")
     assert [t["name"] for t in client.get("sms/templates", params={"page": 2}).json()["data"]] == [
         "promo 15",
         "otp",
@@ -279,7 +286,8 @@ def test_templates_endpoint_unavailable(client: Client, emu: Emulator, status: i
         ("delete", f"sms/templates/{template['id']}"),
     ):
         r = getattr(client, method)(path, json={})
-        assert r.status_code == status and r.json() == {"status": "ERROR", "code": status, "message": message}
+        assert r.status_code == status
+        assert r.json() == {"status": "ERROR", "code": status, "message": message}
     assert client.get("sms/senders").status_code == 200  # senders stay available
     emu.configure(templates_unavailable_status=None)
     assert client.get("sms/templates").json()["meta"]["total"] == 1
@@ -399,7 +407,8 @@ def test_cli_seeds_dlt_mode_and_unavailable_templates(tmp_path: Path) -> None:
          "--webhook-retry-interval", "60"]
     )  # fmt: skip
     config = config_from_args(args)
-    assert config.senders == SEEDS["senders"] and config.templates == SEEDS["templates"]
+    assert config.senders == SEEDS["senders"]
+    assert config.templates == SEEDS["templates"]
     assert (config.dlt_mode, config.templates_unavailable_status) == (True, 403)
     assert (config.webhook_verification, config.webhook_routing) == ("off", "both")
     assert (config.webhook_retries, config.webhook_retry_interval) == (1, 60.0)

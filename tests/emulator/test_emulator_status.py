@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from airflow_qikberry.emulator import Emulator
-from tests.emulator.conftest import Client
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
+    from tests.emulator.conftest import Client
 
 ROW_KEYS = [
     "id",
@@ -53,7 +55,8 @@ def test_lookup_by_id_cid_and_mobile(client: Client, emu: Emulator) -> None:
 def test_unknown_lookups_return_empty_data(client: Client) -> None:
     for params in ({"id": "nope:1"}, {"cid": "nope"}, {"mobile": "919999999990"}):
         r = client.get("sms/status", params=params)
-        assert r.status_code == 200 and r.json()["data"] == []
+        assert r.status_code == 200
+        assert r.json()["data"] == []
 
 
 def test_lookup_without_a_key_is_422(client: Client) -> None:
@@ -65,7 +68,8 @@ def test_lookup_without_a_key_is_422(client: Client) -> None:
 def test_bad_date_is_422(client: Client) -> None:
     for value in ("27-11-2026", "2026-13-01"):
         r = client.get("sms/status", params={"date": value})
-        assert r.status_code == 422 and list(r.json()["errors"]) == ["date"]
+        assert r.status_code == 422
+        assert list(r.json()["errors"]) == ["date"]
 
 
 def test_group_pagination_250_messages(client: Client, emu: Emulator) -> None:
@@ -108,16 +112,20 @@ def test_group_pagination_250_messages(client: Client, emu: Emulator) -> None:
         {"url": url(3), "label": "3", "active": False},
         {"url": url(3), "label": "Next &raquo;", "active": False},
     ]
-    assert pages[2]["meta"]["from"] == 201 and pages[2]["meta"]["to"] == 250
+    assert pages[2]["meta"]["from"] == 201
+    assert pages[2]["meta"]["to"] == 250
     beyond = client.get("sms/status", params={"group_id": group, "page": 9}).json()
-    assert beyond["data"] == [] and beyond["meta"]["from"] is None and beyond["meta"]["to"] is None
+    assert beyond["data"] == []
+    assert beyond["meta"]["from"] is None
+    assert beyond["meta"]["to"] is None
     # Laravel's paginator: past the end there is still a previous page (page - 1), but no next one.
     assert beyond["links"] == {"first": url(1), "last": url(3), "prev": url(8), "next": None}
     assert beyond["meta"]["links"][0] == {"url": url(8), "label": "&laquo; Previous", "active": False}
     assert not any(link["active"] for link in beyond["meta"]["links"])
     # The link URLs must never carry the token, even when the client sent it in the query.
     leaky = client.get("sms/status", params={"group_id": group, "access_token": "zzz-token"}).text
-    assert "access_token" not in leaky and "zzz-token" not in leaky
+    assert "access_token" not in leaky
+    assert "zzz-token" not in leaky
 
 
 def test_group_and_date_combine(client: Client, emu: Emulator) -> None:

@@ -4,19 +4,21 @@ or the ``sms:message:status`` subscriptions (precedence configurable, ``webhook_
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_qikberry.emulator import Emulator
-from tests.emulator.conftest import Client, Receiver
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
+    from tests.emulator.conftest import Client, Receiver
 
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.000000Z$")
 
 
 def webhook(client: Client, uri: str, **fields: Any) -> str:
     r = client.post("developer/webhooks", json={"name": "DLR", "uri": uri, **fields})
-    assert r.status_code == 200 and r.json()["data"]["status"] == 1, r.text
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["status"] == 1, r.text
     return str(r.json()["data"]["id"])
 
 
@@ -40,7 +42,8 @@ def test_create_get_list_delete_shapes(client: Client, receiver: Receiver) -> No
         [],
         hook_id,
     )
-    assert isinstance(sub["id"], int) and ISO_Z.match(sub["created_at"])
+    assert isinstance(sub["id"], int)
+    assert ISO_Z.match(sub["created_at"])
     other = subscribe(client, hook_id, "sms:unsubscription")
     assert other["id"] == sub["id"] + 1
     assert client.get(f"developer/subscriptions/{sub['id']}").json() == {
@@ -51,12 +54,14 @@ def test_create_get_list_delete_shapes(client: Client, receiver: Receiver) -> No
     }
     listed = client.get("developer/subscriptions").json()
     assert [s["id"] for s in listed["data"]] == [sub["id"], other["id"]]
-    assert listed["meta"]["per_page"] == 15 and listed["meta"]["total"] == 2
+    assert listed["meta"]["per_page"] == 15
+    assert listed["meta"]["total"] == 2
     deleted = client.delete(f"developer/subscriptions/{sub['id']}")
     assert deleted.json() == {"status": "OK", "code": 200, "message": "Deleted Successfully", "data": []}
     for path in (f"developer/subscriptions/{sub['id']}", "developer/subscriptions/nope"):
         r = client.get(path)
-        assert r.status_code == 404 and r.json()["message"] == "Not Found."
+        assert r.status_code == 404
+        assert r.json()["message"] == "Not Found."
     assert client.delete(f"developer/subscriptions/{sub['id']}").status_code == 404
 
 
@@ -65,12 +70,14 @@ def test_list_pages_by_15(client: Client, receiver: Receiver) -> None:
     ids = [subscribe(client, hook_id)["id"] for _ in range(17)]
     second = client.get("developer/subscriptions", params={"page": 2}).json()
     assert [s["id"] for s in second["data"]] == ids[15:]
-    assert second["meta"]["last_page"] == 2 and second["links"]["prev"].endswith("?page=1")
+    assert second["meta"]["last_page"] == 2
+    assert second["links"]["prev"].endswith("?page=1")
 
 
 def test_create_validation(client: Client, receiver: Receiver) -> None:
     r = client.post("developer/subscriptions", json={})
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["event", "identity", "webhook_id"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["event", "identity", "webhook_id"]
     hook_id = webhook(client, receiver.url)
     r = client.post(
         "developer/subscriptions", json={"event": "sms:message:sent", "identity": "some", "webhook_id": "x"}
@@ -90,7 +97,8 @@ def test_a_subscription_routes_reports_of_sends_without_webhook_id(
     row = client.send(custom="c1").json()["data"][0]
     emu.flush_dlrs()
     [call] = receiver.wait_for(1)
-    assert call["body"]["id"] == row["id"] and call["body"]["cid"] == "c1"
+    assert call["body"]["id"] == row["id"]
+    assert call["body"]["cid"] == "c1"
     assert call["headers"]["Authorization"] == "Bearer sub-secret"
     [attempt] = emu.webhook_deliveries()
     assert (attempt["source"], attempt["outcome"]) == ("subscription", "delivered")
@@ -116,7 +124,8 @@ def test_the_unsubscription_event_routes_no_delivery_report(
     subscribe(client, webhook(client, receiver.url), "sms:unsubscription")
     client.send()
     emu.flush_dlrs()
-    assert receiver.calls == [] and emu.webhook_deliveries() == []
+    assert receiver.calls == []
+    assert emu.webhook_deliveries() == []
 
 
 def test_every_subscribed_webhook_gets_the_report_once(

@@ -5,13 +5,14 @@ is a 422 naming the field, never an internal error (the ``emu`` fixture fails a 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 import pytest
 
-from airflow_qikberry.emulator import Emulator
-from tests.emulator.conftest import Client
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
+    from tests.emulator.conftest import Client
 
 ROOT = {"sender": "QIKBRY", "service": "T", "message": "Your order has shipped"}
 # Possible numbers by phonenumbers' rules (what the provider's validator accepted until it learnt the API's
@@ -29,7 +30,8 @@ def test_one_number_outside_8_to_15_digits_fails_the_whole_batch(
     r = client.post("sms/send/json", json={"root": ROOT, "nodes": nodes})
     assert r.status_code == 422
     body = r.json()
-    assert body["status"] == "ERROR" and body["code"] == 422
+    assert body["status"] == "ERROR"
+    assert body["code"] == 422
     assert list(body["errors"]) == ["nodes.3.to"]
     assert body["message"] == f"The nodes.3.to field contains an invalid number: {number}."
     assert emu.messages() == []  # nothing of the chunk is accepted, the good rows included
@@ -38,7 +40,8 @@ def test_one_number_outside_8_to_15_digits_fails_the_whole_batch(
 @pytest.mark.parametrize("number", [SIXTEEN_DIGITS, SEVEN_DIGITS])
 def test_sms_send_refuses_a_number_outside_8_to_15_digits(client: Client, emu: Emulator, number: str) -> None:
     r = client.send(to=f"919876543210,{number}")
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["to"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["to"]
     assert emu.messages() == []
 
 

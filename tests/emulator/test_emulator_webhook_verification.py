@@ -7,13 +7,14 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from airflow_qikberry.emulator import Emulator
-from tests.emulator.conftest import Client, Receiver
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
+    from tests.emulator.conftest import Client, Receiver
 
 DEAD = "http://127.0.0.1:9/dlr"  # the discard port: connection refused
 
@@ -39,11 +40,13 @@ def test_challenge_is_sent_as_documented_and_passes(
     assert target.path == "/dlr"
     assert parse_qs(target.query) == {"app": ["x"], "token": ["my-validation-key"]}
     assert call["body"]["validation_key"] == "my-validation-key"
-    assert isinstance(call["body"]["challenge"], str) and len(call["body"]["challenge"]) >= 16
+    assert isinstance(call["body"]["challenge"], str)
+    assert len(call["body"]["challenge"]) >= 16
     assert call["headers"]["Authorization"] == "Bearer hook-secret"
     assert call["headers"]["Content-Type"] == "application/json"
     seen = inspected(emu, hook["id"])
-    assert seen["verified"] is True and seen["has_secret"] is True
+    assert seen["verified"] is True
+    assert seen["has_secret"] is True
     [check] = seen["verifications"]
     assert (check["ok"], check["status_code"], check["error"]) == (True, 200, None)
     # Neither the secret, the key nor the challenge is shown anywhere.
@@ -63,7 +66,8 @@ def test_without_token_the_platform_makes_up_the_validation_key(client: Client, 
     create(client, uri=receiver.url)
     [call] = receiver.challenges
     key = call["body"]["validation_key"]
-    assert len(key) == 32 and parse_qs(urlsplit(call["path"]).query) == {"token": [key]}
+    assert len(key) == 32
+    assert parse_qs(urlsplit(call["path"]).query) == {"token": [key]}
     assert "Authorization" not in call["headers"]  # no secret, no Bearer
 
 
@@ -99,7 +103,8 @@ def test_non_200_and_unreachable_receivers_fail_the_challenge(
     dead = create(client, uri=DEAD)
     assert dead["status"] == 0
     check = inspected(emu, dead["id"])["verifications"][0]
-    assert check["status_code"] is None and check["error"]
+    assert check["status_code"] is None
+    assert check["error"]
 
 
 def test_an_unverified_webhook_receives_no_reports(client: Client, emu: Emulator, receiver: Receiver) -> None:
@@ -149,14 +154,16 @@ def test_creating_an_inactive_webhook_sends_no_challenge(
     client: Client, emu: Emulator, receiver: Receiver
 ) -> None:
     hook = create(client, uri=receiver.url, status=0)
-    assert hook["status"] == 0 and receiver.challenges == []
+    assert hook["status"] == 0
+    assert receiver.challenges == []
     assert inspected(emu, hook["id"])["verified"] is None
 
 
 def test_reject_mode_refuses_a_webhook_that_fails(client: Client, emu: Emulator, receiver: Receiver) -> None:
     emu.configure(webhook_verification="reject")
     r = client.post("developer/webhooks", json={"name": "x", "uri": DEAD})
-    assert r.status_code == 422 and list(r.json()["errors"]) == ["uri"]
+    assert r.status_code == 422
+    assert list(r.json()["errors"]) == ["uri"]
     assert "verification challenge" in r.json()["message"]
     assert client.get("developer/webhooks").json()["data"] == []
     assert create(client, uri=receiver.url)["status"] == 1
@@ -165,7 +172,8 @@ def test_reject_mode_refuses_a_webhook_that_fails(client: Client, emu: Emulator,
 def test_off_mode_sends_no_challenge(client: Client, emu: Emulator, receiver: Receiver) -> None:
     emu.configure(webhook_verification="off")
     hook = create(client, uri=receiver.url)
-    assert hook["status"] == 1 and receiver.challenges == []
+    assert hook["status"] == 1
+    assert receiver.challenges == []
     assert inspected(emu, hook["id"])["verified"] is None
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from airflow_qikberry.emulator import Emulator
-from tests.emulator.conftest import Client, Receiver
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
+    from tests.emulator.conftest import Client, Receiver
 
 HOOK_KEYS = ["id", "name", "uri", "secret", "verification_code", "status", "created_at", "updated_at"]
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.000000Z$")
@@ -24,7 +26,8 @@ def create(client: Client, **fields: object) -> dict[str, object]:
 def test_create_masks_secrets(client: Client, receiver: Receiver) -> None:
     hook = create(client, uri=receiver.url, secret="s3cr3t", token="validation-key")
     assert list(hook) == HOOK_KEYS
-    assert hook["secret"] == "*****" and hook["verification_code"] == "*****"
+    assert hook["secret"] == "*****"
+    assert hook["verification_code"] == "*****"
     assert hook["status"] == 1
     assert ISO_Z.match(str(hook["created_at"]))
     assert "s3cr3t" not in client.get("developer/webhooks").text
@@ -79,9 +82,9 @@ def test_list_is_paginated_by_15(client: Client, emu: Emulator) -> None:
         create(client, name=f"hook-{i}")
     first = client.get("developer/webhooks").json()
     assert len(first["data"]) == 15
-    assert (
-        first["meta"]["per_page"] == 15 and first["meta"]["total"] == 20 and first["meta"]["last_page"] == 2
-    )
+    assert first["meta"]["per_page"] == 15
+    assert first["meta"]["total"] == 20
+    assert first["meta"]["last_page"] == 2
     assert first["meta"]["path"] == emu.base_url + "developer/webhooks"
     assert first["links"]["next"] == emu.base_url + "developer/webhooks?page=2"
     second = client.get("developer/webhooks", params={"page": 2}).json()
@@ -117,7 +120,8 @@ def test_dlr_push_payload_and_secret(client: Client, emu: Emulator, receiver: Re
     assert (body["id"], body["mobile"], body["status"]) == (row["id"], "919876543210", "DELIVRD")
     assert (body["credits"], body["units"], body["cid"], body["custom"]) == ("2.0000", 2, "my-ref", "my-ref")
     for key in ("deliv_at", "sent_at", "submit_at"):
-        assert isinstance(body[key], str) and body[key].isdigit()
+        assert isinstance(body[key], str)
+        assert body[key].isdigit()
     for key in ("deliv_time", "sent_time", "submit_time"):
         assert TS.match(body[key])
     assert body["sent_time"] == row["submitted_at"]
@@ -200,7 +204,9 @@ def test_unreachable_receiver_is_recorded(client: Client, emu: Emulator) -> None
     client.send(webhook_id=hook["id"])
     emu.flush_dlrs()
     [attempt] = emu.webhook_deliveries()
-    assert attempt["ok"] is False and attempt["status_code"] is None and attempt["error"]
+    assert attempt["ok"] is False
+    assert attempt["status_code"] is None
+    assert attempt["error"]
 
 
 def test_deleted_webhook_receives_nothing(client: Client, emu: Emulator, receiver: Receiver) -> None:
@@ -208,4 +214,5 @@ def test_deleted_webhook_receives_nothing(client: Client, emu: Emulator, receive
     client.send(webhook_id=hook["id"])
     client.delete(f"developer/webhooks/{hook['id']}")
     emu.flush_dlrs()
-    assert receiver.calls == [] and emu.webhook_deliveries() == []
+    assert receiver.calls == []
+    assert emu.webhook_deliveries() == []

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
+from typing import TYPE_CHECKING
 
-from airflow_qikberry.emulator import Emulator
 from tests.emulator.conftest import EMU_TOKEN
+
+if TYPE_CHECKING:
+    from airflow_qikberry.emulator import Emulator
 
 
 def exchange(emu: Emulator, raw: bytes, read_until_close: bool = True) -> bytes:
@@ -43,7 +46,8 @@ def test_keep_alive_pipelined_requests_share_one_connection(emu: Emulator) -> No
 
 def test_http10_connection_is_closed_after_one_answer(emu: Emulator) -> None:
     raw = exchange(emu, request("/api/v2/auth/me", version="HTTP/1.0"))
-    assert raw.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in raw
+    assert raw.startswith(b"HTTP/1.1 200 OK")
+    assert b"Connection: close" in raw
 
 
 def test_malformed_header_line_is_400(emu: Emulator) -> None:

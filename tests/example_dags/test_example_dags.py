@@ -117,7 +117,8 @@ def test_parse_probe_catches_a_connection_lookup_and_a_network_call(tmp_path: Pa
     )
     out = _probe(tmp_path / "bad_dag.py")
     calls = next(line for line in out.splitlines() if line.startswith("CALLS"))
-    assert "connection" in calls and "network" in calls
+    assert "connection" in calls
+    assert "network" in calls
 
 
 def _source(name: str) -> str:
@@ -167,9 +168,11 @@ def test_campaign_pipeline_runs_end_to_end(
     assert result.state == "success", result
     summary = result.xcom("campaign")
     assert summary["accepted"] == 60
-    assert summary["rejected_total"] == 1 and summary["duplicates_removed"] == 1
+    assert summary["rejected_total"] == 1
+    assert summary["duplicates_removed"] == 1
     messages = emulator.messages()
-    assert len(messages) == 60 and len({m["mobile"] for m in messages}) == 60
+    assert len(messages) == 60
+    assert len({m["mobile"] for m in messages}) == 60
     assert any("अनीता" in m["message"] for m in messages)
     delivery = result.xcom("report")["delivery"]
     assert delivery["by_status"] == {"DELIVRD": 57, "UNDELIV": 3}  # rows 7, 27 and 47 end in 999
@@ -191,17 +194,18 @@ def test_dlt_campaign_example_sends_by_template_and_reports_the_row_that_would_b
     summary = result.xcom("campaign")
     assert (summary["accepted"], summary["rejected"]) == (11, {"dlt_mismatch": 1})
     messages = emulator.messages()
-    assert len(messages) == 11 and {(m["sender"], m["template_id"]) for m in messages} == {
-        ("ACMEIN", "1107000000000000101")
-    }
+    assert len(messages) == 11
+    assert {(m["sender"], m["template_id"]) for m in messages} == {("ACMEIN", "1107000000000000101")}
     assert messages[0]["message"] == (
         "Dear Asha, your bill of Rs 450.00 is due on 5 Dec. Pay at acme.in/pay -Acme"
     )
     report = result.xcom("report")
-    assert report["delivered"] == 11 and report["failed"] == 0  # every text sent fits: none bounced
+    assert report["delivered"] == 11
+    assert report["failed"] == 0
     [row] = report["rejected"]
     assert (row["row"], row["reason"], row["mobile"]) == (5, "dlt_mismatch", "+91 98XXX XX004")
-    assert row["detail"].startswith("DLT-TM-VAR-EXECEED:") and "{{name}} would hold 35" in row["detail"]
+    assert row["detail"].startswith("DLT-TM-VAR-EXECEED:")
+    assert "{{name}} would hold 35" in row["detail"]
 
 
 @pytest.mark.slow
@@ -236,7 +240,8 @@ def test_daily_report_example_runs_end_to_end(
     assert result.state == "success", result
     [message] = emulator.messages()
     total = sum(250.0 + 10 * i for i in range(17))
-    assert ": 17 orders, Rs " in message["message"] and f"{total:g}" in message["message"]
+    assert ": 17 orders, Rs " in message["message"]
+    assert f"{total:g}" in message["message"]
 
 
 @pytest.mark.slow
@@ -252,10 +257,12 @@ def test_failure_alerts_example_alerts_only_on_failure(
     result = _run_example(run_dag, caplog, capfd, "qikberry_failure_alerts.py", conf={"fail_load": fail_load})
     texts = sorted(m["message"] for m in emulator.messages())
     if not fail_load:
-        assert result.state == "success" and texts == []
+        assert result.state == "success"
+        assert texts == []
         return
     # Failing is this example's point: the run fails, and the on-call numbers get the task and DAG alerts.
-    assert result.state == "failed" and result["load"] == "failed"
+    assert result.state == "failed"
+    assert result["load"] == "failed"
     assert len(texts) == 4  # two numbers x (task callback + DAG callback)
     assert sum("qikberry_failure_alerts.load failed" in t for t in texts) == 2
     assert sum(t.startswith("[Airflow] qikberry_failure_alerts failed") for t in texts) == 2

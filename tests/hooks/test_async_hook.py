@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from airflow_qikberry.clock import Clock
 from airflow_qikberry.exceptions import (
     QikberryAuthError,
     QikberryConnectionError,
@@ -27,15 +28,15 @@ from airflow_qikberry.exceptions import (
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
 from airflow_qikberry.models import Balance, MessageStatus
-from tests.helpers import TEST_TOKEN
+from tests.helpers import TEST_TOKEN, NoWaits
 
 T = TypeVar("T")
 
 
-class AsyncSleeps(list[float]):
-    """Stands in for ``asyncio.sleep`` in a hook's retry policy: records each wait instead of waiting."""
+class AsyncSleeps(list[float], Clock):
+    """The real clock, except that each wait on the event loop is recorded instead of waited."""
 
-    async def __call__(self, seconds: float) -> None:
+    async def asleep(self, seconds: float) -> None:
         self.append(seconds)
 
 
@@ -43,11 +44,17 @@ def with_hook(conn_id: str, body: Callable[[QikberryAsyncHook], Awaitable[T]], *
     """Run ``body(hook)`` on a fresh event loop with an async hook whose retry waits are not waited."""
 
     async def main() -> T:
-        async with QikberryAsyncHook(qikberry_conn_id=conn_id, **kwargs) as hook:
-            hook.policy.async_sleep = AsyncSleeps()
+        async with QikberryAsyncHook(qikberry_conn_id=conn_id, clock=AsyncSleeps(), **kwargs) as hook:
             return await body(hook)
 
     return asyncio.run(main())
+
+
+class Frozen(Clock):
+    """A clock whose time stands still."""
+
+    def monotonic(self) -> float:
+        return 1000.0
 
 
 def calls(emulator: Any, key: str) -> int:
@@ -62,8 +69,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def sync_hook(qikberry_conn: str) -> QikberryHook:
-    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0)
-    hook._sleep = lambda seconds: None
+    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0, clock=NoWaits())
     return hook
 
 
@@ -84,9 +90,11 @@ def test_get_status_by_each_key(qikberry_conn: str, sync_hook: QikberryHook, emu
 
     for rows in with_hook(qikberry_conn, body):
         assert [type(r) for r in rows] == [MessageStatus]
-        assert rows[0].message_id == message_id and rows[0].custom_id == "async-cid-1"
+        assert rows[0].message_id == message_id
+        assert rows[0].custom_id == "async-cid-1"
         assert rows[0].mobile == "919876543210"
-        assert rows[0].status == "AWAITING-DLR" and not rows[0].is_final
+        assert rows[0].status == "AWAITING-DLR"
+        assert not rows[0].is_final
     emulator.flush_dlrs()
 
     async def after(hook: QikberryAsyncHook) -> tuple[list[MessageStatus], list[MessageStatus]]:
@@ -96,7 +104,9 @@ def test_get_status_by_each_key(qikberry_conn: str, sync_hook: QikberryHook, emu
         )
 
     (final,), unknown = with_hook(qikberry_conn, after)
-    assert final.is_final and final.is_delivered and final.delivered_at
+    assert final.is_final
+    assert final.is_delivered
+    assert final.delivered_at
     assert unknown == []
 
 
@@ -118,7 +128,8 @@ def test_get_status_needs_a_key_and_validates_before_any_request(qikberry_conn: 
 def test_iter_group_status_walks_pages(qikberry_conn: str, sync_hook: QikberryHook, emulator: Any) -> None:
     nodes = [{"to": f"9198765{i:05d}", "message": f"m{i}"} for i in range(150)]
     result = sync_hook.send_batch(nodes, name="async-pages")
-    assert result.group_id and result.accepted == 150
+    assert result.group_id
+    assert result.accepted == 150
 
     async def body(hook: QikberryAsyncHook) -> list[MessageStatus]:
         return [row async for row in hook.iter_group_status(result.group_id or "")]
@@ -137,7 +148,8 @@ def test_get_balance(qikberry_conn: str, sync_hook: QikberryHook, emulator: Any)
     everything, (only_t,) = with_hook(qikberry_conn, body)
     by_service = {b.service: b for b in everything}
     assert set(by_service) >= {"T", "P"}
-    assert isinstance(only_t.credits, Decimal) and only_t == by_service["T"]
+    assert isinstance(only_t.credits, Decimal)
+    assert only_t == by_service["T"]
     sync_hook.send_sms("919876543210", "x" * 170)  # 2 units
 
     async def again(hook: QikberryAsyncHook) -> list[Balance]:
@@ -155,7 +167,8 @@ def test_get_balance_falls_back_to_legacy_path(qikberry_conn: str, emulator: Any
 
     (balance,) = with_hook(qikberry_conn, body)
     assert balance.service == "T"
-    assert calls(emulator, "GET finance/balance") == 1 and calls(emulator, "GET account/balance") == 1
+    assert calls(emulator, "GET finance/balance") == 1
+    assert calls(emulator, "GET account/balance") == 1
 
 
 # -- typed errors and retries
@@ -167,7 +180,8 @@ def test_bad_token_is_auth_error(make_qikberry_conn: Any, emulator: Any) -> None
     async def body(hook: QikberryAsyncHook) -> None:
         with pytest.raises(QikberryAuthError) as info:
             await hook.get_balance()
-        assert info.value.status_code == 401 and "Token not found" in info.value.message
+        assert info.value.status_code == 401
+        assert "Token not found" in info.value.message
 
     with_hook(conn_id, body)
     assert calls(emulator, "GET finance/balance") == 1  # an auth failure is not retried
@@ -183,8 +197,8 @@ def test_retry_after_is_honoured_and_capped(
 
     async def body(hook: QikberryAsyncHook) -> list[float]:
         assert await hook.get_balance()
-        assert isinstance(hook.policy.async_sleep, AsyncSleeps)
-        return list(hook.policy.async_sleep)
+        assert isinstance(hook.policy.clock, AsyncSleeps)
+        return list(hook.policy.clock)
 
     assert with_hook(qikberry_conn, body, max_retry_after=cap) == [waited]
     assert calls(emulator, "GET finance/balance") == 2
@@ -199,7 +213,8 @@ def test_rate_limit_error_carries_retry_after(qikberry_conn: str, emulator: Any)
         with pytest.raises(QikberryRateLimitError) as info:
             await hook.get_balance()
         assert info.value.status_code == 429
-        assert info.value.retry_after is not None and info.value.retry_after >= 1
+        assert info.value.retry_after is not None
+        assert info.value.retry_after >= 1
 
     with_hook(qikberry_conn, body, max_attempts=1)
 
@@ -209,8 +224,8 @@ def test_5xx_is_retried_then_succeeds(qikberry_conn: str, emulator: Any) -> None
 
     async def body(hook: QikberryAsyncHook) -> tuple[list[MessageStatus], int]:
         rows = await hook.get_status(custom_id="nothing-here")
-        assert isinstance(hook.policy.async_sleep, AsyncSleeps)
-        return rows, len(hook.policy.async_sleep)
+        assert isinstance(hook.policy.clock, AsyncSleeps)
+        return rows, len(hook.policy.clock)
 
     assert with_hook(qikberry_conn, body) == ([], 2)
     assert calls(emulator, "GET sms/status") == 3
@@ -223,11 +238,12 @@ def test_5xx_is_retried_then_raised(qikberry_conn: str, emulator: Any) -> None:
         with pytest.raises(QikberryServerError) as info:
             await hook.get_balance()
         assert info.value.status_code == 500
-        assert isinstance(hook.policy.async_sleep, AsyncSleeps)
-        return list(hook.policy.async_sleep)
+        assert isinstance(hook.policy.clock, AsyncSleeps)
+        return list(hook.policy.clock)
 
     sleeps = with_hook(qikberry_conn, body, max_attempts=3)
-    assert len(sleeps) == 2 and all(0 < s <= 30.5 for s in sleeps)  # exponential backoff with jitter
+    assert len(sleeps) == 2
+    assert all(0 < s <= 30.5 for s in sleeps)
     assert calls(emulator, "GET finance/balance") == 3
 
 
@@ -238,8 +254,8 @@ def test_refused_connection_is_retried_then_connection_error(make_qikberry_conn:
         with pytest.raises(QikberryConnectionError) as info:
             await hook.get_balance()
         assert "GET finance/balance failed" in info.value.message
-        assert isinstance(hook.policy.async_sleep, AsyncSleeps)
-        return list(hook.policy.async_sleep)
+        assert isinstance(hook.policy.clock, AsyncSleeps)
+        return list(hook.policy.clock)
 
     assert len(with_hook(conn_id, body, max_attempts=2)) == 1
 
@@ -250,7 +266,7 @@ def test_refused_connection_is_retried_then_connection_error(make_qikberry_conn:
 def test_connection_is_read_lazily_with_get_async_connection(
     make_qikberry_conn: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow.providers.common.compat import connection as compat
+    from airflow_qikberry.hooks import qikberry_async as compat  # where the hook looks the helper up
 
     real = compat.get_async_connection
     fetched: list[str] = []
@@ -268,8 +284,10 @@ def test_connection_is_read_lazily_with_get_async_connection(
         assert fetched == []
         settings = await hook.get_settings()
         assert settings is await hook.get_settings()
-        assert settings.base_url == emulator.base_url and settings.token == TEST_TOKEN
-        assert settings.timeout == 12 and settings.rate_limit_per_minute == 300
+        assert settings.base_url == emulator.base_url
+        assert settings.token == TEST_TOKEN
+        assert settings.timeout == 12
+        assert settings.rate_limit_per_minute == 300
         assert await hook.get_balance()
 
     with_hook(conn_id, body)
@@ -334,7 +352,8 @@ def test_status_is_empty_until_the_message_becomes_visible(
     assert with_hook(qikberry_conn, body) == []
     emulator.advance_clock(2)
     (row,) = with_hook(qikberry_conn, body)
-    assert row.message_id == sent.message_id and row.custom_id == "async-late"
+    assert row.message_id == sent.message_id
+    assert row.custom_id == "async-late"
 
 
 # -- the shared rate budget
@@ -351,12 +370,12 @@ def test_sync_and_async_hooks_share_one_bucket(
         return (await hook.get_transport()).bucket
 
     bucket = with_hook(conn_id, bucket_of)
-    assert bucket is sync_hook._bucket
+    assert bucket is sync_hook.transport.bucket
     assert with_hook(other_token, bucket_of) is not bucket
 
     # Freeze the bucket's clock: every GET, from either hook, takes exactly one token from the same budget.
     # (monkeypatch: the bucket is process-wide, later tests must get it back running on the real clock.)
-    monkeypatch.setattr(bucket, "_clock", lambda: 1000.0)
+    monkeypatch.setattr(bucket, "clock", Frozen())
     monkeypatch.setattr(bucket, "_updated", 1000.0)
     monkeypatch.setattr(bucket, "_tokens", bucket.capacity)
 
@@ -468,4 +487,5 @@ def test_a_lookup_outliving_its_hook_gets_its_answer_and_opens_nothing(
         return answer, transport._pool.client
 
     answer, client = asyncio.run(main())
-    assert answer is not None and client is None
+    assert answer is not None
+    assert client is None

@@ -111,11 +111,15 @@ def test_templates_and_senders_are_read_across_pages(qikberry_conn: str, emulato
     hook = QikberryHook(qikberry_conn_id=qikberry_conn)
     found = hook.get_templates()
     assert [t.name for t in found] == [f"t{i:02d}" for i in range(37)]
-    assert found[5].template_id == "1107000000000000005" and found[5].body == "Text 5 {{v}}"
-    assert found[5].alias == "t05" and found[5].sender == "ACMEIN" and found[5].active
+    assert found[5].template_id == "1107000000000000005"
+    assert found[5].body == "Text 5 {{v}}"
+    assert found[5].alias == "t05"
+    assert found[5].sender == "ACMEIN"
+    assert found[5].active
     assert count(emulator, "GET sms/templates") == 3
     names = [s.name for s in hook.get_senders()]
-    assert len(names) == 17 and "ACMEIN" in names  # 16 seeded + the templates' own sender
+    assert len(names) == 17
+    assert "ACMEIN" in names
     assert count(emulator, "GET sms/senders") == 2
     assert [t.name for t in asyncio.run(_async_templates(qikberry_conn))] == [t.name for t in found]
 
@@ -131,7 +135,8 @@ def test_the_catalog_is_cached_for_the_connections_time(
 ) -> None:
     hook = QikberryHook(qikberry_conn_id=make_qikberry_conn())
     first = hook.dlt_catalog()
-    assert first.by_template_id(OTP_ID) is not None and first.sender("acmein") is not None
+    assert first.by_template_id(OTP_ID) is not None
+    assert first.sender("acmein") is not None
     assert (
         QikberryHook(qikberry_conn_id=hook.qikberry_conn_id).dlt_catalog() is first
     )  # shared in the process
@@ -155,7 +160,8 @@ def test_the_cached_catalog_is_read_again_once_its_time_is_up(
     hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(templates_cache_seconds=60))
     first = hook.dlt_catalog()
     now[0] += 59
-    assert hook.dlt_catalog() is first and count(seeded, "GET sms/templates") == 1
+    assert hook.dlt_catalog() is first
+    assert count(seeded, "GET sms/templates") == 1
     # A template added on the account meanwhile is seen once the time is up, without a refresh.
     seeded.configure(
         templates=[
@@ -165,7 +171,8 @@ def test_the_cached_catalog_is_read_again_once_its_time_is_up(
     )
     now[0] += 2
     later = hook.dlt_catalog()
-    assert later is not first and count(seeded, "GET sms/templates") == 2
+    assert later is not first
+    assert count(seeded, "GET sms/templates") == 2
     assert later.by_template_id("1107000000000000009") is not None
 
 
@@ -178,7 +185,8 @@ def test_test_connection_shows_the_accounts_senders_and_templates(hook: Qikberry
 def test_test_connection_says_when_templates_are_not_available(hook: QikberryHook, seeded: Any) -> None:
     seeded.configure(templates_unavailable_status=403)
     ok, text = hook.test_connection()
-    assert ok and "templates not available (HTTP 403: This action is unauthorized.)" in text
+    assert ok
+    assert "templates not available (HTTP 403: This action is unauthorized.)" in text
 
 
 # ---------------------------------------------------------------------------- sending by template
@@ -188,7 +196,8 @@ def test_send_template_renders_measures_and_sends_by_the_stored_id(hook: Qikberr
     sent = hook.send_template([A, B], "otp-login", DATA, custom_id="order-17", tags="otp")
     assert [m.mobile for m in sent] == [A, B]
     assert {m.custom_id for m in sent} == {"order-17"}
-    assert sent[0].units == 1 and sent[0].length == len(GOOD)  # measured here: the answer has no units
+    assert sent[0].units == 1
+    assert sent[0].length == len(GOOD)
     messages = seeded.messages()
     assert [m["message"] for m in messages] == [GOOD, GOOD]
     assert {(m["sender"], m["template_id"], m["custom"]) for m in messages} == {
@@ -226,11 +235,10 @@ def test_an_unknown_outcome_is_settled_by_the_foreign_id(
         rule["seconds"] = 0.6
     seeded.set_faults([rule])
     hook = QikberryHook(
-        qikberry_conn_id=make_qikberry_conn(), timeout=0.2 if kind == "slow_response" else None
+        qikberry_conn_id=make_qikberry_conn(),
+        timeout=0.2 if kind == "slow_response" else None,
+        clock=Sleeps(seeded),
     )
-    sleeps = Sleeps(seeded)
-    hook._sleep = sleeps
-    hook.policy.clock = sleeps.clock
     sent = hook.send_template([A, B], "otp-login", DATA)
     assert sorted(m.mobile for m in sent) == [A, B]
     assert len(seeded.messages()) == 2  # found by its foreign id, not sent again
@@ -257,13 +265,11 @@ def test_a_number_left_out_of_the_answer_is_a_partial_send(
     make_qikberry_conn: Callable[..., str], seeded: Any
 ) -> None:
     seeded.configure(suppressed_numbers=[B])
-    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(), reconcile_window=2)
-    sleeps = Sleeps(seeded)
-    hook._sleep = sleeps
-    hook.policy.clock = sleeps.clock
+    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(), reconcile_window=2, clock=Sleeps(seeded))
     with pytest.raises(QikberryPartialSendError) as err:
         hook.send_template([A, B], "otp-login", DATA)
-    assert [m.mobile for m in err.value.accepted] == [A] and err.value.numbers == [B]
+    assert [m.mobile for m in err.value.accepted] == [A]
+    assert err.value.numbers == [B]
     assert count(seeded, "POST sms/send/template") == 1
 
 
@@ -272,7 +278,8 @@ def test_without_the_templates_endpoint_the_api_resolves_the_alias(
 ) -> None:
     seeded.configure(templates_unavailable_status=403)
     sent = hook.send_template(A, "otp-login", DATA)
-    assert [m["message"] for m in seeded.messages()] == [GOOD] and sent[0].mobile == A
+    assert [m["message"] for m in seeded.messages()] == [GOOD]
+    assert sent[0].mobile == A
     assert count(seeded, "POST sms/send/template") == 1
     log = all_log_text(caplog, capfd)
     assert (
@@ -290,7 +297,8 @@ def test_without_the_templates_endpoint_the_api_resolves_the_alias(
 def test_a_send_by_template_is_pre_checked(hook: QikberryHook, seeded: Any) -> None:
     with pytest.raises(QikberryDltMismatchError) as err:
         hook.send_template(A, "otp-login", {**DATA, "name": "Asha " * 7})
-    assert err.value.status == "DLT-TM-VAR-EXECEED" and "{{name}} would hold 35" in err.value.detail
+    assert err.value.status == "DLT-TM-VAR-EXECEED"
+    assert "{{name}} would hold 35" in err.value.detail
     with pytest.raises(QikberryDltMismatchError, match="is inactive"):
         hook.send_template(A, "old", {"x": "1"})
     with pytest.raises(QikberryDltMismatchError, match="'NEWHDR' is not approved") as err:
@@ -336,8 +344,10 @@ def test_a_text_that_does_not_fit_its_template_is_refused_before_sending(
     with pytest.raises(QikberryDltMismatchError) as err:
         hook.send_sms(A, text, sender=sender, template_id=OTP_ID)
     assert (err.value.status, err.value.field, err.value.template_id) == (status, "message", OTP_ID)
-    assert detail in err.value.detail and detail in err.value.message
-    assert "Nothing was sent" in err.value.message and "dlt_check='off'" in err.value.message
+    assert detail in err.value.detail
+    assert detail in err.value.message
+    assert "Nothing was sent" in err.value.message
+    assert "dlt_check='off'" in err.value.message
     assert posts(seeded) == 0
     # The network agrees: sent anyway, the emulator in DLT mode gives the status the check named.
     seeded.configure(dlt_mode=True)
@@ -379,7 +389,8 @@ def test_every_node_of_a_batch_is_checked(hook: QikberryHook, seeded: Any) -> No
     ]
     with pytest.raises(QikberryDltMismatchError) as err:
         hook.send_batch(nodes, sender="ACMEIN", template_id=OTP_ID)
-    assert err.value.field == "nodes[1].message" and err.value.count == 2
+    assert err.value.field == "nodes[1].message"
+    assert err.value.count == 2
     assert "2 texts of this send fail the check" in err.value.message
     hook.send_batch(nodes[:1], sender="ACMEIN", template_id=OTP_ID)
     hook.send_batch(
@@ -495,13 +506,13 @@ def test_a_templates_endpoint_that_keeps_failing_is_said_not_taken_for_no_templa
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     seeded.set_faults([{"endpoint": "sms/templates", "method": "GET", "kind": "error", "status": 500}])
-    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(), max_attempts=2)
-    hook._sleep = Sleeps(seeded)
+    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(), max_attempts=2, clock=Sleeps(seeded))
     with pytest.raises(QikberryDltCheckUnavailableError, match="could not run"):
         hook.send_sms(A, GOOD, sender="ACMEIN", template_id=OTP_ID, dlt_check="required")
     assert posts(seeded) == 0
     ok, text = hook.test_connection()
-    assert ok and "DLT senders and templates not read" in text
+    assert ok
+    assert "DLT senders and templates not read" in text
     hook.send_sms(A, GOOD, sender="ACMEIN", template_id=OTP_ID)
     assert "DLT pre-check could not run" in all_log_text(caplog, capfd)
     assert count(seeded, "POST sms/send") == 1

@@ -46,9 +46,7 @@ def make_hook(qikberry_conn: str, sleeps: Sleeps) -> Callable[..., QikberryHook]
     """A hook whose waits are recorded (moving the emulator clock) and whose deadline runs on them."""
 
     def make(conn_id: str = qikberry_conn, **kwargs: Any) -> QikberryHook:
-        hook = QikberryHook(qikberry_conn_id=conn_id, **kwargs)
-        hook._sleep = sleeps
-        hook.policy.clock = sleeps.clock
+        hook = QikberryHook(qikberry_conn_id=conn_id, clock=sleeps, **kwargs)
         return hook
 
     return make
@@ -169,7 +167,8 @@ def test_scheduled_send_is_reconciled(
     sent = make_hook().send_sms(A, "tomorrow", schedule_at=when)
     assert [s.mobile for s in sent] == [A]
     (stored,) = emulator.messages()
-    assert stored["scheduled_at"] is not None and stored["id"] == sent[0].message_id
+    assert stored["scheduled_at"] is not None
+    assert stored["id"] == sent[0].message_id
     assert count(emulator, "POST sms/send") == 1
 
 
@@ -188,7 +187,8 @@ def test_reconcile_cut_short_by_the_deadline_is_unknown_and_never_resent(
     )
     with pytest.raises(QikberryDeliveryUnknownError, match="deadline") as info:
         make_hook(retry_deadline=70).send_sms(A, "accepted, but not visible yet")
-    assert info.value.numbers == [A] and info.value.custom_id == emulator.messages()[0]["custom"]
+    assert info.value.numbers == [A]
+    assert info.value.custom_id == emulator.messages()[0]["custom"]
     assert sleeps == [55.0, 1.0, 2.0, 4.0, 8.0]  # no wait past the deadline
     assert count(emulator, "GET sms/status") == 4
     assert count(emulator, "POST sms/send") == 2
@@ -274,7 +274,8 @@ def test_custom_id_naming_other_numbers_is_unknown_and_not_resent(
         hook.send_sms(B, "second", custom_id="shared-1")
     assert type(info.value) is QikberryDeliveryUnknownError
     assert "did not include" in info.value.message
-    assert info.value.custom_id == "shared-1" and info.value.numbers == [B]
+    assert info.value.custom_id == "shared-1"
+    assert info.value.numbers == [B]
     assert count(emulator, "GET sms/status") == 1  # settled by the first lookup: nothing to wait for
     assert count(emulator, "POST sms/send") == 2
     assert per_number(emulator) == {A: 1}
@@ -335,25 +336,32 @@ def test_match_send_rows() -> None:
     # Rows of another custom id (an API that ignored the filter) do not count.
     assert match_send_rows([row(custom_id="other")], "cid-1", [A], None).kind == "absent"
     found = match_send_rows([row(B, message_id="g:2"), row("+" + A, message_id="g:1")], "cid-1", [A, B], None)
-    assert found.kind == "found" and found.result is not None
+    assert found.kind == "found"
+    assert found.result is not None
     assert [(m.mobile, m.message_id) for m in found.result] == [(A, "g:1"), (B, "g:2")]  # in send order
     other = match_send_rows([row(C)], "cid-1", [A], None)
-    assert other.kind == "unknown" and other.settled and "did not include" in other.reason
+    assert other.kind == "unknown"
+    assert other.settled
+    assert "did not include" in other.reason
     twice = match_send_rows([row(A), row(A, message_id="g:2")], "cid-1", [A], None)
     assert twice.kind == "unknown"  # two messages for one number sent once: not this send's shape
     partial = match_send_rows([row(A)], "cid-1", [A, B, C], None)
-    assert partial.kind == "partial" and not partial.settled and partial.numbers == (B, C)
+    assert partial.kind == "partial"
+    assert not partial.settled
+    assert partial.numbers == (B, C)
 
 
 def test_match_batch_rows() -> None:
     cids, numbers = ["b-1", "b-2"], [A, B]
     rows = [row(B, "b-2", message_id="g:2"), row(A, "b-1", message_id="g:1"), row(C, "unrelated")]
     found = match_batch_rows(rows, cids, numbers)
-    assert found.kind == "found" and found.result is not None
+    assert found.kind == "found"
+    assert found.result is not None
     assert [(m.custom_id, m.mobile) for m in found.result] == [("b-1", A), ("b-2", B)]  # in node order
     assert match_batch_rows([], cids, numbers).kind == "absent"
     partial = match_batch_rows([row(A, "b-1")], cids, numbers)
-    assert partial.kind == "partial" and partial.numbers == (B,)
+    assert partial.kind == "partial"
+    assert partial.numbers == (B,)
     assert match_batch_rows([row(C, "b-1"), row(B, "b-2")], cids, numbers).kind == "unknown"  # wrong number
     assert match_batch_rows([row(A, "b-1"), row(A, "b-1"), row(B, "b-2")], cids, numbers).kind == "unknown"
 
@@ -393,10 +401,13 @@ def test_ambiguous_bulk_upload_without_proof_is_reported_not_repeated(
     with pytest.raises(QikberryDeliveryUnknownError) as info:
         make_hook(timeout=hook_timeout(kind)).upload_bulk(path, "bulk maybe")
     cid = info.value.custom_id
-    assert cid and cid.startswith("af-")
+    assert cid
+    assert cid.startswith("af-")
     text = info.value.message
-    assert "'customers.txt'" in text and cid in text  # names the file and the custom id ...
-    assert f"hook.get_status(custom_id={cid!r})" in text and "panel" in text  # ... and how to check
+    assert "'customers.txt'" in text
+    assert cid in text
+    assert f"hook.get_status(custom_id={cid!r})" in text
+    assert "panel" in text
     assert sleeps == WINDOW_30  # looked for the whole window, then gave up rather than upload again
     assert len(emulator.messages()) == accepted
     assert settled_count(emulator, "POST sms/bulk", 1) == 1
@@ -445,7 +456,8 @@ def test_reused_custom_id_is_reported_not_returned(
         hook.send_sms(A, "order confirmed", custom_id="order-1")
     assert isinstance(info.value, QikberryDeliveryUnknownError)
     assert info.value.custom_id == "order-1"
-    assert "'order-1'" in info.value.message and "idempotency key" in info.value.message
+    assert "'order-1'" in info.value.message
+    assert "idempotency key" in info.value.message
     assert f"first at {first[0].submitted_at}" in info.value.message  # names the earlier send it found
     assert count(emulator, "GET sms/status") == 1
     assert count(emulator, "POST sms/send") == 2  # no further POST after the failure
@@ -497,7 +509,8 @@ def test_reuse_check_allows_the_clock_skew() -> None:
     old, recent = row(submitted_at=kolkata(600)), row(submitted_at=kolkata(60))
     assert check.older([old, recent]) == [old]
     verdict = match_send_rows([old], "cid-1", [A], check)
-    assert verdict.kind == "reused" and "'cid-1'" in verdict.reason
+    assert verdict.kind == "reused"
+    assert "'cid-1'" in verdict.reason
     assert match_send_rows([recent], "cid-1", [A], check).kind == "found"
     assert match_send_rows([old], "cid-1", [A], None).kind == "found"  # no check on a task retry
 

@@ -13,7 +13,7 @@ import pytest
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.models import BatchResult, MessageStatus, SentMessage
-from tests.helpers import SentRequests
+from tests.helpers import NoWaits, SentRequests
 
 
 def api_calls(emulator: Any) -> dict[str, int]:
@@ -22,8 +22,7 @@ def api_calls(emulator: Any) -> dict[str, int]:
 
 @pytest.fixture
 def hook(qikberry_conn: str) -> QikberryHook:
-    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0)
-    hook._sleep = lambda seconds: None
+    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0, clock=NoWaits())
     return hook
 
 
@@ -38,9 +37,11 @@ def test_send_sms_returns_one_row_per_number(hook: QikberryHook, emulator: Any) 
     assert [type(s) for s in sent] == [SentMessage, SentMessage]
     assert [s.mobile for s in sent] == ["919876543210", "447700900123"]
     assert all(s.status == "AWAITING-DLR" and s.units == 1 for s in sent)
-    assert sent[0].message_id.endswith(":1") and sent[1].message_id.endswith(":2")
+    assert sent[0].message_id.endswith(":1")
+    assert sent[1].message_id.endswith(":2")
     assert sent[0].group_id == sent[1].group_id
-    assert sent[0].custom_id and sent[0].custom_id.startswith("af-")
+    assert sent[0].custom_id
+    assert sent[0].custom_id.startswith("af-")
     stored = emulator.messages()
     assert len(stored) == 2
     assert {m["custom"] for m in stored} == {sent[0].custom_id}
@@ -67,7 +68,9 @@ def test_send_sms_passes_options(hook: QikberryHook, emulator: Any) -> None:
     )
     assert sent[0].custom_id == "order-42"
     (stored,) = emulator.messages()
-    assert stored["sender"] == "ALERTS" and stored["service"] == "P" and stored["custom"] == "order-42"
+    assert stored["sender"] == "ALERTS"
+    assert stored["service"] == "P"
+    assert stored["custom"] == "order-42"
 
 
 def test_send_sms_unicode_counts_units(hook: QikberryHook) -> None:
@@ -111,7 +114,8 @@ def test_send_batch_groups_nodes(hook: QikberryHook, emulator: Any) -> None:
         message="Hi there",
     )
     assert isinstance(result, BatchResult)
-    assert result.accepted == 3 and result.group_id
+    assert result.accepted == 3
+    assert result.group_id
     assert all(m.group_id == result.group_id for m in result.messages)
     assert result.messages[1].custom_id == "ravi-1"
     texts = {m["mobile"]: m["message"] for m in emulator.messages()}
@@ -188,10 +192,13 @@ def test_get_status_by_each_key(hook: QikberryHook, emulator: Any) -> None:
     for rows in (by_id, by_cid, by_mobile):
         assert [type(r) for r in rows] == [MessageStatus]
         assert rows[0].message_id == sent[0].message_id
-        assert rows[0].status == "AWAITING-DLR" and not rows[0].is_final
+        assert rows[0].status == "AWAITING-DLR"
+        assert not rows[0].is_final
     emulator.flush_dlrs()
     (final,) = hook.get_status(message_id=sent[0].message_id)
-    assert final.is_final and final.is_delivered and final.delivered_at
+    assert final.is_final
+    assert final.is_delivered
+    assert final.delivered_at
     assert hook.get_status(message_id="00000000-0000-0000-0000-000000000000:1") == []
     with pytest.raises(QikberryValidationError):
         hook.get_status()
@@ -224,10 +231,12 @@ def test_get_balance_falls_back_to_legacy_path(hook: QikberryHook, emulator: Any
 
 def test_test_connection(hook: QikberryHook, make_qikberry_conn: Any, emulator: Any) -> None:
     ok, message = hook.test_connection()
-    assert ok and "emulator" in message
+    assert ok
+    assert "emulator" in message
     bad = QikberryHook(qikberry_conn_id=make_qikberry_conn("bad_token", password="wrong-token-123"))
     ok, message = bad.test_connection()
-    assert not ok and "401" in message
+    assert not ok
+    assert "401" in message
     assert "wrong-token-123" not in message
     assert not any(k.startswith("POST") for k in api_calls(emulator))
 
@@ -269,7 +278,8 @@ def test_upload_bulk_streams_the_file(tmp_path: Path, monkeypatch: pytest.Monkey
         text=True,
     )
     try:
-        assert proc.stdout is not None and "listening" in proc.stdout.readline()
+        assert proc.stdout is not None
+        assert "listening" in proc.stdout.readline()
         monkeypatch.setenv(
             "AIRFLOW_CONN_QIKBERRY_STREAM",
             json.dumps(

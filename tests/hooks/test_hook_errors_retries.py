@@ -28,7 +28,7 @@ from airflow_qikberry.exceptions import (
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.protocol import parse_response
 from airflow_qikberry.transport.base import RawResponse
-from tests.helpers import Sleeps, api_counts, count
+from tests.helpers import NoWaits, Sleeps, api_counts, count
 
 
 @pytest.fixture
@@ -38,8 +38,8 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture
 def hook(qikberry_conn: str, sleeps: Sleeps) -> QikberryHook:
-    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0)
-    hook._sleep = sleeps  # retries are recorded, not waited: the assertions are on what the hook decided
+    # Retries are recorded, not waited: the assertions are on what the hook decided.
+    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0, clock=sleeps)
     return hook
 
 
@@ -54,7 +54,8 @@ def test_bad_token_is_auth_error(make_qikberry_conn: Any) -> None:
     hook = QikberryHook(qikberry_conn_id=make_qikberry_conn("bad", password="not-the-token"))
     with pytest.raises(QikberryAuthError) as info:
         hook.get_balance()
-    assert info.value.status_code == 401 and "Token not found" in info.value.message
+    assert info.value.status_code == 401
+    assert "Token not found" in info.value.message
 
 
 def test_html_login_page_is_auth_error(make_qikberry_conn: Any) -> None:
@@ -68,7 +69,8 @@ def test_server_side_validation_names_the_field(hook: QikberryHook) -> None:
     with pytest.raises(QikberryValidationError) as info:
         hook.send_sms("919876543210", "hi", webhook_id="no-such-webhook")
     assert info.value.status_code == 422
-    assert info.value.field == "webhook_id" and "webhook_id" in info.value.errors
+    assert info.value.field == "webhook_id"
+    assert "webhook_id" in info.value.errors
 
 
 def test_insufficient_balance(hook: QikberryHook, emulator: Any) -> None:
@@ -81,17 +83,18 @@ def test_insufficient_balance(hook: QikberryHook, emulator: Any) -> None:
 
 
 def test_rate_limit_error_carries_retry_after(hook: QikberryHook, emulator: Any) -> None:
-    hook.max_attempts = 1
+    hook.policy.max_attempts = 1
     emulator.configure(rate_limit_per_minute=2)
     hook.get_balance()
     hook.get_balance()
     with pytest.raises(QikberryRateLimitError) as info:
         hook.get_balance()
-    assert info.value.retry_after is not None and info.value.retry_after >= 1
+    assert info.value.retry_after is not None
+    assert info.value.retry_after >= 1
 
 
 def test_server_error_after_retries(hook: QikberryHook, emulator: Any, sleeps: Sleeps) -> None:
-    hook.max_attempts = 3
+    hook.policy.max_attempts = 3
     emulator.set_faults([{"endpoint": "auth/me", "kind": "error", "status": 500, "times": 10}])
     with pytest.raises(QikberryServerError) as info:
         hook._get("auth/me")
@@ -134,7 +137,7 @@ def test_retry_after_is_honoured(hook: QikberryHook, emulator: Any, sleeps: Slee
 
 
 def test_retry_after_is_capped(hook: QikberryHook, emulator: Any, sleeps: Sleeps) -> None:
-    hook.max_retry_after = 5
+    hook.policy.max_retry_after = 5
     emulator.set_faults([{"endpoint": "auth/me", "kind": "rate_limit", "seconds": 600, "times": 1}])
     assert hook.test_connection()[0]
     assert sleeps == [5.0]
@@ -166,8 +169,7 @@ def test_drop_after_accept_is_reconciled_not_resent(hook: QikberryHook, emulator
 
 
 def test_slow_response_past_timeout_is_reconciled(qikberry_conn: str, emulator: Any) -> None:
-    hook = QikberryHook(qikberry_conn_id=qikberry_conn, timeout=0.3, reconcile_delay=0)
-    hook._sleep = lambda s: None
+    hook = QikberryHook(qikberry_conn_id=qikberry_conn, timeout=0.3, reconcile_delay=0, clock=NoWaits())
     emulator.set_faults([{"endpoint": "sms/send", "kind": "slow_response", "seconds": 1.0, "times": 1}])
     sent = hook.send_sms("919876543210", "slow")
     assert len(sent) == 1
@@ -196,7 +198,7 @@ def test_ambiguous_failure_without_record_is_resent_once(
 
 
 def test_unknown_outcome_when_lookup_fails(hook: QikberryHook, emulator: Any) -> None:
-    hook.max_attempts = 2
+    hook.policy.max_attempts = 2
     emulator.set_faults(
         [
             {"endpoint": "sms/send", "kind": "drop_after_accept", "times": 1},
@@ -214,7 +216,8 @@ def test_batch_drop_after_accept_is_reconciled(hook: QikberryHook, emulator: Any
     emulator.set_faults([{"endpoint": "sms/send/json", "kind": "drop_after_accept", "times": 1}])
     nodes = [{"to": f"91987654{i:04d}", "message": f"hello {i}"} for i in range(120)]
     result = hook.send_batch(nodes, name="reconciled")
-    assert result.accepted == 120 and result.group_id
+    assert result.accepted == 120
+    assert result.group_id
     assert len(emulator.messages()) == 120
     assert emulator.request_log()["counts"]["POST sms/send/json"] == 1
 
@@ -229,8 +232,7 @@ def test_bulk_drop_after_accept_is_reconciled(hook: QikberryHook, emulator: Any,
 
 
 def test_random_faults_never_duplicate_or_lose(qikberry_conn: str, emulator: Any) -> None:
-    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0, max_attempts=8)
-    hook._sleep = lambda s: None
+    hook = QikberryHook(qikberry_conn_id=qikberry_conn, reconcile_delay=0, max_attempts=8, clock=NoWaits())
     emulator.set_faults(
         [
             {"endpoint": "sms/send", "kind": "drop_after_accept", "probability": 0.08},
@@ -243,7 +245,8 @@ def test_random_faults_never_duplicate_or_lose(qikberry_conn: str, emulator: Any
     results = [hook.send_sms(f"91987650{i:04d}", f"message {i}") for i in range(150)]
     assert all(len(r) == 1 for r in results)
     per_number = Counter(m["mobile"] for m in emulator.messages())
-    assert len(per_number) == 150 and set(per_number.values()) == {1}
+    assert len(per_number) == 150
+    assert set(per_number.values()) == {1}
     counts = emulator.request_log()["counts"]
     assert counts["POST sms/send"] > 150  # faults really happened
 
@@ -277,9 +280,7 @@ def timed_hook(qikberry_conn: str, emulator: Any) -> Callable[..., tuple[Qikberr
 
     def make(conn_id: str = qikberry_conn, **kwargs: Any) -> tuple[QikberryHook, Sleeps]:
         sleeps = Sleeps(emulator)
-        hook = QikberryHook(qikberry_conn_id=conn_id, **kwargs)
-        hook._sleep = sleeps
-        hook.policy.clock = sleeps.clock
+        hook = QikberryHook(qikberry_conn_id=conn_id, clock=sleeps, **kwargs)
         return hook, sleeps
 
     return make
@@ -343,7 +344,8 @@ def test_requests_that_can_never_work_fail_at_once(
     with pytest.raises(QikberryServerError):
         hook.send_sms("919876543210", "never")
     assert sleeps == []
-    assert count(emulator, "GET finance/balance") == 1 and count(emulator, "POST sms/send") == 1
+    assert count(emulator, "GET finance/balance") == 1
+    assert count(emulator, "POST sms/send") == 1
     assert count(emulator, "GET sms/status") == 0
 
 
@@ -429,7 +431,8 @@ def test_tls_verification_failure_fails_at_once(
     with pytest.raises(QikberryConnectionError) as info:
         hook.get_balance() if call == "get" else hook.send_sms("919876543210", "never over bad TLS")
     assert not info.value.retryable
-    assert "TLS verification failed" in info.value.message and "REQUESTS_CA_BUNDLE" in info.value.message
+    assert "TLS verification failed" in info.value.message
+    assert "REQUESTS_CA_BUNDLE" in info.value.message
     assert sleeps == []  # no retry wait, and for a send no reconcile lookup
     assert tls_server.connections == ["accepted"]  # one attempt
 
@@ -455,7 +458,8 @@ def test_invalid_url_fails_at_once(
         assert error.field == "host"
     else:
         assert isinstance(error, QikberryConnectionError)
-        assert not error.retryable and "fix the connection's host" in error.message
+        assert not error.retryable
+        assert "fix the connection's host" in error.message
     assert sleeps == []
     assert api_counts(emulator) == {}
 
@@ -466,7 +470,8 @@ def test_non_http_scheme_is_refused_before_any_request(
     hook, sleeps = timed_hook(make_qikberry_conn("ftp", host="ftp://alerts.qikberry.com/api/v2/"))
     with pytest.raises(QikberryValidationError) as info:
         hook.send_sms("919876543210", "never")
-    assert info.value.field == "host" and "'ftp'" in info.value.message
+    assert info.value.field == "host"
+    assert "'ftp'" in info.value.message
     assert sleeps == []
 
 
@@ -493,9 +498,11 @@ def test_5xx_html_page_with_a_login_link_is_a_server_error() -> None:
     for status in (500, 502, 503, 504, 522):
         with pytest.raises(QikberryServerError) as info:
             parse_response(status, page, headers)
-        assert not isinstance(info.value, QikberryAuthError) and info.value.status_code == status
+        assert not isinstance(info.value, QikberryAuthError)
+        assert info.value.status_code == status
         error = RawResponse(status, page, headers).error()  # what a send's classification raises
-        assert type(error) is QikberryServerError and error.status_code == status
+        assert type(error) is QikberryServerError
+        assert error.status_code == status
     # The same page answered with 200 (a followed redirect to the portal) is the bad-token signal.
     with pytest.raises(QikberryAuthError):
         parse_response(200, page, headers)

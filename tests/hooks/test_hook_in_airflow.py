@@ -77,15 +77,19 @@ def test_resend_sends_again_on_a_task_retry(
     counts = emulator.request_log()["counts"]
     if not resend:
         # Try 2 looked try 1's custom id up and returned its message instead of sending again.
-        assert len(messages) == 1 and counts["POST sms/send"] == 1
+        assert len(messages) == 1
+        assert counts["POST sms/send"] == 1
         assert counts["GET sms/status"] == 1
         assert result.xcom("send") == [messages[0]["custom"]]
         return
     # A deliberate re-send: try 2 sends again, under a custom id of its own, without looking try 1 up.
     assert [m["mobile"] for m in messages] == ["919876543210", "919876543210"]
-    assert counts["POST sms/send"] == 2 and "GET sms/status" not in counts
+    assert counts["POST sms/send"] == 2
+    assert "GET sms/status" not in counts
     first, second = (m["custom"] for m in messages)
-    assert first.startswith("af-") and second.startswith("af-") and first != second
+    assert first.startswith("af-")
+    assert second.startswith("af-")
+    assert first != second
     assert result.xcom("send") == [second]
 
 

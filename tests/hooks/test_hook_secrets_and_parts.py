@@ -20,7 +20,7 @@ from airflow_qikberry.get_provider_info import CONN_FIELDS
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from airflow_qikberry.idempotency import derive_custom_id
 from airflow_qikberry.protocol import redact
-from tests.helpers import TEST_TOKEN, all_log_text, count, fake_task_identity
+from tests.helpers import TEST_TOKEN, NoWaits, all_log_text, count, fake_task_identity
 
 
 def free_port() -> int:
@@ -39,8 +39,7 @@ def test_token_never_in_logs_or_errors(
 ) -> None:
     caplog.set_level(logging.DEBUG)  # urllib3 logs request URLs, query string included, at DEBUG
     conn_id = make_qikberry_conn("secrets", auth_in=auth_in)
-    hook = QikberryHook(qikberry_conn_id=conn_id, reconcile_delay=0, max_attempts=2)
-    hook._sleep = lambda s: None
+    hook = QikberryHook(qikberry_conn_id=conn_id, reconcile_delay=0, max_attempts=2, clock=NoWaits())
     hook.send_sms("919876543210", "hello")
     hook.get_status(custom_id="x")
     hook.get_balance()
@@ -53,8 +52,8 @@ def test_token_never_in_logs_or_errors(
             "dead", host=f"http://127.0.0.1:{free_port()}/api/v2/", auth_in=auth_in
         ),
         max_attempts=2,
+        clock=NoWaits(),
     )
-    dead._sleep = lambda s: None
     for call in (lambda: dead.get_balance(), lambda: dead.send_sms("919876543210", "x")):
         with pytest.raises(QikberryError) as info:
             call()
@@ -84,7 +83,8 @@ def test_query_tokens_are_redacted_in_urllib3_debug_logs(
     assert all("access_token=***" in line for line in request_lines)
     assert not any(TEST_TOKEN in line for line in logged)
     # The token itself still went out in the query: the emulator authenticated both requests.
-    assert count(emulator, "GET sms/status") == 1 and count(emulator, "GET finance/balance") == 1
+    assert count(emulator, "GET sms/status") == 1
+    assert count(emulator, "GET finance/balance") == 1
 
 
 LOG_FILTER_PROBE = """
@@ -167,8 +167,10 @@ def test_proxy_environment_is_honoured_except_for_no_proxy(
 def test_connection_settings_parsing(make_qikberry_conn: Any) -> None:
     hook = QikberryHook(qikberry_conn_id=make_qikberry_conn("c", timeout=12, rate_limit_per_minute=300))
     s = hook.settings
-    assert s.timeout == 12 and s.rate_limit_per_minute == 300 and s.default_region == "IN"
-    assert hook._timeouts == (10.0, 12.0)
+    assert s.timeout == 12
+    assert s.rate_limit_per_minute == 300
+    assert s.default_region == "IN"
+    assert hook.transport.timeouts == (10.0, 12.0)
     assert TEST_TOKEN not in repr(s)
     with pytest.raises(QikberryValidationError) as info:
         _ = QikberryHook(qikberry_conn_id=make_qikberry_conn("d", auth_in="cookie")).settings

@@ -26,8 +26,7 @@ TEMPLATE, ENTITY = "1107160000000012345", "1101160000000012345"
 def hook(qikberry_conn: str, emulator: Any) -> QikberryHook:
     # Nothing becomes final (and no DLR is pushed to a webhook) while a test runs.
     emulator.configure(dlr_delay_seconds=3600)
-    hook = QikberryHook(qikberry_conn_id=qikberry_conn)
-    hook._sleep = Sleeps()
+    hook = QikberryHook(qikberry_conn_id=qikberry_conn, clock=Sleeps())
     return hook
 
 
@@ -85,17 +84,23 @@ def test_send_sms_options_reach_the_server(hook: QikberryHook, emulator: Any) ->
     }
     assert stored["scheduled_at"] == api_wall_time(when)
     assert (stored["type"], stored["encoding"]) == ("U", "UCS2")
-    assert stored["flash"] == 1 and stored["webhook_id"] == webhook and stored["tags"] == ["promo", "otp"]
+    assert stored["flash"] == 1
+    assert stored["webhook_id"] == webhook
+    assert stored["tags"] == ["promo", "otp"]
     (body,) = wire.json_bodies("sms/send")
-    assert body["max_units"] == 1 and body["time"] == api_wall_time(when)
+    assert body["max_units"] == 1
+    assert body["time"] == api_wall_time(when)
 
 
 def test_send_sms_defaults_send_no_optional_fields(hook: QikberryHook, emulator: Any) -> None:
     wire = SentRequests.on(hook.session)
     hook.send_sms(A, "plain")
     (stored,) = emulator.messages()
-    assert stored["sender"] == "QIKBRY" and stored["service"] == "T"  # the connection's defaults
-    assert stored["scheduled_at"] is None and stored["flash"] == 0 and stored["webhook_id"] is None
+    assert stored["sender"] == "QIKBRY"
+    assert stored["service"] == "T"
+    assert stored["scheduled_at"] is None
+    assert stored["flash"] == 0
+    assert stored["webhook_id"] is None
     (body,) = wire.json_bodies("sms/send")
     assert set(body) == {"to", "message", "type", "sender", "service", "custom"}
 
@@ -122,7 +127,8 @@ def test_schedule_given_as_an_iso_string_is_sent_in_api_wall_time(hook: Qikberry
     sent = hook.send_sms(A, "later", schedule_at=when.strftime("%Y-%m-%dT%H:%M:%SZ"))
     (stored,) = emulator.messages()
     assert stored["scheduled_at"] == api_wall_time(when)
-    assert stored["status"] == "AWAITING-DLR" and sent[0].status == "AWAITING-DLR"
+    assert stored["status"] == "AWAITING-DLR"
+    assert sent[0].status == "AWAITING-DLR"
 
 
 def test_send_batch_root_options_reach_every_node(hook: QikberryHook, emulator: Any) -> None:
@@ -141,14 +147,18 @@ def test_send_batch_root_options_reach_every_node(hook: QikberryHook, emulator: 
         webhook_id=webhook,
         tags=["sale"],
     )
-    assert result.accepted == 2 and result.group_id
+    assert result.accepted == 2
+    assert result.group_id
     for stored in emulator.messages():
-        assert stored["name"] == "diwali" and stored["group_id"] == result.group_id
+        assert stored["name"] == "diwali"
+        assert stored["group_id"] == result.group_id
         assert (stored["sender"], stored["service"]) == ("OFFERS", "P")
         assert stored["message"] == "Sale ends tonight"
         assert (stored["template_id"], stored["entity_id"]) == (TEMPLATE, ENTITY)
         assert stored["scheduled_at"] == api_wall_time(when)
-        assert stored["flash"] == 1 and stored["webhook_id"] == webhook and stored["tags"] == ["sale"]
+        assert stored["flash"] == 1
+        assert stored["webhook_id"] == webhook
+        assert stored["tags"] == ["sale"]
 
 
 def test_batch_nodes_carry_their_own_encoding(hook: QikberryHook, emulator: Any) -> None:
@@ -238,5 +248,6 @@ def test_batch_node_with_a_root_only_key_is_refused_before_any_request(
     with pytest.raises(QikberryValidationError) as info:
         hook.send_batch([{"to": A, "message": "ok"}, {"to": B, "message": "ok", key: value}])
     assert info.value.field == f"nodes[1].{key}"
-    assert f"nodes[1].{key}" in info.value.message and f"{argument} argument" in info.value.message
+    assert f"nodes[1].{key}" in info.value.message
+    assert f"{argument} argument" in info.value.message
     assert api_counts(emulator) == {}

@@ -33,9 +33,7 @@ def sleeps(emulator: Any) -> Sleeps:
 @pytest.fixture
 def make_hook(qikberry_conn: str, sleeps: Sleeps) -> Callable[..., QikberryHook]:
     def make(**kwargs: Any) -> QikberryHook:
-        hook = QikberryHook(qikberry_conn_id=qikberry_conn, **kwargs)
-        hook._sleep = sleeps
-        hook.policy.clock = sleeps.clock
+        hook = QikberryHook(qikberry_conn_id=qikberry_conn, clock=sleeps, **kwargs)
         return hook
 
     return make
@@ -60,14 +58,19 @@ def test_a_batch_answer_that_leaves_a_node_out_reports_it_not_accepted(
         make_hook().send_batch(nodes(NUMBERS), name="orders")
     error = info.value
     assert isinstance(error, QikberryDeliveryUnknownError)  # what callers caught before still catches it
-    assert error.numbers == [NUMBERS[left_out]] and error.missing_custom_ids == [f"order-{left_out}"]
-    assert len(error.accepted) == 249 and NUMBERS[left_out] not in {m.mobile for m in error.accepted}
+    assert error.numbers == [NUMBERS[left_out]]
+    assert error.missing_custom_ids == [f"order-{left_out}"]
+    assert len(error.accepted) == 249
+    assert NUMBERS[left_out] not in {m.mobile for m in error.accepted}
     assert error.group_id == emulator.messages()[0]["group_id"]
-    assert "not accepted" in error.message and "opted out" in error.message
+    assert "not accepted" in error.message
+    assert "opted out" in error.message
     # The missing node was looked for over the whole window, by its custom id alone (one lookup per step;
     # the answer's own rows prove the others), and was never posted again.
-    assert sleeps == WINDOW_30 and count(emulator, "GET sms/status") == len(WINDOW_30)
-    assert count(emulator, "POST sms/send/json") == 1 and len(emulator.messages()) == 249
+    assert sleeps == WINDOW_30
+    assert count(emulator, "GET sms/status") == len(WINDOW_30)
+    assert count(emulator, "POST sms/send/json") == 1
+    assert len(emulator.messages()) == 249
 
 
 def test_a_batch_answer_missing_many_nodes_is_checked_by_its_group_pages(
@@ -76,7 +79,8 @@ def test_a_batch_answer_missing_many_nodes_is_checked_by_its_group_pages(
     emulator.configure(suppressed_numbers=NUMBERS[:10])
     with pytest.raises(QikberryPartialSendError) as info:
         make_hook().send_batch(nodes(NUMBERS), name="orders")
-    assert sorted(info.value.numbers) == NUMBERS[:10] and len(info.value.accepted) == 240
+    assert sorted(info.value.numbers) == NUMBERS[:10]
+    assert len(info.value.accepted) == 240
     # 10 missing of 250: the group's 3 pages per step cost less than 10 custom-id lookups.
     assert count(emulator, "GET sms/status") == 3 * len(WINDOW_30)
 
@@ -89,7 +93,8 @@ def test_a_send_answer_that_leaves_a_number_out(
         make_hook().send_sms(NUMBERS[:3], "Your order has shipped")
     assert info.value.numbers == [NUMBERS[1]]
     assert [m.mobile for m in info.value.accepted] == [NUMBERS[0], NUMBERS[2]]
-    assert count(emulator, "POST sms/send") == 1 and sent(emulator) == {NUMBERS[0]: 1, NUMBERS[2]: 1}
+    assert count(emulator, "POST sms/send") == 1
+    assert sent(emulator) == {NUMBERS[0]: 1, NUMBERS[2]: 1}
 
 
 def test_a_late_node_that_shows_up_in_the_window_is_accepted(
@@ -106,7 +111,8 @@ def test_a_late_node_that_shows_up_in_the_window_is_accepted(
     emulator.configure(visibility_delay_seconds=5)
     result = hook.send_batch(nodes(NUMBERS[:5]), name="late")
     assert [m.mobile for m in result.messages] == NUMBERS[:5]
-    assert sleeps == [1.0, 2.0, 4.0] and count(emulator, "POST sms/send/json") == 1
+    assert sleeps == [1.0, 2.0, 4.0]
+    assert count(emulator, "POST sms/send/json") == 1
 
 
 @pytest.fixture
@@ -141,6 +147,8 @@ def test_a_retried_task_judges_the_earlier_batch_by_every_node(
     as_task[0] = TRY_2
     with pytest.raises(QikberryPartialSendError) as info:
         make_hook().send_batch(nodes(NUMBERS), name="orders")
-    assert info.value.missing_custom_ids == [f"order-{left_out}"] and len(info.value.accepted) == 249
+    assert info.value.missing_custom_ids == [f"order-{left_out}"]
+    assert len(info.value.accepted) == 249
     assert count(emulator, "POST sms/send/json") == 1
-    assert set(sent(emulator).values()) == {1} and len(emulator.messages()) == 249
+    assert set(sent(emulator).values()) == {1}
+    assert len(emulator.messages()) == 249

@@ -26,8 +26,7 @@ A, B, C = "919876543210", "919876543211", "919876543212"
 @pytest.fixture
 def hook(qikberry_conn: str, emulator: Any) -> QikberryHook:
     emulator.configure(dlr_delay_seconds=3600)
-    hook = QikberryHook(qikberry_conn_id=qikberry_conn)
-    hook._sleep = Sleeps()
+    hook = QikberryHook(qikberry_conn_id=qikberry_conn, clock=Sleeps())
     return hook
 
 
@@ -60,7 +59,8 @@ def test_prebuilt_nodes_are_sent_as_they_are(
     ]
     wire = SentRequests.on(hook.session)
     result = hook.send_batch(nodes, name="prebuilt")
-    assert result.accepted == 2 and result.group_id
+    assert result.accepted == 2
+    assert result.group_id
     assert calls == {"numbers": 0, "message": 0, "custom_id": 0}  # validated once, by whoever built them
     assert wire.json_bodies("sms/send/json")[0]["nodes"] == [
         {"to": A, "message": "Hi Asha", "type": "N", "custom": "order-1"},
@@ -89,7 +89,9 @@ def test_mappings_are_still_validated(hook: QikberryHook, emulator: Any, calls: 
     with pytest.raises(QikberryValidationError) as bad_id:
         hook.send_batch([good, {"to": B, "message": "Hi", "custom_id": " edge "}])
     assert bad_id.value.field == "nodes[1].custom_id"
-    assert calls["numbers"] == 3 and calls["message"] == 2 and calls["custom_id"] == 1  # the mappings only
+    assert calls["numbers"] == 3
+    assert calls["message"] == 2
+    assert calls["custom_id"] == 1
     assert count(emulator, "POST sms/send/json") == 0
 
 
@@ -126,7 +128,8 @@ def test_no_derived_custom_id_when_every_node_has_one(
     )
     assert len(derived) == 1
     stored = {m["mobile"]: m["custom"] for m in emulator.messages()}
-    assert stored[B] == "c-2" and stored[C] == f"{derived[0]}-2"
+    assert stored[B] == "c-2"
+    assert stored[C] == f"{derived[0]}-2"
 
 
 # --- the campaign engine: every row validated once, in its prepare pass
@@ -172,9 +175,11 @@ def test_campaign_validates_each_row_once(
         render=None if static else (lambda row: f"Hi {row['name']}"),
         identity=None,
     )
-    assert summary["accepted"] == 7 and summary["chunks"] == 3
+    assert summary["accepted"] == 7
+    assert summary["chunks"] == 3
     # Each number through phonenumbers once (pass 1), none again when its chunk is sent (pass 2).
-    assert counted["number"] == 7 and counted["numbers"] == 0
+    assert counted["number"] == 7
+    assert counted["numbers"] == 0
     # Each rendered text measured once, by one path or the other (one text for all is checked per request,
     # not per row).
     assert counted["measure"] == (0 if static else 7)
@@ -184,4 +189,5 @@ def test_campaign_validates_each_row_once(
         text = "Sale tonight" if static else f"Hi {row['name']}"
         assert message["message"] == text
         assert message["type"] == ("U" if not static and i % 3 == 0 else "N")
-        assert message["custom"].startswith("qc-") and message["custom"].endswith(f"-{i // 3}-{i % 3}")
+        assert message["custom"].startswith("qc-")
+        assert message["custom"].endswith(f"-{i // 3}-{i % 3}")

@@ -61,11 +61,13 @@ def test_a_set_of_numbers_retried_in_a_new_process_is_not_sent_again(
     first = run_try(TRY_1, "1")
     second = run_try(TRY_2, "2")
     # The two processes really iterated the set in different orders (else this test would prove nothing).
-    assert first["order"] != second["order"] and sorted(first["order"]) == sorted(second["order"])
+    assert first["order"] != second["order"]
+    assert sorted(first["order"]) == sorted(second["order"])
     assert second["custom_ids"] == first["custom_ids"]  # try 2 derived the id try 1 used, found its rows
     assert count(emulator, "POST sms/send") == 1
     sent = Counter(m["mobile"] for m in emulator.messages())
-    assert sorted(sent) == sorted(NUMBERS) and set(sent.values()) == {1}
+    assert sorted(sent) == sorted(NUMBERS)
+    assert set(sent.values()) == {1}
 
 
 @pytest.fixture
@@ -83,7 +85,8 @@ def test_the_same_numbers_in_another_order_are_the_same_send(
     as_task[0] = TRY_2
     again = QikberryHook().send_sms(list(reversed(NUMBERS)), "Your order has shipped")
     assert {m.message_id for m in again} == {m.message_id for m in first}
-    assert count(emulator, "POST sms/send") == 1 and len(emulator.messages()) == len(NUMBERS)
+    assert count(emulator, "POST sms/send") == 1
+    assert len(emulator.messages()) == len(NUMBERS)
 
 
 def test_a_batch_in_another_order_is_the_same_batch_and_each_node_keeps_its_id(
@@ -94,7 +97,8 @@ def test_a_batch_in_another_order_is_the_same_batch_and_each_node_keeps_its_id(
     as_task[0] = TRY_2
     # The same nodes from a dict built in another order: try 2 finds try 1's batch and posts nothing.
     again = QikberryHook().send_batch([nodes[n] for n in reversed(NUMBERS)], name="orders")
-    assert count(emulator, "POST sms/send/json") == 1 and len(emulator.messages()) == len(NUMBERS)
+    assert count(emulator, "POST sms/send/json") == 1
+    assert len(emulator.messages()) == len(NUMBERS)
     assert again.group_id == first.group_id
     ids = {m.mobile: m.custom_id for m in first.messages}
     assert {m.mobile: m.custom_id for m in again.messages} == ids  # a node's id follows the node
@@ -107,7 +111,8 @@ def test_identical_nodes_are_interchangeable(qikberry_conn: str, emulator: Any, 
     first = QikberryHook().send_batch([a, a, b], name="twice")  # the same number and text twice: two SMS
     as_task[0] = TRY_2
     again = QikberryHook().send_batch([b, a, a], name="twice")
-    assert count(emulator, "POST sms/send/json") == 1 and len(emulator.messages()) == 3
+    assert count(emulator, "POST sms/send/json") == 1
+    assert len(emulator.messages()) == 3
     assert sorted(m.message_id for m in again.messages) == sorted(m.message_id for m in first.messages)
 
 
@@ -123,4 +128,6 @@ def test_the_fields_of_a_send_are_one_identity_whatever_their_order() -> None:
     nodes = [{"to": "919876500000", "message": "A"}, {"to": "919876500001", "message": "B"}]
     batch, ranks = idempotency.batch_identity(nodes, payload)
     again, reranked = idempotency.batch_identity(nodes[::-1], shuffled)
-    assert batch == again and ranks == [0, 1] and reranked == [1, 0]
+    assert batch == again
+    assert ranks == [0, 1]
+    assert reranked == [1, 0]

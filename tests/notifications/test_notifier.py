@@ -122,7 +122,8 @@ def test_no_recipients_at_all_is_reported_not_silent(
     # Break: split an empty string into no entries, as the notifier once did -> nothing is logged, fails.
     QikberryNotifier(to=to, message="disk full")(_task_context())
     logs = all_log_text(caplog, capfd)
-    assert "Qikberry alert was not sent" in logs and said in logs
+    assert "Qikberry alert was not sent" in logs
+    assert said in logs
     assert NUMBER not in logs
     assert emulator.messages() == []
 
@@ -133,7 +134,8 @@ def test_a_record_among_the_recipients_is_skipped_with_a_hint(
     QikberryNotifier(to=[{"mobile": "919876543211"}, NUMBER], message="disk full")(_task_context())
     assert [m["mobile"] for m in emulator.messages()] == [NUMBER]
     logs = all_log_text(caplog, capfd)
-    assert "recipient 1 skipped" in logs and "map(attribute='mobile')" in logs
+    assert "recipient 1 skipped" in logs
+    assert "map(attribute='mobile')" in logs
 
 
 def test_templated_fields_are_rendered(qikberry_conn: str, emulator: Any) -> None:
@@ -204,8 +206,10 @@ def test_text_is_transliterated_and_shortened_to_max_units(
     QikberryNotifier(to=NUMBER, message=message, max_units=max_units)(_task_context())
     (sent,) = emulator.messages()
     info = measure(sent["message"])
-    assert info.units <= max_units and sent["units"] <= max_units
-    assert sent["encoding"] == encoding and info.encoding == ("gsm7" if encoding == "GSM" else "ucs2")
+    assert info.units <= max_units
+    assert sent["units"] <= max_units
+    assert sent["encoding"] == encoding
+    assert info.encoding == ("gsm7" if encoding == "GSM" else "ucs2")
     if check is not None:
         assert check(sent["message"])
     if encoding == "UCS2":  # counted honestly: close to the UCS-2 budget, not cut to nothing
@@ -280,8 +284,10 @@ def test_unreachable_api_is_logged_not_raised(
     conn_id = make_qikberry_conn("alerts", host=f"http://127.0.0.1:{_closed_port()}/api/v2/")
     QikberryNotifier(to=NUMBER, qikberry_conn_id=conn_id, max_attempts=1).notify(_task_context())
     logs = all_log_text(caplog, capfd)
-    assert "Qikberry alert to 9198XXXXX210 was not sent" in logs and "Connection" in logs
-    assert TEST_TOKEN not in logs and NUMBER not in logs
+    assert "Qikberry alert to 9198XXXXX210 was not sent" in logs
+    assert "Connection" in logs
+    assert TEST_TOKEN not in logs
+    assert NUMBER not in logs
 
 
 def test_emulator_faults_on_send_and_status_are_logged_not_raised(
@@ -296,7 +302,8 @@ def test_emulator_faults_on_send_and_status_are_logged_not_raised(
     )
     QikberryNotifier(to=NUMBER, max_attempts=1).notify(_task_context())
     logs = all_log_text(caplog, capfd)
-    assert "was not sent" in logs and "503" in logs
+    assert "was not sent" in logs
+    assert "503" in logs
     assert TEST_TOKEN not in logs
     assert emulator.messages() == []
 
@@ -401,7 +408,8 @@ def test_dag_level_failure_callback(run_dag: Any, qikberry_conn: str, emulator: 
     # "reason"), so this is a real DAG-level callback, not a hand-built context.
     # Break: treat the DAG-level context like a task's (ignore "reason") -> "notif_dag_fail.load", fails.
     result = run_dag(DAG_CALLBACK_DAG, "notif_dag_fail")
-    assert result == {"load": "failed"} and result.state == "failed"
+    assert result == {"load": "failed"}
+    assert result.state == "failed"
     (text,) = _texts(emulator)
     assert text.startswith("[Airflow] notif_dag_fail failed ")
     assert ".load" not in text

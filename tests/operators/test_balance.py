@@ -23,14 +23,16 @@ def make(**kwargs: Any) -> QikberryCheckBalanceOperator:
 @pytest.mark.parametrize("threshold", [100, 10000, "10000", 9999.5, Decimal("0"), " 500 "])
 def test_enough_credits_returns_them(qikberry_conn: str, emulator: Any, threshold: Any) -> None:
     credits = make(min_credits=threshold).execute({})
-    assert credits == 10000 and type(credits) is int
+    assert credits == 10000
+    assert type(credits) is int
     assert api_counts(emulator) == {"GET finance/balance": 1}
 
 
 def test_fractional_credits_are_a_float(qikberry_conn: str, emulator: Any) -> None:
     emulator.configure(credits={"T": 12.5})
     credits = make(min_credits=12.5).execute({})
-    assert credits == 12.5 and type(credits) is float
+    assert credits == 12.5
+    assert type(credits) is float
     assert json.loads(json.dumps(credits)) == 12.5
 
 

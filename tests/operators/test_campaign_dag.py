@@ -42,7 +42,8 @@ def numbers(n: int) -> list[str]:
 
 def assert_each_once(emulator: Any, expected: list[str]) -> None:
     sent = Counter(m["mobile"] for m in emulator.messages())
-    assert sorted(sent) == sorted(expected) and set(sent.values()) == {1}
+    assert sorted(sent) == sorted(expected)
+    assert set(sent.values()) == {1}
 
 
 # --- a CSV with per-row texts
@@ -87,8 +88,10 @@ def test_csv_per_row_template_devanagari_and_emoji(
         assert m["text"] == f"{greeting} C{i}! 20% off till {ds}"
         # Each node carried its own encoding: Devanagari and emoji rows as Unicode, the rest as GSM-7.
         assert m["type"] == ("N" if greeting == "Hello" else "U"), m
-        assert m["name"] == f"diwali-{ds}" and m["endpoint"] == "sms/send/json"
-    assert messages[1]["units"] == 1 and messages[1]["length"] == len(messages[1]["text"])
+        assert m["name"] == f"diwali-{ds}"
+        assert m["endpoint"] == "sms/send/json"
+    assert messages[1]["units"] == 1
+    assert messages[1]["length"] == len(messages[1]["text"])
 
     summary = result.xcom("send")
     key = campaign_key((result.dag_id, "send", result.run_id, "-1", "1"), f"diwali-{ds}")
@@ -121,8 +124,10 @@ def test_csv_per_row_template_devanagari_and_emoji(
             re.findall(r"chunk (\d)/8 accepted; (\d+)/30 messages sent \((\d+\.\d)%\), \d+ msg/s, ETA ", logs)
         )
     )
-    assert [p[0] for p in progress] == [str(i) for i in range(1, 9)] and progress[-1][1:] == ("30", "100.0")
-    assert not FULL_NUMBER.search(logs) and not FULL_NUMBER.search(json.dumps(summary))
+    assert [p[0] for p in progress] == [str(i) for i in range(1, 9)]
+    assert progress[-1][1:] == ("30", "100.0")
+    assert not FULL_NUMBER.search(logs)
+    assert not FULL_NUMBER.search(json.dumps(summary))
 
 
 # --- recipients from XCom, two ways
@@ -172,7 +177,8 @@ def test_recipients_from_xcom(run_dag: Any, qikberry_conn: str, emulator: Any) -
         "919876500003": ("VIP preview tonight", "vips"),
         "919876500004": ("VIP preview tonight", "vips"),
     }
-    assert result.xcom("by_task_id")["accepted"] == 2 and result.xcom("templated")["accepted"] == 2
+    assert result.xcom("by_task_id")["accepted"] == 2
+    assert result.xcom("templated")["accepted"] == 2
 
 
 # --- a SQL source
@@ -433,7 +439,8 @@ def test_split_schedule_times_reach_the_emulator(
     shown = sorted(by_batch)
     assert [s[:19].replace("T", " ") for s in shown] == [e.strftime("%Y-%m-%d %H:%M:%S") for e in expected]
     # 2 chunks per 1,000-row batch (600 + 400): a chunk never straddles a batch.
-    assert count(emulator, "POST sms/send/json") == 5 and result.xcom("send")["chunks"] == 5
+    assert count(emulator, "POST sms/send/json") == 5
+    assert result.xcom("send")["chunks"] == 5
 
 
 # --- a dry run
@@ -470,16 +477,21 @@ def test_dry_run_sends_nothing(
     assert result == {"send": "success"}
     assert api_counts(emulator) == {"GET finance/balance": 1}  # read-only: no POST at all
     summary = result.xcom("send")
-    assert summary["dry_run"] is True and summary["accepted"] == 0 and summary["group_ids"] == []
+    assert summary["dry_run"] is True
+    assert summary["accepted"] == 0
+    assert summary["group_ids"] == []
     assert (summary["estimated_units"], summary["estimated_credits"], summary["chunks"]) == (40, 40.0, 1)
-    assert summary["rejected"] == {"invalid_number": 1} and summary["balance_covers"] is True
+    assert summary["rejected"] == {"invalid_number": 1}
+    assert summary["balance_covers"] is True
     assert summary["sample"][0] == {
         "row": 1, "mobile": "9198XXXXX000", "message": "नमस्ते N0", "units": 1, "encoding": "ucs2"
     }  # fmt: skip
-    assert len(summary["sample"]) == 5 and rejected.exists()
+    assert len(summary["sample"]) == 5
+    assert rejected.exists()
     logs = all_log_text(caplog, capfd)
     assert "would send 40 message(s) in 1 chunk(s), 40 SMS units, about 40 credits; nothing was sent" in logs
-    assert not FULL_NUMBER.search(logs) and not FULL_NUMBER.search(json.dumps(summary))
+    assert not FULL_NUMBER.search(logs)
+    assert not FULL_NUMBER.search(json.dumps(summary))
 
 
 # --- kill and retry

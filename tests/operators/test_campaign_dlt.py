@@ -81,7 +81,8 @@ def test_a_campaign_by_template_renders_each_row_and_rejects_the_one_that_would_
     summary = run(rows(), template="otp-login", rejected_path=str(path))
     assert (summary["accepted"], summary["rejected"]) == (5, {"dlt_mismatch": 1})
     sent = {m["mobile"]: m for m in seeded.messages()}
-    assert len(sent) == 5 and "919876500002" not in sent
+    assert len(sent) == 5
+    assert "919876500002" not in sent
     for row in rows():
         if row["name"] != LONG_NAME:
             assert sent[row["mobile"]]["message"] == text(row)
@@ -125,7 +126,8 @@ def test_an_empty_cell_is_a_rejected_row(seeded: Any) -> None:
     recipients = rows(4)
     recipients[1]["otp"] = None
     summary = run(recipients, template="otp-login", max_invalid_ratio=0.6)
-    assert summary["rejected"] == {"template_error": 1, "dlt_mismatch": 1} and summary["accepted"] == 2
+    assert summary["rejected"] == {"template_error": 1, "dlt_mismatch": 1}
+    assert summary["accepted"] == 2
 
 
 def test_a_message_template_with_a_template_id_is_checked_row_by_row(seeded: Any, tmp_path: Path) -> None:
@@ -188,15 +190,18 @@ def test_without_the_templates_endpoint(
 
 def test_dry_run_shows_rendered_texts_and_the_rows_that_would_bounce(seeded: Any) -> None:
     summary = run(rows(), template="otp-login", dry_run=True)
-    assert summary["rejected"] == {"dlt_mismatch": 1} and summary["estimated_units"] == 5
-    assert summary["sample"][0]["message"] == text(rows()[0]) and summary["sample"][0]["units"] == 1
+    assert summary["rejected"] == {"dlt_mismatch": 1}
+    assert summary["estimated_units"] == 5
+    assert summary["sample"][0]["message"] == text(rows()[0])
+    assert summary["sample"][0]["units"] == 1
     assert seeded.messages() == []
 
 
 def test_turned_off_the_rows_go_out_and_the_network_bounces_them(seeded: Any) -> None:
     seeded.configure(dlt_mode=True)
     summary = run(rows(), template="otp-login", dlt_check="off")
-    assert summary["accepted"] == 6 and summary["rejected"] == {}
+    assert summary["accepted"] == 6
+    assert summary["rejected"] == {}
     seeded.flush_dlrs()
     hook = QikberryHook()
     statuses = sorted(s.status for g in summary["group_ids"] for s in hook.iter_group_status(g))

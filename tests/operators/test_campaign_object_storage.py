@@ -116,10 +116,7 @@ def sleeps(emulator: Any) -> Sleeps:
 
 @pytest.fixture
 def hook(make_qikberry_conn: Callable[..., str], sleeps: Sleeps) -> QikberryHook:
-    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(reconcile_window=4))
-    hook._sleep = sleeps
-    hook.policy.clock = sleeps.clock
-    return hook
+    return QikberryHook(qikberry_conn_id=make_qikberry_conn(reconcile_window=4), clock=sleeps)
 
 
 class DictStore:
@@ -166,7 +163,8 @@ def kill_at(emulator: Any, chunk: int) -> None:
 
 def assert_each_once(emulator: Any, expected: list[str]) -> None:
     sent = Counter(m["mobile"] for m in emulator.messages())
-    assert sorted(sent) == sorted(expected) and set(sent.values()) == {1}
+    assert sorted(sent) == sorted(expected)
+    assert set(sent.values()) == {1}
 
 
 # --- through the operator, in a real DAG run
@@ -213,7 +211,8 @@ def test_operator_reads_s3_through_a_connection_writes_the_report_there_and_resu
     assert result == {"send": "success"}
     assert_each_once(emulator, numbers())
     summary = result.xcom("send")
-    assert summary["accepted"] == ROWS and summary["rejected_total"] == 1
+    assert summary["accepted"] == ROWS
+    assert summary["rejected_total"] == 1
     assert summary["resumed_from_chunk"] == dies_at
     report = list(csv.reader(io.StringIO(bucket.get("out/rejected.csv").decode())))
     assert report[0] == ["row", "reason", "value", "detail"]
@@ -235,11 +234,13 @@ def test_a_retry_reads_the_same_bytes_and_resumes(
     recorded = store.get(next(k for k in store.data if ":" not in k))["source"]
     assert recorded["url"] == f"s3://{CONN_ID}@{bucket.name}/customers.csv"  # the connection, no secret
     assert recorded["size"] == len(customers())
-    assert recorded["etag"] and recorded["sha256"]
+    assert recorded["etag"]
+    assert recorded["sha256"]
 
     summary = run(hook, TRY_2, url, store=store)
 
-    assert summary["resumed_from_chunk"] == 5 and summary["accepted"] == ROWS
+    assert summary["resumed_from_chunk"] == 5
+    assert summary["accepted"] == ROWS
     assert_each_once(emulator, numbers())
 
 
@@ -261,7 +262,8 @@ def test_a_retry_refuses_an_object_that_changed(
         body = csv_bytes([[n, f"D{i}"] for i, n in enumerate(numbers())])
     elif change == "same size, other bytes":
         body = customers().replace(b",C1\r", b",X1\r", 1)
-        assert len(body) == len(customers()) and body != customers()
+        assert len(body) == len(customers())
+        assert body != customers()
     else:
         body = customers() + b"919876699999,Late\n"
     bucket.put("customers.csv", body)
@@ -270,15 +272,14 @@ def test_a_retry_refuses_an_object_that_changed(
         run(hook, TRY_2, url, store=store)
 
     assert err.value.field == "csv_path"
-    assert "sha256" in err.value.changes and "etag" in err.value.changes
+    assert "sha256" in err.value.changes
+    assert "etag" in err.value.changes
     if change == "rows appended":
         assert err.value.changes["size"] == (len(customers()), len(body))
     message = err.value.message
-    assert (
-        f"{bucket.name}/customers.csv" in message
-        and "nothing was sent in this try" in message
-        and "resend=True" in message
-    )
+    assert f"{bucket.name}/customers.csv" in message
+    assert "nothing was sent in this try" in message
+    assert "resend=True" in message
     assert len(emulator.messages()) == sent  # not one more message
 
 
@@ -357,9 +358,12 @@ def test_flagship_keeps_its_files_on_s3_when_told_so(
 
     assert result.state == "success", result
     keys = sorted(o["Key"] for o in bucket.client.list_objects_v2(Bucket=bucket.name)["Contents"])
-    assert len(keys) == 2 and keys[0].endswith("/customers.csv") and keys[1].endswith("/rejected.csv")
+    assert len(keys) == 2
+    assert keys[0].endswith("/customers.csv")
+    assert keys[1].endswith("/rejected.csv")
     assert result.xcom("export_customers", "csv") == f"s3://{CONN_ID}@{bucket.name}/{keys[0]}"
-    assert result.xcom("campaign")["accepted"] == 60 and len(emulator.messages()) == 60
+    assert result.xcom("campaign")["accepted"] == 60
+    assert len(emulator.messages()) == 60
     assert b"invalid_number" in bucket.get(keys[1])
 
 

@@ -56,9 +56,7 @@ def sleeps(emulator: Any) -> Sleeps:
 
 @pytest.fixture
 def hook(make_qikberry_conn: Callable[..., str], sleeps: Sleeps) -> QikberryHook:
-    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(reconcile_window=10))
-    hook._sleep = sleeps
-    hook.policy.clock = sleeps.clock
+    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(reconcile_window=10), clock=sleeps)
     return hook
 
 
@@ -127,7 +125,8 @@ def test_retry_without_task_state_sends_the_rest_once(
     summary = run(hook, TRY_2)
     assert_each_number_once(emulator)
     assert (summary["resumed_from_chunk"], summary["accepted_earlier_tries"]) == (dies_at, dies_at * CHUNK)
-    assert summary["accepted"] == ROWS and summary["chunks"] == 20
+    assert summary["accepted"] == ROWS
+    assert summary["chunks"] == 20
     # Group ids of every chunk, earlier tries' included, in order.
     groups = list(dict.fromkeys(m["group_id"] for m in emulator.messages()))
     assert summary["group_ids"] == groups
@@ -185,7 +184,8 @@ def test_chunk_accepted_but_answer_lost(
     assert len(emulator.messages()) == 7 * CHUNK
     summary = run(hook, TRY_2, store=store)
     assert_each_number_once(emulator)
-    assert summary["resumed_from_chunk"] == 7 and summary["accepted_earlier_tries"] == 14
+    assert summary["resumed_from_chunk"] == 7
+    assert summary["accepted_earlier_tries"] == 14
 
 
 def test_late_visibility_is_waited_for_before_the_boundary_is_sent(
@@ -214,7 +214,8 @@ def test_changed_rows_are_refused_without_sending(hook: QikberryHook, emulator: 
         run(hook, TRY_2, rows=changed)
     assert err.value.field == "recipients"
     assert count(emulator, "POST sms/send/json") == posts
-    assert "919999900000" not in str(err.value) and "919876500008" not in str(err.value)
+    assert "919999900000" not in str(err.value)
+    assert "919876500008" not in str(err.value)
 
 
 def test_changed_rows_are_refused_from_the_task_state(hook: QikberryHook, emulator: Any) -> None:
@@ -231,8 +232,10 @@ def test_changed_rows_are_refused_from_the_task_state(hook: QikberryHook, emulat
 def test_first_try_never_looks_up_and_records_each_chunk(hook: QikberryHook, emulator: Any) -> None:
     store = DictStore()
     summary = run(hook, TRY_1, store=store)
-    assert status_gets(emulator) == 0 and count(emulator, "POST sms/send/json") == 20
-    assert summary["resumed_from_chunk"] is None and summary["accepted"] == ROWS
+    assert status_gets(emulator) == 0
+    assert count(emulator, "POST sms/send/json") == 20
+    assert summary["resumed_from_chunk"] is None
+    assert summary["accepted"] == ROWS
     assert store.sets == 40  # a group-id page and the progress record per chunk
     customs = [m["custom"] for m in emulator.messages()]
     key = ido.campaign_key(TRY_1, "diwali")
@@ -242,8 +245,10 @@ def test_first_try_never_looks_up_and_records_each_chunk(hook: QikberryHook, emu
 def test_a_finished_campaign_retried_sends_nothing(hook: QikberryHook, emulator: Any) -> None:
     run(hook, TRY_1)
     summary = run(hook, TRY_2)
-    assert count(emulator, "POST sms/send/json") == 20 and len(emulator.messages()) == ROWS
-    assert summary["resumed_from_chunk"] == 20 and summary["accepted"] == ROWS
+    assert count(emulator, "POST sms/send/json") == 20
+    assert len(emulator.messages()) == ROWS
+    assert summary["resumed_from_chunk"] == 20
+    assert summary["accepted"] == ROWS
     assert summary["accepted_earlier_tries"] == ROWS
 
 
@@ -251,7 +256,8 @@ def test_resend_sends_everything_again_under_new_ids(hook: QikberryHook, emulato
     run(hook, TRY_1, resend=True)
     run(hook, TRY_2, resend=True)
     sent = Counter(m["mobile"] for m in emulator.messages())
-    assert set(sent.values()) == {2} and status_gets(emulator) == 0
+    assert set(sent.values()) == {2}
+    assert status_gets(emulator) == 0
     assert len({m["custom"] for m in emulator.messages()}) == 2 * ROWS
 
 

@@ -35,9 +35,7 @@ def test_the_reconcile_wait_of_a_resumed_campaign_says_what_it_waits_for(
     make_qikberry_conn: Callable[..., str], emulator: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     sleeps = Sleeps(emulator)
-    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(reconcile_window=WINDOW))
-    hook._sleep = sleeps
-    hook.policy.clock = sleeps.clock
+    hook = QikberryHook(qikberry_conn_id=make_qikberry_conn(reconcile_window=WINDOW), clock=sleeps)
     # Try 1 gets chunks 1-3 accepted and dies at chunk 4 (refused by an error no retry inside the try fixes).
     emulator.set_faults(
         [{"endpoint": "sms/send/json", "method": "POST", "kind": "error", "status": 501, "after": 3}]

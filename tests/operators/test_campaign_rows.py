@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -24,9 +24,11 @@ from airflow_qikberry.exceptions import (
     QikberryRowsNotSentError,
     QikberryValidationError,
 )
-from airflow_qikberry.hooks.qikberry import QikberryHook
 from tests.helpers import Sleeps, count
 from tests.operators.test_campaign_resume import TRY_1, TRY_2, DictStore, hook, sleeps
+
+if TYPE_CHECKING:
+    from airflow_qikberry.hooks.qikberry import QikberryHook
 
 __all__ = ["hook", "sleeps"]  # fixtures
 
@@ -150,7 +152,8 @@ def test_a_retry_judges_a_partly_accepted_chunk_by_every_row(
     assert summary["not_sent_rows"][0]["row"] == chunk * CHUNK + position + 1
     assert summary["accepted_earlier_tries"] == min((chunk + 1) * CHUNK, ROWS) - 1
     groups = list(dict.fromkeys(m["group_id"] for m in emulator.messages()))
-    assert summary["group_ids"] == groups and len(groups) == 3
+    assert summary["group_ids"] == groups
+    assert len(groups) == 3
     # The missing row was posted once more by the retry (it cannot tell a row left out from one never
     # posted) and left out again: 3 chunks, that row again, nothing else.
     assert count(emulator, "POST sms/send/json") == 4
@@ -170,14 +173,17 @@ def test_a_refused_row_does_not_stall_the_campaign(
     assert (summary["accepted"], summary["not_sent"]) == (ROWS - 3, 3)
     assert summary["not_sent_by_reason"] == {"api_refused": 3}
     first = summary["not_sent_rows"][0]
-    assert first["reason"] == "api_refused" and "blocked" in first["detail"]
+    assert first["reason"] == "api_refused"
+    assert "blocked" in first["detail"]
     assert [r[:2] for r in report_rows(report)] == [("1", "api_refused"), ("78", "api_refused"),
                                                     ("126", "api_refused")]  # fmt: skip
     # Chunk 0: refused (naming both rows), then posted without them; chunk 1 the same; chunk 2 at once.
-    assert count(emulator, "POST sms/send/json") == 5 and count(emulator, "GET sms/status") == 0
+    assert count(emulator, "POST sms/send/json") == 5
+    assert count(emulator, "GET sms/status") == 0
     # The custom ids stay those of the rows' positions.
     customs = {m["mobile"]: m["custom"] for m in emulator.messages()}
-    assert customs[at(0, 1)].endswith("-0-1") and customs[at(1, 6)].endswith("-1-6")
+    assert customs[at(0, 1)].endswith("-0-1")
+    assert customs[at(1, 6)].endswith("-1-6")
 
 
 def test_a_refusal_that_names_no_row_is_narrowed_down_by_halves(
@@ -192,7 +198,8 @@ def test_a_refusal_that_names_no_row_is_narrowed_down_by_halves(
     assert "blocked" in summary["not_sent_rows"][0]["detail"]
     # Chunk 1 went out in several requests, each its own group: every one is listed, in order.
     groups = list(dict.fromkeys(m["group_id"] for m in emulator.messages()))
-    assert summary["group_ids"] == groups and len(groups) > 3
+    assert summary["group_ids"] == groups
+    assert len(groups) > 3
     # And recorded in the task state for a retry.
     assert {len(v) for v in store.data.values() if isinstance(v, list)} == {3}
 
@@ -220,8 +227,10 @@ def test_a_retry_finds_every_request_of_a_split_chunk(
     assert_once_except(emulator, refused)
     groups = list(dict.fromkeys(m["group_id"] for m in emulator.messages()))
     assert summary["group_ids"] == groups
-    assert summary["not_sent"] == 1 and summary["accepted"] == ROWS - 1
-    assert posts_before_death and count(emulator, "POST sms/send/json") > posts_before_death
+    assert summary["not_sent"] == 1
+    assert summary["accepted"] == ROWS - 1
+    assert posts_before_death
+    assert count(emulator, "POST sms/send/json") > posts_before_death
 
 
 def test_a_chunk_of_one_refused_row_leaves_no_trace_and_the_retry_still_finds_what_followed(
@@ -259,7 +268,8 @@ def test_a_refusal_of_the_whole_request_stops_the_campaign(
     with pytest.raises(QikberryValidationError, match="refused the request as a whole") as err:
         run(hook, TRY_1, webhook_id="0b0e8a51-6b3d-4a4e-9c1e-1f2d3c4b5a69")
     assert err.value.field == "root.webhook_id"
-    assert count(emulator, "POST sms/send/json") == 1 and emulator.messages() == []
+    assert count(emulator, "POST sms/send/json") == 1
+    assert emulator.messages() == []
 
 
 def test_rows_not_sent_beyond_max_invalid_ratio_fail_the_task_after_everything_else_is_sent(

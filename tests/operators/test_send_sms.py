@@ -145,7 +145,9 @@ def test_send_returns_masked_json_safe_xcom(qikberry_conn: str, emulator: Any) -
         for m, masked in zip(stored, ["9198XXXXX210", "4477XXXXX123"], strict=True)
     ]
     text = json.dumps(result)
-    assert "919876543210" not in text and "447700900123" not in text and TEST_TOKEN not in text
+    assert "919876543210" not in text
+    assert "447700900123" not in text
+    assert TEST_TOKEN not in text
 
 
 def test_rendering_that_turned_text_into_numbers_is_undone(qikberry_conn: str, emulator: Any) -> None:
@@ -198,7 +200,8 @@ def test_dry_run_of_unicode_scheduled_text(
     assert result["sample"] == [{"mobile": "9198XXXXX210", "text": text, "units": 2}]
     assert api_counts(emulator) == {"GET finance/balance": 1}
     logged = all_log_text(caplog, capfd)
-    assert "DRY RUN" in logged and "9198XXXXX210" in logged
+    assert "DRY RUN" in logged
+    assert "9198XXXXX210" in logged
     assert "919876543210" not in logged
 
 
@@ -206,7 +209,8 @@ def test_dry_run_warns_when_credits_do_not_cover_the_send(qikberry_conn: str, em
     emulator.configure(credits={"T": 1})
     result: Any = make(to="919876543210, 919876543211", dry_run=True).execute({})
     assert (result["estimated_credits"], result["credits_available"]) == (2.0, 1.0)
-    assert len(result["warnings"]) == 1 and "would not cover" in result["warnings"][0]
+    assert len(result["warnings"]) == 1
+    assert "would not cover" in result["warnings"][0]
     assert emulator.messages() == []
 
 
@@ -214,10 +218,13 @@ def test_dry_run_survives_a_failed_balance_lookup(qikberry_conn: str, emulator: 
     # 401 is not retried, so the lookup fails at once.
     emulator.set_faults([{"endpoint": "finance/balance", "kind": "error", "status": 401}])
     result: Any = make(dry_run=True).execute({})
-    assert result["estimated_credits"] is None and result["credits_available"] is None
-    assert len(result["warnings"]) == 1 and "balance lookup failed" in result["warnings"][0]
+    assert result["estimated_credits"] is None
+    assert result["credits_available"] is None
+    assert len(result["warnings"]) == 1
+    assert "balance lookup failed" in result["warnings"][0]
     assert TEST_TOKEN not in json.dumps(result)
-    assert result["messages"] == 1 and result["units"] == 1
+    assert result["messages"] == 1
+    assert result["units"] == 1
     assert not any(key.startswith("POST") for key in api_counts(emulator))
 
 
@@ -362,7 +369,8 @@ def test_to_and_tags_templated_from_xcom_in_a_dag_run(
     ids = result.xcom("ids")
     assert ids == [m["id"] for m in stored] if native else ids == str([m["id"] for m in stored])
     text = json.dumps(xcom)
-    assert "919876543210" not in text and TEST_TOKEN not in text
+    assert "919876543210" not in text
+    assert TEST_TOKEN not in text
     logged = all_log_text(caplog, capfd)
     assert "Sending SMS to 2 number(s) [9198XXXXX210, 4477XXXXX123]" in logged  # the capture sees task logs
     assert "Qikberry accepted 2 message(s)" in logged
@@ -503,7 +511,8 @@ def test_task_retry_sends_once_unless_resend(
     if not resend:
         # Try 2 found try 1's messages by their derived custom id and returned them without posting.
         assert [m["mobile"] for m in stored] == ["919876543210", "919876543211"]
-        assert counts["POST sms/send"] == 1 and counts["GET sms/status"] == 1
+        assert counts["POST sms/send"] == 1
+        assert counts["GET sms/status"] == 1
         assert [x["id"] for x in xcom] == [m["id"] for m in stored]
         return
     # A deliberate re-send: try 2 sends again under new custom ids.

@@ -59,8 +59,7 @@ def test_2000_messages_through_20_percent_faults(emulator: Any, make_qikberry_co
     unknown: list[str] = []
 
     def hook() -> QikberryHook:
-        made = QikberryHook(qikberry_conn_id=conn_id, max_attempts=6, retry_deadline=600)
-        made._sleep = sleeps
+        made = QikberryHook(qikberry_conn_id=conn_id, max_attempts=6, retry_deadline=600, clock=sleeps)
         return made
 
     def settle(numbers: list[str], call: Any) -> None:

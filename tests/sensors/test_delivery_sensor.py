@@ -128,7 +128,8 @@ def test_deferrable_sensor_waits_in_the_trigger_and_returns_the_summary(
     assert deferred(caplog, capfd)  # the worker check saw AWAITING-DLR and handed over to the trigger
     summary = result.xcom("wait")
     assert (summary["total"], summary["delivered"], summary["delivered_ratio"]) == (3, 3, 1.0)
-    assert summary["by_status"] == {"DELIVRD": 3} and summary["failed_ids"] == []
+    assert summary["by_status"] == {"DELIVRD": 3}
+    assert summary["failed_ids"] == []
     assert result.xcom("wait", "delivery_summary") == summary
     assert "98765" not in str(summary)  # no phone numbers in XCom
 
@@ -157,7 +158,9 @@ def test_poke_and_reschedule_modes_wait_on_a_campaign(
     )
     assert result == {"send": "success", "wait": "success"}
     summary = result.xcom("wait")
-    assert summary["mode"] == "group_id" and summary["delivered"] == 3 and len(summary["group_ids"]) == 1
+    assert summary["mode"] == "group_id"
+    assert summary["delivered"] == 3
+    assert len(summary["group_ids"]) == 1
     assert status_calls(emulator) >= 2  # it did wait: at least one check before the reports came
 
 
@@ -176,7 +179,8 @@ def test_a_campaign_that_fails_entirely_fails_early_with_its_summary(
     assert result == {"send": "success", "wait": "failed"}
     summary = result.xcom("wait", "delivery_summary")
     assert (summary["failed"], summary["delivered"], summary["pending"]) == (3, 0, 0)
-    assert summary["failed_by_status"] == {"UNDELIV": 3} and len(summary["failed_ids"]) == 3
+    assert summary["failed_by_status"] == {"UNDELIV": 3}
+    assert len(summary["failed_ids"]) == 3
     assert result.xcom("wait") is None  # no return value: the task failed
     # Final statuses do not change: the failure is not retried (retries=3 would check three more times).
     assert status_calls(emulator) <= 6
@@ -212,9 +216,11 @@ def test_timeout_fails_with_the_ids_still_pending(
     result = run_dag(dag_source(dag_id, NUMBERS, sensor), dag_id)
     assert result == {"send": "success", "wait": "failed"}
     summary = result.xcom("wait", "delivery_summary")
-    assert summary["pending"] == 3 and len(summary["pending_ids"]) == 3
+    assert summary["pending"] == 3
+    assert len(summary["pending_ids"]) == 3
     logs = all_log_text(caplog, capfd)
-    assert "AirflowSensorTimeout" in logs and "3 pending" in logs
+    assert "AirflowSensorTimeout" in logs
+    assert "3 pending" in logs
 
 
 @pytest.mark.slow
@@ -245,7 +251,8 @@ def test_soft_fail_timeout_skips_and_still_leaves_the_pending_ids(
     result = run_dag(dag_source(dag_id, NUMBERS, sensor), dag_id)
     assert result == {"send": "success", "wait": "skipped"}
     summary = result.xcom("wait", "delivery_summary")
-    assert summary["pending"] == 3 and len(summary["pending_ids"]) == 3
+    assert summary["pending"] == 3
+    assert len(summary["pending_ids"]) == 3
     assert "3 pending" in all_log_text(caplog, capfd)
 
 

@@ -143,7 +143,8 @@ def test_group_mode_waits_for_a_group_that_is_not_visible_yet(qikberry_conn: str
         QikberryDeliveryTrigger(group_ids=[early, late], end_time=time.time() + 30, poll_interval=0.3)
     )
     # Deciding while the second campaign was invisible would have been "5 of 5 delivered".
-    assert event["status"] == "success" and event["summary"]["total"] == 12
+    assert event["status"] == "success"
+    assert event["summary"]["total"] == 12
     assert event["summary"]["checks"] >= 3
 
 
@@ -156,12 +157,14 @@ def test_timeout_then_a_restart_rederives_everything_from_the_api(qikberry_conn:
     assert timed_out["status"] == "timeout"
     summary = timed_out["summary"]
     assert (summary["pending"], summary["pending_ids_total"], len(summary["pending_ids"])) == (120, 120, 100)
-    assert "Timed out" in timed_out["message"] and "120 pending" in timed_out["message"]
+    assert "Timed out" in timed_out["message"]
+    assert "120 pending" in timed_out["message"]
 
     emulator.flush_dlrs()
     kwargs = {**trigger.serialize()[1], "end_time": time.time() + 30}
     resumed = run_trigger(QikberryDeliveryTrigger(**kwargs))
-    assert resumed["status"] == "success" and resumed["summary"]["delivered"] == 120
+    assert resumed["status"] == "success"
+    assert resumed["summary"]["delivered"] == 120
     assert posts(emulator) == sent
 
 
@@ -178,7 +181,8 @@ def test_a_group_that_fails_entirely_ends_early_with_the_failure_summary(
     assert event["status"] == "failure"
     summary = event["summary"]
     assert (summary["failed"], summary["delivered"], summary["failed_by_status"]) == (20, 0, {"UNDELIV": 20})
-    assert len(summary["failed_ids"]) == 20 and summary["group_ids"] == [group]
+    assert len(summary["failed_ids"]) == 20
+    assert summary["group_ids"] == [group]
     assert "20 failed (UNDELIV: 20)" in event["message"]
 
 
@@ -219,7 +223,8 @@ def test_a_burst_of_429s_is_waited_out(qikberry_conn: str, emulator: Any) -> Non
     event = run_trigger(
         QikberryDeliveryTrigger(message_ids=ids, end_time=time.time() + 60, poll_interval=0.2)
     )
-    assert event["status"] == "success" and event["summary"]["checks"] >= 2
+    assert event["status"] == "success"
+    assert event["summary"]["checks"] >= 2
     log = status_requests(emulator)
     assert [r["status"] for r in log] == [429] * 6 + [200]
     for refused, following in itertools.pairwise(log):
@@ -235,7 +240,8 @@ def test_an_error_that_cannot_heal_ends_with_an_error_event(make_qikberry_conn: 
             message_ids=ids, end_time=time.time() + 30, poll_interval=0.1, qikberry_conn_id=conn_id
         )
     )
-    assert event["status"] == "error" and "Token not found" in event["message"]
+    assert event["status"] == "error"
+    assert "Token not found" in event["message"]
     assert "not-the-token" not in str(event)
 
 
@@ -257,7 +263,8 @@ def test_two_triggers_on_one_group_make_one_call_per_page_per_sweep(
 
     events = asyncio.run(both())
     checks = [e["summary"]["checks"] for e in events]
-    assert all(e["status"] == "timeout" for e in events) and min(checks) >= 3
+    assert all(e["status"] == "timeout" for e in events)
+    assert min(checks) >= 3
     # Apart, the two would make 3 * (checks[0] + checks[1]). Together: 3 per sweep; their very first sweeps
     # may land one grid point apart (they deferred at slightly different instants), hence the + 3.
     assert 3 * max(checks) <= status_calls(emulator) <= 3 * max(checks) + 3
@@ -323,7 +330,8 @@ def test_twenty_triggers_stay_within_the_poll_budget(
     assert all(e["status"] == "timeout" for e in events)
     assert time.time() < end + 1.0  # checks queued for the budget are cut at the deadline
     answered = status_requests(emulator)
-    assert sent and len(sent) <= 120
+    assert sent
+    assert len(sent) <= 120
     assert len(answered) <= len(sent)  # a call cut at the deadline may never have reached it
     assert_within_budget(sent, 120, latency=0.0)
     # Group mode: at most ceil(pending / 100) calls per sweep (nothing was delivered: pending = size).
@@ -386,7 +394,8 @@ def test_sweep_bound_when_the_last_page_is_short_or_reports_come_out_of_order(
     steps = [lambda: None, lambda: emulator.advance_clock(7_600.0), lambda: None]  # then 191..250 pending
     (_, walk), (known, refresh), (pending, calls) = sweep_counts(emulator, qikberry_conn, tracker, steps)
     assert (walk, known, refresh) == (3, 250, 3)
-    assert pending == 60 and calls == 2 == math.ceil(pending / 100) + 1  # pages 2 and 3
+    assert pending == 60
+    assert calls == 2 == math.ceil(pending / 100) + 1
 
     emulator.configure(dlr_spread_seconds=100.0, dlr_spread_order="random")
     shuffled, _ = send_group(emulator, 300)
