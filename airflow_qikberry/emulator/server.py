@@ -34,6 +34,7 @@ from airflow_qikberry.emulator.forms import (
     parse_multipart,
     parse_query,
 )
+from airflow_qikberry.emulator.server_auth import LOGIN_PAGE, resolve_token
 
 if TYPE_CHECKING:
     from airflow_qikberry.emulator.app import Emulator
@@ -42,36 +43,9 @@ OVERRIDABLE = frozenset({"PUT", "PATCH", "DELETE"})
 DRAIN_LIMIT = 1024 * 1024
 CONTROL_PREFIX = "/_emulator/"
 
-LOGIN_PAGE = (
-    b'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Login | Qikberry</title></head>'
-    b'<body><h1>Sign in</h1><form action="/login" method="post">'
-    b'<label>Username <input type="text" name="username"></label>'
-    b'<label>Password <input type="password" name="password"></label>'
-    b'<button type="submit">Login</button></form></body></html>\n'
-)
-
 
 def _json(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
-
-
-def resolve_token(headers: Any, query: dict[str, Any], body: dict[str, Any]) -> str | None:
-    """Token by the documented precedence: Bearer, raw Authorization, query, then body."""
-    auth = headers.get("Authorization")
-    if auth:
-        auth = auth.strip()
-        if auth[:7].lower() == "bearer ":
-            token = auth[7:].strip()
-            if token:
-                return token
-        elif auth.lower() != "bearer":
-            return auth
-    for source in (query, body):
-        for key in ("access_token", "api_token"):
-            value = source.get(key)
-            if isinstance(value, str) and value:
-                return value
-    return None
 
 
 class _DateCache:
