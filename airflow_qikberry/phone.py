@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
+from airflow_qikberry.phone_fast import API_MAX_DIGITS, API_MIN_DIGITS, fast_read
+from airflow_qikberry.phone_fast import phonenumbers_module as _phonenumbers
 from airflow_qikberry.validation import fail, shown
 
 __all__ = [
@@ -57,19 +59,9 @@ _FLOAT_FIX = (
     "read the column as text: pandas dtype=str (or dtype={'mobile': str}), Excel: format the column as Text, "
     "SQL: CAST(mobile AS VARCHAR)"
 )
-#: The API's own limits on a number in ``to``: country code included (docs/api-assumptions.md).
-API_MIN_DIGITS, API_MAX_DIGITS = 8, 15
 _LIST_HARD_SPLIT_RE = re.compile(r"[,;\n\r\t]+")
 _LIST_PLUS_SPLIT_RE = re.compile(r"\s+(?=\+)")
 _MASK_MIN_DIGITS = 10  # below this, keeping 4 + 3 digits would reveal (almost) the whole number
-
-
-@functools.cache
-def _phonenumbers() -> ModuleType:
-    # Imported on first use only: it loads ~1 MB of metadata, too slow for every DAG-file parse.
-    import phonenumbers
-
-    return phonenumbers
 
 
 def mask_number(number: str) -> str:
@@ -295,173 +287,10 @@ def _number_text(raw: object) -> tuple[str, bool]:
     return text, False
 
 
-class _FastRegion:
-    """
-    The common shape of a number of one region, read without ``phonenumbers.parse``.
-
-    A string of ASCII digits that is a valid *mobile* national number of the region, alone or after the
-    region's country code.
-
-    Compiled once per region from the same metadata phonenumbers reads, and only for shapes where every step
-    of the full rules is known to give ``country code + the digits written``; anything else returns None
-    and takes the full path (:func:`_read`). Each condition below stands for one step of that path:
-
-    * no IDD (international prefix) and no national prefix at the start: ``parse`` strips neither;
-    * after the country code, the rest is a valid national number of the region and the whole string is not
-      (``parse`` then takes the leading digits as the country code, and ``_read`` keeps the national reading
-      because it gives back the digits written);
-    * without it, the string is a valid national number: ``_read`` keeps the national reading at once;
-    * "valid" is the general pattern and the mobile pattern, lengths included (what ``is_valid_number``
-      checks, narrowed to mobile numbers: the only type a campaign needs fast); never a leading 0 (Italian
-      leading zeros); the country code is the region's alone (``region_code_for_number`` has no choice).
-
-    tests/test_phone_fast_path.py compares it with the full rules on a generated corpus of every region.
-    """
-
-    __slots__ = ("cc", "general", "general_lengths", "idd", "mobile", "mobile_lengths", "national_prefix")
-
-    def __init__(self, metadata: Any) -> None:
-        self.cc = str(metadata.country_code)
-        self.idd = re.compile(metadata.international_prefix) if metadata.international_prefix else None
-        npfp = metadata.national_prefix_for_parsing
-        self.national_prefix = re.compile(npfp) if npfp else None
-        self.general = re.compile(metadata.general_desc.national_number_pattern)
-        self.general_lengths = frozenset(metadata.general_desc.possible_length)
-        self.mobile = re.compile(metadata.mobile.national_number_pattern)
-        self.mobile_lengths = frozenset(metadata.mobile.possible_length)
-
-    def _general(self, digits: str) -> bool:
-        lengths = self.general_lengths
-        return (not lengths or len(digits) in lengths) and self.general.fullmatch(digits) is not None
-
-    def _valid_mobile(self, digits: str) -> bool:
-        lengths = self.mobile_lengths
-        return (
-            self._general(digits)
-            and (not lengths or len(digits) in lengths)
-            and self.mobile.fullmatch(digits) is not None
-        )
-
-    def read(self, text: str) -> str | None:
-        """``country code + national number`` when ``text`` has the fast shape, else None."""
-        if not (text.isascii() and text.isdigit()) or text[0] == "0":
-            return None
-        if self.idd is not None and self.idd.match(text):
-            return None
-        cc = self.cc
-        if text.startswith(cc):
-            national = text[len(cc) :]
-            out = text
-            if not national or national[0] == "0" or self._general(text):
-                return None
-        else:
-            national = text
-            out = cc + text
-        if self.national_prefix is not None and self.national_prefix.match(national):
-            return None
-        if not self._valid_mobile(national) or not API_MIN_DIGITS <= len(out) <= API_MAX_DIGITS:
-            return None
-        return out
-
-
-@functools.lru_cache(maxsize=512)
-def _fast_region(region: str) -> _FastRegion | None:
-    """
-    Return the fast reading of ``region`` (a checked region code).
-
-    None when its country code is shared with other regions or its metadata lacks a part the fast path
-    relies on.
-    """
-    pn = _phonenumbers()
-    metadata = pn.PhoneMetadata.metadata_for_region(region)
-    if metadata is None or metadata.country_code is None:
-        return None
-    if len(pn.region_codes_for_country_code(metadata.country_code)) != 1:
-        return None
-    general, mobile = metadata.general_desc, metadata.mobile
-    if general is None or mobile is None or not general.national_number_pattern:
-        return None
-    if not mobile.national_number_pattern:
-        return None
-    return _FastRegion(metadata)
-
-
-class _FastCountry:
-    """
-    Without a region, the common shape is the API's own: a string of ASCII digits, country code first.
-
-    The full rules read it as ``"+" + digits`` and accept it when *possible* (validity is not required
-    without a region, so that test ranges work). This is that reading for one country code, compiled once:
-
-    * the country code is the first 1-3 digits that are one (as ``phonenumbers`` extracts it), of a
-      geographic region (not the ``001`` non-geographic codes);
-    * the rest never starts with 0 and has no national prefix at its start: ``parse`` strips nothing;
-    * its length is a possible one of the region's general description and not a local-only one.
-
-    tests/test_phone_fast_path.py compares it with the full rules, like :class:`_FastRegion`.
-    """
-
-    __slots__ = ("lengths", "local_only", "national_prefix")
-
-    def __init__(self, metadata: Any) -> None:
-        npfp = metadata.national_prefix_for_parsing
-        self.national_prefix = re.compile(npfp) if npfp else None
-        self.lengths = frozenset(metadata.general_desc.possible_length)
-        self.local_only = frozenset(metadata.general_desc.possible_length_local_only or ())
-
-    def possible(self, national: str) -> bool:
-        if not national or national[0] == "0":
-            return False
-        if self.national_prefix is not None and self.national_prefix.match(national):
-            return False
-        return len(national) in self.lengths and len(national) not in self.local_only
-
-
-@functools.lru_cache(maxsize=1024)
-def _fast_country(country_code: int) -> _FastCountry | None:
-    pn = _phonenumbers()
-    region = pn.region_code_for_country_code(country_code)
-    if not region or region in ("ZZ", "001"):
-        return None
-    metadata = pn.PhoneMetadata.metadata_for_region(region)
-    if metadata is None or metadata.general_desc is None or not metadata.general_desc.possible_length:
-        return None
-    if -1 in metadata.general_desc.possible_length:
-        return None
-    return _FastCountry(metadata)
-
-
-def _fast_international(text: str) -> str | None:
-    """
-    Return ``text`` itself when it is a possible number in the API's format, else None.
-
-    Possible by the full rules' own reading (see :class:`_FastCountry`).
-    """
-    if not (text.isascii() and text.isdigit()) or text[0] == "0":
-        return None
-    if not API_MIN_DIGITS <= len(text) <= API_MAX_DIGITS:
-        return None
-    known = _phonenumbers().COUNTRY_CODE_TO_REGION_CODE
-    for size in (1, 2, 3):
-        code = int(text[:size])
-        if code in known:
-            fast = _fast_country(code)
-            return text if fast is not None and fast.possible(text[size:]) else None
-    return None
-
-
-def _fast_read(text: str, region: str | None) -> str | None:
-    """Return the fast reading of a plain digit string, or None for the full rules."""
-    if region is None:
-        return _fast_international(text)
-    fast = _fast_region(region)
-    return fast.read(text) if fast is not None else None
-
-
 def _normalize(raw: object, region: str | None) -> str:
     """Normalise one number; ``region`` must already be checked. Raises _BadNumber."""
     if type(raw) is str and raw:
-        out = _fast_read(raw, region)
+        out = fast_read(raw, region)
         if out is not None:
             return out
     return _normalize_full(raw, region)

@@ -1,4 +1,4 @@
-"""The fast reading of plain digit strings (``phone._FastRegion``) never disagrees with the full rules.
+"""The fast reading of plain digit strings (``phone_fast._FastRegion``) never disagrees with the full rules.
 
 The fast path answers the common campaign case (a string of digits, with or without the region's country
 code) from regexes compiled once per region; everything else falls back to ``phonenumbers``. Its
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import phonenumbers as pn
 import pytest
 
-from airflow_qikberry import phone
+from airflow_qikberry import phone, phone_fast
 from tests.reliability.test_number_corpus import CORPUS
 
 TYPES = (
@@ -44,7 +44,7 @@ def _fast(text: object, region: str | None) -> str | None:
     """What ``_normalize`` answers without the full rules (None: it falls back to them)."""
     if type(text) is not str or not text:
         return None
-    return phone._fast_read(text, region)
+    return phone_fast.fast_read(text, region)
 
 
 def _mutations(rng: random.Random, digits: str) -> Iterator[str]:
