@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from airflow_qikberry import phone, sms_text, validation
+from airflow_qikberry import phone, phone_input, sms_text, sms_units, validation
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.phone import mask_number, normalize_number, normalize_numbers
 from airflow_qikberry.sms_text import (
@@ -97,14 +97,20 @@ def test_import_adds_no_airflow_module_beyond_the_exceptions() -> None:
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", [validation, phone, sms_text], ids=lambda m: m.__name__)
-def test_docstring_examples_are_correct(module: ModuleType) -> None:
+@pytest.mark.parametrize(
+    ("module", "examples"),
+    [(validation, 3), (phone, 3), (phone_input, 1), (sms_text, 3), (sms_units, 3)],
+    ids=lambda m: getattr(m, "__name__", str(m)),
+)
+def test_docstring_examples_are_correct(module: ModuleType, examples: int) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 2
+    assert result.attempted >= examples
     assert result.failed == 0
 
 
-@pytest.mark.parametrize("module", [validation, phone, sms_text], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [validation, phone, phone_input, sms_text, sms_units], ids=lambda m: m.__name__
+)
 def test_no_placeholders_left(module: ModuleType) -> None:
     source = inspect.getsource(module)
     for marker in ("TODO", "FIXME", "NotImplementedError"):
