@@ -166,18 +166,18 @@ class ConnectionSettings:
         region = get("default_region")
         zone = str(get("api_timezone") or "Asia/Kolkata")
         _check_zone(zone)
-        timeout = _positive_number(get("timeout"), "timeout", 30.0)
-        window = _positive_number(get("reconcile_window"), "reconcile_window", 30.0)
+        timeout = _number(get("timeout"), "timeout", 30.0)
+        window = _number(get("reconcile_window"), "reconcile_window", 30.0)
         deadline = get("retry_deadline")
         if deadline is not None:
             deadline = fitted_retry_deadline(
-                _positive_number(deadline, "retry_deadline", 0.0),
+                _number(deadline, "retry_deadline", 0.0),
                 window=window,
                 timeout=timeout,
                 window_from=_source(get("reconcile_window"), "reconcile_window"),
                 timeout_from=_source(get("timeout"), "timeout"),
             )
-        rate = int(_positive_number(get("rate_limit_per_minute"), "rate_limit_per_minute", 1000))
+        rate = int(_number(get("rate_limit_per_minute"), "rate_limit_per_minute", 1000))
         return cls(
             base_url=_base_url(host, port, schema),
             token=token,
@@ -194,8 +194,8 @@ class ConnectionSettings:
             api_timezone=zone,
             poll_budget_per_minute=_poll_budget(get("poll_budget_per_minute"), rate),
             retry_deadline=deadline,
-            templates_cache_seconds=_seconds(
-                get("templates_cache_seconds"), "templates_cache_seconds", 300.0
+            templates_cache_seconds=_number(
+                get("templates_cache_seconds"), "templates_cache_seconds", 300.0, zero=True
             ),
             delivery_events=_boolean(get("delivery_events"), "delivery_events", default=False),
         )
@@ -219,17 +219,8 @@ def _number(value: Any, name: str, default: float, *, zero: bool = False) -> flo
     return number
 
 
-def _positive_number(value: Any, name: str, default: float) -> float:
-    return _number(value, name, default)
-
-
-def _seconds(value: Any, name: str, default: float) -> float:
-    """Return a number of seconds, 0 or more."""
-    return _number(value, name, default, zero=True)
-
-
 def _whole_number(value: Any, name: str, default: int) -> int:
-    number = _positive_number(value, name, default)
+    number = _number(value, name, default)
     if number != int(number) or number < 1:
         raise QikberryValidationError(
             f"Connection extra {name} must be a whole number of at least 1, got {value!r}.", field=name

@@ -330,20 +330,21 @@ class _Watch:
 
     async def sweep_once(self, *, catch_up: bool, max_age: float) -> Sweep:
         """
-        Run one sweep on a hook of its own, closed before this returns whatever happens (cancellation too).
+        Run one sweep; the hook's client is closed before this returns whatever happens (cancellation too).
 
-        A watcher suspended at its ``yield`` and never closed (2.11's ``dag.test()``) holds no socket.
+        A watcher suspended at its ``yield`` and never closed (2.11's ``dag.test()``) holds no socket. The
+        hook itself stays: its connection is read once per watcher, not once per sweep.
         """
         from airflow_qikberry.hooks.qikberry_async import QikberryAsyncHook
 
-        self.hook = QikberryAsyncHook(qikberry_conn_id=self.trigger.qikberry_conn_id)
+        if self.hook is None:
+            self.hook = QikberryAsyncHook(qikberry_conn_id=self.trigger.qikberry_conn_id)
         try:
             if self.feed is None:
                 self.feed = await self._open(self.hook)
-            self.feed.hook = self.hook
             return await self.feed.sweep(catch_up=catch_up, max_age=max_age)
         finally:
-            await self.close()
+            await self.hook.close()  # the client only: a closed hook opens a new one on its next call
 
     async def sweeps(self) -> AsyncIterator[Sweep]:
         """
