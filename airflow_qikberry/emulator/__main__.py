@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="paginate sms/status id / cid / mobile lookups like group_id / date queries",
     )
     parser.add_argument(
+        "--manual-clock",
+        action="store_true",
+        help="emulator time moves only through the control API's clock advance (tests of exact delays)",
+    )
+    parser.add_argument(
         "--dlr-spread",
         type=float,
         default=0.0,
@@ -171,6 +176,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         number_format=args.number_format,
         status_page_size=args.status_page_size,
         paginate_lookups=args.paginate_lookups,
+        manual_clock=args.manual_clock,
         bulk_keeps_custom=not args.bulk_drops_custom,
         dlr_spread_seconds=args.dlr_spread,
         dlr_spread_order=args.dlr_spread_order,

@@ -144,6 +144,10 @@ class EmulatorConfig:
     # Inspection: how many individual requests /_emulator/requests keeps (counts are kept for all).
     request_log_limit: int = 10_000
     tick_interval_seconds: float = 0.2
+    # Emulator time stands still between ``advance_clock`` calls (DLR delays, visibility, rate-limit windows,
+    # duplicate windows): a test that checks "not yet at N - 1 s, then at N + 1 s" needs no margin for the
+    # real seconds a loaded machine spends between its requests. Off: real time plus what was advanced.
+    manual_clock: bool = False
 
     def copy(self) -> EmulatorConfig:
         return copy.deepcopy(self)
@@ -179,7 +183,14 @@ _POSITIVE_INTS = (
 )
 _ERROR_STATUSES = ("insufficient_balance_status", "unpaired_surrogate_status")
 _INTS = (*_NON_NEGATIVE_INTS, *_POSITIVE_INTS, *_ERROR_STATUSES, "max_tags")
-_BOOLS = ("html_login_redirect", "paginate_lookups", "bulk_keeps_custom", "refusal_names_node", "dlt_mode")
+_BOOLS = (
+    "html_login_redirect",
+    "paginate_lookups",
+    "bulk_keeps_custom",
+    "refusal_names_node",
+    "dlt_mode",
+    "manual_clock",
+)
 _CHOICES: dict[str, tuple[str, ...]] = {
     "webhook_verification": VERIFICATIONS,
     "webhook_routing": ROUTINGS,

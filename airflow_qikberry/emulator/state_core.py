@@ -210,6 +210,8 @@ class StateCore:
         self.config = config
         self.tz = ZoneInfo(config.timezone)
         self.offset = 0.0
+        # With a manual clock, the real time it stopped at; emulator time is then frozen_at + offset.
+        self.frozen_at: float | None = time.time() if config.manual_clock else None
         self.messages: list[Message] = []
         self.by_id: dict[str, Message] = {}
         self.by_custom: dict[str, list[Message]] = {}
@@ -255,6 +257,8 @@ class StateCore:
             self.config = new
             if "timezone" in updates:
                 self.tz = ZoneInfo(new.timezone)
+            if "manual_clock" in updates:
+                self._switch_clock(manual=new.manual_clock)
             if "outcome_rules" in updates:
                 self._compile_rules(new.outcome_rules)
             if "senders" in updates or "templates" in updates:
@@ -273,7 +277,16 @@ class StateCore:
 
     # ----------------------------------------------------------------- clock
     def time(self) -> float:
-        return time.time() + self.offset
+        frozen_at = self.frozen_at
+        return (time.time() if frozen_at is None else frozen_at) + self.offset
+
+    def _switch_clock(self, *, manual: bool) -> None:
+        # Emulator time runs on from where it is: switching neither jumps nor rewinds it.
+        if manual and self.frozen_at is None:
+            self.frozen_at = time.time()
+        elif not manual and self.frozen_at is not None:
+            self.offset += self.frozen_at - time.time()
+            self.frozen_at = None
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.time(), self.tz)

@@ -105,7 +105,7 @@ def test_emulator_config_rejects_bad_values(field: str, value: Any) -> None:
 
 # ------------------------------------------------------------------------------------- visibility delay
 def test_visibility_delay_hides_new_messages_from_every_lookup(emu: Emulator, client: Client) -> None:
-    client.control("POST", "config", json={"visibility_delay_seconds": 30})
+    client.control("POST", "config", json={"visibility_delay_seconds": 30, "manual_clock": True})
     root = {"message": "Seen later", "sender": "QIKBRY", "service": "T", "name": "late", "custom": "vis-ref"}
     r = client.post("sms/send/json", json={"root": root, "nodes": [{"to": "919876543210"}]})
     assert r.status_code == 200

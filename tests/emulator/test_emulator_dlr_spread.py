@@ -22,7 +22,9 @@ def final_positions(emu: Emulator) -> list[int]:
 
 
 def test_reports_of_one_request_arrive_over_the_spread_in_submit_order(client: Client, emu: Emulator) -> None:
-    emu.configure(dlr_delay_seconds=2.0, dlr_spread_seconds=9.0)  # message n final at 2 + (n - 1) s
+    emu.configure(
+        dlr_delay_seconds=2.0, dlr_spread_seconds=9.0, manual_clock=True
+    )  # message n final at 2 + (n - 1) s
     client.send(to=NUMBERS)
     emu.advance_clock(1.9)
     assert final_positions(emu) == []
@@ -37,7 +39,7 @@ def test_reports_of_one_request_arrive_over_the_spread_in_submit_order(client: C
 
 
 def test_random_order_is_seeded_and_covers_the_same_window(client: Client, emu: Emulator) -> None:
-    emu.configure(dlr_delay_seconds=0.0, dlr_spread_seconds=9.0, dlr_spread_order="random")
+    emu.configure(dlr_delay_seconds=0.0, dlr_spread_seconds=9.0, dlr_spread_order="random", manual_clock=True)
     client.send(to=NUMBERS)
     emu.advance_clock(4.5)
     first = final_positions(emu)
@@ -46,7 +48,7 @@ def test_random_order_is_seeded_and_covers_the_same_window(client: Client, emu: 
     emu.advance_clock(5.0)
     assert len(final_positions(emu)) == 10
     emu.reset()  # the same seed and requests give the same order
-    emu.configure(dlr_delay_seconds=0.0, dlr_spread_seconds=9.0, dlr_spread_order="random")
+    emu.configure(dlr_delay_seconds=0.0, dlr_spread_seconds=9.0, dlr_spread_order="random", manual_clock=True)
     client.send(to=NUMBERS)
     emu.advance_clock(4.5)
     assert final_positions(emu) == first

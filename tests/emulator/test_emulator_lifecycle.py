@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ def status_of(client: Client, message_id: str) -> dict[str, str]:
 
 
 def test_status_turns_final_after_the_dlr_delay(client: Client, emu: Emulator) -> None:
+    emu.configure(manual_clock=True)  # 1 s short of the 2 s delay, with no real seconds counted on top
     message_id = client.send().json()["data"][0]["id"]
     emu.advance_clock(1.0)
     assert status_of(client, message_id)["status"] == "AWAITING-DLR"
@@ -110,3 +112,23 @@ def test_clock_only_moves_forward(emu: Emulator) -> None:
         pass
     else:
         raise AssertionError("negative advance accepted")
+
+
+def test_a_manual_clock_moves_only_when_advanced(client: Client, emu: Emulator) -> None:
+    emu.configure(manual_clock=True)
+    message_id = client.send().json()["data"][0]["id"]
+    stopped_at = emu.now()
+    time.sleep(2.2)  # longer than the 2 s DLR delay, in real time
+    assert emu.now() == stopped_at
+    assert status_of(client, message_id)["status"] == "AWAITING-DLR"
+    emu.advance_clock(2.0)
+    assert emu.now() == stopped_at + timedelta(seconds=2)
+    assert status_of(client, message_id)["status"] == "DELIVRD"
+    # Back to the real clock: time runs on from where it stood, without a jump to the real time.
+    emu.configure(manual_clock=False)
+    resumed = emu.now()
+    assert timedelta(0) <= resumed - (stopped_at + timedelta(seconds=2)) < timedelta(seconds=1)
+    time.sleep(0.3)
+    assert emu.now() > resumed
+    emu.reset()  # a reset returns to the configured (real) clock
+    assert abs((emu.now() - datetime.now(emu.now().tzinfo)).total_seconds()) < 1

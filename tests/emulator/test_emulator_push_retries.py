@@ -130,6 +130,7 @@ def test_retries_and_interval_are_configurable(client: Client, emu: Emulator, re
 
 
 def test_only_final_reports_are_pushed(client: Client, emu: Emulator, receiver: Receiver) -> None:
+    emu.configure(manual_clock=True)
     webhook(client, receiver.url)
     client.send()
     emu.advance_clock(1)  # still AWAITING-DLR (the DLR delay is 2 s): nothing pushed

@@ -341,7 +341,8 @@ def test_paginated_custom_id_lookup_returns_every_page(
 def test_status_is_empty_until_the_message_becomes_visible(
     qikberry_conn: str, sync_hook: QikberryHook, emulator: Any
 ) -> None:
-    emulator.configure(visibility_delay_seconds=30)
+    # A manual clock: 29 s of emulator time, then 2 more, whatever real time a loaded machine spends between.
+    emulator.configure(visibility_delay_seconds=30, manual_clock=True)
     (sent,) = sync_hook.send_sms("919876543210", "later", custom_id="async-late")
 
     async def body(hook: QikberryAsyncHook) -> list[MessageStatus]:
