@@ -96,6 +96,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """
+    Start the longest tests first: the Airflow service stacks of tests/e2e, then the other ``slow`` tests.
+
+    With pytest-xdist, a test that starts last sets the end of the run: a 100 s service stack handed out
+    near the end of the queue kept one worker busy for its 100 s while the others had nothing left to do.
+    xdist hands tests out in collection order (after the multi-test units of WHOLE_MODULE_FOLDERS), and the
+    sort is stable, so every other test keeps its order.
+    """
+    del config
+
+    def start_order(item: pytest.Item) -> int:
+        if item.nodeid.startswith("tests/e2e/"):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=start_order)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_alert_claims(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """The notifier remembers the alerts it sent, in the process and in lock files on the machine: each test
