@@ -38,7 +38,11 @@ TRY_2 = (*TRY_1[:4], "2")
 ROWS, CHUNK = 40, 4
 
 
-@pytest.fixture(scope="module")
+# One server per test process for the session: Airflow keeps each connection's store (and its filesystem,
+# endpoint included) for the life of the process, as a worker would. With a server per module, a module
+# whose tests an xdist worker ran apart was given a second server on another port, which the kept store did
+# not know (7 tests failed, "Could not connect to the endpoint URL" of the first server).
+@pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
