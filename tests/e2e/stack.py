@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,12 +84,28 @@ class AirflowStack:
         self.cli("db", "migrate", timeout=300)
         for service in self.SERVICES:
             args = [service, "--port", str(self.port)] if service == "api-server" else [service]
-            log = (self.home / f"{service}.log").open("wb")
-            # Own session per service, so stop() can kill the worker processes each one forks.
-            self.procs[service] = subprocess.Popen(
-                [AIRFLOW, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            self.spawn(service, [AIRFLOW, *args], self.env)
         return self
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start one service process, its output in ``<home>/<name>.log``; stop() ends it."""
+        log = (self.home / f"{name}.log").open("wb")
+        # Own session per service, so stop() can kill the worker processes each one forks.
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def homes(self) -> set[str]:
+        """Every AIRFLOW_HOME this stack's processes run with (stop() kills strays by it)."""
+        return {str(self.home)}
+
+    def log_folders(self) -> list[Path]:
+        """Where task logs are written: the one base log folder here; each worker's own in a CeleryStack."""
+        return [self.home / "logs"]
+
+    def add_dag(self, path: Path) -> None:
+        """Put a DAG file where the stack's processes read DAGs from."""
+        shutil.copy(path, self.dags)
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -105,9 +122,10 @@ class AirflowStack:
         # Some children (the api-server's uvicorn workers) leave their process group and outlive their parent.
         import psutil
 
+        homes = self.homes()
         for stray in psutil.process_iter():
             try:
-                if stray.environ().get("AIRFLOW_HOME") == str(self.home):
+                if stray.environ().get("AIRFLOW_HOME") in homes:
                     stray.kill()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
@@ -192,5 +210,13 @@ class AirflowStack:
             return list(db.execute(sql, params))
 
     def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
-        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
-        return "\n".join(p.read_text(errors="replace") for p in sorted(folder.glob("attempt=*.log")))
+        """Every try's log of the task, in try order, wherever the process that ran each try wrote it."""
+        found = [
+            path
+            for logs in self.log_folders()
+            for path in (logs / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}").glob(
+                "attempt=*.log"
+            )
+        ]
+        found.sort(key=lambda p: int(p.stem.split("=")[1].split(".")[0]))
+        return "\n".join(p.read_text(errors="replace") for p in found)
