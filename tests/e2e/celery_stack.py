@@ -16,11 +16,13 @@ Tasks are routed to workers by a cluster policy (``airflow_local_settings.task_p
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 from tests.e2e.stack import AIRFLOW, AirflowStack
@@ -80,6 +82,7 @@ class CeleryStack(AirflowStack):
         self.shared_tmp = home / "worker-tmp"  # every worker's TMPDIR when private_mounts
         self.shared_tmp.mkdir(exist_ok=True)
         self.workers = dict(workers)
+        self.routes = dict(routes or {})
         pythonpath = os.pathsep.join(p for p in (str(support), self.env.get("PYTHONPATH", "")) if p)
         self.env.update(
             {
@@ -91,7 +94,7 @@ class CeleryStack(AirflowStack):
                 "AIRFLOW__CELERY__OPERATION_TIMEOUT": "30",
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "stack_hostname.hostname",
                 "STACK_WORKER_NAME": "services",
-                "STACK_TASK_QUEUES": json.dumps(routes or {}),
+                "STACK_TASK_QUEUES": json.dumps(self.routes),
                 "PYTHONPATH": pythonpath,
             }
         )
@@ -140,10 +143,27 @@ class CeleryStack(AirflowStack):
         return self.start()
 
     def start(self) -> CeleryStack:
+        self._declare_queues()
         super().start()
         for name, queues in self.workers.items():
             self.start_worker(name, queues)
         return self
+
+    def _declare_queues(self) -> None:
+        """Create the broker's tables and every queue before any process uses them.
+
+        kombu's SQLAlchemy transport creates both on first use, guarded by a lock of its process only: two
+        workers starting together both insert queue ``default`` and one dies of the UNIQUE constraint.
+        """
+        from kombu import Connection, Exchange, Queue
+
+        names = {"default", *self.routes.values()}
+        names.update(q for queues in self.workers.values() for q in queues.split(","))
+        # kombu's models use a loader strategy SQLAlchemy 2.1 deprecates: its warning, not this suite's.
+        with warnings.catch_warnings(), Connection(self.env["AIRFLOW__CELERY__BROKER_URL"]) as broker:
+            warnings.simplefilter("ignore", DeprecationWarning)
+            for queue in sorted(names):
+                Queue(queue, Exchange(queue, "direct"), routing_key=queue)(broker.default_channel).declare()
 
     def start_worker(self, name: str, queues: str) -> None:
         own = self.worker_dir(name)
@@ -171,7 +191,35 @@ class CeleryStack(AirflowStack):
             ]  # fmt: skip
         self.spawn(f"worker-{name}", worker, self.worker_env(name))
 
+    def kill_worker(self, name: str) -> None:
+        """``kill -9`` every process of worker ``name``, as when its machine dies: the Celery worker, its pool
+        and the task processes they started; nothing is told, the scheduler must notice the task stopped."""
+        import psutil
+
+        proc = self.procs.pop(f"worker-{name}")  # a killed worker is not a crashed service for the stack
+        # Listed before any is killed: a task process has a process group of its own, and once its parent is
+        # dead it is nobody's child.
+        victims = [psutil.Process(proc.pid), *self.descendants(proc.pid)]
+        victims += self.strays({str(self.worker_dir(name))})
+        for victim in victims:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                victim.kill()
+        _, alive = psutil.wait_procs(victims, timeout=10)
+        if alive:
+            raise RuntimeError(f"worker {name}: processes {[p.pid for p in alive]} survived SIGKILL")
+        proc.wait(timeout=10)
+
     # -- what ran where
+
+    def tries(self, dag_id: str, run_id: str, task_id: str) -> list[tuple[int, str, str]]:
+        """(try_number, hostname, state) of every try of a task, earlier tries from task_instance_history."""
+        sql = (
+            "SELECT try_number, hostname, state FROM {} WHERE dag_id = ? AND run_id = ? AND task_id = ? "
+            "ORDER BY try_number"
+        )
+        earlier = self.query(sql.format("task_instance_history"), dag_id, run_id, task_id)
+        latest = self.query(sql.format("task_instance"), dag_id, run_id, task_id)
+        return [(int(n), str(host), str(state)) for n, host, state in [*earlier, *latest]]
 
     def task_hosts(self, dag_id: str, run_id: str) -> dict[str, tuple[str, str]]:
         """task_id -> (hostname, queue) of its latest try, as the metadata database recorded them."""

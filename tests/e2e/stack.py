@@ -108,6 +108,11 @@ class AirflowStack:
         shutil.copy(path, self.dags)
 
     def stop(self) -> None:
+        import psutil
+
+        # Every process the services started, listed before any ends (an orphan is no longer anyone's child).
+        # Some leave their parent's process group (a task process makes its own), so killpg misses them.
+        descendants = self.descendants(*(proc.pid for proc in self.procs.values()))
         for proc in self.procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -120,15 +125,38 @@ class AirflowStack:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         # Some children (the api-server's uvicorn workers) leave their process group and outlive their parent.
+        for stray in [*descendants, *self.strays()]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                stray.kill()
+
+    @staticmethod
+    def descendants(*pids: int) -> list[Any]:
+        """The processes ``pids`` started, their children and so on (psutil.Process objects)."""
         import psutil
 
-        homes = self.homes()
-        for stray in psutil.process_iter():
+        found = []
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                found += psutil.Process(pid).children(recursive=True)
+        return found
+
+    def strays(self, homes: set[str] | None = None) -> list[Any]:
+        """Live processes whose AIRFLOW_HOME is one of ``homes`` (default: every home of this stack).
+
+        Found by environment, whoever their parent is now; a process that rewrote its environment block
+        (setproctitle does) is not found: :meth:`descendants`, taken while its parent lives, finds those.
+        """
+        import psutil
+
+        homes = self.homes() if homes is None else homes
+        found = []
+        for process in psutil.process_iter():
             try:
-                if stray.environ().get("AIRFLOW_HOME") in homes:
-                    stray.kill()
+                if process.environ().get("AIRFLOW_HOME") in homes:
+                    found.append(process)
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
+        return found
 
     def __enter__(self) -> AirflowStack:
         return self.start()
