@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -80,17 +81,53 @@ class AirflowStack:
         return done.stdout
 
     def start(self) -> AirflowStack:
-        self.cli("db", "migrate", timeout=300)
+        self.migrate()
         for service in self.SERVICES:
             args = [service, "--port", str(self.port)] if service == "api-server" else [service]
-            log = (self.home / f"{service}.log").open("wb")
-            # Own session per service, so stop() can kill the worker processes each one forks.
-            self.procs[service] = subprocess.Popen(
-                [AIRFLOW, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            self.spawn(service, [AIRFLOW, *args], self.env)
         return self
 
+    def migrate(self) -> None:
+        """The metadata database: a copy of one this test process migrated already, or ``airflow db migrate``.
+
+        A migrated database holds no stack's settings (tables, the default pool, the log templates), and a
+        copy takes milliseconds where the migration takes seconds (3 s of CPU) for every stack.
+        """
+        # The test session's own Airflow home (tests/conftest.py gives each pytest process one).
+        template = Path(os.environ.get("AIRFLOW_HOME", self.home)) / "stack-migrated.db"
+        target = self.home / "airflow.db"
+        if template.exists():
+            shutil.copy(template, target)
+            return
+        self.cli("db", "migrate", timeout=300)
+        shutil.copy(target, template)
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start one service process, its output in ``<home>/<name>.log``; stop() ends it."""
+        log = (self.home / f"{name}.log").open("wb")
+        # Own session per service, so stop() can kill the worker processes each one forks.
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def homes(self) -> set[str]:
+        """Every AIRFLOW_HOME this stack's processes run with (stop() kills strays by it)."""
+        return {str(self.home)}
+
+    def log_folders(self) -> list[Path]:
+        """Where task logs are written: the one base log folder here; each worker's own in a CeleryStack."""
+        return [self.home / "logs"]
+
+    def add_dag(self, path: Path) -> None:
+        """Put a DAG file where the stack's processes read DAGs from."""
+        shutil.copy(path, self.dags)
+
     def stop(self) -> None:
+        import psutil
+
+        # Every process the services started, listed before any ends (an orphan is no longer anyone's child).
+        # Some leave their parent's process group (a task process makes its own), so killpg misses them.
+        descendants = self.descendants(*(proc.pid for proc in self.procs.values()))
         for proc in self.procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -103,14 +140,38 @@ class AirflowStack:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         # Some children (the api-server's uvicorn workers) leave their process group and outlive their parent.
+        for stray in [*descendants, *self.strays()]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                stray.kill()
+
+    @staticmethod
+    def descendants(*pids: int) -> list[Any]:
+        """The processes ``pids`` started, their children and so on (psutil.Process objects)."""
         import psutil
 
-        for stray in psutil.process_iter():
+        found = []
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                found += psutil.Process(pid).children(recursive=True)
+        return found
+
+    def strays(self, homes: set[str] | None = None) -> list[Any]:
+        """Live processes whose AIRFLOW_HOME is one of ``homes`` (default: every home of this stack).
+
+        Found by environment, whoever their parent is now; a process that rewrote its environment block
+        (setproctitle does) is not found: :meth:`descendants`, taken while its parent lives, finds those.
+        """
+        import psutil
+
+        homes = self.homes() if homes is None else homes
+        found = []
+        for process in psutil.process_iter():
             try:
-                if stray.environ().get("AIRFLOW_HOME") == str(self.home):
-                    stray.kill()
+                if process.environ().get("AIRFLOW_HOME") in homes:
+                    found.append(process)
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
+        return found
 
     def __enter__(self) -> AirflowStack:
         return self.start()
@@ -192,5 +253,13 @@ class AirflowStack:
             return list(db.execute(sql, params))
 
     def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
-        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
-        return "\n".join(p.read_text(errors="replace") for p in sorted(folder.glob("attempt=*.log")))
+        """Every try's log of the task, in try order, wherever the process that ran each try wrote it."""
+        found = [
+            path
+            for logs in self.log_folders()
+            for path in (logs / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}").glob(
+                "attempt=*.log"
+            )
+        ]
+        found.sort(key=lambda p: int(p.stem.split("=")[1].split(".")[0]))
+        return "\n".join(p.read_text(errors="replace") for p in found)
