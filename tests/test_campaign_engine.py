@@ -449,3 +449,37 @@ def test_digit_runs_are_masked_in_details() -> None:
     assert c.scrub("number 919876543210 is bad") == "number 9198XXXXX210 is bad"
     assert len(c.scrub("x" * 500)) == 200
     assert os.path.sep  # keep os imported for the sparse-file test on every platform
+
+
+def test_heap_frozen_freezes_for_the_block_and_unfreezes_after_it_even_on_error() -> None:
+    import gc
+
+    from airflow_qikberry.campaign.engine import heap_frozen
+
+    if gc.get_freeze_count():
+        pytest.skip("this process froze its heap already")
+    with heap_frozen():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), heap_frozen():
+        raise RuntimeError("a chunk failed")
+    assert gc.get_freeze_count() == 0
+
+
+def test_heap_frozen_leaves_a_heap_frozen_by_someone_else_as_it_is() -> None:
+    import gc
+
+    from airflow_qikberry.campaign.engine import heap_frozen
+
+    if gc.get_freeze_count():
+        pytest.skip("this process froze its heap already")
+    keep = [object() for _ in range(10)]  # tracked objects to freeze; a bare heap may have none
+    gc.freeze()  # as a process forked from a parent that froze its heap
+    try:
+        frozen = gc.get_freeze_count()
+        with heap_frozen():
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen  # not unfrozen: that would undo the other freeze
+    finally:
+        gc.unfreeze()
+    del keep
