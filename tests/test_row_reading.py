@@ -150,3 +150,27 @@ def test_made_is_what_the_models_use(monkeypatch: pytest.MonkeyPatch) -> None:
     SentMessage.from_api({"mobile": "919812345678"})
     MessageStatus.from_api({"mobile": "919812345678"})
     assert calls == [SentMessage, MessageStatus]
+
+
+def test_accounted_for_is_the_multiset_rule() -> None:
+    # The rule: the answer's numbers are the numbers sent, each as many times (in any order, in any of the
+    # API's spellings); one-number sends take a shortcut, which must say the same.
+    from collections import Counter
+
+    from airflow_qikberry.idempotency import Unaccounted, accounted_for
+
+    rng = random.Random(19)
+    spellings = ["919812345678", "+919812345678", "00919812345678", "447700900123", "0091", "", "91 98"]
+    for _ in range(3_000):
+        numbers = [rng.choice(spellings) for _ in range(rng.choice((0, 1, 1, 1, 2, 3)))]
+        answered = [rng.choice(spellings) for _ in range(rng.choice((0, 1, 1, 1, 2, 3)))]
+        if rng.random() < 0.5:  # often the answer of exactly these numbers, reordered
+            answered = rng.sample(numbers, len(numbers))
+        sent = [SentMessage.from_api({"mobile": n}) for n in answered]
+        rule = Counter(m.mobile for m in sent) == Counter(canonical_number(n) for n in numbers)
+        try:
+            accounted_for(sent, numbers, "batch")
+        except Unaccounted:
+            assert not rule, (answered, numbers)
+        else:
+            assert rule, (answered, numbers)
