@@ -3,13 +3,16 @@
 The emulator runs in its own process so it does not share this process's GIL. A paired design: one hook and
 one raw session, built and warmed once; each round sends ``--sends`` through each, interleaved in blocks of
 ``--block`` sends that alternate which client goes first, and yields one hook/raw ratio; a burst of load
-on the shared machine lands on both clients of a round alike, and many rounds make the median steady. Prints
-the median rates, the median ratio against the 0.95 target and its spread (interquartile range, and the
-lowest and highest round). Also the client process's CPU time per send of each (user + system, the
-emulator's not in it): far less sensitive to other load than wall time, and the hook's own cost per send
-(the difference) is CPU. Never fails on a slow figure: it is a measurement, not a test.
+on the shared machine lands on both clients of a round alike, and many rounds make the median steady. The
+finer the interleave the more alike their conditions: one send each (the default) spread less than blocks of
+ten on the busy 2-core machine. Prints the median rates, the median ratio against the 0.95 target and its
+spread (interquartile range, and the lowest and highest round). Also the client process's CPU time per send
+of each (user + system, the emulator's not in it): far less sensitive to other load than wall time, and the
+hook's own cost per send (the difference) is CPU. The raw session keeps requests' defaults (it reads proxy
+settings from the environment at every request; the hook reads them once), so that difference can be
+small. Never fails on a slow figure: it is a measurement, not a test.
 
-    python bench/hook_throughput.py [--sends 200] [--rounds 41] [--block 10]
+    python bench/hook_throughput.py [--sends 200] [--rounds 41] [--block 1]
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sends", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=41)
-    parser.add_argument("--block", type=int, default=10, help="sends per client between switches")
+    parser.add_argument("--block", type=int, default=1, help="sends per client between switches")
     args = parser.parse_args()
 
     port = free_port()
