@@ -78,22 +78,47 @@ class _Row:
         return group_of(self.message_id)
 
 
+RowT = TypeVar("RowT", bound=_Row)
+
+
 def _row_fields(row: Mapping[str, Any], *custom_keys: str) -> dict[str, Any]:
     """
     Return the fields a send result and a status row read alike from an API row.
 
     The custom id is the first of ``custom_keys`` the row has (each endpoint spells it its own way first).
+    Read once per row of every answer (5,000 a campaign chunk): values already of their field's type (an
+    int count, a non-empty str id) are taken as they are, which is what the converters would return.
     """
-    custom = next((row[key] for key in custom_keys if key in row), None)
+    custom = None
+    for key in custom_keys:
+        if key in row:
+            custom = row[key]
+            break
+    get = row.get
+    units, length = get("units"), get("length")
     return {
-        "message_id": str(row.get("id", "")),
-        "mobile": canonical_number(row.get("mobile")),
-        "status": str(row.get("status", "")),
-        "units": _int(row.get("units")),
-        "length": _int(row.get("length")),
-        "charges": _decimal(row.get("charges")),
-        "custom_id": _opt_str(custom),
+        "message_id": str(get("id", "")),
+        "mobile": canonical_number(get("mobile")),
+        "status": str(get("status", "")),
+        "units": units if type(units) is int else _int(units),
+        "length": length if type(length) is int else _int(length),
+        "charges": _decimal(get("charges")),
+        "custom_id": custom if type(custom) is str and custom else _opt_str(custom),
     }
+
+
+def _made(cls: type[RowT], fields: dict[str, Any]) -> RowT:
+    """
+    Return a row dataclass holding ``fields``: what ``cls(**fields)`` returns, made faster.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` (about 1 us a row, a
+    third of reading one); these classes have no defaults, ``__post_init__`` or slots, so filling the
+    instance's ``__dict__`` with every field is the same object. ``tests/test_row_reading.py`` compares
+    both on every shape of row.
+    """
+    obj = object.__new__(cls)
+    obj.__dict__.update(fields)
+    return obj
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +149,8 @@ class SentMessage(_Row):
             fields["mobile"] = canonical_number(row.get("to"))
         if "charges" not in row:
             fields["charges"] = _decimal(row.get("credits"))
-        return cls(**fields, submitted_at=_opt_str(row.get("submitted_at", row.get("created_at"))))
+        fields["submitted_at"] = _opt_str(row.get("submitted_at", row.get("created_at")))
+        return _made(cls, fields)
 
     @classmethod
     def from_status(cls, status: MessageStatus) -> SentMessage:
@@ -193,13 +219,12 @@ class MessageStatus(_Row):
 
     @classmethod
     def from_api(cls, row: Mapping[str, Any]) -> MessageStatus:
-        return cls(
-            **_row_fields(row, "custom", "customid"),
-            service=_opt_str(row.get("service")),
-            sender=_opt_str(row.get("sender")),
-            submitted_at=_opt_str(row.get("submitted_at")),
-            delivered_at=_opt_str(row.get("delivered_at")),
-        )
+        fields = _row_fields(row, "custom", "customid")
+        fields["service"] = _opt_str(row.get("service"))
+        fields["sender"] = _opt_str(row.get("sender"))
+        fields["submitted_at"] = _opt_str(row.get("submitted_at"))
+        fields["delivered_at"] = _opt_str(row.get("delivered_at"))
+        return _made(cls, fields)
 
     def to_dict(self) -> dict[str, Any]:
         data = _jsonable(asdict(self))

@@ -52,6 +52,10 @@ def mask_number(number: str) -> str:
         >>> mask_number("919876543123"), mask_number("+91 98765 43123"), mask_number("12345")
         ('9198XXXXX123', '+91 98XXX XX123', 'XXXXX')
     """
+    if type(number) is str and number.isascii() and number.isdigit():
+        # Digits only (every number the hook has read): the loop below keeps the same head and tail.
+        size = len(number)
+        return number[:4] + "X" * (size - 7) + number[-3:] if size >= _MASK_MIN_DIGITS else "X" * size
     text = str(number)
     total = sum(c.isdigit() for c in text)
     keep_head, keep_tail = (4, 3) if total >= _MASK_MIN_DIGITS else (0, 0)

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from airflow_qikberry import sms_text, validation
@@ -349,7 +350,7 @@ class SendOptions:
 
     def refuse_unless(self, allowed: Any, path: str) -> None:
         """Refuse a parameter that the endpoint ``path`` does not take (``allowed``), rather than drop it."""
-        for key in _NAMES - allowed.__optional_keys__:
+        for key in _not_taken(allowed):
             if getattr(self, key) != _NOT_GIVEN.get(key):
                 raise QikberryValidationError(
                     f"{key}: {path} does not take this parameter; leave it out.", field=key
@@ -390,6 +391,12 @@ class SendOptions:
 
 
 _NAMES = frozenset(f.name for f in fields(SendOptions))
+
+
+@cache
+def _not_taken(allowed: Any) -> frozenset[str]:
+    """Return the parameters an endpoint's ``*Params`` does not take (``refuse_unless``, every send)."""
+    return _NAMES - allowed.__optional_keys__
 
 
 def _unrendered(key: str, value: Any) -> Any:

@@ -449,3 +449,34 @@ def test_digit_runs_are_masked_in_details() -> None:
     assert c.scrub("number 919876543210 is bad") == "number 9198XXXXX210 is bad"
     assert len(c.scrub("x" * 500)) == 200
     assert os.path.sep  # keep os imported for the sparse-file test on every platform
+
+
+def test_heap_frozen_freezes_for_the_block_and_unfreezes_after_it_even_on_error() -> None:
+    import gc
+
+    from airflow_qikberry.campaign.engine import heap_frozen
+
+    if gc.get_freeze_count():
+        pytest.skip("this process froze its heap already")
+    with heap_frozen():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), heap_frozen():
+        raise RuntimeError("a chunk failed")
+    assert gc.get_freeze_count() == 0
+
+
+def test_heap_frozen_leaves_a_heap_frozen_by_someone_else_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from airflow_qikberry.campaign.engine import heap_frozen
+
+    # As in a process forked from a parent that froze its heap. (Not with a real gc.freeze: the count of
+    # frozen objects falls whenever one of them is freed, so it cannot be compared.)
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "get_freeze_count", lambda: 870_709)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
+    with heap_frozen():
+        pass
+    assert calls == []  # not unfrozen: that would undo the other freeze

@@ -107,3 +107,31 @@ def test_spool_line_is_byte_for_byte_json_dumps() -> None:
         for api_type in ("N", "U"):
             parts = [number, text, api_type]
             assert spool_line(*parts) == json.dumps(parts, ensure_ascii=False), text
+
+
+def _mask_reference(number: str) -> str:
+    # phone_input.mask_number's loop, which every input took before its digits-only fast path.
+    text = str(number)
+    total = sum(c.isdigit() for c in text)
+    keep_head, keep_tail = (4, 3) if total >= 10 else (0, 0)
+    out, seen = [], 0
+    for char in text:
+        if char.isdigit():
+            seen += 1
+            out.append(char if seen <= keep_head or seen > total - keep_tail else "X")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def test_masking_a_digit_string_agrees_with_the_full_mask() -> None:
+    from airflow_qikberry.phone import mask_number
+
+    rng = random.Random(19)
+    digits = "0123456789"
+    numbers = ["".join(rng.choice(digits) for _ in range(size)) for size in range(25) for _ in range(40)]
+    # Not digit strings: the full path (signs, spaces, other scripts' digits, a str subclass).
+    numbers += ["+91 98765 43123", "٩١٩٨٧٦٥٤٣١٢٣", "(0)20 7946 0958", "", "919876543123\n"]
+    numbers += [type("Text", (str,), {})("919876543123")]
+    for number in numbers:
+        assert mask_number(number) == _mask_reference(number), number

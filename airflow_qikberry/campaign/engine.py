@@ -8,10 +8,12 @@ See :mod:`airflow_qikberry.campaign` and docs/campaign.md.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Progress",
+    "heap_frozen",
     "run_campaign",
 ]
 
@@ -44,6 +47,29 @@ def _duration(seconds: float) -> str:
     hours, rest = divmod(round(seconds), 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+@contextmanager
+def heap_frozen() -> Iterator[None]:
+    """
+    Leave the objects that exist now out of the garbage collector's full collections until the block ends.
+
+    Each chunk of pass 2 keeps thousands of objects alive (its rows, nodes, answer) until it is settled, and
+    they trigger a full collection every few chunks; in a task process each one walks all of Airflow's
+    objects, which cost about a third of pass 2's own time (bench/campaign_500k.py, docs/development.md).
+    Frozen, those collections walk only what the campaign made since. Nothing is lost: reference counting
+    frees as before, and whatever cyclic garbage the frozen objects hold is collected after the block
+    (``gc.unfreeze``). When something else froze the heap already (a process forked from a frozen parent),
+    it is left as it is: unfreezing would undo that freeze too, and the heap it froze is skipped already.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class Progress:
@@ -247,9 +273,11 @@ def run_campaign(
                         f"Balance guard: {left.shortfall_message()}. Nothing was sent"
                         + (" in this try." if start else ".")
                     )
-            sent = _send(
-                options, hook, chunks, start, pending, spool, key, times, outcomes, record, scan, log, summary
-            )
+            with heap_frozen():
+                sent = _send(
+                    options, hook, chunks, start, pending, spool, key, times, outcomes, record, scan, log,
+                    summary,
+                )  # fmt: skip
             settled = [o for o in outcomes if o is not None]
             if len(settled) != len(chunks):  # every chunk is sent or found sent by now
                 raise AssertionError(

@@ -8,8 +8,8 @@ of a send that do not depend on the order of its recipients, and the per-row ids
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -86,18 +86,17 @@ def derive_custom_id(
     hook's own retries of that call.
     """
     ident = task_identity() if identity is _LOOK_UP else identity
-    if ident is None:
-        basis = uuid.uuid4().hex
-    else:
-        dag_id, task_id, run_id, map_index, try_number = ident
-        key = (dag_id, task_id, run_id, map_index, try_number, fingerprint)
-        with _occurrences_lock:
-            _occurrences[key] += 1
-            nth = _occurrences[key]
-        parts = [dag_id, task_id, run_id, map_index, str(nth), fingerprint]
-        if fresh:
-            parts.append(f"try={try_number}")
-        basis = "|".join(parts)
+    if ident is None:  # 96 random bits, as the 24 hex digits of a hash of a random basis would be
+        return "af-" + os.urandom(12).hex()
+    dag_id, task_id, run_id, map_index, try_number = ident
+    key = (dag_id, task_id, run_id, map_index, try_number, fingerprint)
+    with _occurrences_lock:
+        _occurrences[key] += 1
+        nth = _occurrences[key]
+    parts = [dag_id, task_id, run_id, map_index, str(nth), fingerprint]
+    if fresh:
+        parts.append(f"try={try_number}")
+    basis = "|".join(parts)
     return "af-" + hashlib.sha256(basis.encode()).hexdigest()[:24]
 
 

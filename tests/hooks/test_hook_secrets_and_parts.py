@@ -193,7 +193,12 @@ def test_base_url_from_uri_style_connection() -> None:
 
 
 def test_custom_id_outside_a_task_is_unique_per_call() -> None:
-    assert derive_custom_id("fp") != derive_custom_id("fp")
+    import re
+
+    ids = {derive_custom_id("fp") for _ in range(1000)}
+    assert len(ids) == 1000
+    # The form of a derived id inside a task too: "af-" and 24 hex digits (96 random bits outside one).
+    assert all(re.fullmatch(r"af-[0-9a-f]{24}", cid) for cid in ids)
 
 
 def test_custom_id_inside_a_task_repeats_on_retry(monkeypatch: pytest.MonkeyPatch) -> None:

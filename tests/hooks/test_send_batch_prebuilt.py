@@ -191,3 +191,39 @@ def test_campaign_validates_each_row_once(
         assert message["type"] == ("U" if not static and i % 3 == 0 else "N")
         assert message["custom"].startswith("qc-")
         assert message["custom"].endswith(f"-{i // 3}-{i % 3}")
+
+
+def test_campaign_pass_2_runs_with_the_heap_frozen_and_builds_no_dlt_subjects(
+    hook: QikberryHook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from airflow_qikberry import campaign as c
+    from airflow_qikberry import sends
+
+    if gc.get_freeze_count():
+        pytest.skip("this process froze its heap already")
+    seen: list[int] = []
+    send_prepared = hook.send_prepared
+
+    def recording(prepared: Any) -> Any:
+        seen.append(gc.get_freeze_count())
+        return send_prepared(prepared)
+
+    def no_subjects(self: Any) -> Any:
+        raise AssertionError("dlt_check is off for a campaign's chunks: nothing to build subjects for")
+
+    monkeypatch.setattr(hook, "send_prepared", recording)
+    monkeypatch.setattr(sends.BatchRequest, "dlt_subjects", no_subjects)
+    rows = [{"mobile": f"91987654{i:04d}", "name": f"C{i}"} for i in range(5)]
+    summary = c.run_campaign(
+        c.CampaignOptions.checked(name="frozen", chunk_size=2, has_template=True),
+        source=c.Source("recipients", lambda: c.recipient_rows(rows)),
+        hook=hook,
+        render=lambda row: f"Hi {row['name']}",
+        identity=None,
+    )
+    assert summary["accepted"] == 5
+    assert len(seen) == 3
+    assert all(count > 0 for count in seen)
+    assert gc.get_freeze_count() == 0  # and unfrozen after
