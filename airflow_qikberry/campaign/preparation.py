@@ -142,7 +142,10 @@ def compile_row_template(
             env.handle_exception()  # re-raises, the traceback pointing at the template's line
             raise
 
-    return render
+    from airflow_qikberry.campaign.row_template import plain_row_render
+
+    # Text and row values only ("Hi {{ row.name }}"): joined without Jinja where the answer is Jinja's.
+    return plain_row_render(env, source, render) or render
 
 
 class RejectedReport:
