@@ -424,3 +424,28 @@ def test_no_test_listens_on_a_fixed_port() -> None:
     assert not offenders, (
         f"listen on port 0 (or a free_port()) instead, so xdist workers never collide: {offenders}"
     )
+
+
+def test_every_module_of_the_package_is_in_the_layout_of_docs_development() -> None:
+    """docs/development.md lists every module with what it is for: a module added without a line fails here."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "development.md").read_text(encoding="utf-8")
+    tree = text[text.index("airflow_qikberry/   ") : text.index("example_dags/  ")]
+    listed: set[str] = set()
+    folder = ""
+    for line in tree.splitlines()[1:]:
+        name = line.split()[0] if line.strip() else ""
+        indent = len(line) - len(line.lstrip(" "))
+        if indent == 2:  # "  phone.py", "  delivery/dlr.py" or a folder heading "  campaign/"
+            folder = name if name.endswith("/") else ""
+            listed.add(name)
+        elif indent == 4 and folder:  # "    engine.py" under "  campaign/"
+            listed.add(folder + name)
+    package = root / "airflow_qikberry"
+    missing = [
+        module.relative_to(package).as_posix()
+        for module in sorted(package.rglob("*.py"))
+        if module.relative_to(package).as_posix() not in listed
+        and not (module.name == "__init__.py" and module.parent != package)
+    ]
+    assert not missing, f"modules without a line in docs/development.md's Layout: {missing}"
