@@ -427,7 +427,7 @@ def test_no_test_listens_on_a_fixed_port() -> None:
 
 
 def test_every_module_of_the_package_is_in_the_layout_of_docs_development() -> None:
-    """docs/development.md lists every module with what it is for: a module added without a line fails here."""
+    """docs/development.md lists every module and what it is for: a module without a line fails here."""
     root = Path(__file__).resolve().parents[1]
     text = (root / "docs" / "development.md").read_text(encoding="utf-8")
     tree = text[text.index("airflow_qikberry/   ") : text.index("example_dags/  ")]
