@@ -22,6 +22,7 @@ from typing import IO, Any
 from airflow_qikberry import phone, sms_text
 from airflow_qikberry.campaign.dlt import DLT_MISMATCH
 from airflow_qikberry.campaign.options import MAX_CAMPAIGN_MESSAGES, Chunk, ChunkPlan
+from airflow_qikberry.campaign.row_template import plain_row_render
 from airflow_qikberry.campaign.sources import phone_key
 from airflow_qikberry.exceptions import QikberryValidationError
 from airflow_qikberry.payloads import API_TYPE
@@ -141,8 +142,6 @@ def compile_row_template(
         except Exception:
             env.handle_exception()  # re-raises, the traceback pointing at the template's line
             raise
-
-    from airflow_qikberry.campaign.row_template import plain_row_render
 
     # Text and row values only ("Hi {{ row.name }}"): joined without Jinja where the answer is Jinja's.
     return plain_row_render(env, source, render) or render

@@ -49,20 +49,15 @@ class SendApi(SendValidation):
         webhook_id = self._webhook(params, "webhook_id", errors)
         scheduled = self._schedule(params, "time", now, errors)
         errors.raise_if_any()
-        numbers = self._not_suppressed(numbers)
-        accepted = (
-            self._accept_one_text(
-                opts,
-                service,
-                numbers,
-                errors,
-                webhook_id=webhook_id,
-                scheduled=scheduled,
-                now=now,
-                endpoint="sms/send",
-            )
-            if numbers
-            else []
+        accepted = self._accept_one_text(
+            opts,
+            service,
+            numbers,
+            errors,
+            webhook_id=webhook_id,
+            scheduled=scheduled,
+            now=now,
+            endpoint="sms/send",
         )
         return ok(
             {
@@ -161,20 +156,15 @@ class SendApi(SendValidation):
             raise validation_error(
                 "file", f"The file must not contain more than {cfg.max_bulk_numbers} numbers."
             )
-        numbers = self._not_suppressed(numbers)
-        accepted = (
-            self._accept_one_text(
-                opts,
-                service,
-                numbers,
-                errors,
-                webhook_id=webhook_id,
-                scheduled=scheduled,
-                now=now,
-                endpoint="sms/bulk",
-            )
-            if numbers
-            else []
+        accepted = self._accept_one_text(
+            opts,
+            service,
+            numbers,
+            errors,
+            webhook_id=webhook_id,
+            scheduled=scheduled,
+            now=now,
+            endpoint="sms/bulk",
         )
         return ok({"status": 200, "message": f"{len(accepted)} numbers accepted for delivery.", "data": []})
 

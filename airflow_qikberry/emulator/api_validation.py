@@ -212,7 +212,15 @@ class SendValidation:
         now: float,
         endpoint: str,
     ) -> list[Message]:
-        """Accept one text (``sms/send``, ``sms/bulk``) for every number: one validated template, copied."""
+        """
+        Accept one text (``sms/send``, ``sms/bulk``) for every number: one validated template, copied.
+
+        Suppressed numbers are left out first; when none is left, nothing is accepted (and the text, sent to
+        nobody, is not checked).
+        """
+        numbers = self._not_suppressed(numbers)
+        if not numbers:
+            return []
         template = self._build(opts, service, numbers[0], "", errors)
         errors.raise_if_any()
         items = [template] + [_with_mobile(template, n) for n in numbers[1:]]

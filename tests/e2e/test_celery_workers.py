@@ -10,17 +10,15 @@ shared-nothing.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.celery_stack import CeleryStack, user_namespaces_work
+from tests.e2e.s3 import s3_server
 from tests.helpers import TEST_TOKEN, qikberry_conn_json, requires_airflow
 
 pytestmark = [
@@ -38,43 +36,6 @@ FLAGSHIP = "qikberry_campaign_pipeline"
 # Worker A serves the export, worker B the campaign; both serve the other tasks (queue "default").
 WORKERS = {"a": "default,worker_a", "b": "default,worker_b"}
 ROUTES = {"export_customers": "worker_a", "campaign": "worker_b"}
-
-
-@contextlib.contextmanager
-def s3_server(bucket: str) -> Iterator[tuple[dict[str, str], Any]]:
-    """moto's S3 server on 127.0.0.1 with ``bucket``: the flagship's storage Variables and a boto3 client."""
-    pytest.importorskip("s3fs", reason="needs the dev extras (s3fs, moto, amazon)")
-    pytest.importorskip("airflow.providers.amazon", reason="needs the Amazon provider")
-    moto_server = pytest.importorskip("moto.server", reason="needs the dev extras (moto, flask)")
-    import boto3
-
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="test-key",
-            aws_secret_access_key="test-secret-key",
-            region_name="us-east-1",
-        )
-        s3.create_bucket(Bucket=bucket)
-        storage_conn = {
-            "conn_type": "aws",
-            "login": "test-key",
-            "password": "test-secret-key",
-            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        }
-        env = {
-            "AIRFLOW_CONN_CAMPAIGN_S3": json.dumps(storage_conn),
-            "AIRFLOW_VAR_QIKBERRY_CAMPAIGN_STORAGE": f"s3://{bucket}/exports",
-            "AIRFLOW_VAR_QIKBERRY_CAMPAIGN_STORAGE_CONN_ID": "campaign_s3",
-        }
-        yield env, s3
-    finally:
-        server.stop()
 
 
 def _run_flagship(stack: CeleryStack) -> tuple[str, str]:

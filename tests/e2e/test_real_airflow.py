@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.s3 import s3_server
 from tests.e2e.stack import AirflowStack
 from tests.helpers import PROVIDER_DIR, TEST_TOKEN, qikberry_conn_json, requires_airflow, warning_lines
 
@@ -87,35 +88,10 @@ def test_flagship_keeps_its_files_on_s3_across_worker_processes(emulator: Any, t
     """The export task's process writes the CSV to an S3 server (moto's, over HTTP), the campaign task's
     process reads it from there and writes its rejected report there: no file passes through a local path.
     """
-    pytest.importorskip("s3fs", reason="needs the dev extras (s3fs, moto, amazon)")
-    pytest.importorskip("airflow.providers.amazon", reason="needs the Amazon provider")
-    moto_server = pytest.importorskip("moto.server", reason="needs the dev extras (moto, flask)")
-    import boto3
-
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="test-key",
-            aws_secret_access_key="test-secret-key",
-            region_name="us-east-1",
-        )
-        s3.create_bucket(Bucket="flagship-campaigns")
-        storage_conn = {
-            "conn_type": "aws",
-            "login": "test-key",
-            "password": "test-secret-key",
-            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        }
+    with s3_server("flagship-campaigns") as (storage_env, s3):
         env = {
             "AIRFLOW_CONN_QIKBERRY_DEFAULT": qikberry_conn_json(emulator.base_url, TEST_TOKEN),
-            "AIRFLOW_CONN_CAMPAIGN_S3": json.dumps(storage_conn),
-            "AIRFLOW_VAR_QIKBERRY_CAMPAIGN_STORAGE": "s3://flagship-campaigns/exports",
-            "AIRFLOW_VAR_QIKBERRY_CAMPAIGN_STORAGE_CONN_ID": "campaign_s3",
+            **storage_env,
         }
         with AirflowStack(tmp_path / "home", extra_env=env) as stack:
             shutil.copy(REPO_ROOT / "example_dags" / f"{FLAGSHIP}.py", stack.dags)
@@ -125,8 +101,6 @@ def test_flagship_keeps_its_files_on_s3_across_worker_processes(emulator: Any, t
             states = stack.task_states(FLAGSHIP, run_id)
             campaign_log = stack.task_log(FLAGSHIP, run_id, "campaign")
         keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="flagship-campaigns").get("Contents", []))
-    finally:
-        server.stop()
 
     assert state == "success", (states, campaign_log[-4000:])
     assert len(keys) == 2, keys
