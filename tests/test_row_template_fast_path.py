@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import jinja2
@@ -122,7 +124,22 @@ def random_row(rng: random.Random) -> Any:
         if pick < 0.7:
             row[column] = rng.choice(["Asha", "", " O'Brien ", "%d", "{{ row.name }}", "Zoë", "1", "\n"])
         elif pick < 0.8:
-            row[column] = rng.choice([None, 42, 3.5, float("nan"), ["a"], StrSubclass("s")])
+            # What SQL drivers and pandas hand over besides text: NULL, numbers, NaN, Decimal, dates, bytes.
+            row[column] = rng.choice(
+                [
+                    None,
+                    42,
+                    3.5,
+                    float("nan"),
+                    919876543210.0,
+                    Decimal("12.50"),
+                    date(2026, 12, 5),
+                    datetime(2026, 12, 5, 9, 30),
+                    b"raw",
+                    ["a"],
+                    StrSubclass("s"),
+                ]
+            )
         # else: the column is missing from this row
     if rng.random() < 0.1:
         return OrderedDict(row)
