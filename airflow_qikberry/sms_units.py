@@ -153,14 +153,23 @@ def _measure_as(text: str, encoding: Encoding) -> MessageLength:
 
 # Printable ASCII (U+0020-U+007E) is all GSM-7 but the backtick; these 8 cost two septets each.
 _ASCII_GSM7_EXTENSION = tuple(sorted(c for c in GSM7_EXTENSION if " " <= c <= "~"))
+# One scan in C finds whether a printable ASCII text has anything but single-septet characters (most have
+# none): an extension character, or the backtick.
+_ASCII_NOT_SINGLE_RE = re.compile("[`" + "".join(re.escape(c) for c in _ASCII_GSM7_EXTENSION) + "]")
+# The measure of a printable ASCII text whose parts follow from its length and septets alone (one part, or
+# no two-septet character to keep whole), by (length, septets): a text's measure is then a dict lookup,
+# not a new object (MessageLength is frozen, so one instance serves every text of that shape). At most
+# 4,096 lengths by two septet counts for one part, or one count otherwise: bounded by MAX_MESSAGE_CHARS.
+_ASCII_GSM7_SHAPES: dict[tuple[int, int], MessageLength] = {}
 
 
 def measure_printable_ascii(text: str, encoding: EncodingOption = "auto") -> MessageLength | None:
     """
     Return :func:`~airflow_qikberry.sms_text.measure` of a text of printable ASCII only (most templates).
 
-    Counted with ``str.count`` and no regex or intermediate string; None for any other text (or encoding) so
-    the caller takes the full path. Such a text is always sendable (no control character, no surrogate).
+    Counted with one regex scan (and ``str.count`` when an extension character is there), with no
+    intermediate string; None for any other text (or encoding) so the caller takes the full path. Such a
+    text is always sendable (no control character, no surrogate).
 
     Example::
 
@@ -172,12 +181,21 @@ def measure_printable_ascii(text: str, encoding: EncodingOption = "auto") -> Mes
     length = len(text)
     if encoding == "ucs2":
         return MessageLength("ucs2", length, length, 1 if length <= _UCS_SINGLE else -(-length // _UCS_MULTI))
-    if "`" in text or (encoding != "auto" and encoding != "gsm7"):
-        return None  # auto would pick UCS-2, forced GSM-7 is refused: the full path says so
+    if encoding != "auto" and encoding != "gsm7":
+        return None  # the full path refuses it
     doubles = 0
-    for char in _ASCII_GSM7_EXTENSION:
-        doubles += text.count(char)
+    if _ASCII_NOT_SINGLE_RE.search(text) is not None:
+        if "`" in text:
+            return None  # auto would pick UCS-2, forced GSM-7 is refused: the full path says so
+        for char in _ASCII_GSM7_EXTENSION:
+            doubles += text.count(char)
     septets = length + doubles
-    return MessageLength(
-        "gsm7", length, septets, _parts(text, septets, doubles, _GSM_SINGLE, _GSM_MULTI, _GSM7_EXT_RE)
-    )
+    if doubles and septets > _GSM_SINGLE:  # where the two-septet characters fall decides the parts
+        return MessageLength(
+            "gsm7", length, septets, _parts(text, septets, doubles, _GSM_SINGLE, _GSM_MULTI, _GSM7_EXT_RE)
+        )
+    shape = _ASCII_GSM7_SHAPES.get((length, septets))
+    if shape is None:
+        units = 1 if septets <= _GSM_SINGLE else -(-septets // _GSM_MULTI)
+        shape = _ASCII_GSM7_SHAPES[length, septets] = MessageLength("gsm7", length, septets, units)
+    return shape

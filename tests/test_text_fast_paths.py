@@ -61,6 +61,35 @@ def test_printable_ascii_measure_agrees_with_the_full_measure(encoding: str) -> 
     assert taken >= len(TEXTS) // 5  # the fast path is really used, on texts of every length
 
 
+def _boundary_texts() -> list[str]:
+    """
+    Printable ASCII texts with extension characters at every position around each part boundary.
+
+    Where a two-septet character falls decides the parts (it is never split), so texts of one length and
+    one septet count can need different numbers of parts: "{" + 304 x is 2 parts, 152 x + "{" + 152 x is 3.
+    A random corpus almost never puts one exactly there.
+    """
+    out = []
+    for length in (*range(150, 163), *range(300, 310), *range(452, 462)):
+        for position in range(length):
+            out.append("x" * position + "{" + "x" * (length - position - 1))
+        for position in range(0, length - 1, 7):  # two: the second one moves with the first
+            out.append("x" * position + "~]" + "x" * (length - position - 2))
+    return out
+
+
+@pytest.mark.parametrize("encoding", ["auto", "gsm7"])
+def test_printable_ascii_measure_agrees_where_extension_characters_meet_a_part_boundary(
+    encoding: str,
+) -> None:
+    texts = _boundary_texts()
+    # Both orders: what is measured first must not decide the answer for a text of the same shape after it.
+    for text in texts + texts[::-1]:
+        assert sms_text.measure_printable_ascii(text, encoding) == _full(text, encoding), (text, encoding)  # type: ignore[arg-type]
+    parts = {_full(t, encoding).units for t in texts if len(t) == 305}  # type: ignore[union-attr]
+    assert parts == {2, 3}  # the corpus does hold texts of one shape and different parts
+
+
 def test_printable_ascii_measure_leaves_everything_else_to_the_full_path() -> None:
     assert sms_text.measure_printable_ascii("a`b") is None  # the backtick forces UCS-2 under auto
     assert sms_text.measure_printable_ascii("a`b", "gsm7") is None  # and is refused when GSM-7 is forced
