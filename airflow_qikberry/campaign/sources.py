@@ -143,12 +143,29 @@ def csv_rows(path: str, *, delimiter: str = ",", field: str = "csv_path") -> Ite
 def read_csv(
     handle: IO[str], name: str, *, delimiter: str = ",", field: str = "csv_path"
 ) -> Iterator[Mapping[str, Any]]:
-    """Yield the rows of an open CSV text stream with a header line; ``name`` (a path or URL) for errors."""
+    """
+    Yield the rows of an open CSV text stream with a header line; ``name`` (a path or URL) for errors.
+
+    Each row is what ``csv.DictReader`` gives (blank lines skipped, a short row's missing columns None, a
+    long row's extra values as a list under the key None), built without its per-row Python method: the
+    rows of a campaign file are read before the first send. tests/test_csv_rows.py compares both.
+    """
+    reader = csv.reader(handle, delimiter=delimiter)
     try:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        if not reader.fieldnames:
+        names = next(reader, None)
+        if not names:
             raise QikberryValidationError(f"{field}: {name!r} is empty; it needs a header line.", field=field)
-        yield from reader
+        width = len(names)
+        for values in reader:
+            if len(values) == width:
+                yield dict(zip(names, values, strict=True))
+            elif values:
+                row: dict[Any, Any] = dict(zip(names, values, strict=False))
+                if len(values) > width:
+                    row[None] = values[width:]
+                else:
+                    row.update(dict.fromkeys(names[len(values) :]))
+                yield row
     except (csv.Error, UnicodeDecodeError) as exc:
         raise QikberryValidationError(
             f"{field}: {name!r} is not a readable UTF-8 CSV file at line {reader.line_num} ({exc}).",
