@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
-from airflow_qikberry.phone_fast import API_MAX_DIGITS, API_MIN_DIGITS, fast_read
+from airflow_qikberry.phone_fast import API_MAX_DIGITS, API_MIN_DIGITS, fast_reader
 from airflow_qikberry.phone_fast import phonenumbers_module as _phonenumbers
 from airflow_qikberry.phone_input import _FLOAT_FIX, _BadNumber, _is_number_value, _number_text, mask_number
 from airflow_qikberry.validation import fail, shown
@@ -35,6 +35,7 @@ __all__ = [
     "mask_number",
     "normalize_number",
     "normalize_numbers",
+    "number_reader",
     "split_recipients",
     "validate_region",
 ]
@@ -113,10 +114,14 @@ def _parse(pn: ModuleType, text: str, region: str | None) -> Any:
 _UNKNOWN_COUNTRY = object()
 
 
-def _normalize(raw: object, region: str | None) -> str:
-    """Normalise one number; ``region`` must already be checked. Raises _BadNumber."""
+def _normalize(raw: object, region: str | None, fast: Callable[[str], str | None] | None = None) -> str:
+    """
+    Normalise one number; ``region`` must already be checked. Raises _BadNumber.
+
+    ``fast`` is ``fast_reader(region)``, when the caller looked it up once for many numbers.
+    """
     if type(raw) is str and raw:
-        out = fast_read(raw, region)
+        out = (fast or fast_reader(region))(raw)
         if out is not None:
             return out
     return _normalize_full(raw, region)
@@ -300,6 +305,27 @@ def normalize_number(raw: str, *, default_region: str | None = None, field: str 
         return _normalize(raw, region)
     except _BadNumber as err:
         fail(field, err.problem)
+
+
+def number_reader(default_region: str | None = None, *, field: str = "to") -> Callable[[object], str]:
+    """
+    Return :func:`normalize_number` for one region and field, checked and looked up once: for many numbers.
+
+    Example::
+
+        read = number_reader("IN", field="mobile")
+        [read(n) for n in ("98765 43210", "+91 98765 43211")]  # ['919876543210', '919876543211']
+    """
+    region = _checked_region(default_region)
+    fast = fast_reader(region)
+
+    def read(raw: object) -> str:
+        try:
+            return _normalize(raw, region, fast)
+        except _BadNumber as err:
+            fail(field, err.problem)
+
+    return read
 
 
 def split_recipients(to: str) -> list[str]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-__all__ = ["API_MAX_DIGITS", "API_MIN_DIGITS", "fast_read", "phonenumbers_module"]
+__all__ = ["API_MAX_DIGITS", "API_MIN_DIGITS", "fast_read", "fast_reader", "phonenumbers_module"]
 
 #: The API's own limits on a number in ``to``: country code included (docs/api-assumptions.md).
 API_MIN_DIGITS, API_MAX_DIGITS = 8, 15
@@ -51,50 +52,61 @@ class _FastRegion:
     tests/test_phone_fast_path.py compares it with the full rules on a generated corpus of every region.
     """
 
-    __slots__ = ("cc", "general", "general_lengths", "idd", "mobile", "mobile_lengths", "national_prefix")
+    __slots__ = (
+        "cc",
+        "general",
+        "general_lengths",
+        "idd",
+        "mobile_lengths",
+        "national_prefix",
+        "valid_mobile",
+    )
 
     def __init__(self, metadata: Any) -> None:
         self.cc = str(metadata.country_code)
         self.idd = re.compile(metadata.international_prefix) if metadata.international_prefix else None
         npfp = metadata.national_prefix_for_parsing
         self.national_prefix = re.compile(npfp) if npfp else None
-        self.general = re.compile(metadata.general_desc.national_number_pattern)
+        general = metadata.general_desc.national_number_pattern
+        mobile = metadata.mobile.national_number_pattern
+        self.general = re.compile(general).fullmatch
         self.general_lengths = frozenset(metadata.general_desc.possible_length)
-        self.mobile = re.compile(metadata.mobile.national_number_pattern)
-        self.mobile_lengths = frozenset(metadata.mobile.possible_length)
-
-    def _general(self, digits: str) -> bool:
-        lengths = self.general_lengths
-        return (not lengths or len(digits) in lengths) and self.general.fullmatch(digits) is not None
-
-    def _valid_mobile(self, digits: str) -> bool:
-        lengths = self.mobile_lengths
-        return (
-            self._general(digits)
-            and (not lengths or len(digits) in lengths)
-            and self.mobile.fullmatch(digits) is not None
-        )
+        # A valid mobile number matches both patterns whole: one regex, the general one as a lookahead
+        # (the patterns use no backreference or named group, which the wrapping would disturb).
+        self.valid_mobile = re.compile(f"(?=(?:{general})\\Z)(?:{mobile})").fullmatch
+        # ... and has a length both allow (an empty list allows any).
+        lengths = [frozenset(d.possible_length) for d in (metadata.general_desc, metadata.mobile)]
+        lengths = [allowed for allowed in lengths if allowed]
+        self.mobile_lengths = frozenset.intersection(*lengths) if lengths else None
 
     def read(self, text: str) -> str | None:
         """``country code + national number`` when ``text`` has the fast shape, else None."""
         if not (text.isascii() and text.isdigit()) or text[0] == "0":
             return None
-        if self.idd is not None and self.idd.match(text):
+        idd = self.idd
+        if idd is not None and idd.match(text):
             return None
         cc = self.cc
         if text.startswith(cc):
             national = text[len(cc) :]
-            out = text
-            if not national or national[0] == "0" or self._general(text):
+            if not national or national[0] == "0":
                 return None
+            general_lengths = self.general_lengths
+            if (not general_lengths or len(text) in general_lengths) and self.general(text) is not None:
+                return None  # the whole string is a national number too
+            out = text
         else:
             national = text
             out = cc + text
-        if self.national_prefix is not None and self.national_prefix.match(national):
+        national_prefix = self.national_prefix
+        if national_prefix is not None and national_prefix.match(national):
             return None
-        if not self._valid_mobile(national) or not API_MIN_DIGITS <= len(out) <= API_MAX_DIGITS:
+        if not API_MIN_DIGITS <= len(out) <= API_MAX_DIGITS:
             return None
-        return out
+        mobile_lengths = self.mobile_lengths
+        if mobile_lengths is not None and len(national) not in mobile_lengths:
+            return None
+        return out if self.valid_mobile(national) is not None else None
 
 
 @functools.lru_cache(maxsize=512)
@@ -185,7 +197,23 @@ def _fast_international(text: str) -> str | None:
 
 def fast_read(text: str, region: str | None) -> str | None:
     """Return the fast reading of a plain digit string, or None for the full rules."""
+    return fast_reader(region)(text)
+
+
+def _none(text: str) -> None:
+    return None
+
+
+def fast_reader(region: str | None) -> Callable[[str], str | None]:
+    """
+    Return :func:`fast_read` for one (checked) region, looked up once: for a loop over many numbers.
+
+    Example::
+
+        read = fast_reader("IN")
+        read("9876543210")  # '919876543210'; None means: read it with the full rules
+    """
     if region is None:
-        return _fast_international(text)
+        return _fast_international
     fast = _fast_region(region)
-    return fast.read(text) if fast is not None else None
+    return fast.read if fast is not None else _none

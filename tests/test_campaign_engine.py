@@ -196,7 +196,15 @@ def test_chunks_never_straddle_batches() -> None:
         (2000, 300, 2),
     ]  # fmt: skip
     assert [ch.index for ch in chunks] == list(range(7))
-    assert [i for i in range(2300) if plan.starts_chunk(i)] == [ch.start for ch in chunks]
+    starts = [0]
+    while (following := plan.next_start(starts[-1])) < 2300:
+        starts.append(following)
+    assert starts == [ch.start for ch in chunks]
+    for plan in (c.ChunkPlan(3), c.ChunkPlan(3, 7), c.ChunkPlan(5, 5), c.ChunkPlan(4, 10)):
+        chunks = plan.chunks(100)
+        assert [min(plan.next_start(ch.start + i), 100) for ch in chunks for i in range(ch.size)] == [
+            ch.start + ch.size for ch in chunks for _ in range(ch.size)
+        ]
     assert [ch.size for ch in c.ChunkPlan(3).chunks(7)] == [3, 3, 1]
     assert c.ChunkPlan(3).chunks(0) == []
 

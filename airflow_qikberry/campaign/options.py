@@ -244,9 +244,13 @@ class ChunkPlan(NamedTuple):
     chunk_size: int
     batch_size: int | None = None
 
-    def starts_chunk(self, position: int) -> bool:
-        within = position % self.batch_size if self.batch_size else position
-        return within % self.chunk_size == 0
+    def next_start(self, position: int) -> int:
+        """Return where the chunk after the one holding row ``position`` starts (0-based, in send order)."""
+        batch = self.batch_size
+        if batch:
+            base = position - position % batch
+            return base + min((position - base) // self.chunk_size * self.chunk_size + self.chunk_size, batch)
+        return position - position % self.chunk_size + self.chunk_size
 
     def chunks(self, total: int) -> list[Chunk]:
         batch = self.batch_size or max(total, 1)

@@ -274,25 +274,32 @@ def prepare(
     set_sum = 0
     source_rows = out.source_rows.append
     digest = hashlib.blake2b(digest_size=16)
-    offset = 0
-    key: str | None = None
+    key = ""
+    read_number: Callable[[object], str] | None = None
     static = (
         sms_text.validate_message(message, encoding=encoding, max_units=max_units)  # type: ignore[arg-type]
         if message is not None
         else None
     )
-    normalize, blake2b = phone.normalize_number, hashlib.blake2b
+    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+    # Per row, only what each row needs: the running counts are locals, a chunk's lines are written, hashed
+    # and measured as one block when it is full (the same bytes, in the same order, as row by row).
+    accepted = duplicates = chunk_units = 0
+    chunk_end = 0  # where the chunk being filled ends (the first row starts one)
+    block: list[bytes] = []
+    offset = 0
+    number_in_source = 0
     for number_in_source, row in enumerate(rows, start=1):
-        out.rows_read = number_in_source
-        if key is None:
+        if read_number is None:
             key = phone_key(row.keys(), phone_column)
+            read_number = phone.number_reader(default_region, field=key)
         given = row.get(key)
-        raw = _number_value(given)
+        raw = given if type(given) is str else _number_value(given)
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             report.add(number_in_source, MISSING_NUMBER, given, f"the {key!r} column is empty")
             continue
         try:
-            number = normalize(raw, default_region=default_region, field=key)
+            number = read_number(raw)
         except QikberryValidationError as exc:
             report.add(number_in_source, INVALID_NUMBER, given, exc.message)
             continue
@@ -308,38 +315,39 @@ def prepare(
                 report.add(number_in_source, TEMPLATE_ERROR, given, f"{type(exc).__name__}: {exc}")
                 continue
             measured = measure_text(text, encoding, max_units)
-            if isinstance(measured, tuple):
+            if type(measured) is tuple:
                 report.add(number_in_source, measured[0], given, measured[1])
                 continue
-            info = measured
+            info = measured  # type: ignore[assignment]
             if check is not None and (differs := check(text)) is not None:
                 report.add(number_in_source, DLT_MISMATCH, given, differs)
                 continue
             line = spool_line(number, text, API_TYPE[info.encoding])
         data = (line + "\n").encode()
-        fingerprint = int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
+        fingerprint = from_bytes(blake2b(data, digest_size=8).digest(), "big")
         if fingerprint in seen:
-            out.duplicates += 1
+            duplicates += 1
             continue
         seen.add(fingerprint)
         set_sum += fingerprint
-        if out.accepted >= MAX_CAMPAIGN_MESSAGES:
-            raise QikberryValidationError(
-                f"{field_name}: more than {MAX_CAMPAIGN_MESSAGES:,} valid messages (stopped at source row "
-                f"{number_in_source:,}); the API takes at most {MAX_CAMPAIGN_MESSAGES:,} per campaign. Split "
-                "it into several campaigns. Nothing was sent.",
-                field=field_name,
-            )
-        if plan.starts_chunk(out.accepted):
+        if accepted == chunk_end:
+            if accepted >= MAX_CAMPAIGN_MESSAGES:
+                raise QikberryValidationError(
+                    f"{field_name}: more than {MAX_CAMPAIGN_MESSAGES:,} valid messages (stopped at source "
+                    f"row {number_in_source:,}); the API takes at most {MAX_CAMPAIGN_MESSAGES:,} per "
+                    "campaign. Split it into several campaigns. Nothing was sent.",
+                    field=field_name,
+                )
+            offset = _write_block(block, spool, digest, offset)
+            if accepted:
+                out.chunk_units.append(chunk_units)
             out.chunk_offsets.append(offset)
-            out.chunk_units.append(0)
-        spool.write(data)
+            chunk_units = 0
+            chunk_end = min(plan.next_start(accepted), MAX_CAMPAIGN_MESSAGES)
+        block.append(data)
         source_rows(number_in_source)
-        digest.update(data)
-        offset += len(data)
-        out.chunk_units[-1] += info.units
-        out.units += info.units
-        if len(out.sample) < SAMPLE_ROWS:
+        chunk_units += info.units
+        if accepted < SAMPLE_ROWS:
             out.sample.append(
                 {
                     "row": number_in_source,
@@ -349,10 +357,26 @@ def prepare(
                     "encoding": info.encoding,
                 }
             )
-        out.accepted += 1
+        accepted += 1
+    _write_block(block, spool, digest, offset)
+    if accepted:
+        out.chunk_units.append(chunk_units)
+    out.rows_read, out.accepted, out.duplicates = number_in_source, accepted, duplicates
+    out.units = sum(out.chunk_units)
     out.digest = digest.hexdigest()
     out.set_digest = f"{set_sum % 2**64:016x}"
     return out
+
+
+def _write_block(block: list[bytes], spool: IO[bytes], digest: Any, offset: int) -> int:
+    """Write and hash a block of spool lines and empty it; return the spool's offset after it."""
+    if not block:
+        return offset
+    data = b"".join(block)
+    block.clear()
+    spool.write(data)
+    digest.update(data)
+    return offset + len(data)
 
 
 def spool_line(*parts: str) -> str:
