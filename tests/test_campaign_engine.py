@@ -488,3 +488,44 @@ def test_heap_frozen_leaves_a_heap_frozen_by_someone_else_as_it_is(monkeypatch: 
     with heap_frozen():
         pass
     assert calls == []  # not unfrozen: that would undo the other freeze
+
+
+def test_prepare_digests_are_those_earlier_versions_wrote() -> None:
+    """
+    A retry compares the content digests with the ones its task state holds, maybe written by an earlier
+    version of the provider: the bytes they are made of (spool lines, in order) must not change with how
+    pass 1 is written. Pinned from the row-by-row pass 1 (e08f75d), across chunk and batch boundaries, with
+    duplicates, rejected rows and UCS-2 texts.
+    """
+    import jinja2.sandbox
+
+    rows = [
+        {
+            "mobile": f"91987654{i % 1100:04d}" if i % 97 else "12",
+            "name": ("नमस्ते" if i % 5 == 0 else f"C{i % 1200}") + "{" * (i % 3),
+        }
+        for i in range(1300)
+    ]
+    env = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined)
+    expected = {
+        "message": ("01a04043f1bbf384120cc3cc5daf61e1", "5dfffcd55c9549f3", 1091, 195, 18547),
+        "render": ("2ab8efa3b59545b980355c00f6ab041a", "3244448ebe53d279", 1286, 0, 47306),
+    }
+    offsets = {
+        ("message", 100): [0, 1700, 3400, 5100, 6800],
+        ("message", 70): [0, 1190, 2380, 3570, 4250],
+        ("render", 100): [0, 3594, 7272, 10953, 14634],
+        ("render", 70): [0, 2512, 5065, 7641, 9112],
+    }
+    for kind, kwargs in (
+        ("message", {"message": "Hello"}),
+        ("render", {"render": c.compile_row_template(env, "Hi {{ row.name }}")}),
+    ):
+        for plan in (c.ChunkPlan(100), c.ChunkPlan(70, 250)):
+            spool = io.BytesIO()
+            p = c.prepare(rows, spool, c.RejectedReport(), plan=plan, default_region="IN", **kwargs)  # type: ignore[arg-type]
+            got = (p.digest, p.set_digest, p.accepted, p.duplicates, len(spool.getvalue()))
+            assert got == expected[kind], (kind, plan)
+            assert p.chunk_offsets[:5] == offsets[kind, plan.chunk_size]
+            assert sum(p.chunk_units) == p.units == p.accepted
+            assert len(p.chunk_units) == len(p.chunk_offsets) == len(plan.chunks(p.accepted))
