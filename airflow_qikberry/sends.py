@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -228,6 +229,9 @@ class BatchRequest(NamedTuple):
     resend: bool
     check_first: bool | None
     dlt_check: DltCheck = "auto"
+    # The JSON body, encoded when the request is prepared if every node has its custom id (nothing about it
+    # waits for the run then: a campaign builds its next chunk's request while the current one is in flight).
+    body: bytes | None = None
 
     def dlt_subjects(self) -> list[Subject]:
         return [_subject(f"nodes[{i}].message", b.payload, self.root) for i, b in enumerate(self.nodes)]
@@ -242,19 +246,18 @@ class BatchRequest(NamedTuple):
             batch, ranks = ido.batch_identity([b.payload for b in built], root)
             base = ido.derive_custom_id(batch, identity, fresh=self.resend)
             cids = [b.given_custom_id or f"{base}-{rank + 1}" for b, rank in zip(built, ranks, strict=True)]
-        api_nodes = [{**b.payload, "custom": cid} for b, cid in zip(built, cids, strict=True)]
+        body = self.body if self.body is not None else _batch_body(root, built, cids)
         name = root.get("name")
         io.log.info(
             "Sending a batch of %d message(s) via service %s%s",
-            len(api_nodes),
+            len(built),
             root["service"],
             f" as campaign {name!r}" if name else "",
         )
         reader = _BatchReader(io, cids, numbers)
-        body = {"root": root, "nodes": api_nodes}
         send = ido.Send(
             what=f"POST {Paths.SEND_JSON}",
-            post=lambda: io.transport.request("POST", Paths.SEND_JSON, json=body),
+            post=lambda: io.transport.request("POST", Paths.SEND_JSON, data=body, headers=_JSON_HEADERS),
             parse=reader.parse,
             lookup=reader.lookup,
             unknown=lambda msg: QikberryDeliveryUnknownError(msg, numbers=numbers, custom_id=cids[0]),
@@ -287,7 +290,19 @@ def prepare_batch(
     check_request_size(len(nodes), "nodes")
     root, _ = root_payload(options, settings, message, require_message=False)
     built = build_batch_nodes(nodes, root, settings, encoding=options.encoding, max_units=options.max_units)
-    return BatchRequest(root, built, resend, check_first, options.dlt_check)
+    cids = [b.given_custom_id for b in built]
+    body = _batch_body(root, built, cids) if all(cids) else None  # type: ignore[arg-type]
+    return BatchRequest(root, built, resend, check_first, options.dlt_check, body)
+
+
+#: The headers of a body encoded here (what ``requests`` sets for ``json=``).
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _batch_body(root: Mapping[str, Any], built: Sequence[BatchNode], cids: Sequence[str]) -> bytes:
+    """Return the ``sms/send/json`` body, encoded as ``requests`` encodes ``json=`` (no NaN)."""
+    api_nodes = [{**b.payload, "custom": cid} for b, cid in zip(built, cids, strict=True)]
+    return json.dumps({"root": root, "nodes": api_nodes}, allow_nan=False).encode("utf-8")
 
 
 # --- sms/bulk

@@ -197,6 +197,7 @@ class ChunkSender:
         log: Any,
     ) -> None:
         self.options, self.hook, self.key, self.log = options, hook, key, log
+        self.settings = hook.settings
         # The send parameters of each split-schedule batch: the campaign's, at the batch's time. Pass 1 ran
         # the DLT pre-check on every row already: the chunks are not checked again.
         self.batch_options = [options.send.replace(schedule_at=when, dlt_check="off") for when in times]
@@ -204,9 +205,17 @@ class ChunkSender:
         self.row_fields = {"to"} if options.message is not None else {"to", "message", "type", "max_units"}
 
     def send(
-        self, chunk: Chunk, rows: list[list[str]], positions: Sequence[int] | None = None
+        self,
+        chunk: Chunk,
+        rows: list[list[str]],
+        positions: Sequence[int] | None = None,
+        built: sends.BatchRequest | None = None,
     ) -> ChunkOutcome:
+        """
+        Send the chunk's rows (those at ``positions``, else all) and settle each one.
 
+        ``built``: :meth:`build` of all its rows, made ahead (only when all are sent).
+        """
         # Every id is made the same way and the last is the longest: checking it checks them all.
         v.validate_custom_id(ido.campaign_custom_id(self.key, chunk.index, chunk.size - 1), field="custom_id")
         outcome = ChunkOutcome()
@@ -215,7 +224,11 @@ class ChunkSender:
         while todo:
             batch = todo.pop()
             try:
-                result = self._post(chunk, rows, batch)
+                if built is not None and len(batch) == chunk.size:
+                    request, built = built, None
+                else:
+                    request = self.build(chunk, rows, batch)
+                result = self.hook.send_prepared(request)
             except QikberryPartialSendError as exc:
                 self._left_out(chunk, batch, exc, outcome)
                 continue
@@ -257,8 +270,13 @@ class ChunkSender:
             )
         return outcome
 
-    def _post(self, chunk: Chunk, rows: list[list[str]], batch: Sequence[int]) -> Any:
+    def build(self, chunk: Chunk, rows: list[list[str]], batch: Sequence[int]) -> sends.BatchRequest:
+        """
+        Return the request of the chunk's rows at positions ``batch``, body encoded, ready to post.
 
+        Makes no request and touches nothing shared: the engine builds the next chunk's request on another
+        thread while the current one is in flight.
+        """
         node, cid, key, k = p.validated_batch_node, ido.campaign_custom_id, self.key, chunk.index
         # Pass 1 validated every number and measured every text: the nodes go to the hook as validated
         # BatchNodes, built from the spool, and are not checked again (docs/campaign.md, Performance).
@@ -268,14 +286,13 @@ class ChunkSender:
             nodes = [node(rows[i][0], cid(key, k, i), message=rows[i][1], api_type=rows[i][2]) for i in batch]
         # Whether these rows went out is established (a first try; a retry's search; a 422, which accepts
         # nothing), so no lookup before posting.
-        prepared = sends.prepare_batch(
-            self.hook.settings,
+        return sends.prepare_batch(
+            self.settings,
             nodes,
             self.batch_options[chunk.batch],
             message=self.options.message,
             check_first=False,
         )
-        return self.hook.send_prepared(prepared)
 
     def _left_out(self, chunk: Chunk, batch: Sequence[int], error: Any, outcome: ChunkOutcome) -> None:
 

@@ -273,10 +273,10 @@ def run_campaign(
                         f"Balance guard: {left.shortfall_message()}. Nothing was sent"
                         + (" in this try." if start else ".")
                     )
-            with heap_frozen():
+            with heap_frozen(), _Ahead(spool_path, prepared.chunk_offsets, chunks) as ahead:
                 sent = _send(
                     options, hook, chunks, start, pending, spool, key, times, outcomes, record, scan, log,
-                    summary,
+                    summary, ahead,
                 )  # fmt: skip
             settled = [o for o in outcomes if o is not None]
             if len(settled) != len(chunks):  # every chunk is sent or found sent by now
@@ -358,9 +358,14 @@ def _send(
     scan: Resume | None,
     log: Any,
     summary: dict[str, Any],
+    ahead: _Ahead,
 ) -> int:
     """
     Pass 2: send chunks ``start..`` in order; return how many messages this try got accepted.
+
+    While a chunk's request is in flight, ``ahead`` builds the next chunk's (reading its rows from the spool,
+    encoding the body): when the answer comes, the next request is ready to post. Nothing is posted ahead:
+    the next chunk is posted only once this one is settled and recorded, as without it.
 
     Of chunk ``start`` only the ``pending`` rows are sent, when an earlier try sent the rest.
 
@@ -390,7 +395,14 @@ def _send(
                 )
                 index, pending = scan.find(index)
                 continue
-        outcome = sender.send(chunk, spool.rows(index), pending)
+        made = ahead.take(index) if pending is None else None
+        if index + 1 < len(chunks):
+            ahead.build(index + 1, sender)
+        if made is not None:
+            rows, built = made
+            outcome = sender.send(chunk, rows, None, built)
+        else:
+            outcome = sender.send(chunk, spool.rows(index), pending)
         look = outcome.accepted == 0 and pending is None
         pending = None
         sent += outcome.accepted
@@ -406,6 +418,59 @@ def _send(
             record.write(index + 1, [_stored(outcomes[i], chunks[i]) for i in range(first, index + 1)])
         index += 1
     return sent
+
+
+class _Ahead:
+    """
+    The next chunk's rows and request, built on a thread of its own while the current request is in flight.
+
+    The thread reads the spool through a handle of its own and calls only :meth:`ChunkSender.build`, which
+    makes no request and changes nothing shared; an error it meets is raised by :meth:`take`, where building
+    that chunk would have raised it. A chunk taken in another order (a retry's search moved on) is built
+    again where it is sent.
+    """
+
+    def __init__(self, spool_path: str, offsets: list[int], chunks: Sequence[Chunk]) -> None:
+        self.spool_path, self.offsets, self.chunks = spool_path, offsets, chunks
+        self.pool: Any = None
+        self.handle: Any = None
+        self.pending: tuple[int, Any] | None = None
+
+    def __enter__(self) -> _Ahead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.handle is not None:
+            self.handle.close()
+
+    def build(self, index: int, sender: ChunkSender) -> None:
+        """Start building chunk ``index``'s request (all its rows)."""
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qikberry-campaign-ahead")
+            self.handle = open(self.spool_path, "rb")  # noqa: SIM115 - closed by __exit__
+        spool = Spool(self.handle, self.offsets, self.chunks)
+
+        def made() -> tuple[list[list[str]], Any]:
+            chunk = self.chunks[index]
+            rows = spool.rows(index)
+            return rows, sender.build(chunk, rows, range(chunk.size))
+
+        self.pending = (index, self.pool.submit(made))
+
+    def take(self, index: int) -> tuple[list[list[str]], Any] | None:
+        """Return chunk ``index``'s rows and request when they are the ones built ahead, else None."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return None
+        built, future = pending
+        if built != index:
+            future.cancel()
+            return None
+        return future.result()  # type: ignore[no-any-return]
 
 
 def _stored(outcome: ChunkOutcome | None, chunk: Chunk) -> Any:
