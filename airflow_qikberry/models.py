@@ -33,12 +33,25 @@ __all__ = [
 
 def _decimal(value: Any) -> Decimal:
     # The API mixes 1, "1" and "2.0000" for money fields (reference section 10, item 10).
+    # Kept only where equal keys are equal text (not 1 and 1.0, nor 0.0 and -0.0): str and int values.
+    kept = type(value) is str or type(value) is int
+    if kept and (known := _DECIMALS.get((type(value), value))) is not None:
+        return known
     if value is None or value == "":
-        return Decimal(0)
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return Decimal(0)
+        made = Decimal(0)
+    else:
+        try:
+            made = Decimal(str(value))
+        except InvalidOperation:
+            made = Decimal(0)
+    if kept and len(_DECIMALS) < 1024:
+        _DECIMALS[type(value), value] = made
+    return made
+
+
+# Each charge value the API writes as text or an int, read once: an answer repeats the same few values in
+# every row, and a Decimal is immutable, so one instance serves them all.
+_DECIMALS: dict[tuple[type, Any], Decimal] = {}
 
 
 def _int(value: Any) -> int:

@@ -322,7 +322,10 @@ def rows_of(response: ApiResponse, *, what: str) -> list[Mapping[str, Any]]:
     data = response.data
     if data is None:
         return []
-    if not isinstance(data, list) or not all(isinstance(row, Mapping) for row in data):
+    # Decoded JSON rows are dicts: one pass in C tells, the Mapping check is for anything else.
+    if not isinstance(data, list) or not (
+        set(map(type, data)) <= {dict} or all(isinstance(row, Mapping) for row in data)
+    ):
         raise QikberryServerError(
             f"The API answered {what} with a body whose data is not a list of rows: "
             f"{_snippet(json.dumps(data, default=str))}",

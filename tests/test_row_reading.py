@@ -174,3 +174,33 @@ def test_accounted_for_is_the_multiset_rule() -> None:
             assert not rule, (answered, numbers)
         else:
             assert rule, (answered, numbers)
+
+
+def _reference_decimal(value: Any) -> Any:
+    # models._decimal before it kept the values it read: a new Decimal every call.
+    from decimal import Decimal, InvalidOperation
+
+    if value is None or value == "":
+        return Decimal(0)
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def test_money_values_read_once_are_the_values_read_each_time() -> None:
+    """
+    ``_decimal`` keeps each value it read (an answer repeats a few charges in every row): what it returns
+    must be what a fresh reading gives, written the same way too (``1`` and ``1.0`` are one dict key but
+    ``Decimal("1")`` and ``Decimal("1.0")`` print differently), in whatever order the values come.
+    """
+    values: list[Any] = [1, 1.0, True, False, 0, 0.0, "1", "1.0", "1.0000", "2.5", 2.5, "", None, " ",
+                         "x", float("nan"), float("inf"), "NaN", 10**30, -0.0, "-0", [1], {"a": 1},
+                         (1,)]  # fmt: skip
+    rng = random.Random(19)
+    for _ in range(20):
+        rng.shuffle(values)
+        for value in values:
+            got, want = _decimal(value), _reference_decimal(value)
+            assert str(got) == str(want), value
+            assert got.as_tuple() == want.as_tuple(), value

@@ -395,11 +395,11 @@ def _send(
                 )
                 index, pending = scan.find(index)
                 continue
-        made = ahead.take(index) if pending is None else None
+        if pending is None:  # all its rows: built ahead, or here (before the next one is begun)
+            rows, built = ahead.take(index) or _built_here(sender, chunk, spool.rows(index))
         if index + 1 < len(chunks):
             ahead.build(index + 1, sender)
-        if made is not None:
-            rows, built = made
+        if pending is None:
             outcome = sender.send(chunk, rows, None, built)
         else:
             outcome = sender.send(chunk, spool.rows(index), pending)
@@ -418,6 +418,10 @@ def _send(
             record.write(index + 1, [_stored(outcomes[i], chunks[i]) for i in range(first, index + 1)])
         index += 1
     return sent
+
+
+def _built_here(sender: ChunkSender, chunk: Chunk, rows: list[list[str]]) -> tuple[list[list[str]], Any]:
+    return rows, sender.build(chunk, rows, range(chunk.size))
 
 
 class _Ahead:

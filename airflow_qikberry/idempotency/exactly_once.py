@@ -40,13 +40,15 @@ class Unaccounted(QikberryServerError):
 
 def accounted_for(sent: Sequence[SentMessage], numbers: Sequence[str], what: str) -> None:
     """Raise :class:`Unaccounted` unless the rows of a send's answer name exactly the numbers sent."""
-    if len(sent) == len(numbers) and (
-        # One number (a send_sms, an alert) needs no multisets; otherwise the same multiset of numbers.
-        sent[0].mobile == canonical_number(numbers[0])
-        if len(sent) == 1
-        else Counter(m.mobile for m in sent) == Counter(map(canonical_number, numbers))
-    ):
-        return
+    if len(sent) == len(numbers):
+        if len(sent) == 1:  # a send_sms, an alert: no multisets
+            if sent[0].mobile == canonical_number(numbers[0]):
+                return
+        else:  # the same multiset; most answers list the numbers in the order sent, which one compare shows
+            mobiles = [m.mobile for m in sent]
+            wanted = list(map(canonical_number, numbers))
+            if mobiles == wanted or Counter(mobiles) == Counter(wanted):
+                return
     raise Unaccounted(
         f"the API accepted the {what} but answered {len(sent)} row(s) for {len(numbers)} number(s)"
     )
