@@ -200,7 +200,9 @@ def test_dlt_campaign_example_sends_by_template_and_reports_the_row_that_would_b
         "Dear Asha, your bill of Rs 450.00 is due on 5 Dec. Pay at acme.in/pay -Acme"
     )
     report = result.xcom("report")
-    assert report["delivered"] == 11
+    # The sensor succeeds at success_ratio 0.9: 10 of the 11 delivered is enough, and on a loaded machine the
+    # last chunk's report may still be on its way at that check (seen once: 10 delivered, 1 pending).
+    assert report["delivered"] in (10, 11)
     assert report["failed"] == 0
     [row] = report["rejected"]
     assert (row["row"], row["reason"], row["mobile"]) == (5, "dlt_mismatch", "+91 98XXX XX004")
