@@ -14,7 +14,6 @@ import pytest
 
 from airflow_qikberry import campaign as c
 from airflow_qikberry.campaign import chunks as campaign_chunks
-from airflow_qikberry.campaign import engine
 from airflow_qikberry.hooks.qikberry import QikberryHook
 from tests.helpers import Sleeps
 
@@ -116,10 +115,10 @@ def test_a_chunk_other_than_the_one_built_ahead_is_built_where_it_is_sent(tmp_pa
     offsets = [sum(map(len, lines[: ch.start])) for ch in chunks]
 
     class Sender:
-        def build(self, chunk: Any, rows: Any, batch: Any) -> Any:
-            return chunk.index, [r[0] for r in rows], list(batch)
+        def build_all(self, chunk: Any, rows: Any) -> Any:
+            return rows, (chunk.index, [r[0] for r in rows])
 
-    with engine._Ahead(str(spool), offsets, chunks) as ahead:
+    with campaign_chunks.BuiltAhead(str(spool), offsets, chunks) as ahead:
         assert ahead.take(1) is None  # nothing built yet
         ahead.build(1, Sender())  # type: ignore[arg-type]
         assert ahead.take(2) is None  # a retry's search moved on: built where it is sent
@@ -127,5 +126,5 @@ def test_a_chunk_other_than_the_one_built_ahead_is_built_where_it_is_sent(tmp_pa
         ahead.build(2, Sender())  # type: ignore[arg-type]
         rows, built = ahead.take(2)  # type: ignore[misc]
     assert rows == [["919876540004"], ["919876540005"]]
-    assert built == (2, ["919876540004", "919876540005"], [0, 1])
+    assert built == (2, ["919876540004", "919876540005"])
     assert not _ahead_threads()

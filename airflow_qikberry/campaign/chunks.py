@@ -20,7 +20,7 @@ from airflow_qikberry import idempotency as ido
 from airflow_qikberry import payloads as p
 from airflow_qikberry import phone, sends
 from airflow_qikberry import validation as v
-from airflow_qikberry.campaign.preparation import RejectedReport, scrub
+from airflow_qikberry.campaign.preparation import RejectedReport, Spool, scrub
 from airflow_qikberry.exceptions import QikberryPartialSendError, QikberryValidationError
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ __all__ = [
     "NOT_ACCEPTED",
     "NOT_ACCEPTED_EARLIER",
     "NOT_SENT_LISTED",
+    "Built",
+    "BuiltAhead",
     "ChunkOutcome",
     "ChunkSender",
     "NotSentRows",
@@ -294,6 +296,10 @@ class ChunkSender:
             check_first=False,
         )
 
+    def build_all(self, chunk: Chunk, rows: list[list[str]]) -> Built:
+        """Return ``rows`` and :meth:`build` of all of them: what :class:`BuiltAhead` makes."""
+        return rows, self.build(chunk, rows, range(chunk.size))
+
     def _left_out(self, chunk: Chunk, batch: Sequence[int], error: Any, outcome: ChunkOutcome) -> None:
 
         prefix = ido.campaign_custom_id(self.key, chunk.index, 0)[:-1]
@@ -321,3 +327,62 @@ class ChunkSender:
             field=error.field,
             status_code=error.status_code,
         )
+
+
+#: A chunk's rows and the request of all of them.
+Built = tuple[list[list[str]], sends.BatchRequest]
+
+
+class BuiltAhead:
+    """
+    The next chunk's rows and request, built on a thread of its own while the current request is in flight.
+
+    The thread reads the spool through a handle of its own and calls only :meth:`ChunkSender.build`, which
+    makes no request and changes nothing shared; an error it meets is raised by :meth:`take`, where building
+    that chunk would have raised it. A chunk taken in another order (a retry's search moved on) is built
+    again where it is sent.
+
+    Example::
+
+        with BuiltAhead(spool_path, prepared.chunk_offsets, chunks) as ahead:
+            ahead.build(1, sender)  # begun now, on the other thread
+            ...  # chunk 0 is posted meanwhile
+            rows, request = ahead.take(1) or sender.build_all(chunks[1], spool.rows(1))
+    """
+
+    def __init__(self, spool_path: str, offsets: list[int], chunks: Sequence[Chunk]) -> None:
+        self.spool_path, self.offsets, self.chunks = spool_path, offsets, chunks
+        self.pool: Any = None
+        self.handle: Any = None
+        self.pending: tuple[int, Any] | None = None
+
+    def __enter__(self) -> BuiltAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.handle is not None:
+            self.handle.close()
+
+    def build(self, index: int, sender: ChunkSender) -> None:
+        """Begin building chunk ``index``'s request (all its rows); one at a time, in the order begun."""
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qikberry-campaign-ahead")
+            self.handle = open(self.spool_path, "rb")  # noqa: SIM115 - closed by __exit__
+        spool = Spool(self.handle, self.offsets, self.chunks)
+        chunk = self.chunks[index]
+        self.pending = (index, self.pool.submit(lambda: sender.build_all(chunk, spool.rows(index))))
+
+    def take(self, index: int) -> Built | None:
+        """Return chunk ``index``'s rows and request when they are the ones built ahead, else None."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return None
+        built, future = pending
+        if built != index:
+            future.cancel()
+            return None
+        return future.result()  # type: ignore[no-any-return]

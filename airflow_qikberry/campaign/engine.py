@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_qikberry import idempotency as ido
 from airflow_qikberry.campaign import dlt
-from airflow_qikberry.campaign.chunks import ChunkOutcome, ChunkSender, NotSentRows
+from airflow_qikberry.campaign.chunks import BuiltAhead, ChunkOutcome, ChunkSender, NotSentRows
 from airflow_qikberry.campaign.options import CampaignOptions, Chunk, ChunkPlan, batch_times
 from airflow_qikberry.campaign.preparation import Prepared, RejectedReport, Spool, check_limits, prepare
 from airflow_qikberry.campaign.resume import STORE_PAGE, ProgressRecord, Resume
@@ -273,7 +273,7 @@ def run_campaign(
                         f"Balance guard: {left.shortfall_message()}. Nothing was sent"
                         + (" in this try." if start else ".")
                     )
-            with heap_frozen(), _Ahead(spool_path, prepared.chunk_offsets, chunks) as ahead:
+            with heap_frozen(), BuiltAhead(spool_path, prepared.chunk_offsets, chunks) as ahead:
                 sent = _send(
                     options, hook, chunks, start, pending, spool, key, times, outcomes, record, scan, log,
                     summary, ahead,
@@ -358,7 +358,7 @@ def _send(
     scan: Resume | None,
     log: Any,
     summary: dict[str, Any],
-    ahead: _Ahead,
+    ahead: BuiltAhead,
 ) -> int:
     """
     Pass 2: send chunks ``start..`` in order; return how many messages this try got accepted.
@@ -396,7 +396,7 @@ def _send(
                 index, pending = scan.find(index)
                 continue
         if pending is None:  # all its rows: built ahead, or here (before the next one is begun)
-            rows, built = ahead.take(index) or _built_here(sender, chunk, spool.rows(index))
+            rows, built = ahead.take(index) or sender.build_all(chunk, spool.rows(index))
         if index + 1 < len(chunks):
             ahead.build(index + 1, sender)
         if pending is None:
@@ -418,63 +418,6 @@ def _send(
             record.write(index + 1, [_stored(outcomes[i], chunks[i]) for i in range(first, index + 1)])
         index += 1
     return sent
-
-
-def _built_here(sender: ChunkSender, chunk: Chunk, rows: list[list[str]]) -> tuple[list[list[str]], Any]:
-    return rows, sender.build(chunk, rows, range(chunk.size))
-
-
-class _Ahead:
-    """
-    The next chunk's rows and request, built on a thread of its own while the current request is in flight.
-
-    The thread reads the spool through a handle of its own and calls only :meth:`ChunkSender.build`, which
-    makes no request and changes nothing shared; an error it meets is raised by :meth:`take`, where building
-    that chunk would have raised it. A chunk taken in another order (a retry's search moved on) is built
-    again where it is sent.
-    """
-
-    def __init__(self, spool_path: str, offsets: list[int], chunks: Sequence[Chunk]) -> None:
-        self.spool_path, self.offsets, self.chunks = spool_path, offsets, chunks
-        self.pool: Any = None
-        self.handle: Any = None
-        self.pending: tuple[int, Any] | None = None
-
-    def __enter__(self) -> _Ahead:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-        if self.handle is not None:
-            self.handle.close()
-
-    def build(self, index: int, sender: ChunkSender) -> None:
-        """Start building chunk ``index``'s request (all its rows)."""
-        if self.pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qikberry-campaign-ahead")
-            self.handle = open(self.spool_path, "rb")  # noqa: SIM115 - closed by __exit__
-        spool = Spool(self.handle, self.offsets, self.chunks)
-
-        def made() -> tuple[list[list[str]], Any]:
-            chunk = self.chunks[index]
-            rows = spool.rows(index)
-            return rows, sender.build(chunk, rows, range(chunk.size))
-
-        self.pending = (index, self.pool.submit(made))
-
-    def take(self, index: int) -> tuple[list[list[str]], Any] | None:
-        """Return chunk ``index``'s rows and request when they are the ones built ahead, else None."""
-        pending, self.pending = self.pending, None
-        if pending is None:
-            return None
-        built, future = pending
-        if built != index:
-            future.cancel()
-            return None
-        return future.result()  # type: ignore[no-any-return]
 
 
 def _stored(outcome: ChunkOutcome | None, chunk: Chunk) -> Any:
