@@ -4,6 +4,9 @@ timeouts, soft_fail, and inputs rendered from XCom with and without native rende
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -113,6 +116,35 @@ NUMBERS = ["919876543210", "919876543211", "919876543212"]
 FAILING = ["919876540999", "919876541999", "919876542999"]
 
 
+@contextmanager
+def delivered_after_the_first_check(emulator: Any) -> Iterator[None]:
+    """
+    Every report arrives, but only after the sensor's first status check has been answered.
+
+    Emulator time stands still (manual clock) until a thread sees the first ``sms/status`` request logged (the
+    emulator logs it once its answer is made) and moves the clock past the DLR delay. With a real 1.5 s delay
+    instead, a loaded CI machine once took longer than that to reach the first check, which then saw every
+    message delivered and never deferred.
+    """
+    emulator.configure(dlr_delay_seconds=1.5, manual_clock=True)
+    done = threading.Event()
+
+    def advance() -> None:
+        while not done.is_set():
+            if status_calls(emulator) >= 1:
+                emulator.advance_clock(2.0)
+                return
+            done.wait(0.05)
+
+    thread = threading.Thread(target=advance, name="advance-after-first-check", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=10)
+
+
 def deferred(caplog: Any, capfd: Any) -> bool:
     return "running trigger in line" in all_log_text(caplog, capfd)
 
@@ -121,9 +153,9 @@ def deferred(caplog: Any, capfd: Any) -> bool:
 def test_deferrable_sensor_waits_in_the_trigger_and_returns_the_summary(
     run_dag: Any, qikberry_conn: str, emulator: Any, caplog: Any, capfd: Any
 ) -> None:
-    emulator.configure(dlr_delay_seconds=1.5)
     sensor = "message_ids=\"{{ ti.xcom_pull('send') }}\", deferrable=True, poke_interval=0.3, timeout=60"
-    result = run_dag(dag_source("delivery_deferred", NUMBERS, sensor), "delivery_deferred")
+    with delivered_after_the_first_check(emulator):
+        result = run_dag(dag_source("delivery_deferred", NUMBERS, sensor), "delivery_deferred")
     assert result == {"send": "success", "wait": "success"}
     assert deferred(caplog, capfd)  # the worker check saw AWAITING-DLR and handed over to the trigger
     summary = result.xcom("wait")
@@ -151,11 +183,11 @@ def test_an_already_delivered_batch_never_defers(
 def test_poke_and_reschedule_modes_wait_on_a_campaign(
     run_dag: Any, qikberry_conn: str, emulator: Any, mode: str
 ) -> None:
-    emulator.configure(dlr_delay_seconds=1.5)
     sensor = f"group_id=\"{{{{ ti.xcom_pull('send') }}}}\", mode={mode!r}, poke_interval=0.5, timeout=60"
-    result = run_dag(
-        dag_source(f"delivery_{mode}", NUMBERS, sensor, send="campaign", native=True), f"delivery_{mode}"
-    )
+    with delivered_after_the_first_check(emulator):
+        result = run_dag(
+            dag_source(f"delivery_{mode}", NUMBERS, sensor, send="campaign", native=True), f"delivery_{mode}"
+        )
     assert result == {"send": "success", "wait": "success"}
     summary = result.xcom("wait")
     assert summary["mode"] == "group_id"
