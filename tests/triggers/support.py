@@ -94,3 +94,27 @@ def assert_within_budget(stamps: list[float], per_minute: float, *, latency: flo
                 f"calls {i}..{j}: {j - i + 1} in {stamps[j] - stamps[i]:.3f} s, over a budget of "
                 f"{per_minute:g}/min (burst {burst:g})"
             )
+
+
+def emulator_time_follows_trigger_waits(monkeypatch: Any, emulator: Any) -> None:
+    """
+    Emulator time stands still (manual clock) but for the trigger's waits between checks, which move it.
+
+    Each ``asyncio.sleep`` of ``triggers.delivery`` advances the emulator clock by its seconds and returns at
+    once: the delays a test sets (visibility, DLR) pass in the trigger's checks, not in the machine's real
+    seconds, so a check that must come before a delay ends always does, however loaded the machine.
+    """
+    from airflow_qikberry.triggers import delivery as trigger_module
+
+    class _Waits:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(asyncio, name)
+
+        @staticmethod
+        async def sleep(seconds: float, result: Any = None) -> Any:
+            emulator.advance_clock(max(seconds, 0.0))
+            await asyncio.sleep(0)
+            return result
+
+    emulator.configure(manual_clock=True)
+    monkeypatch.setattr(trigger_module, "asyncio", _Waits())

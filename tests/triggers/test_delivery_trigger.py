@@ -27,6 +27,7 @@ from airflow_qikberry.transport.aio import HttpxTransport
 from airflow_qikberry.triggers.delivery import QikberryDeliveryTrigger
 from tests.triggers.support import (
     assert_within_budget,
+    emulator_time_follows_trigger_waits,
     first_event,
     fresh_poll_budgets,
     run_trigger,
@@ -114,7 +115,10 @@ def test_bad_trigger_input_is_refused_when_deferring(kwargs: dict[str, Any], fie
 # -- run()
 
 
-def test_run_waits_through_delayed_visibility_with_plus_numbers(qikberry_conn: str, emulator: Any) -> None:
+def test_run_waits_through_delayed_visibility_with_plus_numbers(
+    qikberry_conn: str, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator_time_follows_trigger_waits(monkeypatch, emulator)
     emulator.configure(visibility_delay_seconds=1.0, dlr_delay_seconds=1.8, number_format="plus")
     group, ids = send_group(emulator, 150)
     sent = posts(emulator)
@@ -133,7 +137,10 @@ def test_run_waits_through_delayed_visibility_with_plus_numbers(qikberry_conn: s
     assert posts(emulator) == sent  # run() only reads
 
 
-def test_group_mode_waits_for_a_group_that_is_not_visible_yet(qikberry_conn: str, emulator: Any) -> None:
+def test_group_mode_waits_for_a_group_that_is_not_visible_yet(
+    qikberry_conn: str, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator_time_follows_trigger_waits(monkeypatch, emulator)
     emulator.configure(dlr_delay_seconds=0.2)
     early, _ = send_group(emulator, 5)
     emulator.configure(visibility_delay_seconds=1.5)
