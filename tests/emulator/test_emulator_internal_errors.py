@@ -250,9 +250,33 @@ def test_reset_over_http_waits_too_and_is_not_counted_itself(emu: Emulator, clie
     assert client.control("POST", "reset", json={"timeout": -1}).status_code == 400
 
 
+def _held_latency(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """
+    A ``latency`` fault of the (in-process) emulator holds its request until the returned event is set.
+
+    The request then stays in flight for as long as the test needs, whatever the load: a real 0.6 s latency
+    once ended before a reset sent over HTTP reached the emulator on a loaded CI machine.
+    """
+    from airflow_qikberry.emulator import server
+
+    release = threading.Event()
+
+    class _Time:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            assert release.wait(TIMEOUT), "the held request was never released"
+
+    monkeypatch.setattr(server, "time", _Time())
+    return release
+
+
 def test_reset_gives_up_after_its_timeout_and_says_so(
-    emu: Emulator, client: Client, caplog: pytest.LogCaptureFixture
+    emu: Emulator, client: Client, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    release = _held_latency(monkeypatch)
     emu.set_faults([{"endpoint": "sms/send", "kind": "latency", "seconds": 1.0, "times": 1}])
     thread, result = send_in_background(emu)
     wait_in_flight(emu)
@@ -260,7 +284,8 @@ def test_reset_gives_up_after_its_timeout_and_says_so(
     with caplog.at_level(logging.ERROR, logger=LOGGER):
         assert emu.reset(timeout=0.2) is False
     waited = time.monotonic() - started
-    assert 0.15 <= waited < 0.8, waited
+    release.set()
+    assert 0.15 <= waited < 5, waited
     [error] = emu.internal_errors()
     assert (error["method"], error["type"]) == ("RESET", "ResetTimeout")
     assert "1 in-flight API request" in error["message"]
@@ -269,11 +294,15 @@ def test_reset_gives_up_after_its_timeout_and_says_so(
     thread.join(TIMEOUT)
     assert result["status"] == 200
     assert [m["custom"] for m in emu.messages()] == ["in-flight"]
-    # Over HTTP, a timed-out reset says so too.
+    # Over HTTP, a timed-out reset says so too. (The first request's handler may still be finishing: it must
+    # be done before the next one is counted as in flight.)
+    assert emu.wait_requests_done(TIMEOUT)
+    release.clear()
     emu.set_faults([{"endpoint": "sms/send", "kind": "latency", "seconds": 0.6, "times": 1}])
     thread, result = send_in_background(emu)
     wait_in_flight(emu)
     r = requests.post(f"{emu.url}/_emulator/reset", json={"timeout": 0.1}, timeout=TIMEOUT)
+    release.set()
     assert r.json() == {"status": "OK", "timed_out": True}
     thread.join(TIMEOUT)
     emu.reset()
