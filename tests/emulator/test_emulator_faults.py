@@ -102,9 +102,9 @@ def test_latency_fault_delays_then_processes(client: Client, emu: Emulator) -> N
     assert r.json()["data"][0]["customid"] == "late"
     assert [m["custom"] for m in emu.messages()] == ["late"]
     assert emu.request_log()["requests"][0]["fault"] == "latency"
-    started = time.monotonic()
     assert client.send().status_code == 200
-    assert time.monotonic() - started < 0.3  # applied once only
+    # Applied once only: the log says so (a wall-clock bound on the second send would depend on the load).
+    assert [r["fault"] for r in emu.request_log()["requests"]] == ["latency", None]
 
 
 def test_slow_response_accepts_then_answers_late(client: Client, emu: Emulator) -> None:
