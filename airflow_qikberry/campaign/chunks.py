@@ -353,7 +353,7 @@ class BuiltAhead:
     def __init__(self, spool_path: str, offsets: list[int], chunks: Sequence[Chunk]) -> None:
         self.spool_path, self.offsets, self.chunks = spool_path, offsets, chunks
         self.pool: Any = None
-        self.handle: Any = None
+        self.spool: Spool | None = None
         self.pending: tuple[int, Any] | None = None
 
     def __enter__(self) -> BuiltAhead:
@@ -362,18 +362,18 @@ class BuiltAhead:
     def __exit__(self, *exc: object) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
-        if self.handle is not None:
-            self.handle.close()
+        if self.spool is not None:
+            self.spool.handle.close()
 
     def build(self, index: int, sender: ChunkSender) -> None:
         """Begin building chunk ``index``'s request (all its rows); one at a time, in the order begun."""
-        if self.pool is None:
+        if self.spool is None:  # the thread and its spool handle, on first use
             from concurrent.futures import ThreadPoolExecutor
 
             self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qikberry-campaign-ahead")
-            self.handle = open(self.spool_path, "rb")  # noqa: SIM115 - closed by __exit__
-        spool = Spool(self.handle, self.offsets, self.chunks)
-        chunk = self.chunks[index]
+            handle = open(self.spool_path, "rb")  # noqa: SIM115 - closed by __exit__
+            self.spool = Spool(handle, self.offsets, self.chunks)
+        spool, chunk = self.spool, self.chunks[index]
         self.pending = (index, self.pool.submit(lambda: sender.build_all(chunk, spool.rows(index))))
 
     def take(self, index: int) -> Built | None:

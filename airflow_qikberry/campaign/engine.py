@@ -395,14 +395,15 @@ def _send(
                 )
                 index, pending = scan.find(index)
                 continue
-        if pending is None:  # all its rows: built ahead, or here (before the next one is begun)
-            rows, built = ahead.take(index) or sender.build_all(chunk, spool.rows(index))
+        # All its rows: built ahead, or here (before the next one is begun); some of them: built when sent.
+        rows, built = (
+            (ahead.take(index) or sender.build_all(chunk, spool.rows(index)))
+            if pending is None
+            else (spool.rows(index), None)
+        )
         if index + 1 < len(chunks):
             ahead.build(index + 1, sender)
-        if pending is None:
-            outcome = sender.send(chunk, rows, None, built)
-        else:
-            outcome = sender.send(chunk, spool.rows(index), pending)
+        outcome = sender.send(chunk, rows, pending, built)
         look = outcome.accepted == 0 and pending is None
         pending = None
         sent += outcome.accepted

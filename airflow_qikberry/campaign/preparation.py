@@ -282,8 +282,8 @@ def prepare(
         else None
     )
     blake2b, from_bytes = hashlib.blake2b, int.from_bytes
-    # Per row, only what each row needs: the running counts are locals, a chunk's lines are written, hashed
-    # and measured as one block when it is full (the same bytes, in the same order, as row by row).
+    # Per row, only what each row needs: the running counts are locals, and a chunk's lines go to the spool
+    # and the digest as one block when it is full (the same bytes, in the same order, as row by row).
     accepted = duplicates = chunk_units = 0
     chunk_end = 0  # where the chunk being filled ends (the first row starts one)
     block: list[bytes] = []
@@ -315,10 +315,10 @@ def prepare(
                 report.add(number_in_source, TEMPLATE_ERROR, given, f"{type(exc).__name__}: {exc}")
                 continue
             measured = measure_text(text, encoding, max_units)
-            if type(measured) is tuple:
+            if isinstance(measured, tuple):
                 report.add(number_in_source, measured[0], given, measured[1])
                 continue
-            info = measured  # type: ignore[assignment]
+            info = measured
             if check is not None and (differs := check(text)) is not None:
                 report.add(number_in_source, DLT_MISMATCH, given, differs)
                 continue
@@ -343,6 +343,7 @@ def prepare(
                 out.chunk_units.append(chunk_units)
             out.chunk_offsets.append(offset)
             chunk_units = 0
+            # A chunk "ends" at the limit too, so that the check above runs once the limit is reached.
             chunk_end = min(plan.next_start(accepted), MAX_CAMPAIGN_MESSAGES)
         block.append(data)
         source_rows(number_in_source)
