@@ -57,7 +57,7 @@ _DECIMALS: dict[tuple[type, Any], Decimal] = {}
 def _int(value: Any) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity, decoded as float("inf")
         return 0
 
 

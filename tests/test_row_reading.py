@@ -204,3 +204,13 @@ def test_money_values_read_once_are_the_values_read_each_time() -> None:
             got, want = _decimal(value), _reference_decimal(value)
             assert str(got) == str(want), value
             assert got.as_tuple() == want.as_tuple(), value
+
+
+def test_non_finite_numbers_in_count_fields_read_as_zero() -> None:
+    """JSON's Infinity and NaN (decoded as floats) in a count field read as 0, not an OverflowError."""
+    import json
+
+    [row] = json.loads('[{"id": "g:1", "mobile": "919876543210", "units": Infinity, "length": -Infinity}]')
+    sent = SentMessage.from_api(row)
+    assert (sent.units, sent.length) == (0, 0)
+    assert MessageStatus.from_api({**row, "units": float("nan")}).units == 0
